@@ -1,0 +1,219 @@
+"""`calsync` command line, built on Flask's click CLI. Each verb is a thin caller of the same
+code the HTTP API and the worker use."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+from flask.cli import FlaskGroup, with_appcontext
+
+from calsync.settings import SettingsError
+
+
+def _create_app():
+    from webhook import create_app
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_create_app, add_version_option=False)
+def cli() -> None:
+    """calsync: Google Calendar busy time, kept in step by push notifications."""
+
+
+def _parse_time(value: str | None, default: datetime) -> datetime:
+    if value is None:
+        return default
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"not an ISO 8601 time: {value!r}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# --- db ---------------------------------------------------------------------------------
+
+
+@cli.group()
+def db() -> None:
+    """Database schema (Alembic)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to REVISION."""
+    from models.migrate import upgrade
+
+    upgrade(revision=revision)
+    click.echo(f"database at {revision}")
+
+
+# --- hosts and calendars ----------------------------------------------------------------
+
+
+@cli.group()
+def hosts() -> None:
+    """Hosts: the people whose time is booked."""
+
+
+@hosts.command("add")
+@click.argument("name")
+@click.option("--time-zone", default="UTC", show_default=True)
+@with_appcontext
+def hosts_add(name: str, time_zone: str) -> None:
+    """Create a host; prints its id and API token (shown once)."""
+    from models.db import session_scope
+    from models.registry import create_host
+
+    with session_scope() as session:
+        host, token = create_host(session, name, time_zone)
+        host_id = host.id
+    click.echo(json.dumps({"id": host_id, "apiToken": token}))
+
+
+@cli.group()
+def calendars() -> None:
+    """Google calendars of a host."""
+
+
+@calendars.command("add")
+@click.argument("host_id", type=int)
+@click.argument("google_calendar_id")
+@click.option(
+    "--credentials",
+    "credentials_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Google authorized-user JSON (client_id, client_secret, refresh_token, token_uri).",
+)
+@click.option("--no-watch", is_flag=True, help="Do not open a push channel (poll only).")
+@with_appcontext
+def calendars_add(
+    host_id: int, google_calendar_id: str, credentials_file: Path, no_watch: bool
+) -> None:
+    """Attach a Google calendar; a full sync and a watch start in the background."""
+    from models.credentials_box import CredentialsError
+    from models.db import session_scope
+    from models.hosts import Host
+    from models.registry import attach_calendar
+    from worker.enqueue import enqueue_sync, enqueue_watch
+
+    try:
+        credentials = json.loads(credentials_file.read_text())
+    except ValueError as exc:
+        raise click.BadParameter(f"credentials file is not JSON: {exc}") from None
+    with session_scope() as session:
+        if session.get(Host, host_id) is None:
+            raise click.ClickException(f"no host {host_id}")
+        try:
+            calendar, _created = attach_calendar(session, host_id, google_calendar_id, credentials)
+        except CredentialsError as exc:
+            raise click.BadParameter(str(exc)) from None
+        calendar_id = calendar.id
+    enqueue_sync(calendar_id, reason="attach", full=True)
+    if not no_watch:
+        enqueue_watch(calendar_id)
+    click.echo(json.dumps({"id": calendar_id}))
+
+
+# --- sync, busy, status -----------------------------------------------------------------
+
+
+@cli.command("sync")
+@click.argument("calendar_id", type=int)
+@click.option("--full", is_flag=True, help="Full resync instead of incremental.")
+@click.option("--inline", is_flag=True, help="Run here instead of enqueueing for a worker.")
+@with_appcontext
+def sync(calendar_id: int, full: bool, inline: bool) -> None:
+    """Sync one calendar now."""
+    if inline:
+        from worker.sync_engine import sync_calendar
+
+        result = sync_calendar(calendar_id, trigger="cli", full=full, force=True)
+        click.echo(json.dumps({"status": result.status, "detail": result.detail}))
+        if result.status not in ("done", "skipped"):
+            sys.exit(1)
+        return
+    from worker.enqueue import enqueue_sync
+
+    enqueue_sync(calendar_id, reason="cli", full=full, force=True)
+    click.echo(json.dumps({"enqueued": calendar_id}))
+
+
+@cli.command("busy")
+@click.argument("host_id", type=int)
+@click.option("--from", "time_from", help="Window start, ISO 8601 (default: now).")
+@click.option("--to", "time_to", help="Window end, ISO 8601 (default: 14 days later).")
+@with_appcontext
+def busy(host_id: int, time_from: str | None, time_to: str | None) -> None:
+    """Print the host's merged busy intervals (all calendars plus manual blocks)."""
+    from models.busy_queries import host_busy
+    from models.db import session_scope
+
+    start = _parse_time(time_from, datetime.now(UTC))
+    end = _parse_time(time_to, start + timedelta(days=14))
+    if end <= start:
+        raise click.BadParameter("--to must be after --from")
+    with session_scope() as session:
+        intervals = host_busy(session, host_id, start, end)
+    for interval in intervals:
+        click.echo(
+            f"{interval.start.isoformat()}  {interval.end.isoformat()}  "
+            + ",".join(interval.sources)
+        )
+    if not intervals:
+        click.echo("(no busy time)")
+
+
+@cli.command("status")
+@click.argument("calendar_id", type=int)
+@with_appcontext
+def status(calendar_id: int) -> None:
+    """Print one calendar's sync state."""
+    from models.db import session_scope
+    from models.sync_status import calendar_status
+
+    with session_scope() as session:
+        report = calendar_status(session, calendar_id, datetime.now(UTC))
+    if report is None:
+        raise click.ClickException(f"no calendar {calendar_id}")
+    click.echo(json.dumps(report, indent=2, default=str))
+
+
+# --- emulator and demo ------------------------------------------------------------------
+
+
+@cli.command("emulator")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8765, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--scenario", type=click.Path(exists=True, dir_okay=False), default=None)
+def emulator(host: str, port: int, seed: int, scenario: str | None) -> None:
+    """Run the Google Calendar API emulator in the foreground."""
+    from emulator.server import serve
+
+    serve(host=host, port=port, seed=seed, scenario_path=scenario)
+
+
+@cli.command("demo")
+@click.option("--port", default=8000, show_default=True, type=int, help="Web port.")
+@click.option("--emulator-port", default=0, type=int, help="Emulator port (default: free).")
+@click.option("--keep-running/--exit-after-script", default=True, show_default=True)
+def demo(port: int, emulator_port: int, keep_running: bool) -> None:
+    """Run everything locally (emulator, web, worker, beat) and watch a calendar sync."""
+    from calsync.demo import run_demo
+
+    sys.exit(run_demo(web_port=port, emulator_port=emulator_port, keep_running=keep_running))
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="calsync")
+    except SettingsError as exc:
+        click.echo(f"configuration error: {exc}", err=True)
+        sys.exit(2)

@@ -1,0 +1,357 @@
+"""`calsync demo`: the whole pipeline on one machine with nothing installed but calsync.
+
+Starts the Google emulator (in this process), web (gunicorn), worker and beat (Celery on the
+embedded SQLite broker), attaches a demo calendar, then makes the changes that cause double
+bookings elsewhere and prints, as each is applied, the busy table, why the other events do
+not block, and the measured notification→applied lag.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+from sqlalchemy import func, select
+
+from calsync.processes import (
+    ServiceProcess,
+    beat_argv,
+    free_port,
+    wait_http,
+    web_argv,
+    worker_argv,
+)
+from calsync.settings import Settings, configure
+
+DEMO_ZONE = "Europe/Berlin"
+DEMO_ACCOUNT = "host@demo.calsync.test"
+APPLY_TIMEOUT = 60
+
+
+@dataclass
+class Step:
+    title: str
+    change: Callable[[], Any]
+
+
+class DemoStopped(Exception):
+    pass
+
+
+def _local(day: date, hour: int, minute: int = 0) -> str:
+    return datetime(
+        day.year, day.month, day.day, hour, minute, tzinfo=ZoneInfo(DEMO_ZONE)
+    ).isoformat()
+
+
+def _timed(day: date, start_hour: int, end_hour: int, **fields: Any) -> dict:
+    return {
+        "start": {"dateTime": _local(day, start_hour), "timeZone": DEMO_ZONE},
+        "end": {"dateTime": _local(day, end_hour), "timeZone": DEMO_ZONE},
+        **fields,
+    }
+
+
+def _steps(control: Any, calendar: str) -> list[Step]:
+    today = datetime.now(ZoneInfo(DEMO_ZONE)).date()
+    day1, day2, day3 = (today + timedelta(days=n) for n in (1, 2, 3))
+    made: dict[str, str] = {}
+
+    def insert(key: str, body: dict) -> None:
+        made[key] = control.insert_event(calendar, body)["id"]
+
+    me = {"email": DEMO_ACCOUNT, "self": True}
+    return [
+        Step(
+            "A busy meeting tomorrow 10:00-11:00",
+            lambda: insert("meeting", _timed(day1, 10, 11, summary="Customer call")),
+        ),
+        Step(
+            "An event marked Free tomorrow 12:00-13:00 (must NOT block)",
+            lambda: insert(
+                "free",
+                _timed(day1, 12, 13, summary="Lunch (shown as Free)", transparency="transparent"),
+            ),
+        ),
+        Step(
+            "An invitation the host declined, tomorrow 15:00-16:00 (must NOT block)",
+            lambda: insert(
+                "declined",
+                _timed(
+                    day1,
+                    15,
+                    16,
+                    summary="Optional sync",
+                    attendees=[
+                        {**me, "responseStatus": "declined"},
+                        {"email": "boss@example.com", "responseStatus": "accepted"},
+                    ],
+                ),
+            ),
+        ),
+        Step(
+            f"An all-day event on {day2} (whole day in {DEMO_ZONE}, not UTC midnight)",
+            lambda: insert(
+                "allday",
+                {
+                    "summary": "Offsite",
+                    "start": {"date": day2.isoformat()},
+                    "end": {"date": (day2 + timedelta(days=1)).isoformat()},
+                },
+            ),
+        ),
+        Step(
+            "A daily standup 09:00-09:15, 5 times (recurring series)",
+            lambda: insert(
+                "series",
+                {
+                    **_timed(day1, 9, 9, summary="Standup"),
+                    "end": {"dateTime": _local(day1, 9, 15), "timeZone": DEMO_ZONE},
+                    "recurrence": ["RRULE:FREQ=DAILY;COUNT=5"],
+                },
+            ),
+        ),
+        Step(
+            f"Move the customer call to {day3} 14:00-15:00",
+            lambda: control.patch_event(
+                calendar,
+                made["meeting"],
+                {
+                    "start": {"dateTime": _local(day3, 14), "timeZone": DEMO_ZONE},
+                    "end": {"dateTime": _local(day3, 15), "timeZone": DEMO_ZONE},
+                },
+            ),
+        ),
+        Step(
+            "Delete the all-day event",
+            lambda: control.delete_event(calendar, made["allday"]),
+        ),
+    ]
+
+
+class Demo:
+    def __init__(self, web_port: int, emulator_port: int) -> None:
+        self.web_port = web_port or free_port()
+        self.emulator_port = emulator_port
+        self.data_dir = Path(tempfile.mkdtemp(prefix="calsync-demo-"))
+        self.processes: list[ServiceProcess] = []
+        self.emulator: Any = None
+        self.calendar_id: int | None = None
+        self.host_id: int | None = None
+        self.runs_seen = 0
+
+    # --- setup --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        from emulator import EmulatorServer
+
+        self.emulator = EmulatorServer(port=self.emulator_port).start()
+        env = {
+            "CALSYNC_DATA_DIR": str(self.data_dir),
+            "CALSYNC_PUBLIC_URL": f"http://127.0.0.1:{self.web_port}",
+            "CALSYNC_GOOGLE_API_ENDPOINT": self.emulator.api_endpoint,
+            "CALSYNC_GOOGLE_TOKEN_URI": self.emulator.token_uri,
+            "CALSYNC_SECRET_KEY": secrets.token_urlsafe(32),
+            "CALSYNC_ADMIN_TOKEN": secrets.token_urlsafe(24),
+            "CALSYNC_SWEEP_AFTER_SECONDS": "5",
+            "CALSYNC_LEASE_SECONDS": "20",
+        }
+        child_env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("CALSYNC_") and k not in ("DATABASE_URL", "REDIS_URL")
+        } | env
+        settings = Settings.from_env(env)
+        configure(settings)
+        from models.migrate import upgrade
+
+        upgrade(settings.database_url)
+        logs = self.data_dir / "logs"
+        self.processes = [
+            ServiceProcess("web", web_argv(self.web_port, workers=1), child_env, logs / "web.log"),
+            ServiceProcess("worker", worker_argv(2), child_env, logs / "worker.log"),
+            ServiceProcess(
+                "beat", beat_argv(self.data_dir / "beat-schedule"), child_env, logs / "beat.log"
+            ),
+        ]
+        for process in self.processes:
+            process.start()
+        wait_http(f"http://127.0.0.1:{self.web_port}/healthz", timeout=30)
+        click.echo(f"  web      http://127.0.0.1:{self.web_port}  (logs in {logs})")
+        click.echo(f"  emulator {self.emulator.url}")
+        click.echo(f"  data     {self.data_dir}")
+
+    def attach(self) -> str:
+        from models.db import session_scope
+        from models.registry import attach_calendar, create_host
+        from worker.enqueue import enqueue_sync, enqueue_watch
+
+        control = self.emulator.control
+        credentials = control.create_account(DEMO_ACCOUNT)
+        control.create_calendar(
+            DEMO_ACCOUNT, time_zone=DEMO_ZONE, owner=DEMO_ACCOUNT, summary="Demo host"
+        )
+        with session_scope() as session:
+            host, _token = create_host(session, "Demo host", DEMO_ZONE)
+            calendar, _ = attach_calendar(session, host.id, DEMO_ACCOUNT, credentials)
+            self.host_id, self.calendar_id = host.id, calendar.id
+        enqueue_sync(self.calendar_id, reason="attach", full=True)
+        enqueue_watch(self.calendar_id)
+        return DEMO_ACCOUNT
+
+    # --- observing ----------------------------------------------------------------------
+
+    def _check_processes(self) -> None:
+        for process in self.processes:
+            if not process.alive:
+                raise click.ClickException(
+                    f"{process.name} exited; last log lines:\n{process.log_tail()}"
+                )
+
+    def _run_count(self) -> int:
+        from models import SyncRun
+        from models.db import session_scope
+
+        with session_scope() as session:
+            return (
+                session.scalar(
+                    select(func.count())
+                    .select_from(SyncRun)
+                    .where(SyncRun.calendar_id == self.calendar_id, SyncRun.outcome == "ok")
+                )
+                or 0
+            )
+
+    def wait_applied(self, runs_before: int, what: str) -> None:
+        deadline = time.monotonic() + APPLY_TIMEOUT
+        while self._run_count() <= runs_before:
+            self._check_processes()
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"{what} was not applied within {APPLY_TIMEOUT}s")
+            time.sleep(0.05)
+
+    def wait_watching(self) -> None:
+        from models import Channel
+        from models.db import session_scope
+
+        deadline = time.monotonic() + APPLY_TIMEOUT
+        while True:
+            with session_scope() as session:
+                watching = session.scalar(
+                    select(func.count())
+                    .select_from(Channel)
+                    .where(
+                        Channel.calendar_id == self.calendar_id,
+                        Channel.resource_id.is_not(None),
+                    )
+                )
+            if watching:
+                return
+            self._check_processes()
+            if time.monotonic() > deadline:
+                raise click.ClickException("the push channel did not start")
+            time.sleep(0.05)
+
+    def print_table(self) -> None:
+        from models import CalendarEvent, SyncRun
+        from models.busy_queries import host_busy
+        from models.db import session_scope
+
+        now = datetime.now(UTC)
+        zone = ZoneInfo(DEMO_ZONE)
+        with session_scope() as session:
+            busy = host_busy(
+                session, self.host_id, now - timedelta(days=1), now + timedelta(days=8)
+            )
+            events = session.execute(
+                select(CalendarEvent.summary, CalendarEvent.start, CalendarEvent.decision)
+                .where(CalendarEvent.calendar_id == self.calendar_id)
+                .order_by(CalendarEvent.start)
+            ).all()
+            run = session.scalars(
+                select(SyncRun)
+                .where(SyncRun.calendar_id == self.calendar_id)
+                .order_by(SyncRun.id.desc())
+                .limit(1)
+            ).first()
+        click.echo("  busy (host time, merged):")
+        for interval in busy:
+            start, end = interval.start.astimezone(zone), interval.end.astimezone(zone)
+            click.echo(f"    {start:%a %d %b %H:%M} - {end:%a %d %b %H:%M}")
+        if not busy:
+            click.echo("    (nothing)")
+        free = [e for e in events if e.decision != "busy"]
+        if free:
+            click.echo("  not blocking, and why:")
+            for summary, start, decision in free:
+                when = start.astimezone(zone).strftime("%a %d %b %H:%M") if start else "?"
+                click.echo(f"    {when}  {summary or '(no title)'}: {decision}")
+        if run is not None:
+            lag = f"{run.notification_lag_ms} ms" if run.notification_lag_ms is not None else "n/a"
+            click.echo(
+                f"  sync run: {run.kind} via {run.trigger}, {run.events_seen} events seen, "
+                f"notification→applied lag {lag}"
+            )
+
+    # --- teardown -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        if self.emulator is not None:
+            self.emulator.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def run_demo(web_port: int = 8000, emulator_port: int = 0, keep_running: bool = True) -> int:
+    demo = Demo(web_port, emulator_port)
+    # Ctrl-C and SIGTERM both end up in the `finally` below.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        click.echo("calsync demo: starting emulator, web, worker and beat ...")
+        demo.start()
+        calendar = demo.attach()
+        click.echo(f"\nAttached Google calendar {calendar!r}; first full sync ...")
+        demo.wait_applied(0, "the first full sync")
+        demo.wait_watching()
+        click.echo("Full sync done and push channel open.\n")
+        for number, step in enumerate(_steps(demo.emulator.control, calendar), 1):
+            before = demo._run_count()
+            click.echo(f"[{number}] {step.title}")
+            step.change()
+            demo.wait_applied(before, step.title)
+            demo.print_table()
+            click.echo("")
+            time.sleep(0.5)
+        if keep_running:
+            click.echo(
+                "All changes applied. Still running: change events at the emulator "
+                f"({demo.emulator.url}/_emulator/...) and watch; Ctrl-C to stop."
+            )
+            seen = demo._run_count()
+            while True:
+                demo._check_processes()
+                count = demo._run_count()
+                if count > seen:
+                    seen = count
+                    click.echo(f"[{datetime.now():%H:%M:%S}] change applied")
+                    demo.print_table()
+                time.sleep(0.2)
+        return 0
+    except KeyboardInterrupt:
+        click.echo("\nstopping ...")
+        return 0
+    finally:
+        demo.stop()
+        click.echo("stopped.")

@@ -1,0 +1,159 @@
+"""Configuration from the environment (`CALSYNC_*`), read once and validated.
+
+Every wrong value fails with a `SettingsError` that names the variable, so a bad deploy
+says exactly what to fix instead of failing later inside a task.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from urllib.parse import urlsplit
+
+GOOGLE_API_ENDPOINT = "https://www.googleapis.com/calendar/v3/"
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+GOOGLE_AUTH_URI = "https://accounts.google.com/o/oauth2/auth"
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or wrong; the message names the variable."""
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number of seconds/days, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be greater than zero, got {value}")
+    return value
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        scheme = urlsplit(raw).scheme.split("+")[0]
+        if scheme not in schemes:
+            allowed = ", ".join(schemes)
+            raise SettingsError(f"{name} must be a URL with scheme {allowed}; got {raw!r}")
+        return raw
+
+    return parse
+
+
+def _text(name: str, raw: str) -> str:
+    if not raw.strip():
+        raise SettingsError(f"{name} must not be empty")
+    return raw
+
+
+def _normalize_database_url(url: str) -> str:
+    # Platforms hand out postgres:// URLs; SQLAlchemy wants an explicit driver (psycopg 3).
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=lambda: Path(".calsync").resolve())
+    database_url: str = ""
+    broker_url: str = ""
+    public_url: str = "http://127.0.0.1:8000"
+    google_api_endpoint: str = GOOGLE_API_ENDPOINT
+    google_token_uri: str = GOOGLE_TOKEN_URI
+    google_auth_uri: str = GOOGLE_AUTH_URI
+    google_client_id: str | None = None
+    google_client_secret: str | None = None
+    secret_key: str | None = None
+    admin_token: str | None = None
+    alert_webhook_url: str | None = None
+    stale_after_seconds: int = 300
+    sync_horizon_days: int = 365
+    channel_ttl_seconds: int = 7 * 24 * 3600
+    renew_before_seconds: int = 24 * 3600
+    safety_net_seconds: int = 3600
+    sweep_after_seconds: int = 10
+    lease_seconds: int = 60
+    # A calendar notified again while it syncs is fetched again no sooner than this after
+    # the previous fetch began: a burst of notifications costs two fetches, not one each.
+    min_sync_interval_ms: int = 1000
+    full_resync_seconds: int = 7 * 24 * 3600
+
+    def __post_init__(self) -> None:
+        # Embedded defaults: everything in one data directory, no servers needed.
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'calsync.db'}")
+        if not self.broker_url:
+            object.__setattr__(self, "broker_url", f"sqla+sqlite:///{self.data_dir / 'broker.db'}")
+        object.__setattr__(self, "database_url", _normalize_database_url(self.database_url))
+
+    @property
+    def is_embedded_broker(self) -> bool:
+        return self.broker_url.startswith("sqla+")
+
+    @property
+    def webhook_address(self) -> str:
+        return self.public_url.rstrip("/") + "/webhooks/google"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        # Platform names first, so the project's own names win when both are set.
+        if env.get("DATABASE_URL"):
+            values["database_url"] = _url(("postgres", "postgresql", "sqlite"))(
+                "DATABASE_URL", env["DATABASE_URL"]
+            )
+        if env.get("REDIS_URL"):
+            values["broker_url"] = _url(("redis", "rediss"))("REDIS_URL", env["REDIS_URL"])
+        for f in fields(cls):
+            name = "CALSYNC_" + f.name.upper()
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _PARSERS[f.name](name, raw)
+        return cls(**values)  # type: ignore[arg-type]
+
+
+_PARSERS: dict[str, Callable[[str, str], object]] = {
+    "data_dir": lambda _name, raw: Path(raw).resolve(),
+    "database_url": _url(("postgres", "postgresql", "sqlite")),
+    "broker_url": _url(("redis", "rediss", "sqla", "memory", "amqp")),
+    "public_url": _url(("http", "https")),
+    "google_api_endpoint": _url(("http", "https")),
+    "google_token_uri": _url(("http", "https")),
+    "google_auth_uri": _url(("http", "https")),
+    "google_client_id": _text,
+    "google_client_secret": _text,
+    "secret_key": _text,
+    "admin_token": _text,
+    "alert_webhook_url": _url(("http", "https")),
+    "stale_after_seconds": _positive_int,
+    "sync_horizon_days": _positive_int,
+    "channel_ttl_seconds": _positive_int,
+    "renew_before_seconds": _positive_int,
+    "safety_net_seconds": _positive_int,
+    "sweep_after_seconds": _positive_int,
+    "lease_seconds": _positive_int,
+    "min_sync_interval_ms": _positive_int,
+    "full_resync_seconds": _positive_int,
+}
+
+_current: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    global _current
+    if _current is None:
+        _current = Settings.from_env()
+    return _current
+
+
+def configure(settings: Settings | None) -> None:
+    """Replace the process-wide settings (tests, CLI options)."""
+    global _current
+    _current = settings

@@ -1,0 +1,28 @@
+"""calsync's data layer: typed SQLAlchemy models, sessions, migrations and read queries.
+
+`models` imports neither `webhook` nor `worker`.
+"""
+
+from models.accounts import AccountState, GoogleAccount
+from models.base import Base, utcnow
+from models.calendars import Calendar, Channel, SyncState
+from models.events import BusyBlock, CalendarEvent
+from models.hosts import Host, ManualBlock
+from models.sync_runs import SyncKind, SyncOutcome, SyncRun
+
+__all__ = [
+    "AccountState",
+    "Base",
+    "BusyBlock",
+    "Calendar",
+    "CalendarEvent",
+    "Channel",
+    "GoogleAccount",
+    "Host",
+    "ManualBlock",
+    "SyncKind",
+    "SyncOutcome",
+    "SyncRun",
+    "SyncState",
+    "utcnow",
+]

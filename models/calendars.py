@@ -1,0 +1,71 @@
+"""Calendars, their watch channels, and their sync state."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime, utcnow
+
+
+class Calendar(Base):
+    __tablename__ = "calendars"
+    __table_args__ = (UniqueConstraint("host_id", "google_calendar_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("google_accounts.id", ondelete="CASCADE"), index=True
+    )
+    google_calendar_id: Mapped[str] = mapped_column(String(1024))
+    # The calendar's own zone as Google reports it; all-day events are placed in it.
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    summary: Mapped[str | None] = mapped_column(Text)
+    # Why the calendar is not push-watched (Google refused, or access lost); None = watched.
+    watch_problem: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Channel(Base):
+    """A Google watch channel. Several overlap during renewal; all are accepted."""
+
+    __tablename__ = "channels"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    calendar_id: Mapped[int] = mapped_column(
+        ForeignKey("calendars.id", ondelete="CASCADE"), index=True
+    )
+    token: Mapped[str] = mapped_column(String(256))
+    resource_id: Mapped[str | None] = mapped_column(String(256))
+    expiration: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_notification_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_message_number: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class SyncState(Base):
+    """One row per calendar: the sync token, the dirty flag, the lease and the health."""
+
+    __tablename__ = "sync_states"
+    __table_args__ = (Index("ix_sync_states_dirty_since", "dirty_since"),)
+
+    calendar_id: Mapped[int] = mapped_column(
+        ForeignKey("calendars.id", ondelete="CASCADE"), primary_key=True
+    )
+    sync_token: Mapped[str | None] = mapped_column(Text)
+    # Receive time of the first notification not yet applied; None = clean.
+    dirty_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    last_notification_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error_code: Mapped[str | None] = mapped_column(String(64))
+    last_error_message: Mapped[str | None] = mapped_column(Text)
+    full_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set when Google must not be called for this calendar (gone, access lost).
+    blocked_reason: Mapped[str | None] = mapped_column(String(64))

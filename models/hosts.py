@@ -1,0 +1,40 @@
+"""Hosts (whose time is booked) and their manual blocks."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime, utcnow
+
+
+class Host(Base):
+    __tablename__ = "hosts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # camelCase keys as in the API; empty means the defaults of worker.busy_rules.BusyPolicy.
+    busy_policy: Mapped[dict] = mapped_column(JSON, default=dict)
+    # SHA-256 of the host's API token; the token itself is shown once and never stored.
+    api_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ManualBlock(Base):
+    """Time a host blocks by hand (any length, minutes to weeks), with a note."""
+
+    __tablename__ = "manual_blocks"
+    __table_args__ = (
+        CheckConstraint('"end" > start', name="positive_length"),
+        Index("ix_manual_blocks_host_start", "host_id", "start", "end"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"))
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,113 @@
+"""Creating and removing hosts and calendars (database side only; callers enqueue work)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.accounts import AccountState, GoogleAccount
+from models.calendars import Calendar, Channel, SyncState
+from models.credentials_box import (
+    decrypt_credentials,
+    encrypt_credentials,
+    validate_authorized_user,
+)
+from models.hosts import Host
+
+
+def hash_api_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_host(session: Session, name: str, time_zone: str = "UTC") -> tuple[Host, str]:
+    """A new host and its API token (returned once, stored hashed)."""
+    token = "cs_" + secrets.token_urlsafe(32)
+    host = Host(
+        name=name, time_zone=time_zone, busy_policy={}, api_token_hash=hash_api_token(token)
+    )
+    session.add(host)
+    session.flush()
+    return host, token
+
+
+def _same_grant(a: dict, b: dict) -> bool:
+    return (a.get("client_id"), a.get("refresh_token")) == (
+        b.get("client_id"),
+        b.get("refresh_token"),
+    )
+
+
+def find_or_add_account(
+    session: Session, host_id: int, credentials: dict, email: str | None = None
+) -> GoogleAccount:
+    """The host's account for this OAuth grant; new credentials for the same client replace
+    old ones and clear a `needs_reauth` state."""
+    info = validate_authorized_user(credentials)
+    for account in session.scalars(select(GoogleAccount).where(GoogleAccount.host_id == host_id)):
+        if _same_grant(decrypt_credentials(account.credentials_encrypted), info):
+            if account.state != AccountState.OK:
+                account.state, account.state_reason = AccountState.OK, None
+            return account
+    account = GoogleAccount(
+        host_id=host_id,
+        email=email or info.get("account"),
+        credentials_encrypted=encrypt_credentials(info),
+        state=AccountState.OK,
+    )
+    session.add(account)
+    session.flush()
+    return account
+
+
+def attach_calendar(
+    session: Session, host_id: int, google_calendar_id: str, credentials: dict
+) -> tuple[Calendar, bool]:
+    """Attach (or re-attach with new credentials) a Google calendar. Returns (calendar, created)."""
+    account = find_or_add_account(session, host_id, credentials)
+    calendar = session.scalar(
+        select(Calendar).where(
+            Calendar.host_id == host_id, Calendar.google_calendar_id == google_calendar_id
+        )
+    )
+    if calendar is not None:
+        calendar.account_id = account.id
+        state = session.get(SyncState, calendar.id)
+        if state is not None:
+            state.blocked_reason = None
+        return calendar, False
+    calendar = Calendar(
+        host_id=host_id, account_id=account.id, google_calendar_id=google_calendar_id
+    )
+    session.add(calendar)
+    session.flush()
+    session.add(SyncState(calendar_id=calendar.id, consecutive_failures=0))
+    session.flush()
+    return calendar, True
+
+
+@dataclass(frozen=True)
+class ChannelToStop:
+    channel_id: str
+    resource_id: str | None
+
+
+def detach_calendar(session: Session, calendar_id: int) -> tuple[int, list[ChannelToStop]] | None:
+    """Delete the calendar with its events, blocks and state. Returns the account id and the
+    live channels the caller must stop at Google, or None if there was no such calendar."""
+    calendar = session.get(Calendar, calendar_id)
+    if calendar is None:
+        return None
+    channels = [
+        ChannelToStop(c.id, c.resource_id)
+        for c in session.scalars(
+            select(Channel).where(Channel.calendar_id == calendar_id, Channel.stopped_at.is_(None))
+        )
+    ]
+    account_id = calendar.account_id
+    session.delete(calendar)
+    session.flush()
+    return account_id, channels

@@ -1,0 +1,157 @@
+"""The dirty flag and the lease on a calendar's SyncState: the only coordination between the
+webhook (marks dirty), the sweeper (finds forgotten dirt) and sync workers (claim and clear).
+
+Every function is a single conditional UPDATE, so it is atomic on PostgreSQL and SQLite alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from models.accounts import AccountState, GoogleAccount
+from models.calendars import Calendar, SyncState
+
+
+def mark_dirty(session: Session, calendar_id: int, received_at: datetime) -> bool:
+    """Record a notification. True only on the clean→dirty transition (enqueue then)."""
+    result = session.execute(
+        update(SyncState)
+        .where(SyncState.calendar_id == calendar_id, SyncState.dirty_since.is_(None))
+        .values(dirty_since=received_at)
+    )
+    return result.rowcount == 1
+
+
+def unmark_dirty(session: Session, calendar_id: int, received_at: datetime) -> None:
+    """Undo `mark_dirty` when the task could not be enqueued, so Google's retry of the
+    notification (we answered 503) makes the transition again."""
+    session.execute(
+        update(SyncState)
+        .where(SyncState.calendar_id == calendar_id, SyncState.dirty_since == received_at)
+        .values(dirty_since=None)
+    )
+
+
+def restore_dirty(session: Session, calendar_id: int, dirty_since: datetime) -> None:
+    """Put back a dirty mark a failed run had taken, keeping the earliest time."""
+    session.execute(
+        update(SyncState)
+        .where(
+            SyncState.calendar_id == calendar_id,
+            or_(SyncState.dirty_since.is_(None), SyncState.dirty_since > dirty_since),
+        )
+        .values(dirty_since=dirty_since)
+    )
+
+
+@dataclass(frozen=True)
+class Claim:
+    calendar_id: int
+    owner: str
+    dirty_since: datetime | None
+    sync_token: str | None
+
+
+def claim(
+    session: Session,
+    calendar_id: int,
+    owner: str,
+    now: datetime,
+    lease_seconds: int,
+    *,
+    require_dirty: bool,
+) -> Claim | None:
+    """Take the calendar's lease and its dirty mark. None if another worker holds a live
+    lease, or (when `require_dirty`) there is nothing to do."""
+    conditions = [
+        SyncState.calendar_id == calendar_id,
+        or_(SyncState.lease_until.is_(None), SyncState.lease_until < now),
+    ]
+    if require_dirty:
+        conditions.append(SyncState.dirty_since.is_not(None))
+    taken = session.execute(
+        update(SyncState)
+        .where(and_(*conditions))
+        .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
+    )
+    if taken.rowcount != 1:
+        return None
+    # The row is now locked by this transaction: read the mark, then clear it.
+    state = session.execute(
+        select(SyncState.dirty_since, SyncState.sync_token).where(
+            SyncState.calendar_id == calendar_id
+        )
+    ).one()
+    session.execute(
+        update(SyncState)
+        .where(SyncState.calendar_id == calendar_id)
+        .values(dirty_since=None, last_attempt_at=now)
+    )
+    return Claim(calendar_id, owner, state.dirty_since, state.sync_token)
+
+
+def extend_lease(
+    session: Session, calendar_id: int, owner: str, now: datetime, lease_seconds: int
+) -> bool:
+    """Renew a lease this owner holds. False if it was lost (expired and taken over)."""
+    result = session.execute(
+        update(SyncState)
+        .where(SyncState.calendar_id == calendar_id, SyncState.lease_owner == owner)
+        .values(lease_until=now + timedelta(seconds=lease_seconds))
+    )
+    return result.rowcount == 1
+
+
+def take_dirty(
+    session: Session, calendar_id: int, owner: str, now: datetime, lease_seconds: int
+) -> datetime | None:
+    """For the lease holder starting another pass: take the dirty mark (its time, cleared)."""
+    if not extend_lease(session, calendar_id, owner, now, lease_seconds):
+        return None
+    dirty_since = session.scalar(
+        select(SyncState.dirty_since).where(SyncState.calendar_id == calendar_id)
+    )
+    session.execute(
+        update(SyncState)
+        .where(SyncState.calendar_id == calendar_id)
+        .values(dirty_since=None, last_attempt_at=now)
+    )
+    return dirty_since
+
+
+def release_lease(session: Session, calendar_id: int, owner: str) -> None:
+    session.execute(
+        update(SyncState)
+        .where(SyncState.calendar_id == calendar_id, SyncState.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None)
+    )
+
+
+def lease_remaining(session: Session, calendar_id: int, now: datetime) -> float:
+    until = session.scalar(
+        select(SyncState.lease_until).where(SyncState.calendar_id == calendar_id)
+    )
+    return max(0.0, (until - now).total_seconds()) if until else 0.0
+
+
+def forgotten_dirty(session: Session, now: datetime, older_than_seconds: int) -> list[int]:
+    """Calendars dirty for longer than the threshold with no live lease: their task was lost."""
+    cutoff = now - timedelta(seconds=older_than_seconds)
+    return list(
+        session.scalars(
+            select(SyncState.calendar_id)
+            .join(Calendar, Calendar.id == SyncState.calendar_id)
+            .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
+            .where(
+                GoogleAccount.state == AccountState.OK,
+                SyncState.dirty_since.is_not(None),
+                SyncState.dirty_since < cutoff,
+                SyncState.blocked_reason.is_(None),
+                or_(SyncState.lease_until.is_(None), SyncState.lease_until < now),
+            )
+        )
+    )

@@ -1,0 +1,48 @@
+"""Audit trail: one row per sync run."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime, utcnow
+
+
+class SyncKind(enum.StrEnum):
+    INCREMENTAL = "incremental"
+    FULL = "full"
+    RECOVERY_410 = "410-recovery"
+
+
+class SyncOutcome(enum.StrEnum):
+    RUNNING = "running"
+    OK = "ok"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    NEEDS_REAUTH = "needs_reauth"
+
+
+class SyncRun(Base):
+    __tablename__ = "sync_runs"
+    __table_args__ = (Index("ix_sync_runs_calendar_started", "calendar_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    calendar_id: Mapped[int] = mapped_column(ForeignKey("calendars.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(20))
+    trigger: Mapped[str | None] = mapped_column(String(32))
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    pages: Mapped[int] = mapped_column(Integer, default=0)
+    events_seen: Mapped[int] = mapped_column(Integer, default=0)
+    blocks_upserted: Mapped[int] = mapped_column(Integer, default=0)
+    blocks_deleted: Mapped[int] = mapped_column(Integer, default=0)
+    # First unprocessed notification received → this run committed.
+    notification_lag_ms: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(20), default=SyncOutcome.RUNNING)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)

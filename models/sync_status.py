@@ -1,0 +1,114 @@
+"""Sync status of a calendar as plain data, for the CLI, the API and the status page."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from calsync.settings import get_settings
+from models.accounts import AccountState, GoogleAccount
+from models.calendars import Calendar, Channel, SyncState
+from models.health import Health, HealthInputs, evaluate
+from models.sync_runs import SyncRun
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def calendar_health(session: Session, calendar_id: int, now: datetime) -> Health | None:
+    found = _load(session, calendar_id)
+    return None if found is None else _health(found, now)
+
+
+def _load(session: Session, calendar_id: int):
+    row = session.execute(
+        select(Calendar, SyncState, GoogleAccount.state)
+        .join(SyncState, SyncState.calendar_id == Calendar.id)
+        .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
+        .where(Calendar.id == calendar_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    expiration = session.scalar(
+        select(func.max(Channel.expiration)).where(
+            Channel.calendar_id == calendar_id, Channel.stopped_at.is_(None)
+        )
+    )
+    return row[0], row[1], row[2], expiration
+
+
+def _health(found, now: datetime) -> Health:
+    _calendar, state, account_state, expiration = found
+    settings = get_settings()
+    return evaluate(
+        HealthInputs(
+            now=now,
+            account_needs_reauth=account_state == AccountState.NEEDS_REAUTH,
+            blocked_reason=state.blocked_reason,
+            consecutive_failures=state.consecutive_failures,
+            dirty_since=state.dirty_since,
+            lease_owner=state.lease_owner,
+            lease_until=state.lease_until,
+            last_success_at=state.last_success_at,
+            channel_expiration=expiration,
+            stale_after_seconds=settings.stale_after_seconds,
+            safety_net_seconds=settings.safety_net_seconds,
+        )
+    )
+
+
+def calendar_status(
+    session: Session, calendar_id: int, now: datetime, runs: int = 10
+) -> dict[str, Any] | None:
+    found = _load(session, calendar_id)
+    if found is None:
+        return None
+    calendar, state, _account_state, expiration = found
+    health = _health(found, now)
+    recent = session.scalars(
+        select(SyncRun)
+        .where(SyncRun.calendar_id == calendar_id)
+        .order_by(SyncRun.started_at.desc(), SyncRun.id.desc())
+        .limit(runs)
+    )
+    return {
+        "calendarId": calendar.id,
+        "googleCalendarId": calendar.google_calendar_id,
+        "timeZone": calendar.time_zone,
+        "state": str(health.state),
+        "stale": health.stale,
+        "lagSeconds": health.lag_seconds,
+        "dirtySince": _iso(state.dirty_since),
+        "lastNotificationAt": _iso(state.last_notification_at),
+        "lastSuccessAt": _iso(state.last_success_at),
+        "lastAttemptAt": _iso(state.last_attempt_at),
+        "fullSyncAt": _iso(state.full_sync_at),
+        "channelExpiresAt": _iso(expiration),
+        "watchProblem": calendar.watch_problem,
+        "consecutiveFailures": state.consecutive_failures,
+        "lastError": (
+            {"code": state.last_error_code, "message": state.last_error_message}
+            if state.last_error_code
+            else None
+        ),
+        "recentRuns": [
+            {
+                "kind": run.kind,
+                "trigger": run.trigger,
+                "outcome": run.outcome,
+                "startedAt": _iso(run.started_at),
+                "durationMs": run.duration_ms,
+                "pages": run.pages,
+                "eventsSeen": run.events_seen,
+                "blocksUpserted": run.blocks_upserted,
+                "blocksDeleted": run.blocks_deleted,
+                "notificationLagMs": run.notification_lag_ms,
+                "error": run.error_code,
+            }
+            for run in recent
+        ],
+    }

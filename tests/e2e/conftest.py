@@ -1,0 +1,231 @@
+"""End-to-end stack: the emulator (in this process, pushing real HTTP notifications), the web
+app under gunicorn, and real Celery workers, on the suite's database and broker."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from calsync.processes import (
+    ServiceProcess,
+    beat_argv,
+    free_port,
+    wait_http,
+    web_argv,
+    worker_argv,
+)
+from calsync.settings import Settings, configure
+from emulator import EmulatorServer
+from models import Channel, SyncState
+from models.busy_queries import calendar_busy
+from models.db import session_scope
+from models.registry import attach_calendar, create_host
+from tests.backends import Backend
+from tests.conftest import settings_env
+from worker.enqueue import enqueue_sync, enqueue_watch
+
+pytestmark = pytest.mark.e2e
+
+LEASE_SECONDS = 5
+
+
+def _purge_broker(backend: Backend) -> None:
+    if backend.redis_url:
+        import redis
+
+        redis.Redis.from_url(backend.redis_url).flushdb()
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    emulator: EmulatorServer
+    env: dict[str, str]
+    logs: Path
+    web_port: int
+    web: ServiceProcess | None = None
+    workers: list[ServiceProcess] = field(default_factory=list)
+    beat: ServiceProcess | None = None
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def start_worker(self, concurrency: int = 2) -> ServiceProcess:
+        name = f"worker{len(self.workers)}"
+        process = ServiceProcess(
+            name, worker_argv(concurrency, hostname=name), self.env, self.logs / f"{name}.log"
+        ).start()
+        self.workers.append(process)
+        return process
+
+    def start_beat(self) -> ServiceProcess:
+        self.beat = ServiceProcess(
+            "beat", beat_argv(self.logs / "beat-schedule"), self.env, self.logs / "beat.log"
+        ).start()
+        return self.beat
+
+    def stop(self) -> None:
+        for process in [*self.workers, self.beat, self.web]:
+            if process is not None:
+                process.stop()
+
+    def logs_tail(self) -> str:
+        parts = []
+        for process in [*self.workers, self.beat, self.web]:
+            if process is not None:
+                lines = [
+                    line
+                    for line in process.log_tail(400).splitlines()
+                    if "sweep" not in line and "safety" not in line
+                ][-40:]
+                parts.append(f"--- {process.name} ---\n" + "\n".join(lines))
+        return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def stack(
+    backend: Backend, base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    emulator = EmulatorServer(seed=3).start()
+    web_port = free_port()
+    settings = dataclasses.replace(
+        base_settings,
+        public_url=f"http://127.0.0.1:{web_port}",
+        google_api_endpoint=emulator.api_endpoint,
+        google_token_uri=emulator.token_uri,
+        lease_seconds=LEASE_SECONDS,
+        sweep_after_seconds=3,
+    )
+    configure(settings)
+    _purge_broker(backend)
+    logs = tmp_path_factory.mktemp("e2e-logs")
+    env = settings_env(settings)
+    stack = Stack(settings, emulator, env, logs, web_port)
+    stack.web = ServiceProcess("web", web_argv(web_port), env, logs / "web.log").start()
+    try:
+        wait_http(stack.web_url + "/healthz", timeout=30)
+        stack.start_worker()
+        stack.start_beat()
+        yield stack
+    finally:
+        stack.stop()
+        emulator.stop()
+        configure(None)
+
+
+@pytest.fixture
+def live(stack: Stack, db: None) -> Iterator[Stack]:
+    """The running stack with an empty database and a reset emulator for this test."""
+    configure(stack.settings)
+    stack.emulator.control.reset(seed=3)
+    yield stack
+    stack.emulator.control.reset(seed=3)
+    wait_idle(timeout=30)
+
+
+@dataclass
+class LiveCalendar:
+    host_id: int
+    calendar_id: int
+    google_calendar_id: str
+
+
+def attach_watched(stack: Stack, email: str, time_zone: str = "Europe/Berlin") -> LiveCalendar:
+    control = stack.emulator.control
+    credentials = control.create_account(email)
+    control.create_calendar(email, time_zone=time_zone, owner=email)
+    with session_scope() as session:
+        host, _ = create_host(session, f"host {email}", time_zone)
+        calendar, _ = attach_calendar(session, host.id, email, credentials)
+        cal = LiveCalendar(host.id, calendar.id, email)
+    enqueue_sync(cal.calendar_id, reason="attach", full=True)
+    enqueue_watch(cal.calendar_id)
+    return cal
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, stack: Stack) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}\n{stack.logs_tail()}")
+        time.sleep(0.1)
+
+
+def watching_and_synced(calendar_ids: list[int]) -> bool:
+    with session_scope() as session:
+        synced = session.scalar(
+            select(func.count())
+            .select_from(SyncState)
+            .where(SyncState.calendar_id.in_(calendar_ids), SyncState.last_success_at.is_not(None))
+        )
+        watched = session.scalar(
+            select(func.count(func.distinct(Channel.calendar_id))).where(
+                Channel.calendar_id.in_(calendar_ids), Channel.resource_id.is_not(None)
+            )
+        )
+    return synced == len(calendar_ids) and watched == len(calendar_ids)
+
+
+def wait_idle(timeout: float = 30) -> None:
+    """No calendar dirty or leased."""
+    deadline = time.monotonic() + timeout
+    now = datetime.now(UTC)
+    while time.monotonic() < deadline:
+        now = datetime.now(UTC)
+        with session_scope() as session:
+            busy = session.scalar(
+                select(func.count())
+                .select_from(SyncState)
+                .where(
+                    (SyncState.dirty_since.is_not(None))
+                    | ((SyncState.lease_until.is_not(None)) & (SyncState.lease_until > now))
+                )
+            )
+        if not busy:
+            return
+        time.sleep(0.1)
+
+
+def window() -> tuple[datetime, datetime]:
+    start = datetime.now(UTC).replace(microsecond=0)
+    return start, start + timedelta(days=60)
+
+
+def busy_matches(stack: Stack, cal: LiveCalendar) -> bool:
+    start, end = window()
+    with session_scope() as session:
+        ours = [(i.start, i.end) for i in calendar_busy(session, cal.calendar_id, start, end)]
+    google = [
+        tuple(pair)
+        for pair in stack.emulator.control.reference_busy(cal.google_calendar_id, start, end)
+    ]
+    return ours == google
+
+
+def assert_converges(stack: Stack, calendars: list[LiveCalendar], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(calendars)
+    while pending:
+        pending = [cal for cal in pending if not busy_matches(stack, cal)]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            start, end = window()
+            details = []
+            for cal in pending:
+                with session_scope() as session:
+                    ours = calendar_busy(session, cal.calendar_id, start, end)
+                google = stack.emulator.control.reference_busy(cal.google_calendar_id, start, end)
+                details.append(f"{cal.google_calendar_id}:\n ours={ours}\n google={google}")
+            pytest.fail(
+                "busy blocks did not converge:\n" + "\n".join(details) + "\n" + stack.logs_tail()
+            )
+        time.sleep(0.2)

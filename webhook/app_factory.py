@@ -1,0 +1,37 @@
+"""The web process's Flask app: Google push receiver, health probes, and (added by their
+own modules) the /v1 API, status page and metrics."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from calsync.settings import Settings, configure, get_settings
+from webhook import request_scope
+from webhook.errors import register_error_handlers
+from webhook.health import health
+from webhook.push_receiver import push_receiver
+
+# Google's push bodies are empty and API requests are small; anything larger is refused
+# with 413 before it is read.
+MAX_CONTENT_LENGTH = 64 * 1024
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app. Without `settings`, they are read from the environment."""
+    if settings is None:
+        settings = get_settings()
+    else:
+        configure(settings)
+    app = Flask("webhook")
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,
+        # Bad input must get our JSON errors, never a debugger page or a propagated trace.
+        PROPAGATE_EXCEPTIONS=False,
+        TRAP_HTTP_EXCEPTIONS=False,
+        TRAP_BAD_REQUEST_ERRORS=False,
+    )
+    request_scope.init_app(app, settings)
+    register_error_handlers(app)
+    app.register_blueprint(push_receiver)
+    app.register_blueprint(health)
+    return app

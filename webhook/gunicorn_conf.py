@@ -1,0 +1,34 @@
+"""gunicorn settings for the `web` process (`gunicorn -c webhook/gunicorn_conf.py ...`).
+
+Platform conventions: $PORT to bind, $WEB_CONCURRENCY worker processes. Threads let one
+worker answer pushes while another request waits on the database.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def _int_env(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
+    if value <= 0:
+        raise SystemExit(f"{name} must be greater than zero, got {value}")
+    return value
+
+
+bind = f"0.0.0.0:{_int_env('PORT', 8000)}"
+workers = _int_env("WEB_CONCURRENCY", 2)
+threads = 4
+worker_class = "gthread"
+timeout = 30
+graceful_timeout = 30
+# Access logs off by default (one line per push is noise at volume); GUNICORN_ACCESS_LOG=-
+# turns them on to stdout.
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
+errorlog = "-"

@@ -1,0 +1,292 @@
+"""Google push receiver: `POST /webhooks/google` (DESIGN.md, "The flow", step 1).
+
+On the hot path, so it does the least that is safe: check the headers, authenticate the
+channel, mark the calendar dirty in one short transaction, and enqueue a sync only on the
+clean→dirty transition, after the commit (a burst of notifications is one fetch). It never
+calls Google and never imports the sync engine; the worker asks Google what changed.
+
+Google retries 500/502/503/504 and counts 2xx as delivered, so every "try again later"
+condition (database or broker down) answers 503, and everything Google should not retry
+(forged, stale or malformed messages) answers 4xx without touching stored data.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from flask import Blueprint, Response, request
+from sqlalchemy import Case, ColumnElement, case, func, literal, or_, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from werkzeug.datastructures import Headers
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from models.base import UTCDateTime, utcnow
+from models.calendars import Channel, SyncState
+from models.sync_flags import mark_dirty, unmark_dirty
+from webhook.errors import error_response
+from webhook.request_scope import request_session
+from worker import enqueue as task_queue
+
+log = logging.getLogger("calsync.webhook.push")
+
+push_receiver = Blueprint("push_receiver", __name__)
+
+RESOURCE_STATES = frozenset({"sync", "exists", "not_exists"})
+# Google's documented limits for a channel's id and token; resource ids fit the column.
+MAX_CHANNEL_ID_LENGTH = 64
+MAX_TOKEN_LENGTH = 256
+MAX_RESOURCE_ID_LENGTH = 256
+MAX_MESSAGE_NUMBER_DIGITS = 20
+# channels.last_message_number is a 32-bit column; a larger number is accepted, not stored.
+MAX_STORED_MESSAGE_NUMBER = 2**31 - 1
+
+# Errors meaning "cannot reach the database now": answer 503 so Google retries. OSError
+# covers an engine that cannot even open its SQLite file.
+_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, PoolTimeoutError, OSError)
+
+
+class Outcome(StrEnum):
+    """Stable names for what happened to a notification (the metrics label values)."""
+
+    ACCEPTED = "accepted"
+    SYNC_ACK = "sync_ack"
+    UNKNOWN_CHANNEL = "unknown_channel"
+    BAD_TOKEN = "bad_token"
+    RESOURCE_MISMATCH = "resource_mismatch"
+    MALFORMED = "malformed"
+    BODY_NOT_ALLOWED = "body_not_allowed"
+    BODY_TOO_LARGE = "body_too_large"
+    UNAVAILABLE = "unavailable"
+
+
+OUTCOMES: tuple[str, ...] = tuple(outcome.value for outcome in Outcome)
+
+# Until the metrics module replaces `record_outcome`, outcomes are counted here.
+outcome_counts: Counter[str] = Counter()
+
+
+def record_outcome(outcome: str) -> None:
+    """Metrics hook, called once per request with one of OUTCOMES."""
+    outcome_counts[outcome] += 1
+
+
+@dataclass(frozen=True)
+class Notification:
+    channel_id: str
+    token: str | None
+    resource_id: str
+    resource_state: str
+    message_number: int
+
+
+class Rejection(Exception):
+    """A notification refused with a status; `code` defaults to the outcome name."""
+
+    def __init__(self, outcome: Outcome, status: int, message: str, code: str | None = None):
+        super().__init__(message)
+        self.outcome = outcome
+        self.status = status
+        self.message = message
+        self.code = code or outcome.value
+
+
+def _malformed(message: str) -> Rejection:
+    return Rejection(Outcome.MALFORMED, 400, message)
+
+
+def _header(headers: Headers, name: str, max_length: int) -> str | None:
+    value = (headers.get(name) or "").strip()
+    if len(value) > max_length:
+        raise _malformed(f"{name} is longer than {max_length} characters.")
+    return value or None
+
+
+def _required_header(headers: Headers, name: str, max_length: int) -> str:
+    value = _header(headers, name, max_length)
+    if value is None:
+        raise _malformed(f"{name} header is missing or blank.")
+    return value
+
+
+def parse_notification(headers: Headers) -> Notification:
+    """The notification's headers, checked; raises a 400 `Rejection` when malformed."""
+    channel_id = _required_header(headers, "X-Goog-Channel-ID", MAX_CHANNEL_ID_LENGTH)
+    resource_state = _required_header(headers, "X-Goog-Resource-State", 32)
+    if resource_state not in RESOURCE_STATES:
+        raise _malformed("X-Goog-Resource-State must be one of sync, exists, not_exists.")
+    resource_id = _required_header(headers, "X-Goog-Resource-ID", MAX_RESOURCE_ID_LENGTH)
+    number = _required_header(headers, "X-Goog-Message-Number", MAX_MESSAGE_NUMBER_DIGITS)
+    # isascii: str.isdigit also accepts digits int() refuses (e.g. superscripts).
+    if not (number.isascii() and number.isdigit()):
+        raise _malformed("X-Goog-Message-Number must be a whole number.")
+    token = _header(headers, "X-Goog-Channel-Token", MAX_TOKEN_LENGTH)
+    return Notification(channel_id, token, resource_id, resource_state, int(number))
+
+
+def _refuse_body() -> None:
+    """Google sends no body; refuse one without ever reading more than MAX_CONTENT_LENGTH."""
+    limit = request.max_content_length
+    length = request.content_length
+    if length is not None:
+        if limit is not None and length > limit:
+            raise Rejection(Outcome.BODY_TOO_LARGE, 413, "Request body too large.")
+        if length > 0:
+            raise Rejection(Outcome.BODY_NOT_ALLOWED, 400, "Push notifications have no body.")
+        return
+    # A streamed (chunked) body: the WSGI server ends it and werkzeug caps it at the limit,
+    # raising RequestEntityTooLarge past it; read it out to tell "some" from "too much".
+    seen = 0
+    try:
+        while chunk := request.stream.read(16 * 1024):
+            seen += len(chunk)
+    except RequestEntityTooLarge:
+        raise Rejection(Outcome.BODY_TOO_LARGE, 413, "Request body too large.") from None
+    if seen:
+        raise Rejection(Outcome.BODY_NOT_ALLOWED, 400, "Push notifications have no body.")
+
+
+def _authenticate(channel: Channel | None, notification: Notification) -> Channel:
+    if channel is None or channel.stopped_at is not None:
+        raise Rejection(Outcome.UNKNOWN_CHANNEL, 404, "Unknown or stopped channel.")
+    given = (notification.token or "").encode()
+    if not hmac.compare_digest(channel.token.encode(), given):
+        raise Rejection(Outcome.BAD_TOKEN, 403, "Channel token does not match.")
+    if channel.resource_id is not None and channel.resource_id != notification.resource_id:
+        raise Rejection(Outcome.RESOURCE_MISMATCH, 403, "Resource id does not match the channel.")
+    return channel
+
+
+def _later(column: InstrumentedAttribute[datetime | None], value: datetime) -> Case[Any]:
+    """SQL for "the later of the column and value": concurrent requests never move it back."""
+    bound = literal(value, UTCDateTime())
+    return case((or_(column.is_(None), column < bound), bound), else_=column)
+
+
+def _record_on_channel(session: Session, notification: Notification, now: datetime) -> None:
+    values: dict[str, ColumnElement[Any]] = {
+        "last_notification_at": _later(Channel.last_notification_at, now),
+        # The `sync` message may arrive before the watch response stored the resource id.
+        "resource_id": func.coalesce(Channel.resource_id, notification.resource_id),
+    }
+    number = notification.message_number
+    if number <= MAX_STORED_MESSAGE_NUMBER:
+        column = Channel.last_message_number
+        values["last_message_number"] = case(
+            (or_(column.is_(None), column < number), number), else_=column
+        )
+    session.execute(
+        update(Channel)
+        .where(Channel.id == notification.channel_id)
+        .values(values)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _record_on_sync_state(session: Session, calendar_id: int, now: datetime) -> None:
+    session.execute(
+        update(SyncState)
+        .where(SyncState.calendar_id == calendar_id)
+        .values(last_notification_at=_later(SyncState.last_notification_at, now))
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _rollback_quietly(session: Session | None) -> None:
+    if session is None:
+        return
+    try:
+        session.rollback()
+    except Exception as exc:  # the connection may be the thing that broke
+        log.debug("rollback_failed error=%s", type(exc).__name__)
+
+
+def _unavailable(what: str) -> Rejection:
+    return Rejection(
+        Outcome.UNAVAILABLE, 503, f"The {what} is unavailable; retry later.", f"{what}_unavailable"
+    )
+
+
+def _enqueue_or_undo(session: Session, calendar_id: int, received_at: datetime) -> None:
+    try:
+        task_queue.enqueue_sync(calendar_id, reason="push")
+    except Exception as exc:
+        if not isinstance(exc, task_queue.EnqueueError):
+            log.exception("enqueue_failed calendar_id=%s", calendar_id)
+        # Undo the clean→dirty transition so Google's retry (we answer 503) enqueues again.
+        try:
+            unmark_dirty(session, calendar_id, received_at)
+            session.commit()
+        except _UNAVAILABLE_ERRORS as undo_exc:
+            _rollback_quietly(session)
+            # The mark stays; the sweeper re-enqueues the calendar once the broker is back.
+            log.warning(
+                "unmark_dirty_failed calendar_id=%s error=%s",
+                calendar_id,
+                type(undo_exc).__name__,
+            )
+        raise _unavailable("broker") from exc
+
+
+def handle_notification(notification: Notification, received_at: datetime) -> Outcome:
+    """Authenticate and apply one checked notification; raises `Rejection`."""
+    session: Session | None = None
+    try:
+        session = request_session()
+        channel = _authenticate(session.get(Channel, notification.channel_id), notification)
+        calendar_id = channel.calendar_id
+        _record_on_channel(session, notification, received_at)
+        if notification.resource_state == "sync":
+            session.commit()
+            return Outcome.SYNC_ACK
+        _record_on_sync_state(session, calendar_id, received_at)
+        became_dirty = mark_dirty(session, calendar_id, received_at)
+        session.commit()
+    except _UNAVAILABLE_ERRORS as exc:
+        _rollback_quietly(session)
+        log.warning("database_unavailable error=%s", type(exc).__name__)
+        raise _unavailable("database") from exc
+    if became_dirty:
+        _enqueue_or_undo(session, calendar_id, received_at)
+    return Outcome.ACCEPTED
+
+
+def _log_rejection(rejection: Rejection) -> None:
+    # Never the token. Header values are client-controlled: cut to the channel-id limit.
+    def shown(name: str) -> str:
+        return repr(request.headers.get(name, "")[:MAX_CHANNEL_ID_LENGTH])
+
+    log.log(
+        logging.WARNING if rejection.status >= 500 else logging.INFO,
+        "push_rejected outcome=%s status=%s code=%s channel_id=%s resource_state=%s "
+        "message_number=%s remote_addr=%s",
+        rejection.outcome.value,
+        rejection.status,
+        rejection.code,
+        shown("X-Goog-Channel-ID"),
+        shown("X-Goog-Resource-State"),
+        shown("X-Goog-Message-Number"),
+        request.remote_addr,
+    )
+
+
+@push_receiver.post("/webhooks/google")
+def receive_google_push() -> Response:
+    received_at = utcnow()
+    try:
+        _refuse_body()
+        notification = parse_notification(request.headers)
+        outcome = handle_notification(notification, received_at)
+    except Rejection as rejection:
+        _log_rejection(rejection)
+        record_outcome(rejection.outcome.value)
+        return error_response(rejection.status, rejection.code, rejection.message)
+    record_outcome(outcome.value)
+    return Response(status=204)

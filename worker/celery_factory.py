@@ -1,0 +1,85 @@
+"""Builds the Celery app from settings: broker, reliability options, beat schedule."""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init
+
+from calsync.settings import Settings, get_settings
+
+QUEUE = "calsync"
+
+
+def create_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    if settings.is_embedded_broker:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # The embedded broker is polled; the 1 s default would dominate sync latency.
+        from kombu.transport import sqlalchemy as sqla_transport
+
+        sqla_transport.Transport.polling_interval = 0.1
+    app = Celery("calsync", broker=settings.broker_url, include=["worker.tasks"])
+    app.conf.update(
+        task_default_queue=QUEUE,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        # A task is acknowledged only when done; a killed worker's task is delivered again.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        # The webhook must answer 503 within moments when the broker is down, not hang.
+        task_publish_retry=True,
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+        broker_connection_timeout=2,
+        broker_transport_options=_transport_options(settings),
+        beat_schedule=_beat_schedule(settings),
+        timezone="UTC",
+    )
+    return app
+
+
+def _transport_options(settings: Settings) -> dict:
+    if settings.is_embedded_broker:
+        # Passed to create_engine by kombu's SQLAlchemy transport: wait for SQLite locks
+        # instead of failing when web, worker and beat write at the same moment.
+        return {"connect_args": {"timeout": 30}}
+    return {
+        # Unacked tasks of a worker that died outright come back after this long; the
+        # sweeper recovers sooner from the dirty marks in the database.
+        "visibility_timeout": 900,
+        "socket_connect_timeout": 2,
+        "socket_timeout": 10,
+    }
+
+
+def _beat_schedule(settings: Settings) -> dict:
+    return {
+        "sweep-dirty-calendars": {
+            "task": "calsync.sweep_dirty",
+            "schedule": max(1.0, settings.sweep_after_seconds / 2),
+        },
+        "renew-channels": {
+            "task": "calsync.renew_channels",
+            "schedule": 300.0,
+        },
+        "safety-net-sync": {
+            "task": "calsync.safety_net",
+            "schedule": 30.0,
+        },
+    }
+
+
+@worker_process_init.connect
+def _fresh_connections_after_fork(**_kwargs) -> None:
+    # A forked pool process must not reuse the parent's database sockets.
+    from models.db import dispose_engines
+
+    dispose_engines(after_fork=True)

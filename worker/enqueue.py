@@ -1,0 +1,33 @@
+"""Sending work to the queue by task name, so callers (the webhook, the CLI, the API) never
+import the sync engine or anything that talks to Google."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu.exceptions import KombuError, OperationalError
+
+
+class EnqueueError(RuntimeError):
+    """The broker could not take the message."""
+
+
+def send(task_name: str, *args: Any, **kwargs: Any) -> None:
+    from worker.celery_app import app
+
+    try:
+        app.send_task(task_name, args=list(args), kwargs=kwargs)
+    except (OperationalError, KombuError, OSError) as exc:
+        raise EnqueueError(f"broker unavailable: {type(exc).__name__}") from exc
+
+
+def enqueue_sync(calendar_id: int, *, reason: str, full: bool = False, force: bool = False) -> None:
+    send("calsync.sync_calendar", calendar_id, trigger=reason, full=full, force=force)
+
+
+def enqueue_watch(calendar_id: int) -> None:
+    send("calsync.start_watch", calendar_id)
+
+
+def enqueue_stop_channels(account_id: int, channels: list[tuple[str, str | None]]) -> None:
+    send("calsync.stop_channels", account_id, [list(c) for c in channels])

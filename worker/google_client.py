@@ -1,0 +1,150 @@
+"""Building the real google-api-python-client for an account, and paging events.list.
+
+Every request goes through `execute_with_retry`: tenacity retries transient errors with
+truncated exponential backoff and full jitter, then gives up by re-raising (the task decides
+what a give-up means: a Celery retry with countdown).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any
+
+import httplib2
+from google.oauth2.credentials import Credentials
+from google_auth_httplib2 import AuthorizedHttp
+from googleapiclient.discovery import build
+from googleapiclient.errors import HttpError
+from tenacity import (
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from calsync.settings import Settings
+from worker.google_errors import ErrorKind, classify
+
+PAGE_SIZE = 2500  # Google's maximum for events.list
+REQUEST_TIMEOUT_SECONDS = 20
+RETRY_ATTEMPTS = 5
+RETRY_MAX_WAIT_SECONDS = 8
+RETRY_MAX_TOTAL_SECONDS = 30
+
+
+def _noop_observer(method: str, status: int | str) -> None:
+    return None
+
+
+# Replaced by the metrics module: called once per HTTP attempt with Google's answer.
+request_observer: Callable[[str, int | str], None] = _noop_observer
+
+_services: dict[str, Any] = {}
+
+
+def build_service(credentials_info: dict, settings: Settings) -> Any:
+    """A Calendar v3 client for these credentials, cached per process.
+
+    The cache key is a hash of the credentials, so new credentials get a new client and the
+    access token is refreshed once per process rather than once per task.
+    """
+    key = hashlib.sha256(
+        (json.dumps(credentials_info, sort_keys=True) + settings.google_api_endpoint).encode()
+    ).hexdigest()
+    service = _services.get(key)
+    if service is None:
+        # The token endpoint comes from our configuration only, never from the stored JSON:
+        # a refresh token must not be sent wherever an uploaded document says.
+        credentials = Credentials.from_authorized_user_info(credentials_info).with_token_uri(
+            settings.google_token_uri
+        )
+        http = AuthorizedHttp(credentials, http=httplib2.Http(timeout=REQUEST_TIMEOUT_SECONDS))
+        service = build(
+            "calendar",
+            "v3",
+            http=http,
+            static_discovery=True,
+            cache_discovery=False,
+            client_options={"api_endpoint": settings.google_api_endpoint},
+        )
+        _services[key] = service
+    return service
+
+
+def forget_services() -> None:
+    """Drop cached clients (after credentials changed or were revoked)."""
+    _services.clear()
+
+
+def _is_transient(exc: BaseException) -> bool:
+    return classify(exc).kind is ErrorKind.TRANSIENT
+
+
+def execute_with_retry(request: Any, method: str) -> dict:
+    """Run one API request; transient failures are retried here, briefly."""
+
+    def attempt() -> dict:
+        try:
+            response = request.execute(num_retries=0)
+        except HttpError as exc:
+            request_observer(method, int(exc.resp.status))
+            raise
+        except Exception:
+            request_observer(method, "error")
+            raise
+        request_observer(method, 200)
+        return response
+
+    retrying = Retrying(
+        retry=retry_if_exception(_is_transient),
+        wait=wait_random_exponential(multiplier=0.25, max=RETRY_MAX_WAIT_SECONDS),
+        stop=stop_after_attempt(RETRY_ATTEMPTS) | stop_after_delay(RETRY_MAX_TOTAL_SECONDS),
+        reraise=True,
+    )
+    return retrying(attempt)
+
+
+def list_event_pages(
+    service: Any,
+    google_calendar_id: str,
+    *,
+    sync_token: str | None,
+    time_min: datetime | None = None,
+    time_max: datetime | None = None,
+) -> Iterator[dict]:
+    """Pages of events.list: incremental with a sync token, else a full listing in a window.
+
+    One page at a time, so memory stays flat however big the calendar is.
+    """
+    params: dict[str, Any] = {
+        "calendarId": google_calendar_id,
+        "singleEvents": True,
+        "showDeleted": True,
+        "maxResults": PAGE_SIZE,
+    }
+    if sync_token:
+        params["syncToken"] = sync_token
+    else:
+        if time_min is not None:
+            params["timeMin"] = time_min.isoformat()
+        if time_max is not None:
+            params["timeMax"] = time_max.isoformat()
+    page_token = None
+    while True:
+        if page_token:
+            params["pageToken"] = page_token
+        page = execute_with_retry(service.events().list(**params), "events.list")
+        yield page
+        page_token = page.get("nextPageToken")
+        if not page_token:
+            return
+
+
+def get_calendar(service: Any, google_calendar_id: str) -> dict:
+    return execute_with_retry(
+        service.calendars().get(calendarId=google_calendar_id), "calendars.get"
+    )

@@ -1,0 +1,453 @@
+"""The sync of one calendar: claim it, fetch what changed, decide, commit blocks + token.
+
+Invariants:
+- Only the holder of the calendar's lease writes its events; the lease is re-checked in the
+  transaction that commits, so a worker that lost its lease commits nothing.
+- Blocks and the new `nextSyncToken` commit in one transaction. A crash before that commit
+  leaves the old token, so the next run fetches the same changes again (applying is
+  idempotent); a crash after it has nothing left to do.
+- The dirty mark is cleared when the run starts and checked again in the commit
+  transaction: a notification that arrived meanwhile makes the same worker run again.
+- A failed run puts its dirty mark back, so a lost retry message is found by the sweeper.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from googleapiclient.errors import HttpError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from calsync.settings import Settings, get_settings
+from models import (
+    AccountState,
+    Calendar,
+    GoogleAccount,
+    Host,
+    SyncKind,
+    SyncOutcome,
+    SyncRun,
+    SyncState,
+)
+from models.credentials_box import decrypt_credentials
+from models.db import session_scope
+from models.sync_flags import claim, extend_lease, lease_remaining, restore_dirty, take_dirty
+from worker import google_client
+from worker.block_writer import ApplyStats, DecidedEvent, Horizon, apply_events
+from worker.busy_rules import BusyPolicy, decide, parse_event
+from worker.google_errors import Classified, ErrorKind, classify
+
+log = logging.getLogger("calsync.sync")
+
+MAX_PASSES = 5  # re-runs for notifications that arrive during a run, before yielding
+HORIZON_PAST = timedelta(days=1)
+MAX_BACKOFF_SECONDS = 300
+
+
+class LeaseLost(RuntimeError):
+    """Another worker took over the calendar (our lease expired); commit nothing."""
+
+
+@dataclass
+class SyncResult:
+    """What the task should do next."""
+
+    status: str  # done | skipped | deferred | retry | failed | needs_reauth | blocked
+    retry_in: float | None = None
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class CalendarContext:
+    calendar_id: int
+    google_calendar_id: str
+    account_id: int
+    time_zone: str
+    policy: BusyPolicy
+    credentials: dict
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _backoff_seconds(failures: int) -> float:
+    # Truncated exponential with full jitter, never under a second.
+    return max(1.0, random.uniform(0, min(MAX_BACKOFF_SECONDS, 2 ** min(failures, 10))))
+
+
+def sync_calendar(
+    calendar_id: int,
+    *,
+    owner: str | None = None,
+    trigger: str = "manual",
+    full: bool = False,
+    force: bool = False,
+    settings: Settings | None = None,
+    now: Callable[[], datetime] = _now,
+) -> SyncResult:
+    settings = settings or get_settings()
+    owner = owner or uuid.uuid4().hex
+    with session_scope() as session:
+        taken = claim(
+            session,
+            calendar_id,
+            owner,
+            now(),
+            settings.lease_seconds,
+            require_dirty=not (force or full),
+        )
+        if taken is None:
+            return _why_not_claimed(session, calendar_id, now())
+        context = _load_context(session, calendar_id)
+        if context is None or isinstance(context, str):
+            # Not syncable now (revoked access, calendar gone): keep the mark for later.
+            if taken.dirty_since is not None:
+                restore_dirty(session, calendar_id, taken.dirty_since)
+            _release(session, calendar_id, owner)
+            return SyncResult("blocked" if context else "skipped", detail=context or "gone")
+
+    dirty_since = taken.dirty_since
+    sync_token = None if full else taken.sync_token
+    result = SyncResult("done")
+    for _ in range(MAX_PASSES):
+        started = now()
+        try:
+            run, dirty_again = _one_pass(
+                context, owner, sync_token, dirty_since, trigger, settings, now, started
+            )
+        except LeaseLost:
+            return SyncResult("skipped", detail="lease lost", runs=result.runs)
+        except Exception as exc:  # every failure is recorded, then classified
+            kind = SyncKind.INCREMENTAL if sync_token else SyncKind.FULL
+            return _fail(context, owner, exc, kind, dirty_since, trigger, started, now, result)
+        result.runs.append(run)
+        if dirty_again is None:
+            return result
+        # Notified while we ran: go again with the stored token, keeping the lease, but
+        # not sooner than the minimum interval, so the rest of a burst is one more fetch.
+        # The mark is taken only now: everything notified until this moment is covered.
+        _pause_before_rerun(context.calendar_id, owner, started, settings, now)
+        with session_scope() as session:
+            dirty_since = take_dirty(
+                session, context.calendar_id, owner, now(), settings.lease_seconds
+            )
+        sync_token, trigger = run["next_sync_token"], "rerun"
+    # Still busy after several passes: hand the rest to a fresh task, keep the dirty mark.
+    with session_scope() as session:
+        restore_dirty(session, calendar_id, dirty_since or now())
+        _release(session, calendar_id, owner)
+    result.status, result.retry_in = "retry", 0.0
+    return result
+
+
+def _pause_before_rerun(
+    calendar_id: int,
+    owner: str,
+    previous_start: datetime,
+    settings: Settings,
+    now: Callable[[], datetime],
+) -> None:
+    wait = settings.min_sync_interval_ms / 1000 - (now() - previous_start).total_seconds()
+    if wait <= 0:
+        return
+    with session_scope() as session:
+        extend_lease(session, calendar_id, owner, now(), settings.lease_seconds)
+    time.sleep(wait)
+
+
+def _why_not_claimed(session: Session, calendar_id: int, at: datetime) -> SyncResult:
+    state = session.get(SyncState, calendar_id)
+    if state is None:
+        return SyncResult("skipped", detail="unknown calendar")
+    remaining = lease_remaining(session, calendar_id, at)
+    if state.dirty_since is not None and remaining > 0:
+        # Another worker holds the lease; if it dies, we take over when the lease ends.
+        return SyncResult("deferred", retry_in=remaining + 0.5, detail="leased")
+    return SyncResult("skipped", detail="clean")
+
+
+def _load_context(session: Session, calendar_id: int) -> CalendarContext | str | None:
+    row = session.execute(
+        select(Calendar, GoogleAccount, Host, SyncState)
+        .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
+        .join(Host, Host.id == Calendar.host_id)
+        .join(SyncState, SyncState.calendar_id == Calendar.id)
+        .where(Calendar.id == calendar_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    calendar, account, host, state = row
+    if account.state != AccountState.OK:
+        return "needs_reauth"
+    if state.blocked_reason:
+        return state.blocked_reason
+    return CalendarContext(
+        calendar_id=calendar.id,
+        google_calendar_id=calendar.google_calendar_id,
+        account_id=account.id,
+        time_zone=calendar.time_zone or host.time_zone or "UTC",
+        policy=BusyPolicy.from_json(host.busy_policy or {}),
+        credentials=decrypt_credentials(account.credentials_encrypted),
+    )
+
+
+def _release(session: Session, calendar_id: int, owner: str) -> None:
+    session.execute(
+        update(SyncState)
+        .where(SyncState.calendar_id == calendar_id, SyncState.lease_owner == owner)
+        .values(lease_owner=None, lease_until=None)
+    )
+
+
+class _PageReader:
+    """Consumes pages into decided events, keeping the lease alive and counting."""
+
+    def __init__(self, context: CalendarContext, owner: str, settings: Settings, now) -> None:
+        self.context, self.owner, self.settings, self.now = context, owner, settings, now
+        self.pages = 0
+        self.events_seen = 0
+        self.time_zone = context.time_zone
+        self.next_sync_token: str | None = None
+        self.decided: list[DecidedEvent] = []
+
+    def read(self, pages: Iterable[dict]) -> None:
+        for page in pages:
+            self.pages += 1
+            self.time_zone = page.get("timeZone") or self.time_zone
+            for event in page.get("items", ()):
+                facts = parse_event(event, self.time_zone)
+                self.decided.append(DecidedEvent(facts, decide(facts, self.context.policy)))
+            self.events_seen += len(page.get("items", ()))
+            self.next_sync_token = page.get("nextSyncToken") or self.next_sync_token
+            if page.get("nextPageToken"):
+                with session_scope() as session:
+                    if not extend_lease(
+                        session,
+                        self.context.calendar_id,
+                        self.owner,
+                        self.now(),
+                        self.settings.lease_seconds,
+                    ):
+                        raise LeaseLost
+
+
+def _fetch(
+    context: CalendarContext, sync_token: str | None, settings: Settings, now
+) -> Iterator[dict]:
+    service = google_client.build_service(context.credentials, settings)
+    at = now()
+    return google_client.list_event_pages(
+        service,
+        context.google_calendar_id,
+        sync_token=sync_token,
+        time_min=None if sync_token else at - HORIZON_PAST,
+        time_max=None if sync_token else at + timedelta(days=settings.sync_horizon_days),
+    )
+
+
+def _one_pass(
+    context: CalendarContext,
+    owner: str,
+    sync_token: str | None,
+    dirty_since: datetime | None,
+    trigger: str,
+    settings: Settings,
+    now: Callable[[], datetime],
+    started: datetime,
+) -> tuple[dict[str, Any], datetime | None]:
+    kind = SyncKind.INCREMENTAL if sync_token else SyncKind.FULL
+    reader = _PageReader(context, owner, settings, now)
+    try:
+        reader.read(_fetch(context, sync_token, settings, now))
+    except HttpError as exc:
+        if sync_token is None or classify(exc).kind is not ErrorKind.SYNC_TOKEN_GONE:
+            raise
+        # 410: the token is dead. Fetch everything again and swap it in atomically.
+        log.info("sync_token_gone calendar_id=%s", context.calendar_id)
+        kind = SyncKind.RECOVERY_410
+        reader = _PageReader(context, owner, settings, now)
+        reader.read(_fetch(context, None, settings, now))
+    if not reader.next_sync_token:
+        raise RuntimeError("Google ended the listing without a nextSyncToken")
+    return _commit(context, owner, kind, reader, dirty_since, trigger, now, started)
+
+
+def _commit(
+    context: CalendarContext,
+    owner: str,
+    kind: SyncKind,
+    reader: _PageReader,
+    dirty_since: datetime | None,
+    trigger: str,
+    now: Callable[[], datetime],
+    started: datetime,
+) -> tuple[dict[str, Any], datetime | None]:
+    calendar_id = context.calendar_id
+    with session_scope() as session:
+        applied_at = now()
+        # First statement takes the row lock (and on SQLite the write lock).
+        if not extend_lease(session, calendar_id, owner, applied_at, reader.settings.lease_seconds):
+            raise LeaseLost
+        horizon = Horizon(
+            applied_at - HORIZON_PAST,
+            applied_at + timedelta(days=reader.settings.sync_horizon_days),
+        )
+        stats = apply_events(
+            session,
+            calendar_id,
+            reader.decided,
+            horizon=horizon,
+            now=applied_at,
+            replace_all=kind is not SyncKind.INCREMENTAL,
+        )
+        state = session.get(SyncState, calendar_id, populate_existing=True)
+        assert state is not None
+        state.sync_token = reader.next_sync_token
+        state.last_success_at = applied_at
+        state.consecutive_failures = 0
+        state.last_error_code = None
+        state.last_error_message = None
+        if kind is not SyncKind.INCREMENTAL:
+            state.full_sync_at = applied_at
+        dirty_again = state.dirty_since
+        if dirty_again is None:
+            state.lease_owner = None
+            state.lease_until = None
+        if reader.time_zone != context.time_zone:
+            session.execute(
+                update(Calendar)
+                .where(Calendar.id == calendar_id)
+                .values(time_zone=reader.time_zone)
+            )
+        run = _run_row(calendar_id, kind, trigger, started, applied_at, reader, stats, dirty_since)
+        session.add(SyncRun(**run))
+    run["next_sync_token"] = reader.next_sync_token
+    run["changed_updated"] = stats.changed_updated
+    log.info(
+        "sync_applied calendar_id=%s kind=%s pages=%s events=%s upserted=%s deleted=%s",
+        calendar_id,
+        kind,
+        reader.pages,
+        reader.events_seen,
+        stats.blocks_upserted,
+        stats.blocks_deleted,
+    )
+    return run, dirty_again
+
+
+def _run_row(
+    calendar_id: int,
+    kind: SyncKind,
+    trigger: str,
+    started: datetime,
+    finished: datetime,
+    reader: _PageReader,
+    stats: ApplyStats,
+    dirty_since: datetime | None,
+) -> dict[str, Any]:
+    return {
+        "calendar_id": calendar_id,
+        "kind": str(kind),
+        "trigger": trigger,
+        "started_at": started,
+        "finished_at": finished,
+        "duration_ms": int((finished - started).total_seconds() * 1000),
+        "pages": reader.pages,
+        "events_seen": reader.events_seen,
+        "blocks_upserted": stats.blocks_upserted,
+        "blocks_deleted": stats.blocks_deleted,
+        "notification_lag_ms": (
+            int((finished - dirty_since).total_seconds() * 1000) if dirty_since else None
+        ),
+        "outcome": str(SyncOutcome.OK),
+    }
+
+
+def _fail(
+    context: CalendarContext,
+    owner: str,
+    exc: BaseException,
+    kind: SyncKind,
+    dirty_since: datetime | None,
+    trigger: str,
+    started: datetime,
+    now: Callable[[], datetime],
+    result: SyncResult,
+) -> SyncResult:
+    problem = classify(exc)
+    if problem.kind is ErrorKind.PERMANENT:
+        log.exception("sync_failed calendar_id=%s", context.calendar_id)
+    else:
+        log.warning(
+            "sync_failed calendar_id=%s code=%s kind=%s error=%s",
+            context.calendar_id,
+            problem.code,
+            problem.kind,
+            type(exc).__name__,
+        )
+    at = now()
+    with session_scope() as session:
+        state = session.get(SyncState, context.calendar_id, populate_existing=True)
+        assert state is not None
+        failures = state.consecutive_failures + 1
+        state.consecutive_failures = failures
+        state.last_error_code = problem.code
+        state.last_error_message = problem.message
+        outcome, status, retry_in = _failure_policy(problem, failures)
+        if problem.kind is ErrorKind.AUTH_REVOKED:
+            _mark_needs_reauth(session, context.account_id, problem)
+        if problem.kind is ErrorKind.CALENDAR_GONE:
+            state.blocked_reason = problem.code
+        if state.lease_owner == owner:
+            if retry_in is not None:
+                # Hold the lease through the backoff so the sweeper does not retry early;
+                # the Celery retry arrives when it ends.
+                state.lease_owner = "backoff"
+                state.lease_until = at + timedelta(seconds=retry_in)
+            else:
+                state.lease_owner = None
+                state.lease_until = None
+        # Keep the work: a lost retry message is found again by the sweeper.
+        restore_dirty(session, context.calendar_id, dirty_since or at)
+        session.add(
+            SyncRun(
+                calendar_id=context.calendar_id,
+                kind=str(kind),
+                trigger=trigger,
+                started_at=started,
+                finished_at=at,
+                duration_ms=int((at - started).total_seconds() * 1000),
+                outcome=str(outcome),
+                error_code=problem.code,
+                error_message=problem.message,
+            )
+        )
+    result.status, result.retry_in, result.detail = status, retry_in, problem.code
+    return result
+
+
+def _failure_policy(problem: Classified, failures: int) -> tuple[SyncOutcome, str, float | None]:
+    if problem.kind is ErrorKind.AUTH_REVOKED:
+        return SyncOutcome.NEEDS_REAUTH, "needs_reauth", None
+    if problem.kind is ErrorKind.CALENDAR_GONE:
+        return SyncOutcome.FAILED, "blocked", None
+    return SyncOutcome.RETRYING, "retry", _backoff_seconds(failures)
+
+
+def _mark_needs_reauth(session: Session, account_id: int, problem: Classified) -> None:
+    session.execute(
+        update(GoogleAccount)
+        .where(GoogleAccount.id == account_id)
+        .values(state=AccountState.NEEDS_REAUTH, state_reason=problem.message)
+    )
+    google_client.forget_services()

@@ -3,6 +3,8 @@ own modules) the /v1 API, status page and metrics."""
 
 from __future__ import annotations
 
+import importlib
+
 from flask import Flask
 
 from calsync.settings import Settings, configure, get_settings
@@ -34,4 +36,19 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(push_receiver)
     app.register_blueprint(health)
+    for blueprint in _feature_blueprints():
+        app.register_blueprint(blueprint)
     return app
+
+
+def _feature_blueprints() -> list:
+    """Blueprints of the API, status page, OAuth connect and metrics (one module each)."""
+    found = []
+    for module_name, attribute in FEATURE_BLUEPRINTS:
+        module = importlib.import_module(module_name)
+        found.append(getattr(module, attribute))
+    return found
+
+
+# (module, blueprint attribute); each feature adds its line here.
+FEATURE_BLUEPRINTS: list[tuple[str, str]] = []

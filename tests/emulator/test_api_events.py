@@ -207,3 +207,71 @@ def test_missing_event_is_not_found(calendar: CalendarHelper) -> None:
         with pytest.raises(HttpError) as missing:
             call("doesnotexist1")
         assert missing.value.status_code == 404
+
+
+def test_all_day_events_are_windowed_in_the_calendar_time_zone(calendar: CalendarHelper) -> None:
+    day = calendar.insert(all_day("2026-12-02", "2026-12-03"))  # Berlin: 12-01 23:00Z..12-02 23:00Z
+    assert [e["id"] for e in calendar.list_all(timeMin="2026-12-01T22:00:00Z",
+                                               timeMax="2026-12-01T23:30:00Z")[0]] == [day["id"]]
+    assert calendar.list_all(timeMin="2026-12-02T23:00:00Z",
+                             timeMax="2026-12-03T12:00:00Z")[0] == []
+    assert calendar.list_all(timeMin="2026-12-01T12:00:00Z",
+                             timeMax="2026-12-01T23:00:00Z")[0] == []
+
+
+def test_updated_min_includes_later_deletions_regardless_of_show_deleted(
+        calendar: CalendarHelper, emulator: EmulatorServer) -> None:
+    old = calendar.insert(timed("2026-12-01T10:00:00+01:00", "2026-12-01T11:00:00+01:00"))
+    doomed = calendar.insert(timed("2026-12-02T10:00:00+01:00", "2026-12-02T11:00:00+01:00"))
+    emulator.control.advance_clock(3600)
+    cutoff = emulator.control.clock()["now"]
+    emulator.control.advance_clock(60)
+    fresh = calendar.insert(timed("2026-12-03T10:00:00+01:00", "2026-12-03T11:00:00+01:00"))
+    calendar.delete(doomed["id"])
+    items, _ = calendar.list_all(updatedMin=cutoff)
+    # Discovery doc: "entries deleted since this time will always be included regardless of
+    # showDeleted".
+    assert {e["id"]: e["status"] for e in items} == {fresh["id"]: "confirmed",
+                                                     doomed["id"]: "cancelled"}
+    assert old["id"] not in {e["id"] for e in items}
+
+
+def test_ical_uid_filter(calendar: CalendarHelper) -> None:
+    wanted = calendar.insert(timed("2026-12-01T10:00:00+01:00", "2026-12-01T11:00:00+01:00"))
+    calendar.insert(timed("2026-12-02T10:00:00+01:00", "2026-12-02T11:00:00+01:00"))
+    found, _ = calendar.list_all(iCalUID=wanted["iCalUID"])
+    assert [e["id"] for e in found] == [wanted["id"]]
+
+
+def test_extended_property_filters(calendar: CalendarHelper) -> None:
+    tagged = calendar.insert(timed(
+        "2026-12-01T10:00:00+01:00", "2026-12-01T11:00:00+01:00",
+        extendedProperties={"private": {"team": "a"}, "shared": {"room": "x"}}))
+    calendar.insert(timed("2026-12-02T10:00:00+01:00", "2026-12-02T11:00:00+01:00",
+                          extendedProperties={"private": {"team": "b"}}))
+    private, _ = calendar.list_all(privateExtendedProperty="team=a")
+    assert [e["id"] for e in private] == [tagged["id"]]
+    shared, _ = calendar.list_all(sharedExtendedProperty="room=x")
+    assert [e["id"] for e in shared] == [tagged["id"]]
+
+
+def test_optional_write_parameters_are_accepted(calendar: CalendarHelper) -> None:
+    made = calendar.service.events().insert(
+        calendarId="primary", sendUpdates="none", conferenceDataVersion=0,
+        body=timed("2026-12-01T10:00:00+01:00", "2026-12-01T11:00:00+01:00")).execute()
+    calendar.service.events().patch(calendarId="primary", eventId=made["id"],
+                                    sendUpdates="none", body={"summary": "x"}).execute()
+    calendar.service.events().delete(calendarId="primary", eventId=made["id"],
+                                     sendUpdates="none").execute()
+
+
+def test_calendar_ids_with_special_characters(calendar: CalendarHelper,
+                                              emulator: EmulatorServer) -> None:
+    holiday = "en.german#holiday@group.v.calendar.google.com"
+    emulator.control.create_calendar(holiday, "Europe/Berlin", ACCOUNT_EMAIL)
+    emulator.control.insert_event(holiday, all_day("2026-12-25", "2026-12-26",
+                                                   summary="Christmas"))
+    got = calendar.service.calendars().get(calendarId=holiday).execute()
+    assert got["id"] == holiday
+    items = calendar.service.events().list(calendarId=holiday).execute()["items"]
+    assert [e["summary"] for e in items] == ["Christmas"]

@@ -225,3 +225,21 @@ def test_unknown_instance_id_is_not_found(calendar: CalendarHelper,
     with pytest.raises(HttpError) as missing:
         calendar.get(f"{master['id']}_{instance_suffix}")
     assert missing.value.status_code == 404
+
+
+def test_instances_are_paged(calendar: CalendarHelper) -> None:
+    master = _series(calendar, "2026-12-07T10:00:00+01:00", "2026-12-07T11:00:00+01:00",
+                     "RRULE:FREQ=DAILY;COUNT=5")
+    sizes, ids = [], []
+    page_token = None
+    while True:
+        page = calendar.service.events().instances(
+            calendarId="primary", eventId=master["id"], maxResults=2,
+            pageToken=page_token).execute()
+        sizes.append(len(page["items"]))
+        ids.extend(item["id"] for item in page["items"])
+        page_token = page.get("nextPageToken")
+        if page_token is None:
+            break
+    assert sizes == [2, 2, 1]
+    assert ids == [e["id"] for e in calendar.instances(master["id"])]

@@ -42,11 +42,11 @@ def _key(item: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _apply(state: dict[str, dict[str, Any]], items: list[dict[str, Any]],
-           window_start: datetime | None = None) -> None:
-    """Replay changes; with a window, keep only events overlapping [window_start, ...)."""
+           window: tuple[datetime, datetime] | None = None) -> None:
+    """Replay changes; with a window, keep only events overlapping it (filtered locally)."""
     for item in items:
-        if item["status"] == "cancelled" or (
-                window_start is not None and _parse(item["end"]) <= window_start):
+        if item["status"] == "cancelled" or (window is not None and not (
+                _parse(item["end"]) > window[0] and _parse(item["start"]) < window[1])):
             state.pop(item["id"], None)
         else:
             state[item["id"]] = item
@@ -68,11 +68,11 @@ class _SyncMachine(RuleBasedStateMachine):
     """Random edits interleaved with incremental consumer steps; replay must equal a listing.
 
     Each example gets a fresh calendar (cheaper than a reset and a new client). The
-    subclass syncs like the product: full sync from a timeMin, incremental with showDeleted.
+    subclass syncs like the product: a windowed full sync, showDeleted, local filtering.
     """
 
-    time_min: datetime | None = None
-    incremental_show_deleted = False
+    window: tuple[datetime, datetime] | None = None
+    show_deleted = False
 
     server: EmulatorServer
     service: Any
@@ -91,13 +91,16 @@ class _SyncMachine(RuleBasedStateMachine):
         self.sync_token = ""
 
     def _window(self) -> dict[str, Any]:
-        return {} if self.time_min is None else {"timeMin": self.time_min.isoformat()}
+        if self.window is None:
+            return {}
+        return {"timeMin": self.window[0].isoformat(), "timeMax": self.window[1].isoformat()}
 
     @initialize()
     def full_sync(self) -> None:
         items, self.sync_token = self.cal.list_all(singleEvents=True, maxResults=3,
+                                                   showDeleted=self.show_deleted,
                                                    **self._window())
-        _apply(self.state, items, self.time_min)
+        _apply(self.state, items, self.window)
 
     # ----- single events -------------------------------------------------------------
     @rule(target=singles, base=st.integers(0, 1), day=st.integers(0, 10),
@@ -219,16 +222,16 @@ class _SyncMachine(RuleBasedStateMachine):
     def consume_incrementally(self, page_size: int) -> None:
         changed, self.sync_token = self.cal.list_all(
             singleEvents=True, maxResults=page_size, syncToken=self.sync_token,
-            showDeleted=self.incremental_show_deleted)
-        _apply(self.state, changed, self.time_min)
+            showDeleted=self.show_deleted)
+        _apply(self.state, changed, self.window)
         full, _ = self.cal.list_all(singleEvents=True, showDeleted=False, maxResults=2500,
                                     **self._window())
         assert {i: _key(e) for i, e in self.state.items()} == {e["id"]: _key(e) for e in full}
 
 
 class _WindowedSyncMachine(_SyncMachine):
-    time_min = datetime(2026, 12, 10, 12, tzinfo=UTC)
-    incremental_show_deleted = True
+    window = (datetime(2026, 12, 10, 12, tzinfo=UTC), datetime(2027, 3, 25, tzinfo=UTC))
+    show_deleted = True
 
 
 @pytest.mark.parametrize("machine", [_SyncMachine, _WindowedSyncMachine],

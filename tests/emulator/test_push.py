@@ -17,6 +17,7 @@ from tests.emulator.conftest import (
     CalendarHelper,
     PushReceiver,
     ReceivedPush,
+    make_service,
     timed,
 )
 
@@ -287,3 +288,34 @@ def test_reorder_fault_shuffles_arrival(calendar: CalendarHelper, emulator: Emul
     numbers = [_number(p) for p in received]
     assert sorted(numbers) == list(range(2, 10))
     assert numbers != sorted(numbers)
+
+
+def test_only_the_creating_account_can_stop_a_channel(calendar: CalendarHelper,
+                                                      emulator: EmulatorServer,
+                                                      push_receiver: PushReceiver) -> None:
+    watch = _watch(calendar, push_receiver.url)
+    bob = make_service(emulator, emulator.control.create_account("bob@example.com"))
+    body = {"id": watch["id"], "resourceId": watch["resourceId"]}
+    with pytest.raises(HttpError) as refused:
+        bob.channels().stop(body=body).execute()
+    assert refused.value.status_code == 404
+    calendar.service.channels().stop(body=body).execute()
+
+
+def test_resource_id_is_stable_per_calendar(calendar: CalendarHelper,
+                                            push_receiver: PushReceiver) -> None:
+    first = _watch(calendar, push_receiver.url, channel_id="one")
+    second = _watch(calendar, push_receiver.url, channel_id="two")
+    assert first["resourceId"] == second["resourceId"]
+    assert first["resourceUri"] == second["resourceUri"]
+
+
+def test_deleted_calendar_stops_its_channels(calendar: CalendarHelper, emulator: EmulatorServer,
+                                             push_receiver: PushReceiver) -> None:
+    _watch(calendar, push_receiver.url)
+    push_receiver.wait_for(1)
+    emulator.control.delete_calendar(ACCOUNT_EMAIL)
+    emulator.control.create_calendar(ACCOUNT_EMAIL, "UTC", ACCOUNT_EMAIL)
+    emulator.control.insert_event(ACCOUNT_EMAIL, timed("2026-12-01T10:00:00Z",
+                                                       "2026-12-01T11:00:00Z", time_zone="UTC"))
+    assert len(_quiet(emulator, push_receiver)) == 1

@@ -1,0 +1,71 @@
+"""`calsync demo`, the README's first command, run as a user would: it shows every change
+applied with the right busy decision, and Ctrl-C stops every process it started."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def test_demo_shows_each_change_and_stops_cleanly_on_ctrl_c(tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALSYNC_")}
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    calsync = Path(sys.executable).with_name("calsync")
+    process = subprocess.Popen(
+        [str(calsync), "demo", "--port", "0"],
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    output = []
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + 150
+    try:
+        while "All changes applied" not in "".join(output):
+            assert time.monotonic() < deadline, "".join(output)
+            assert process.poll() is None, "".join(output)
+            if selector.select(timeout=1):
+                output.append(process.stdout.readline())
+        children = _children_of(process.pid)
+        assert len(children) >= 3  # web, worker, beat
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    text = "".join(output) + rest
+    assert process.returncode == 0, text
+    assert "stopped." in text
+    for step in ("[1]", "[2]", "[3]", "[4]", "[5]", "[6]", "[7]"):
+        assert step in text
+    assert "Lunch (shown as Free): free" in text
+    assert "Optional sync: declined" in text
+    assert "notification→applied lag" in text
+    for pid in children:
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        ), f"process {pid} survived Ctrl-C"

@@ -1,0 +1,155 @@
+"""The `calsync` CLI verbs, each a thin caller of the code the worker and API use."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from calsync.cli import cli
+from models import BusyBlock, Calendar, Host, ManualBlock
+from models.db import session_scope
+from models.registry import hash_api_token
+from worker import enqueue
+
+from .conftest import Attached
+
+
+@pytest.fixture
+def sent(monkeypatch) -> list[tuple]:
+    """Messages the CLI hands to the broker (the broker itself is tested end to end)."""
+    messages: list[tuple] = []
+    monkeypatch.setattr(enqueue, "send", lambda name, *a, **kw: messages.append((name, a, kw)))
+    return messages
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_hosts_add_prints_a_token_that_is_stored_hashed(db, settings) -> None:
+    out = json.loads(run("hosts", "add", "Ada", "--time-zone", "Europe/Berlin"))
+    with session_scope() as session:
+        host = session.get(Host, out["id"])
+        assert host.time_zone == "Europe/Berlin"
+        assert host.api_token_hash == hash_api_token(out["apiToken"])
+        assert out["apiToken"] not in (host.api_token_hash or "")
+
+
+def test_calendars_add_attaches_and_starts_full_sync_and_watch(
+    db, settings, sent, tmp_path
+) -> None:
+    host_id = json.loads(run("hosts", "add", "Ada"))["id"]
+    creds = tmp_path / "creds.json"
+    creds.write_text(json.dumps({"client_id": "c", "client_secret": "s", "refresh_token": "r"}))
+    out = json.loads(
+        run("calendars", "add", str(host_id), "ada@example.com", "--credentials", str(creds))
+    )
+    with session_scope() as session:
+        calendar = session.get(Calendar, out["id"])
+        assert calendar.google_calendar_id == "ada@example.com"
+    names = [(name, a, kw.get("full")) for name, a, kw in sent]
+    assert ("calsync.sync_calendar", (out["id"],), True) in names
+    assert ("calsync.start_watch", (out["id"],), None) in names
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("not json", "not JSON"), ('{"client_id": "c"}', "credentials lack")],
+)
+def test_calendars_add_rejects_bad_credentials(db, settings, sent, tmp_path, content, message):
+    host_id = json.loads(run("hosts", "add", "Ada"))["id"]
+    creds = tmp_path / "creds.json"
+    creds.write_text(content)
+    result = CliRunner().invoke(
+        cli, ["calendars", "add", str(host_id), "x@example.com", "--credentials", str(creds)]
+    )
+    assert result.exit_code != 0 and message in result.output
+    assert sent == []
+    with session_scope() as session:
+        assert session.scalars(select(Calendar)).all() == []
+
+
+def test_busy_prints_merged_intervals_with_sources(attached: Attached) -> None:
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    with session_scope() as session:
+        session.add(
+            BusyBlock(
+                calendar_id=attached.calendar_id,
+                event_key="e1",
+                start=start,
+                end=start + timedelta(hours=1),
+            )
+        )
+        session.add(
+            ManualBlock(
+                host_id=attached.host_id,
+                start=start + timedelta(minutes=30),
+                end=start + timedelta(hours=2),
+                note="gym",
+            )
+        )
+    out = run("busy", str(attached.host_id))
+    line = out.strip().splitlines()
+    assert len(line) == 1
+    assert start.isoformat() in line[0] and (start + timedelta(hours=2)).isoformat() in line[0]
+    assert f"calendar:{attached.calendar_id}/e1" in line[0] and "manual:" in line[0]
+
+
+def test_busy_rejects_an_inverted_window(attached: Attached) -> None:
+    result = CliRunner().invoke(
+        cli,
+        [
+            "busy",
+            str(attached.host_id),
+            "--from",
+            "2030-01-02T00:00:00Z",
+            "--to",
+            "2030-01-01T00:00:00Z",
+        ],
+    )
+    assert result.exit_code != 0 and "--to must be after --from" in result.output
+
+
+def test_sync_inline_then_status(emulator, attached: Attached) -> None:
+    emulator.control.insert_event(
+        attached.google_calendar_id,
+        {
+            "start": {"dateTime": (datetime.now(UTC) + timedelta(hours=2)).isoformat()},
+            "end": {"dateTime": (datetime.now(UTC) + timedelta(hours=3)).isoformat()},
+        },
+    )
+    assert json.loads(run("sync", str(attached.calendar_id), "--inline"))["status"] == "done"
+    status = json.loads(run("status", str(attached.calendar_id)))
+    assert status["state"] == "not_watched"  # synced, but no push channel yet
+    assert status["lastSuccessAt"] is not None
+    assert status["recentRuns"][0]["kind"] == "full"
+    assert status["recentRuns"][0]["eventsSeen"] == 1
+
+
+def test_status_of_unknown_calendar_fails_clearly(db, settings) -> None:
+    result = CliRunner().invoke(cli, ["status", "999"])
+    assert result.exit_code != 0 and "no calendar 999" in result.output
+
+
+def test_db_upgrade_creates_the_schema(tmp_path, settings) -> None:
+    import dataclasses
+
+    from sqlalchemy import inspect
+
+    from calsync.settings import configure
+    from models.db import get_engine
+
+    scratch = dataclasses.replace(settings, database_url=f"sqlite:///{tmp_path}/fresh.db")
+    configure(scratch)
+    try:
+        run("db", "upgrade")
+        tables = set(inspect(get_engine(scratch.database_url)).get_table_names())
+    finally:
+        configure(settings)
+    assert {"busy_blocks", "calendar_events", "sync_states", "channels"} <= tables

@@ -58,6 +58,9 @@ class SyncState(Base):
     sync_token: Mapped[str | None] = mapped_column(Text)
     # Receive time of the first notification not yet applied; None = clean.
     dirty_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The dirty mark a lease holder took and has not committed yet. If that worker dies,
+    # the mark is still here, and its expired lease makes the sweeper pick it up.
+    syncing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     last_notification_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -39,6 +39,9 @@ def unmark_dirty(session: Session, calendar_id: int, received_at: datetime) -> N
 def restore_dirty(session: Session, calendar_id: int, dirty_since: datetime) -> None:
     """Put back a dirty mark a failed run had taken, keeping the earliest time."""
     session.execute(
+        update(SyncState).where(SyncState.calendar_id == calendar_id).values(syncing_since=None)
+    )
+    session.execute(
         update(SyncState)
         .where(
             SyncState.calendar_id == calendar_id,
@@ -72,7 +75,10 @@ def claim(
         or_(SyncState.lease_until.is_(None), SyncState.lease_until < now),
     ]
     if require_dirty:
-        conditions.append(SyncState.dirty_since.is_not(None))
+        # A mark a dead worker had taken (syncing_since) is work too.
+        conditions.append(
+            or_(SyncState.dirty_since.is_not(None), SyncState.syncing_since.is_not(None))
+        )
     taken = session.execute(
         update(SyncState)
         .where(and_(*conditions))
@@ -80,18 +86,25 @@ def claim(
     )
     if taken.rowcount != 1:
         return None
-    # The row is now locked by this transaction: read the mark, then clear it.
+    # The row is now locked by this transaction: move the mark to syncing_since, where it
+    # stays until the commit (or a failure puts it back), so a crash cannot lose it.
     state = session.execute(
-        select(SyncState.dirty_since, SyncState.sync_token).where(
+        select(SyncState.dirty_since, SyncState.syncing_since, SyncState.sync_token).where(
             SyncState.calendar_id == calendar_id
         )
     ).one()
+    pending = earliest(state.dirty_since, state.syncing_since)
     session.execute(
         update(SyncState)
         .where(SyncState.calendar_id == calendar_id)
-        .values(dirty_since=None, last_attempt_at=now)
+        .values(dirty_since=None, syncing_since=pending, last_attempt_at=now)
     )
-    return Claim(calendar_id, owner, state.dirty_since, state.sync_token)
+    return Claim(calendar_id, owner, pending, state.sync_token)
+
+
+def earliest(*moments: datetime | None) -> datetime | None:
+    present = [m for m in moments if m is not None]
+    return min(present) if present else None
 
 
 def extend_lease(
@@ -118,7 +131,7 @@ def take_dirty(
     session.execute(
         update(SyncState)
         .where(SyncState.calendar_id == calendar_id)
-        .values(dirty_since=None, last_attempt_at=now)
+        .values(dirty_since=None, syncing_since=dirty_since, last_attempt_at=now)
     )
     return dirty_since
 
@@ -139,7 +152,8 @@ def lease_remaining(session: Session, calendar_id: int, now: datetime) -> float:
 
 
 def forgotten_dirty(session: Session, now: datetime, older_than_seconds: int) -> list[int]:
-    """Calendars dirty for longer than the threshold with no live lease: their task was lost."""
+    """Calendars dirty for longer than the threshold, or whose syncing worker died, with no
+    live lease: their task was lost."""
     cutoff = now - timedelta(seconds=older_than_seconds)
     return list(
         session.scalars(
@@ -148,8 +162,7 @@ def forgotten_dirty(session: Session, now: datetime, older_than_seconds: int) ->
             .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
             .where(
                 GoogleAccount.state == AccountState.OK,
-                SyncState.dirty_since.is_not(None),
-                SyncState.dirty_since < cutoff,
+                or_(SyncState.dirty_since < cutoff, SyncState.syncing_since.is_not(None)),
                 SyncState.blocked_reason.is_(None),
                 or_(SyncState.lease_until.is_(None), SyncState.lease_until < now),
             )

@@ -12,6 +12,7 @@ from calsync.settings import get_settings
 from models.accounts import AccountState, GoogleAccount
 from models.calendars import Calendar, Channel, SyncState
 from models.health import Health, HealthInputs, evaluate
+from models.sync_flags import earliest
 from models.sync_runs import SyncRun
 
 
@@ -50,7 +51,7 @@ def _health(found, now: datetime) -> Health:
             account_needs_reauth=account_state == AccountState.NEEDS_REAUTH,
             blocked_reason=state.blocked_reason,
             consecutive_failures=state.consecutive_failures,
-            dirty_since=state.dirty_since,
+            dirty_since=earliest(state.dirty_since, state.syncing_since),
             lease_owner=state.lease_owner,
             lease_until=state.lease_until,
             last_success_at=state.last_success_at,
@@ -82,7 +83,7 @@ def calendar_status(
         "state": str(health.state),
         "stale": health.stale,
         "lagSeconds": health.lag_seconds,
-        "dirtySince": _iso(state.dirty_since),
+        "dirtySince": _iso(earliest(state.dirty_since, state.syncing_since)),
         "lastNotificationAt": _iso(state.last_notification_at),
         "lastSuccessAt": _iso(state.last_success_at),
         "lastAttemptAt": _iso(state.last_attempt_at),

@@ -45,8 +45,8 @@ MAX_CHANNEL_ID_LENGTH = 64
 MAX_TOKEN_LENGTH = 256
 MAX_RESOURCE_ID_LENGTH = 256
 MAX_MESSAGE_NUMBER_DIGITS = 20
-# channels.last_message_number is a 32-bit column; a larger number is accepted, not stored.
-MAX_STORED_MESSAGE_NUMBER = 2**31 - 1
+# channels.last_message_number is a 64-bit column; a larger number is accepted, not stored.
+MAX_STORED_MESSAGE_NUMBER = 2**63 - 1
 
 # Errors meaning "cannot reach the database now": answer 503 so Google retries. OSError
 # covers an engine that cannot even open its SQLite file.

@@ -170,7 +170,7 @@ def _why_not_claimed(session: Session, calendar_id: int, at: datetime) -> SyncRe
     if state is None:
         return SyncResult("skipped", detail="unknown calendar")
     remaining = lease_remaining(session, calendar_id, at)
-    if state.dirty_since is not None and remaining > 0:
+    if (state.dirty_since or state.syncing_since) and remaining > 0:
         # Another worker holds the lease; if it dies, we take over when the lease ends.
         return SyncResult("deferred", retry_in=remaining + 0.5, detail="leased")
     return SyncResult("skipped", detail="clean")
@@ -319,6 +319,7 @@ def _commit(
         state.last_error_message = None
         if kind is not SyncKind.INCREMENTAL:
             state.full_sync_at = applied_at
+        state.syncing_since = None
         dirty_again = state.dirty_since
         if dirty_again is None:
             state.lease_owner = None

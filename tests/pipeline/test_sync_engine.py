@@ -296,3 +296,26 @@ def test_all_day_events_follow_the_calendar_zone(emulator, google_settings, zone
             },
         )
     sync_and_check(emulator, cal)
+
+
+def test_a_worker_dying_after_claim_leaves_the_work_findable(emulator, attached: Attached) -> None:
+    """The claim takes the dirty mark; if the worker then dies, the redelivered task and the
+    sweeper must still see unfinished work once the dead worker's lease runs out."""
+    from models.sync_flags import claim, forgotten_dirty
+
+    sync_and_check(emulator, attached)
+    emulator.control.insert_event(attached.google_calendar_id, timed(2, 10, 11))
+    notified = datetime.now(UTC) - timedelta(minutes=5)
+    with session_scope() as session:
+        session.get(SyncState, attached.calendar_id).dirty_since = notified
+    with session_scope() as session:  # a worker claims, then is SIGKILLed
+        assert claim(session, attached.calendar_id, "dead", notified, 1, require_dirty=True)
+    # Its lease (1 s from `notified`) is long over: the work is found again.
+    with session_scope() as session:
+        assert forgotten_dirty(session, datetime.now(UTC), 10) == [attached.calendar_id]
+    result = sync_calendar(attached.calendar_id)  # the redelivered task, not forced
+    assert result.status == "done"
+    assert result.runs[0]["notification_lag_ms"] >= 5 * 60 * 1000
+    assert_converged(emulator, attached)
+    with session_scope() as session:
+        assert forgotten_dirty(session, datetime.now(UTC), 0) == []

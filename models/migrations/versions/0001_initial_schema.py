@@ -154,6 +154,7 @@ def upgrade() -> None:
     sa.Column('calendar_id', sa.Integer(), nullable=False),
     sa.Column('sync_token', sa.Text(), nullable=True),
     sa.Column('dirty_since', models.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('syncing_since', models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('lease_until', models.base.UTCDateTime(timezone=True), nullable=True),
     sa.Column('lease_owner', sa.String(length=64), nullable=True),
     sa.Column('last_notification_at', models.base.UTCDateTime(timezone=True), nullable=True),

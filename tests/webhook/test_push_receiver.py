@@ -206,9 +206,11 @@ def test_message_number_beyond_the_column_is_accepted_but_not_stored(
     client: FlaskClient, watched: Watched, fake_queue: FakeQueue, fresh_session
 ) -> None:
     client.post(URL, headers=push_headers(watched, number=5))
-    response = client.post(URL, headers=push_headers(watched, number=2**40))
+    assert client.post(URL, headers=push_headers(watched, number=2**40)).status_code == 204
+    assert channel_of(fresh_session, watched.channel_id).last_message_number == 2**40
+    response = client.post(URL, headers=push_headers(watched, number=2**64))
     assert response.status_code == 204
-    assert channel_of(fresh_session, watched.channel_id).last_message_number == 5
+    assert channel_of(fresh_session, watched.channel_id).last_message_number == 2**40
 
 
 def test_an_overlapping_renewed_channel_is_accepted(

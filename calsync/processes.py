@@ -27,6 +27,9 @@ def web_argv(port: int, workers: int = 2) -> list[str]:
         sys.executable,
         "-m",
         "gunicorn",
+        # Hooks (metrics directory, dead-worker cleanup, logging); the options below win.
+        "--config",
+        "python:webhook.gunicorn_conf",
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",

@@ -48,6 +48,19 @@ def _text(name: str, raw: str) -> str:
     return raw
 
 
+def _choice(name: str, raw: str, allowed: tuple[str, ...]) -> str:
+    if raw not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}; got {raw!r}")
+    return raw
+
+
+def _exact_length(name: str, raw: str, length: int) -> str:
+    # The value is a secret: the message names the variable and the length, not the value.
+    if len(raw) != length:
+        raise SettingsError(f"{name} must be exactly {length} characters, got {len(raw)}")
+    return raw
+
+
 def _normalize_database_url(url: str) -> str:
     # Platforms hand out postgres:// URLs; SQLAlchemy wants an explicit driver (psycopg 3).
     for prefix in ("postgres://", "postgresql://"):
@@ -70,6 +83,12 @@ class Settings:
     secret_key: str | None = None
     admin_token: str | None = None
     alert_webhook_url: str | None = None
+    # "slack" ({"text": ...}) or "pagerduty" (Events v2); empty: PagerDuty when the URL is
+    # PagerDuty's events endpoint, else Slack-compatible.
+    alert_format: str = ""
+    pagerduty_routing_key: str | None = None
+    alert_cap_per_hour: int = 20
+    log_format: str = "keyvalue"  # or "json"
     stale_after_seconds: int = 300
     sync_horizon_days: int = 365
     channel_ttl_seconds: int = 7 * 24 * 3600
@@ -81,6 +100,16 @@ class Settings:
     # the previous fetch began: a burst of notifications costs two fetches, not one each.
     min_sync_interval_ms: int = 1000
     full_resync_seconds: int = 7 * 24 * 3600
+    # Longest window a busy read may ask for: bounds the work of one API request.
+    max_window_days: int = 92
+    # How often a calendar without working push (no channel, expired, refused, silent) is
+    # polled instead.
+    poll_seconds: int = 300
+    # A channel with no notification at all (not even `sync`) for this long counts as silent.
+    channel_silent_seconds: int = 24 * 3600
+    # Google allows 600 requests/min per user and 10,000/min per project; keep a margin.
+    account_rate_per_minute: int = 500
+    project_rate_per_minute: int = 9000
 
     def __post_init__(self) -> None:
         # Embedded defaults: everything in one data directory, no servers needed.
@@ -131,6 +160,10 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "secret_key": _text,
     "admin_token": _text,
     "alert_webhook_url": _url(("http", "https")),
+    "alert_format": lambda name, raw: _choice(name, raw, ("slack", "pagerduty")),
+    "pagerduty_routing_key": lambda name, raw: _exact_length(name, raw, 32),
+    "alert_cap_per_hour": _positive_int,
+    "log_format": lambda name, raw: _choice(name, raw, ("keyvalue", "json")),
     "stale_after_seconds": _positive_int,
     "sync_horizon_days": _positive_int,
     "channel_ttl_seconds": _positive_int,
@@ -140,6 +173,11 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "lease_seconds": _positive_int,
     "min_sync_interval_ms": _positive_int,
     "full_resync_seconds": _positive_int,
+    "max_window_days": _positive_int,
+    "poll_seconds": _positive_int,
+    "channel_silent_seconds": _positive_int,
+    "account_rate_per_minute": _positive_int,
+    "project_rate_per_minute": _positive_int,
 }
 
 _current: Settings | None = None

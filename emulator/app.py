@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote_plus, urlencode
 
 from flask import Flask, Response, g, jsonify, redirect, request
 from werkzeug.exceptions import HTTPException
@@ -174,7 +174,20 @@ def _list_query(with_sync: bool) -> ListQuery:
         ical_uid=request.args.get("iCalUID"),
         updated_min=_time_arg("updatedMin"),
         event_types=tuple(request.args.getlist("eventTypes")),
+        private_properties=_property_constraints("privateExtendedProperty"),
+        shared_properties=_property_constraints("sharedExtendedProperty"),
     )
+
+
+def _property_constraints(name: str) -> tuple[tuple[str, str], ...]:
+    """Repeatable `propertyName=value` parameters, as sorted (name, value) pairs."""
+    constraints = set()
+    for text in request.args.getlist(name):
+        prop, sep, value = text.partition("=")
+        if not sep or not prop:
+            raise errors.invalid(f"Invalid value for {name}", location=name)
+        constraints.add((prop, value))
+    return tuple(sorted(constraints))
 
 
 def _json_response(status: int, body: Any) -> Response:
@@ -445,10 +458,28 @@ def _register_api(app: Flask, state: EmulatorState) -> None:
 
 
 # ----- OAuth -----------------------------------------------------------------------------
+def _with_basic_client_auth(form: dict[str, str]) -> dict[str, str]:
+    """Take client credentials from HTTP Basic auth (client_secret_basic, RFC 6749 §2.3.1).
+
+    requests-oauthlib (google-auth-oauthlib's Flow) sends them only there by default. The RFC
+    form-urlencodes id and secret before base64; clients that skip that step send the same
+    text for our client, so decoding is harmless.
+    """
+    if "client_id" in form and "client_secret" in form:
+        return form
+    auth = request.authorization
+    if auth is None or auth.type != "basic" or auth.username is None:
+        return form
+    merged = dict(form)
+    merged.setdefault("client_id", unquote_plus(auth.username))
+    merged.setdefault("client_secret", unquote_plus(auth.password or ""))
+    return merged
+
+
 def _register_oauth(app: Flask, state: EmulatorState) -> None:
     @app.post("/token")
     def token() -> Response:
-        form = request.form.to_dict()
+        form = _with_basic_client_auth(request.form.to_dict())
         try:
             body = state.auth.token_grant(form, state.faults.config.access_token_ttl_seconds)
             status = 200

@@ -234,7 +234,9 @@ class ListQuery:
     ical_uid: str | None = None
     updated_min: datetime | None = None
     event_types: tuple[str, ...] = ()
-    raw_params: tuple[tuple[str, str], ...] = ()
+    # privateExtendedProperty / sharedExtendedProperty constraints (name, value); all must hold.
+    private_properties: tuple[tuple[str, str], ...] = ()
+    shared_properties: tuple[tuple[str, str], ...] = ()
 
 
 class Store:
@@ -648,6 +650,8 @@ class Store:
                 query.ical_uid,
                 query.updated_min,
                 query.event_types,
+                query.private_properties,
+                query.shared_properties,
             )
             if query.page_token:
                 return self._continue_page(calendar, key, query)
@@ -816,18 +820,25 @@ class Store:
         window_start = query.time_min or EPOCH
         window_end = query.time_max or self._horizon_end()
         windowed = query.time_min is not None or query.time_max is not None
-        items: list[dict[str, Any]] = []
+        # updatedMin: "entries deleted since this time will always be included regardless of
+        # showDeleted"; older deletions fall to the updatedMin filter in _matches anyway.
+        show_deleted = query.show_deleted or query.updated_min is not None
+        # (item as listed, stored event it stands for): filters look at the stored event, so
+        # cancelled stubs keep their `updated`, extended properties, iCalUID.
+        pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
         for event in calendar.events.values():
             cancelled = event.get("status") == "cancelled"
             if is_master(event):
-                items.extend(
-                    self._full_series(calendar, event, query, window_start, window_end, windowed)
+                pairs.extend(
+                    self._full_series(
+                        calendar, event, query, show_deleted, window_start, window_end, windowed
+                    )
                 )
-            elif cancelled and not query.show_deleted:
+            elif cancelled and not show_deleted:
                 continue
             elif not windowed or self._overlaps(calendar, event, window_start, window_end):
-                items.append(public(event))
-        items = [item for item in items if self._matches(item, query)]
+                pairs.append((public(event), event))
+        items = [item for item, source in pairs if self._matches(source, query)]
         if query.order_by == "startTime":
             items.sort(key=lambda item: self._sort_start(calendar, item))
         elif query.order_by == "updated":
@@ -839,24 +850,28 @@ class Store:
         calendar: CalendarState,
         master: dict[str, Any],
         query: ListQuery,
+        show_deleted: bool,
         window_start: datetime,
         window_end: datetime,
         windowed: bool,
-    ) -> list[dict[str, Any]]:
+    ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         cancelled = master.get("status") == "cancelled"
         if query.single_events:
             if cancelled:
-                if not query.show_deleted:
+                if not show_deleted:
                     return []
                 return [
-                    {
-                        "kind": "calendar#event",
-                        "etag": master["etag"],
-                        "id": instance_id,
-                        "status": "cancelled",
-                        "recurringEventId": master["id"],
-                        "originalStartTime": original,
-                    }
+                    (
+                        {
+                            "kind": "calendar#event",
+                            "etag": master["etag"],
+                            "id": instance_id,
+                            "status": "cancelled",
+                            "recurringEventId": master["id"],
+                            "originalStartTime": original,
+                        },
+                        master,
+                    )
                     for instance_id, original in calendar.seen_instances.get(
                         master["id"], {}
                     ).items()
@@ -864,22 +879,23 @@ class Store:
                 ]
             instances = self._expand(calendar, master, window_start, window_end)
             return [
-                instance
+                (instance, instance)
                 for instance in instances
-                if query.show_deleted or instance.get("status") != "cancelled"
+                if show_deleted or instance.get("status") != "cancelled"
             ]
-        if cancelled and not query.show_deleted:
+        if cancelled and not show_deleted:
             return []
         if windowed and not self._expand(calendar, master, window_start, window_end):
             return []
         # Cancelled exceptions come along even without showDeleted (as at Google).
-        result = [cancelled_stub(master) if cancelled else public(master)]
+        result = [(cancelled_stub(master) if cancelled else public(master), master)]
         for exception in calendar.exceptions.get(master["id"], {}).values():
             if self._generated_instance(calendar, master, exception["id"]) is None:
                 continue  # orphaned by a series edit
             if not windowed or self._overlaps(calendar, exception, window_start, window_end):
                 gone = cancelled or exception.get("status") == "cancelled"
-                result.append(cancelled_stub(exception) if gone else public(exception))
+                item = cancelled_stub(exception) if gone else public(exception)
+                result.append((item, exception))
         return result
 
     @staticmethod
@@ -906,6 +922,15 @@ class Store:
     def _matches(item: dict[str, Any], query: ListQuery) -> bool:
         if query.ical_uid is not None and item.get("iCalUID") != query.ical_uid:
             return False
+        if query.private_properties or query.shared_properties:
+            properties = item.get("extendedProperties") or {}
+            for scope, wanted in (
+                ("private", query.private_properties),
+                ("shared", query.shared_properties),
+            ):
+                have = properties.get(scope) or {}
+                if any(have.get(name) != value for name, value in wanted):
+                    return False
         if query.event_types and item.get("eventType", "default") not in query.event_types:
             return False
         if query.updated_min is not None:

@@ -4,6 +4,7 @@
 """
 
 from models.accounts import AccountState, GoogleAccount
+from models.alerts import AlertDelivery, AlertIncident
 from models.base import Base, utcnow
 from models.calendars import Calendar, Channel, SyncState
 from models.events import BusyBlock, CalendarEvent
@@ -12,6 +13,8 @@ from models.sync_runs import SyncKind, SyncOutcome, SyncRun
 
 __all__ = [
     "AccountState",
+    "AlertDelivery",
+    "AlertIncident",
     "Base",
     "BusyBlock",
     "Calendar",

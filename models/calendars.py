@@ -25,6 +25,9 @@ class Calendar(Base):
     summary: Mapped[str | None] = mapped_column(Text)
     # Why the calendar is not push-watched (Google refused, or access lost); None = watched.
     watch_problem: Mapped[str | None] = mapped_column(Text)
+    # Failed attempts to open a channel (Google unreachable), and when to try again.
+    watch_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    watch_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -62,3 +62,10 @@ def decrypt_credentials(blob: bytes, settings: Settings | None = None) -> dict:
         raise CredentialsError(
             "stored credentials cannot be decrypted with this SECRET_KEY"
         ) from None
+
+
+def signing_key(purpose: str, settings: Settings | None = None) -> bytes:
+    """A key for signing short-lived values (e.g. OAuth state), derived from SECRET_KEY so one
+    secret serves both, yet separate from the encryption key."""
+    material = _key_material(settings or get_settings())
+    return hashlib.sha256(f"calsync-sign:{purpose}:{material}".encode()).digest()

@@ -6,10 +6,11 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from models.accounts import AccountState, GoogleAccount
+from models.base import utcnow
 from models.calendars import Calendar, Channel, SyncState
 from models.credentials_box import (
     decrypt_credentials,
@@ -47,20 +48,59 @@ def find_or_add_account(
     """The host's account for this OAuth grant; new credentials for the same client replace
     old ones and clear a `needs_reauth` state."""
     info = validate_authorized_user(credentials)
-    for account in session.scalars(select(GoogleAccount).where(GoogleAccount.host_id == host_id)):
-        if _same_grant(decrypt_credentials(account.credentials_encrypted), info):
+    accounts = list(session.scalars(select(GoogleAccount).where(GoogleAccount.host_id == host_id)))
+    stored = {a.id: decrypt_credentials(a.credentials_encrypted) for a in accounts}
+    for account in accounts:
+        if _same_grant(stored[account.id], info):
             if account.state != AccountState.OK:
                 account.state, account.state_reason = AccountState.OK, None
+                _resume_calendars(session, account.id)
+            return account
+    email = email or info.get("account")
+    for account in accounts:
+        same_client = stored[account.id].get("client_id") == info.get("client_id")
+        if email and account.email == email and same_client:
+            # The same Google user reconnected (a new refresh token): replace the old grant.
+            account.credentials_encrypted = encrypt_credentials(info)
+            if account.state != AccountState.OK:
+                account.state, account.state_reason = AccountState.OK, None
+                _resume_calendars(session, account.id)
             return account
     account = GoogleAccount(
         host_id=host_id,
-        email=email or info.get("account"),
+        email=email,
         credentials_encrypted=encrypt_credentials(info),
         state=AccountState.OK,
     )
     session.add(account)
     session.flush()
     return account
+
+
+def replace_credentials(session: Session, account: GoogleAccount, credentials: dict) -> None:
+    """New credentials for an existing account (a reconnect): calls resume for every one of
+    its calendars."""
+    info = validate_authorized_user(credentials)
+    account.credentials_encrypted = encrypt_credentials(info)
+    account.state, account.state_reason = AccountState.OK, None
+    _resume_calendars(session, account.id)
+
+
+def _resume_calendars(session: Session, account_id: int) -> None:
+    """After new credentials: mark every calendar of the account dirty, so the sweeper syncs
+    each (incrementally, or fully where the token is gone) even if no caller enqueues it, and
+    let the channel check open new channels at once."""
+    calendar_ids = select(Calendar.id).where(Calendar.account_id == account_id)
+    session.execute(
+        update(SyncState)
+        .where(SyncState.calendar_id.in_(calendar_ids), SyncState.dirty_since.is_(None))
+        .values(dirty_since=utcnow())
+    )
+    session.execute(
+        update(Calendar)
+        .where(Calendar.account_id == account_id)
+        .values(watch_failures=0, watch_retry_at=None)
+    )
 
 
 def attach_calendar(
@@ -75,6 +115,8 @@ def attach_calendar(
     )
     if calendar is not None:
         calendar.account_id = account.id
+        # Attaching again is the way to retry after "calendar gone" or a refused watch.
+        calendar.watch_problem, calendar.watch_failures, calendar.watch_retry_at = None, 0, None
         state = session.get(SyncState, calendar.id)
         if state is not None:
             state.blocked_reason = None

@@ -62,13 +62,34 @@ def _health(found, now: datetime) -> Health:
     )
 
 
+def polling_reason(
+    watch_problem: str | None, expiration: datetime | None, now: datetime
+) -> str | None:
+    """Why the calendar is polled instead of pushed, in plain words; None while push works."""
+    every = f"polled every {get_settings().poll_seconds} s"
+    if watch_problem:
+        return f"{watch_problem} ({every})"
+    if expiration is None:
+        return f"No push channel is open; {every}."
+    if expiration <= now:
+        return f"The push channel expired at {expiration.isoformat()}; {every}."
+    return None
+
+
+def reconnect_url(host_id: int, account_id: int) -> str:
+    """Where the host grants calendar access again (the OAuth connect flow); the host adds
+    its API token (`&token=`) or is asked for it."""
+    base = get_settings().public_url.rstrip("/")
+    return f"{base}/connect/google?host={host_id}&account={account_id}"
+
+
 def calendar_status(
     session: Session, calendar_id: int, now: datetime, runs: int = 10
 ) -> dict[str, Any] | None:
     found = _load(session, calendar_id)
     if found is None:
         return None
-    calendar, state, _account_state, expiration = found
+    calendar, state, account_state, expiration = found
     health = _health(found, now)
     recent = session.scalars(
         select(SyncRun)
@@ -90,6 +111,12 @@ def calendar_status(
         "fullSyncAt": _iso(state.full_sync_at),
         "channelExpiresAt": _iso(expiration),
         "watchProblem": calendar.watch_problem,
+        "polling": polling_reason(calendar.watch_problem, expiration, now),
+        "reconnectUrl": (
+            reconnect_url(calendar.host_id, calendar.account_id)
+            if account_state == AccountState.NEEDS_REAUTH
+            else None
+        ),
         "consecutiveFailures": state.consecutive_failures,
         "lastError": (
             {"code": state.last_error_code, "message": state.last_error_message}

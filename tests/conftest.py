@@ -3,6 +3,7 @@ emptied between tests, and a clean broker."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 
@@ -39,36 +40,64 @@ def base_settings(backend: Backend, tmp_path_factory: pytest.TempPathFactory) ->
         broker_url=backend.broker_url,
         secret_key=TEST_SECRET_KEY,
         admin_token=TEST_ADMIN_TOKEN,
+        # Tests reuse account ids across tests; only the tests of the limiter itself may
+        # make requests wait for quota.
+        account_rate_per_minute=1_000_000,
+        project_rate_per_minute=1_000_000,
     )
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The environment that makes a child process (worker, web) see the same settings."""
-    env = dict(os.environ)
-    for name in (
-        "data_dir",
-        "database_url",
-        "broker_url",
-        "public_url",
-        "google_api_endpoint",
-        "google_token_uri",
-        "google_auth_uri",
-        "secret_key",
-        "admin_token",
-        "stale_after_seconds",
-        "sync_horizon_days",
-        "lease_seconds",
-        "sweep_after_seconds",
-        "safety_net_seconds",
-        "channel_ttl_seconds",
-        "renew_before_seconds",
-    ):
-        value = getattr(settings, name)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALSYNC_")}
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
         if value is not None:
-            env["CALSYNC_" + name.upper()] = str(value)
+            env["CALSYNC_" + field.name.upper()] = str(value)
     env.pop("DATABASE_URL", None)
     env.pop("REDIS_URL", None)
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each stack's processes use their data dir's
     return env
+
+
+_redis_databases = iter(range(1, 12))  # 12 and 13 belong to tests/e2e/test_lifecycle_e2e.py
+
+
+def point_celery_at(settings: Settings) -> None:
+    """Make this process's Celery app publish to `settings.broker_url`.
+
+    The app reads its broker once, at import; a test that starts a stack on another broker
+    must move the already-imported app too, or its tasks go to a broker nobody consumes.
+    """
+    from worker.celery_app import app
+    from worker.celery_factory import create_celery
+
+    if app.conf.broker_url == settings.broker_url:
+        return
+    fresh = create_celery(settings)
+    app.conf.broker_url = fresh.conf.broker_url
+    app.conf.broker_transport_options = fresh.conf.broker_transport_options
+    # Drop connections and producers bound to the old broker (private, no public reset).
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+def isolated_settings(
+    settings: Settings, backend: Backend, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
+    """Settings for one stack of real processes: its own data dir (rate limiter, metrics) and
+    its own broker, so messages or permits left by one test module never reach another."""
+    data_dir = tmp_path_factory.mktemp("stack-data")
+    if backend.redis_url:
+        broker_url = backend.redis_url.rsplit("/", 1)[0] + f"/{next(_redis_databases)}"
+        import redis
+
+        redis.Redis.from_url(broker_url).flushdb()
+    else:
+        broker_url = f"sqla+sqlite:///{data_dir}/broker.db"
+    return dataclasses.replace(settings, data_dir=data_dir, broker_url=broker_url)
 
 
 @pytest.fixture

@@ -51,4 +51,14 @@ def _feature_blueprints() -> list:
 
 
 # (module, blueprint attribute); each feature adds its line here.
-FEATURE_BLUEPRINTS: list[tuple[str, str]] = []
+FEATURE_BLUEPRINTS: list[tuple[str, str]] = [
+    ("webhook.api_hosts", "api_hosts"),
+    ("webhook.api_calendars", "api_calendars"),
+    ("webhook.api_busy", "api_busy"),
+    ("webhook.api_blocks", "api_blocks"),
+    ("webhook.api_explain", "api_explain"),
+    ("webhook.openapi", "openapi"),
+    ("webhook.status_page", "status_page"),
+    ("webhook.oauth_connect", "oauth_connect"),
+    ("webhook.metrics_view", "metrics_blueprint"),
+]

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import os
 
+from calsync import metrics_dir
+
+# In the master, before any worker forks or imports prometheus_client: every worker then
+# writes its metrics files into the directory the Celery worker uses too.
+metrics_dir.prepare()
+
 
 def _int_env(name: str, default: int) -> int:
     raw = os.environ.get(name, "").strip()
@@ -32,3 +38,15 @@ graceful_timeout = 30
 # turns them on to stdout.
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
+
+
+def post_fork(server, worker) -> None:
+    from calsync.logs import configure_logging
+    from calsync.settings import Settings
+
+    configure_logging("web", fmt=Settings.from_env().log_format)
+
+
+def child_exit(server, worker) -> None:
+    # Runs in the master when a worker exits: drop its live-gauge files.
+    metrics_dir.mark_process_dead(worker.pid)

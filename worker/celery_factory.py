@@ -18,7 +18,12 @@ def create_celery(settings: Settings | None = None) -> Celery:
         from kombu.transport import sqlalchemy as sqla_transport
 
         sqla_transport.Transport.polling_interval = 0.1
-    app = Celery("calsync", broker=settings.broker_url, include=["worker.tasks"])
+    # Logging, metrics and task-context signals (it sets up the metrics directory first).
+    import worker.observability  # noqa: F401
+
+    app = Celery(
+        "calsync", broker=settings.broker_url, include=["worker.tasks", "worker.alert_tasks"]
+    )
     app.conf.update(
         task_default_queue=QUEUE,
         task_serializer="json",
@@ -68,11 +73,18 @@ def _beat_schedule(settings: Settings) -> dict:
         },
         "renew-channels": {
             "task": "calsync.renew_channels",
-            "schedule": 300.0,
+            "schedule": float(max(1, min(300, settings.poll_seconds))),
+        },
+        "evaluate-alerts": {
+            "task": "calsync.evaluate_alerts",
+            "schedule": 30.0,
         },
         "safety-net-sync": {
             "task": "calsync.safety_net",
-            "schedule": 30.0,
+            # Often enough that the ±25% spread of short poll intervals is honoured.
+            "schedule": max(
+                1.0, min(30.0, settings.poll_seconds / 8, settings.safety_net_seconds / 8)
+            ),
         },
     }
 

@@ -1,4 +1,5 @@
-"""Watch channel lifecycle: start a channel, stop channels, renew before expiry.
+"""Watch channel lifecycle: start a channel, stop channels, renew before expiry, and re-open
+channels that are missing or expired.
 
 A channel row is committed before `events.watch` is called, because Google may deliver the
 `sync` message before the watch call returns.
@@ -11,7 +12,8 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from googleapiclient.errors import HttpError
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy.orm import Session
 
 from calsync.settings import Settings, get_settings
 from models import AccountState, Calendar, Channel, GoogleAccount, SyncState
@@ -22,11 +24,20 @@ from worker.google_errors import ErrorKind, classify
 
 log = logging.getLogger("calsync.channels")
 
+# A channel row without an expiration is a watch call in flight; after this long the process
+# that made it is assumed dead and the row no longer counts as a channel.
+WATCH_CALL_GRACE = timedelta(minutes=10)
+MAX_WATCH_RETRY_SECONDS = 3600
 
-def _credentials_for(calendar_id: int) -> tuple[str, dict] | None:
+
+def _credentials_for(calendar_id: int) -> tuple[str, dict, int] | None:
     with session_scope() as session:
         row = session.execute(
-            select(Calendar.google_calendar_id, GoogleAccount.credentials_encrypted)
+            select(
+                Calendar.google_calendar_id,
+                GoogleAccount.credentials_encrypted,
+                GoogleAccount.id,
+            )
             .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
             .join(SyncState, SyncState.calendar_id == Calendar.id)
             .where(
@@ -37,17 +48,18 @@ def _credentials_for(calendar_id: int) -> tuple[str, dict] | None:
         ).one_or_none()
     if row is None:
         return None
-    return row[0], decrypt_credentials(row[1])
+    return row[0], decrypt_credentials(row[1]), row[2]
 
 
 def start_watch(calendar_id: int, settings: Settings | None = None) -> str | None:
     """Open a new channel for the calendar. Returns its id, or None when Google refuses
-    (the calendar then stays on polling, and its status says why)."""
+    (the calendar then stays on polling, and its status says why) or the calendar cannot
+    be called now (revoked access, calendar gone)."""
     settings = settings or get_settings()
     found = _credentials_for(calendar_id)
     if found is None:
         return None
-    google_calendar_id, credentials = found
+    google_calendar_id, credentials, account_id = found
     channel_id = secrets.token_hex(16)
     token = secrets.token_urlsafe(48)
     with session_scope() as session:
@@ -62,7 +74,10 @@ def start_watch(calendar_id: int, settings: Settings | None = None) -> str | Non
     service = google_client.build_service(credentials, settings)
     try:
         response = google_client.execute_with_retry(
-            service.events().watch(calendarId=google_calendar_id, body=body), "events.watch"
+            service.events().watch(calendarId=google_calendar_id, body=body),
+            "events.watch",
+            account_id,
+            settings,
         )
     except HttpError as exc:
         with session_scope() as session:
@@ -95,14 +110,20 @@ def start_watch(calendar_id: int, settings: Settings | None = None) -> str | Non
             )
         )
         session.execute(
-            update(Calendar).where(Calendar.id == calendar_id).values(watch_problem=None)
+            update(Calendar)
+            .where(Calendar.id == calendar_id)
+            .values(watch_problem=None, watch_failures=0, watch_retry_at=None)
         )
     log.info("watch_started calendar_id=%s", calendar_id)
     return channel_id
 
 
 def stop_channel(
-    credentials: dict, channel_id: str, resource_id: str | None, settings: Settings | None = None
+    credentials: dict,
+    channel_id: str,
+    resource_id: str | None,
+    settings: Settings | None = None,
+    account_id: int | None = None,
 ) -> None:
     """Ask Google to stop a channel; one Google no longer knows is already stopped."""
     if resource_id is None:
@@ -113,6 +134,8 @@ def stop_channel(
         google_client.execute_with_retry(
             service.channels().stop(body={"id": channel_id, "resourceId": resource_id}),
             "channels.stop",
+            account_id,
+            settings,
         )
     except HttpError as exc:
         if int(exc.resp.status) != 404:
@@ -124,48 +147,133 @@ def stop_channels_of_account(
 ) -> None:
     with session_scope() as session:
         blob = session.scalar(
-            select(GoogleAccount.credentials_encrypted).where(GoogleAccount.id == account_id)
+            select(GoogleAccount.credentials_encrypted).where(
+                GoogleAccount.id == account_id, GoogleAccount.state == AccountState.OK
+            )
         )
-    if blob is None:
+    if blob is None:  # deleted or revoked: nothing may be called; the channels expire
         return
     credentials = decrypt_credentials(blob)
     for channel_id, resource_id in channels:
-        stop_channel(credentials, channel_id, resource_id, settings)
+        stop_channel(credentials, channel_id, resource_id, settings, account_id)
+
+
+def retire_channels(
+    session: Session, calendar_id: int, at: datetime
+) -> list[tuple[str, str | None]]:
+    """Mark the calendar's live channels stopped (the webhook then refuses them). Returns
+    them, for stopping at Google too."""
+    live = session.execute(
+        select(Channel.id, Channel.resource_id).where(
+            Channel.calendar_id == calendar_id, Channel.stopped_at.is_(None)
+        )
+    ).all()
+    if live:
+        session.execute(
+            update(Channel)
+            .where(Channel.id.in_([channel_id for channel_id, _ in live]))
+            .values(stopped_at=at)
+        )
+    return [(channel_id, resource_id) for channel_id, resource_id in live]
 
 
 def renew_expiring(settings: Settings | None = None, now: datetime | None = None) -> list[int]:
     """Replace channels that expire within RENEW_BEFORE: new channel first, then stop the
-    old one, so there is no moment without a channel. Returns the calendars renewed."""
+    old one, so there is no moment without a channel. Returns the calendars renewed; the
+    caller runs a catch-up sync for each once the old channels are stopped."""
     settings = settings or get_settings()
     now = now or datetime.now(UTC)
     horizon = now + timedelta(seconds=settings.renew_before_seconds)
     with session_scope() as session:
         live = session.execute(
             select(Channel.calendar_id, Channel.id, Channel.resource_id, Channel.expiration)
-            .where(Channel.stopped_at.is_(None))
+            .where(Channel.stopped_at.is_(None), Channel.expiration.is_not(None))
             .order_by(Channel.calendar_id, Channel.expiration)
         ).all()
-    newest: dict[int, datetime | None] = {}
+    newest: dict[int, datetime] = {}
     old: dict[int, list[tuple[str, str | None]]] = {}
     for calendar_id, channel_id, resource_id, expiration in live:
         old.setdefault(calendar_id, []).append((channel_id, resource_id))
         newest[calendar_id] = expiration
     renewed = []
     for calendar_id, expiration in newest.items():
-        if expiration is None or expiration > horizon:
+        if expiration > horizon:
             continue
-        if start_watch(calendar_id, settings) is None:
+        if _open_or_back_off(calendar_id, settings, now) is None:
             continue
-        found = _credentials_for(calendar_id)
-        for channel_id, resource_id in old[calendar_id]:
-            if found is not None:
-                try:
-                    stop_channel(found[1], channel_id, resource_id, settings)
-                except Exception:  # the old channel expires on its own anyway
-                    log.warning("channel_stop_failed calendar_id=%s", calendar_id)
-            with session_scope() as session:
-                session.execute(
-                    update(Channel).where(Channel.id == channel_id).values(stopped_at=now)
-                )
+        _stop_old(calendar_id, old[calendar_id], settings, now)
         renewed.append(calendar_id)
     return renewed
+
+
+def _stop_old(
+    calendar_id: int, channels: list[tuple[str, str | None]], settings: Settings, now: datetime
+) -> None:
+    found = _credentials_for(calendar_id)
+    for channel_id, resource_id in channels:
+        if found is not None:
+            try:
+                stop_channel(found[1], channel_id, resource_id, settings, found[2])
+            except Exception:  # the old channel expires on its own anyway
+                log.warning("channel_stop_failed calendar_id=%s", calendar_id)
+        with session_scope() as session:
+            session.execute(update(Channel).where(Channel.id == channel_id).values(stopped_at=now))
+
+
+def unwatched_calendars(session: Session, now: datetime) -> list[int]:
+    """Calendars that should have a channel and have none that works: never watched, all
+    expired, or a watch call that never finished. Excludes refused ones (they poll) and
+    ones that may not be called (revoked access, calendar gone) or are backing off."""
+    working = exists().where(
+        Channel.calendar_id == Calendar.id,
+        Channel.stopped_at.is_(None),
+        or_(
+            Channel.expiration > now,
+            and_(Channel.expiration.is_(None), Channel.created_at > now - WATCH_CALL_GRACE),
+        ),
+    )
+    return list(
+        session.scalars(
+            select(Calendar.id)
+            .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
+            .join(SyncState, SyncState.calendar_id == Calendar.id)
+            .where(
+                GoogleAccount.state == AccountState.OK,
+                SyncState.blocked_reason.is_(None),
+                Calendar.watch_problem.is_(None),
+                or_(Calendar.watch_retry_at.is_(None), Calendar.watch_retry_at <= now),
+                ~working,
+            )
+            .order_by(Calendar.id)
+        )
+    )
+
+
+def _open_or_back_off(calendar_id: int, settings: Settings, now: datetime) -> str | None:
+    """start_watch; a failure (Google unreachable) schedules the next attempt with
+    exponential backoff and returns None."""
+    try:
+        return start_watch(calendar_id, settings)
+    except Exception as exc:
+        with session_scope() as session:
+            calendar = session.get(Calendar, calendar_id)
+            if calendar is not None:
+                calendar.watch_failures = (calendar.watch_failures or 0) + 1
+                delay = min(MAX_WATCH_RETRY_SECONDS, 30 * 2 ** min(calendar.watch_failures, 10))
+                calendar.watch_retry_at = now + timedelta(seconds=delay)
+        log.warning("watch_failed calendar_id=%s error=%s", calendar_id, type(exc).__name__)
+        return None
+
+
+def ensure_watched(settings: Settings | None = None, now: datetime | None = None) -> list[int]:
+    """Open a channel for every calendar that lacks a working one. Returns those opened;
+    the caller runs a catch-up sync for each (changes while unwatched were not pushed)."""
+    settings = settings or get_settings()
+    now = now or datetime.now(UTC)
+    with session_scope() as session:
+        candidates = unwatched_calendars(session, now)
+    opened = []
+    for calendar_id in candidates:
+        if _open_or_back_off(calendar_id, settings, now) is not None:
+            opened.append(calendar_id)
+    return opened

@@ -27,6 +27,7 @@ from tenacity import (
 )
 
 from calsync.settings import Settings
+from worker import rate_limit
 from worker.google_errors import ErrorKind, classify
 
 PAGE_SIZE = 2500  # Google's maximum for events.list
@@ -42,6 +43,14 @@ def _noop_observer(method: str, status: int | str) -> None:
 
 # Replaced by the metrics module: called once per HTTP attempt with Google's answer.
 request_observer: Callable[[str, int | str], None] = _noop_observer
+
+
+def _noop_retry_observer(method: str) -> None:
+    return None
+
+
+# Replaced by the metrics module: called before each in-process retry of a request.
+retry_observer: Callable[[str], None] = _noop_retry_observer
 
 _services: dict[str, Any] = {}
 
@@ -84,10 +93,14 @@ def _is_transient(exc: BaseException) -> bool:
     return classify(exc).kind is ErrorKind.TRANSIENT
 
 
-def execute_with_retry(request: Any, method: str) -> dict:
-    """Run one API request; transient failures are retried here, briefly."""
+def execute_with_retry(
+    request: Any, method: str, account_id: int | None = None, settings: Settings | None = None
+) -> dict:
+    """Run one API request; transient failures are retried here, briefly. Every attempt
+    first waits for a permit of the shared per-account and per-project rate limiter."""
 
     def attempt() -> dict:
+        rate_limit.acquire(account_id, settings)
         try:
             response = request.execute(num_retries=0)
         except HttpError as exc:
@@ -103,6 +116,7 @@ def execute_with_retry(request: Any, method: str) -> dict:
         retry=retry_if_exception(_is_transient),
         wait=wait_random_exponential(multiplier=0.25, max=RETRY_MAX_WAIT_SECONDS),
         stop=stop_after_attempt(RETRY_ATTEMPTS) | stop_after_delay(RETRY_MAX_TOTAL_SECONDS),
+        before_sleep=lambda _state: retry_observer(method),
         reraise=True,
     )
     return retrying(attempt)
@@ -115,6 +129,8 @@ def list_event_pages(
     sync_token: str | None,
     time_min: datetime | None = None,
     time_max: datetime | None = None,
+    account_id: int | None = None,
+    settings: Settings | None = None,
 ) -> Iterator[dict]:
     """Pages of events.list: incremental with a sync token, else a full listing in a window.
 
@@ -137,14 +153,16 @@ def list_event_pages(
     while True:
         if page_token:
             params["pageToken"] = page_token
-        page = execute_with_retry(service.events().list(**params), "events.list")
+        page = execute_with_retry(
+            service.events().list(**params), "events.list", account_id, settings
+        )
         yield page
         page_token = page.get("nextPageToken")
         if not page_token:
             return
 
 
-def get_calendar(service: Any, google_calendar_id: str) -> dict:
+def get_calendar(service: Any, google_calendar_id: str, account_id: int | None = None) -> dict:
     return execute_with_retry(
-        service.calendars().get(calendarId=google_calendar_id), "calendars.get"
+        service.calendars().get(calendarId=google_calendar_id), "calendars.get", account_id
     )

@@ -43,9 +43,27 @@ from models.sync_flags import claim, extend_lease, lease_remaining, restore_dirt
 from worker import google_client
 from worker.block_writer import ApplyStats, DecidedEvent, Horizon, apply_events
 from worker.busy_rules import BusyPolicy, decide, parse_event
+from worker.channels import retire_channels
+from worker.enqueue import EnqueueError, enqueue_stop_channels
 from worker.google_errors import Classified, ErrorKind, classify
 
 log = logging.getLogger("calsync.sync")
+
+
+def _no_run_observer(run: dict[str, Any]) -> None:
+    return None
+
+
+# Replaced by the metrics module: called with each finished run, after its commit.
+run_observer: Callable[[dict[str, Any]], None] = _no_run_observer
+
+
+def _observe(run: dict[str, Any]) -> None:
+    try:
+        run_observer(run)
+    except Exception:  # a metrics problem must never turn a committed sync into a failure
+        log.exception("run_observer_failed")
+
 
 MAX_PASSES = 5  # re-runs for notifications that arrive during a run, before yielding
 HORIZON_PAST = timedelta(days=1)
@@ -252,6 +270,8 @@ def _fetch(
         sync_token=sync_token,
         time_min=None if sync_token else at - HORIZON_PAST,
         time_max=None if sync_token else at + timedelta(days=settings.sync_horizon_days),
+        account_id=context.account_id,
+        settings=settings,
     )
 
 
@@ -334,6 +354,7 @@ def _commit(
         session.add(SyncRun(**run))
     run["next_sync_token"] = reader.next_sync_token
     run["changed_updated"] = stats.changed_updated
+    _observe(run)
     log.info(
         "sync_applied calendar_id=%s kind=%s pages=%s events=%s upserted=%s deleted=%s",
         calendar_id,
@@ -407,8 +428,11 @@ def _fail(
         outcome, status, retry_in = _failure_policy(problem, failures)
         if problem.kind is ErrorKind.AUTH_REVOKED:
             _mark_needs_reauth(session, context.account_id, problem)
+        retired: list[tuple[str, str | None]] = []
         if problem.kind is ErrorKind.CALENDAR_GONE:
             state.blocked_reason = problem.code
+            # Its notifications can only lead to more refused calls: stop listening.
+            retired = retire_channels(session, context.calendar_id, at)
         if state.lease_owner == owner:
             if retry_in is not None:
                 # Hold the lease through the backoff so the sweeper does not retry early;
@@ -433,8 +457,18 @@ def _fail(
                 error_message=problem.message,
             )
         )
+    if retired:
+        _stop_at_google(context.account_id, retired)
+    _observe({"kind": str(kind), "outcome": str(outcome), "finished_at": at})
     result.status, result.retry_in, result.detail = status, retry_in, problem.code
     return result
+
+
+def _stop_at_google(account_id: int, retired: list[tuple[str, str | None]]) -> None:
+    try:
+        enqueue_stop_channels(account_id, retired)
+    except EnqueueError:  # they are stopped on our side already and expire at Google
+        log.warning("channel_stop_not_enqueued account_id=%s", account_id)
 
 
 def _failure_policy(problem: Classified, failures: int) -> tuple[SyncOutcome, str, float | None]:

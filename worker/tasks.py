@@ -6,23 +6,23 @@ Names are explicit and stable (they are what the webhook and beat send); argumen
 from __future__ import annotations
 
 import logging
-import zlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from celery import Task
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select, true
 
-from calsync.settings import get_settings
-from models import AccountState, Calendar, GoogleAccount, SyncState
+from calsync.settings import Settings, get_settings
+from models import AccountState, Calendar, Channel, GoogleAccount, SyncState
 from models.db import session_scope
 from models.sync_flags import forgotten_dirty
-from worker import channels, sync_engine
+from worker import channels, sync_engine, sync_schedule
 from worker.celery_app import app
 from worker.enqueue import enqueue_sync
 
 log = logging.getLogger("calsync.tasks")
 
 MAX_RETRIES = 25
+SCHEDULED_TRIGGERS = frozenset(str(kind) for kind in sync_schedule.Due)
 
 
 @app.task(
@@ -35,6 +35,14 @@ MAX_RETRIES = 25
 def sync_calendar(
     self: Task, calendar_id: int, trigger: str = "push", full: bool = False, force: bool = False
 ) -> str:
+    # Beat asks again while a calendar stays due, so with a backlog the same sync can be
+    # queued twice: only the first one that finds it still due runs.
+    if (
+        trigger in SCHEDULED_TRIGGERS
+        and not self.request.retries
+        and not due_calendars(datetime.now(UTC), only=calendar_id)
+    ):
+        return "skipped"
     result = sync_engine.sync_calendar(
         calendar_id, owner=self.request.id, trigger=trigger, full=full, force=force
     )
@@ -69,42 +77,80 @@ def sweep_dirty() -> int:
     return len(forgotten)
 
 
-def _jitter_factor(calendar_id: int) -> float:
-    # A stable 0.75 to 1.25 per calendar, so periodic syncs spread out instead of bunching.
-    return 0.75 + (zlib.crc32(str(calendar_id).encode()) % 1000) / 2000
-
-
-@app.task(name="calsync.safety_net", acks_late=True, ignore_result=True)
-def safety_net() -> int:
-    """Sync every calendar that has gone too long without a successful sync: push is not
-    100% reliable, so no calendar may depend on it alone."""
-    settings = get_settings()
-    now = datetime.now(UTC)
-    earliest_due = now - timedelta(seconds=settings.safety_net_seconds * 0.75)
+def due_calendars(
+    now: datetime, settings: Settings | None = None, only: int | None = None
+) -> list[tuple[int, sync_schedule.Due]]:
+    """Calendars (or just `only`) due for a safety-net, poll or periodic full sync now, and
+    not being synced."""
+    settings = settings or get_settings()
+    synced_before, fully_synced_before = sync_schedule.earliest_candidate(now, settings)
+    channel = (
+        select(
+            Channel.calendar_id.label("calendar_id"),
+            func.max(Channel.expiration).label("expiration"),
+            func.max(func.coalesce(Channel.last_notification_at, Channel.created_at)).label(
+                "last_heard"
+            ),
+        )
+        .where(Channel.stopped_at.is_(None), Channel.expiration.is_not(None))
+        .group_by(Channel.calendar_id)
+        .subquery()
+    )
     with session_scope() as session:
         rows = session.execute(
-            select(SyncState.calendar_id, SyncState.last_success_at)
+            select(
+                SyncState.calendar_id,
+                SyncState.last_success_at,
+                SyncState.full_sync_at,
+                channel.c.expiration,
+                channel.c.last_heard,
+                Calendar.watch_problem,
+            )
             .join(Calendar, Calendar.id == SyncState.calendar_id)
             .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
+            .outerjoin(channel, channel.c.calendar_id == SyncState.calendar_id)
             .where(
                 GoogleAccount.state == AccountState.OK,
                 SyncState.blocked_reason.is_(None),
                 or_(SyncState.lease_until.is_(None), SyncState.lease_until < now),
                 or_(
                     SyncState.last_success_at.is_(None),
-                    SyncState.last_success_at < earliest_due,
+                    SyncState.last_success_at < synced_before,
+                    SyncState.full_sync_at.is_(None),
+                    SyncState.full_sync_at < fully_synced_before,
                 ),
             )
+            .where(SyncState.calendar_id == only if only is not None else true())
+            .order_by(SyncState.calendar_id)
         ).all()
-    due = [
-        calendar_id
-        for calendar_id, last_success in rows
-        if last_success is None
-        or now - last_success
-        >= timedelta(seconds=settings.safety_net_seconds * _jitter_factor(calendar_id))
-    ]
-    for calendar_id in due:
-        enqueue_sync(calendar_id, reason="safety_net", force=True)
+    found = []
+    for calendar_id, last_success, full_sync_at, expiration, last_heard, problem in rows:
+        timing = sync_schedule.CalendarTiming(
+            calendar_id=calendar_id,
+            last_success_at=last_success,
+            full_sync_at=full_sync_at,
+            channel_expiration=expiration,
+            channel_last_heard=last_heard,
+            watch_refused=problem is not None,
+        )
+        kind = sync_schedule.due(timing, now, settings)
+        if kind is not None:
+            found.append((calendar_id, kind))
+    return found
+
+
+@app.task(name="calsync.safety_net", acks_late=True, ignore_result=True)
+def safety_net() -> int:
+    """Sync every calendar that has gone too long without a sync: push is not 100% reliable,
+    so no calendar may depend on it alone (and one without working push is polled)."""
+    due = due_calendars(datetime.now(UTC))
+    for calendar_id, kind in due:
+        enqueue_sync(
+            calendar_id,
+            reason=str(kind),
+            full=kind is sync_schedule.Due.FULL,
+            force=True,
+        )
     return len(due)
 
 
@@ -134,8 +180,11 @@ def stop_channels(self: Task, account_id: int, channel_list: list[list[str | Non
 
 @app.task(name="calsync.renew_channels", acks_late=True, ignore_result=True)
 def renew_channels() -> int:
+    """Renew channels before they expire, and open one for every calendar whose channel is
+    missing or expired. Each then gets a catch-up sync: whatever changed while channels
+    were switched (or absent) was not pushed."""
     renewed = channels.renew_expiring()
-    for calendar_id in renewed:
-        # Catch up on anything that changed while channels were switched.
+    opened = channels.ensure_watched()
+    for calendar_id in [*renewed, *opened]:
         enqueue_sync(calendar_id, reason="channel_renewed", force=True)
-    return len(renewed)
+    return len(renewed) + len(opened)

@@ -28,19 +28,12 @@ from models.busy_queries import calendar_busy
 from models.db import session_scope
 from models.registry import attach_calendar, create_host
 from tests.backends import Backend
-from tests.conftest import settings_env
+from tests.conftest import isolated_settings, point_celery_at, settings_env
 from worker.enqueue import enqueue_sync, enqueue_watch
 
 pytestmark = pytest.mark.e2e
 
 LEASE_SECONDS = 5
-
-
-def _purge_broker(backend: Backend) -> None:
-    if backend.redis_url:
-        import redis
-
-        redis.Redis.from_url(backend.redis_url).flushdb()
 
 
 @dataclass
@@ -97,7 +90,7 @@ def stack(
     emulator = EmulatorServer(seed=3).start()
     web_port = free_port()
     settings = dataclasses.replace(
-        base_settings,
+        isolated_settings(base_settings, backend, tmp_path_factory),
         public_url=f"http://127.0.0.1:{web_port}",
         google_api_endpoint=emulator.api_endpoint,
         google_token_uri=emulator.token_uri,
@@ -105,7 +98,7 @@ def stack(
         sweep_after_seconds=3,
     )
     configure(settings)
-    _purge_broker(backend)
+    point_celery_at(settings)
     logs = tmp_path_factory.mktemp("e2e-logs")
     env = settings_env(settings)
     stack = Stack(settings, emulator, env, logs, web_port)
@@ -125,6 +118,7 @@ def stack(
 def live(stack: Stack, db: None) -> Iterator[Stack]:
     """The running stack with an empty database and a reset emulator for this test."""
     configure(stack.settings)
+    point_celery_at(stack.settings)
     stack.emulator.control.reset(seed=3)
     yield stack
     stack.emulator.control.reset(seed=3)

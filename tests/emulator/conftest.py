@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -38,27 +38,45 @@ def make_credentials(info: dict[str, Any]) -> Credentials:
 
     Not Credentials.from_authorized_user_info: that always uses Google's token URI.
     """
-    return Credentials(None, refresh_token=info["refresh_token"], client_id=info["client_id"],
-                       client_secret=info["client_secret"], token_uri=info["token_uri"])
+    return Credentials(
+        None,
+        refresh_token=info["refresh_token"],
+        client_id=info["client_id"],
+        client_secret=info["client_secret"],
+        token_uri=info["token_uri"],
+    )
 
 
 def make_service(server: EmulatorServer, info: dict[str, Any]) -> Any:
     """The real calendar v3 client, pointed at the emulator."""
-    return build("calendar", "v3", credentials=make_credentials(info), static_discovery=True,
-                 client_options={"api_endpoint": server.api_endpoint}, cache_discovery=False)
+    return build(
+        "calendar",
+        "v3",
+        credentials=make_credentials(info),
+        static_discovery=True,
+        client_options={"api_endpoint": server.api_endpoint},
+        cache_discovery=False,
+    )
 
 
 def timed(start: str, end: str, time_zone: str = CALENDAR_TZ, **extra: Any) -> dict[str, Any]:
     """A timed event body; start/end are RFC 3339 strings with offsets."""
-    return {"summary": extra.pop("summary", "event"),
-            "start": {"dateTime": start, "timeZone": time_zone},
-            "end": {"dateTime": end, "timeZone": time_zone}, **extra}
+    return {
+        "summary": extra.pop("summary", "event"),
+        "start": {"dateTime": start, "timeZone": time_zone},
+        "end": {"dateTime": end, "timeZone": time_zone},
+        **extra,
+    }
 
 
 def all_day(start: str, end: str, **extra: Any) -> dict[str, Any]:
     """An all-day event body; end date exclusive."""
-    return {"summary": extra.pop("summary", "all day"), "start": {"date": start},
-            "end": {"date": end}, **extra}
+    return {
+        "summary": extra.pop("summary", "all day"),
+        "start": {"date": start},
+        "end": {"date": end},
+        **extra,
+    }
 
 
 @dataclass
@@ -74,16 +92,21 @@ class CalendarHelper:
         return self.service.events().insert(calendarId=self.calendar_id, body=body).execute()
 
     def get(self, event_id: str) -> dict[str, Any]:
-        return self.service.events().get(calendarId=self.calendar_id,
-                                         eventId=event_id).execute()
+        return self.service.events().get(calendarId=self.calendar_id, eventId=event_id).execute()
 
     def patch(self, event_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self.service.events().patch(calendarId=self.calendar_id, eventId=event_id,
-                                           body=body).execute()
+        return (
+            self.service.events()
+            .patch(calendarId=self.calendar_id, eventId=event_id, body=body)
+            .execute()
+        )
 
     def update(self, event_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self.service.events().update(calendarId=self.calendar_id, eventId=event_id,
-                                            body=body).execute()
+        return (
+            self.service.events()
+            .update(calendarId=self.calendar_id, eventId=event_id, body=body)
+            .execute()
+        )
 
     def delete(self, event_id: str) -> None:
         self.service.events().delete(calendarId=self.calendar_id, eventId=event_id).execute()
@@ -93,8 +116,11 @@ class CalendarHelper:
         pages: list[dict[str, Any]] = []
         page_token = params.pop("pageToken", None)
         while True:
-            page = self.service.events().list(calendarId=self.calendar_id,
-                                              pageToken=page_token, **params).execute()
+            page = (
+                self.service.events()
+                .list(calendarId=self.calendar_id, pageToken=page_token, **params)
+                .execute()
+            )
             pages.append(page)
             page_token = page.get("nextPageToken")
             assert (page_token is None) == ("nextSyncToken" in page), page.keys()
@@ -111,9 +137,13 @@ class CalendarHelper:
         items: list[dict[str, Any]] = []
         page_token = None
         while True:
-            page = self.service.events().instances(calendarId=self.calendar_id,
-                                                   eventId=event_id, pageToken=page_token,
-                                                   **params).execute()
+            page = (
+                self.service.events()
+                .instances(
+                    calendarId=self.calendar_id, eventId=event_id, pageToken=page_token, **params
+                )
+                .execute()
+            )
             items.extend(page["items"])
             page_token = page.get("nextPageToken")
             if page_token is None:
@@ -170,8 +200,9 @@ def _start_receiver() -> tuple[PushReceiver, ThreadingHTTPServer]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            receiver.record(ReceivedPush("POST", self.path, dict(self.headers.items()), body,
-                                         time.monotonic()))
+            receiver.record(
+                ReceivedPush("POST", self.path, dict(self.headers.items()), body, time.monotonic())
+            )
             self.send_response(receiver.next_status())
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -182,8 +213,9 @@ def _start_receiver() -> tuple[PushReceiver, ThreadingHTTPServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     receiver.url = f"http://127.0.0.1:{server.server_port}/hook"
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                     daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
     return receiver, server
 
 
@@ -202,8 +234,7 @@ def emulator(emulator_server: EmulatorServer) -> EmulatorServer:
 @pytest.fixture
 def account(emulator: EmulatorServer) -> dict[str, Any]:
     info = emulator.control.create_account(ACCOUNT_EMAIL)
-    emulator.control.create_calendar(ACCOUNT_EMAIL, CALENDAR_TZ, ACCOUNT_EMAIL,
-                                     summary="Ann")
+    emulator.control.create_calendar(ACCOUNT_EMAIL, CALENDAR_TZ, ACCOUNT_EMAIL, summary="Ann")
     return info
 
 
@@ -215,11 +246,6 @@ def service(emulator: EmulatorServer, account: dict[str, Any]) -> Any:
 @pytest.fixture
 def calendar(emulator: EmulatorServer, service: Any) -> CalendarHelper:
     return CalendarHelper(service, emulator.control, ACCOUNT_EMAIL, CALENDAR_TZ)
-
-
-@pytest.fixture
-def service_factory(emulator: EmulatorServer) -> Callable[[dict[str, Any]], Any]:
-    return lambda info: make_service(emulator, info)
 
 
 @pytest.fixture

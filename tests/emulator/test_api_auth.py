@@ -43,74 +43,109 @@ def test_refresh_token_gives_working_access(emulator: EmulatorServer, service: A
 
 
 def test_token_endpoint_answer(emulator: EmulatorServer, account: dict[str, Any]) -> None:
-    answer = requests.post(emulator.token_uri, data={
-        "grant_type": "refresh_token", "refresh_token": account["refresh_token"],
-        "client_id": account["client_id"], "client_secret": account["client_secret"]},
-        timeout=5)
+    answer = requests.post(
+        emulator.token_uri,
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": account["refresh_token"],
+            "client_id": account["client_id"],
+            "client_secret": account["client_secret"],
+        },
+        timeout=5,
+    )
     assert answer.status_code == 200
     body = answer.json()
     assert body["token_type"] == "Bearer"
     assert body["expires_in"] == 3600
     assert body["access_token"]
-    unknown = requests.post(emulator.token_uri, data={
-        "grant_type": "refresh_token", "refresh_token": "1//not-issued",
-        "client_id": account["client_id"], "client_secret": account["client_secret"]},
-        timeout=5)
+    unknown = requests.post(
+        emulator.token_uri,
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": "1//not-issued",
+            "client_id": account["client_id"],
+            "client_secret": account["client_secret"],
+        },
+        timeout=5,
+    )
     assert unknown.status_code == 400
     assert unknown.json()["error"] == "invalid_grant"
 
 
-def test_missing_token_is_401_auth_error(emulator: EmulatorServer,
-                                         account: dict[str, Any]) -> None:
-    anonymous = build("calendar", "v3", http=httplib2.Http(), static_discovery=True,
-                      client_options={"api_endpoint": emulator.api_endpoint},
-                      cache_discovery=False)
+def test_missing_token_is_401_auth_error(emulator: EmulatorServer, account: dict[str, Any]) -> None:
+    anonymous = build(
+        "calendar",
+        "v3",
+        http=httplib2.Http(),
+        static_discovery=True,
+        client_options={"api_endpoint": emulator.api_endpoint},
+        cache_discovery=False,
+    )
     with pytest.raises(HttpError) as refused:
         anonymous.events().list(calendarId="primary").execute()
     _assert_auth_error(refused.value)
 
 
 def test_unknown_access_token_is_401(emulator: EmulatorServer, account: dict[str, Any]) -> None:
-    bogus = Credentials(token="ya29.bogus",
-                        expiry=(datetime.now(UTC) + timedelta(hours=1)).replace(tzinfo=None))
-    client = build("calendar", "v3", credentials=bogus, static_discovery=True,
-                   client_options={"api_endpoint": emulator.api_endpoint},
-                   cache_discovery=False)
+    bogus = Credentials(
+        token="ya29.bogus", expiry=(datetime.now(UTC) + timedelta(hours=1)).replace(tzinfo=None)
+    )
+    client = build(
+        "calendar",
+        "v3",
+        credentials=bogus,
+        static_discovery=True,
+        client_options={"api_endpoint": emulator.api_endpoint},
+        cache_discovery=False,
+    )
     # No refresh token: google-auth cannot refresh after the 401 and says so.
     with pytest.raises((HttpError, RefreshError)):
         client.events().list(calendarId="primary").execute()
     assert emulator.control.requests()[-1]["status"] == 401
 
 
-def test_server_side_expiry_refreshes_transparently(emulator: EmulatorServer,
-                                                    service: Any) -> None:
+def test_server_side_expiry_refreshes_transparently(emulator: EmulatorServer, service: Any) -> None:
     service.calendars().get(calendarId="primary").execute()
     emulator.control.advance_clock(3601)  # the client still believes its token is valid
     service.calendars().get(calendarId="primary").execute()
-    gets = [r["status"] for r in emulator.control.requests()
-            if r["methodId"] == "calendar.calendars.get"]
+    gets = [
+        r["status"]
+        for r in emulator.control.requests()
+        if r["methodId"] == "calendar.calendars.get"
+    ]
     assert gets == [200, 401, 200]
     assert _token_calls(emulator) == [200, 200]
 
 
-def test_tiny_access_token_ttl_is_refreshed_by_the_client(emulator: EmulatorServer,
-                                                          service: Any) -> None:
+def test_tiny_access_token_ttl_is_refreshed_by_the_client(
+    emulator: EmulatorServer, service: Any
+) -> None:
     emulator.control.set_faults(access_token_ttl_seconds=1)
     for _ in range(3):
         service.calendars().get(calendarId="primary").execute()
-    gets = [r["status"] for r in emulator.control.requests()
-            if r["methodId"] == "calendar.calendars.get"]
+    gets = [
+        r["status"]
+        for r in emulator.control.requests()
+        if r["methodId"] == "calendar.calendars.get"
+    ]
     assert gets.count(200) == 3
     assert len(_token_calls(emulator)) >= 3
 
 
-def test_expired_access_token_is_rejected(emulator: EmulatorServer,
-                                          account: dict[str, Any]) -> None:
+def test_expired_access_token_is_rejected(
+    emulator: EmulatorServer, account: dict[str, Any]
+) -> None:
     emulator.control.set_faults(access_token_ttl_seconds=60)
-    token = requests.post(emulator.token_uri, data={
-        "grant_type": "refresh_token", "refresh_token": account["refresh_token"],
-        "client_id": account["client_id"], "client_secret": account["client_secret"]},
-        timeout=5).json()["access_token"]
+    token = requests.post(
+        emulator.token_uri,
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": account["refresh_token"],
+            "client_id": account["client_id"],
+            "client_secret": account["client_secret"],
+        },
+        timeout=5,
+    ).json()["access_token"]
     url = f"{emulator.api_endpoint}calendars/primary"
     headers = {"Authorization": f"Bearer {token}"}
     assert requests.get(url, headers=headers, timeout=5).status_code == 200
@@ -121,7 +156,8 @@ def test_expired_access_token_is_rejected(emulator: EmulatorServer,
 
 
 def test_revoked_account_raises_refresh_error_invalid_grant(
-        emulator: EmulatorServer, account: dict[str, Any], service: Any) -> None:
+    emulator: EmulatorServer, account: dict[str, Any], service: Any
+) -> None:
     service.calendars().get(calendarId="primary").execute()
     emulator.control.revoke_account(ACCOUNT_EMAIL)
     with pytest.raises(RefreshError) as fresh_client:
@@ -132,8 +168,9 @@ def test_revoked_account_raises_refresh_error_invalid_grant(
     assert "invalid_grant" in str(old_client.value)
 
 
-def test_a_new_grant_after_revocation_works(emulator: EmulatorServer,
-                                            account: dict[str, Any]) -> None:
+def test_a_new_grant_after_revocation_works(
+    emulator: EmulatorServer, account: dict[str, Any]
+) -> None:
     emulator.control.revoke_account(ACCOUNT_EMAIL)
     again = emulator.control.create_account(ACCOUNT_EMAIL)
     assert again["refresh_token"] != account["refresh_token"]
@@ -141,15 +178,23 @@ def test_a_new_grant_after_revocation_works(emulator: EmulatorServer,
     assert client.calendars().get(calendarId="primary").execute()["id"] == ACCOUNT_EMAIL
 
 
-def test_consent_flow_with_google_auth_oauthlib(emulator: EmulatorServer,
-                                                account: dict[str, Any],
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_consent_flow_with_google_auth_oauthlib(
+    emulator: EmulatorServer, account: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # the emulator speaks plain HTTP
-    flow = Flow.from_client_config({"web": {
-        "client_id": account["client_id"], "client_secret": account["client_secret"],
-        "auth_uri": f"{emulator.url}/o/oauth2/auth", "token_uri": emulator.token_uri,
-        "redirect_uris": ["http://localhost/oauth/callback"]}},
-        scopes=[SCOPE], redirect_uri="http://localhost/oauth/callback")
+    flow = Flow.from_client_config(
+        {
+            "web": {
+                "client_id": account["client_id"],
+                "client_secret": account["client_secret"],
+                "auth_uri": f"{emulator.url}/o/oauth2/auth",
+                "token_uri": emulator.token_uri,
+                "redirect_uris": ["http://localhost/oauth/callback"],
+            }
+        },
+        scopes=[SCOPE],
+        redirect_uri="http://localhost/oauth/callback",
+    )
     url, state = flow.authorization_url(access_type="offline", login_hint=ACCOUNT_EMAIL)
     consent = requests.get(url, allow_redirects=False, timeout=5)
     assert consent.status_code == 302
@@ -159,16 +204,20 @@ def test_consent_flow_with_google_auth_oauthlib(emulator: EmulatorServer,
     assert query["state"] == [state] and query["code"]
     flow.fetch_token(authorization_response=location)
     assert flow.credentials.refresh_token
-    client = build("calendar", "v3", credentials=flow.credentials, static_discovery=True,
-                   client_options={"api_endpoint": emulator.api_endpoint},
-                   cache_discovery=False)
+    client = build(
+        "calendar",
+        "v3",
+        credentials=flow.credentials,
+        static_discovery=True,
+        client_options={"api_endpoint": emulator.api_endpoint},
+        cache_discovery=False,
+    )
     assert client.calendars().get(calendarId="primary").execute()["id"] == ACCOUNT_EMAIL
     with pytest.raises(Exception, match="invalid_grant"):  # a code is single-use
         flow.fetch_token(code=query["code"][0])
 
 
-def test_other_account_sees_only_its_own_calendars(emulator: EmulatorServer,
-                                                   service: Any) -> None:
+def test_other_account_sees_only_its_own_calendars(emulator: EmulatorServer, service: Any) -> None:
     bob = emulator.control.create_account("bob@example.com")
     emulator.control.create_calendar("bob@example.com", "UTC", "bob@example.com")
     bob_client = make_service(emulator, bob)

@@ -59,8 +59,10 @@ def test_invalid_page_token(calendar: CalendarHelper) -> None:
 
 
 def test_invalid_time_parameters(calendar: CalendarHelper) -> None:
-    for params in ({"timeMin": "yesterday"},
-                   {"timeMin": "2026-12-02T00:00:00Z", "timeMax": "2026-12-01T00:00:00Z"}):
+    for params in (
+        {"timeMin": "yesterday"},
+        {"timeMin": "2026-12-02T00:00:00Z", "timeMax": "2026-12-01T00:00:00Z"},
+    ):
         with pytest.raises(HttpError) as refused:
             calendar.list_all(**params)
         assert refused.value.status_code == 400
@@ -75,13 +77,18 @@ EXPECTED_INJECTED = {
 
 
 @pytest.mark.parametrize("status", sorted(EXPECTED_INJECTED))
-def test_injected_errors_are_google_shaped(calendar: CalendarHelper, emulator: EmulatorServer,
-                                           status: str) -> None:
+def test_injected_errors_are_google_shaped(
+    calendar: CalendarHelper, emulator: EmulatorServer, status: str
+) -> None:
     emulator.control.set_faults(error_rates={status: 1.0})
-    for call in (calendar.service.events().list(calendarId="primary"),
-                 calendar.service.calendars().get(calendarId="primary"),
-                 calendar.service.events().insert(calendarId="primary", body=timed(
-                     "2026-12-01T10:00:00+01:00", "2026-12-01T11:00:00+01:00"))):
+    for call in (
+        calendar.service.events().list(calendarId="primary"),
+        calendar.service.calendars().get(calendarId="primary"),
+        calendar.service.events().insert(
+            calendarId="primary",
+            body=timed("2026-12-01T10:00:00+01:00", "2026-12-01T11:00:00+01:00"),
+        ),
+    ):
         with pytest.raises(HttpError) as injected:
             call.execute()
         assert injected.value.status_code == int(status)
@@ -105,8 +112,9 @@ def _outcomes(calendar: CalendarHelper, count: int) -> list[int]:
     return result
 
 
-def test_error_rates_are_reproducible_by_seed(calendar: CalendarHelper,
-                                              emulator: EmulatorServer) -> None:
+def test_error_rates_are_reproducible_by_seed(
+    calendar: CalendarHelper, emulator: EmulatorServer
+) -> None:
     rates = {"429": 0.2, "500": 0.2, "503": 0.2}
     emulator.control.set_faults(seed=5, error_rates=rates)
     first = _outcomes(calendar, 30)
@@ -117,30 +125,35 @@ def test_error_rates_are_reproducible_by_seed(calendar: CalendarHelper,
     assert _outcomes(calendar, 30) != first
 
 
-def test_error_methods_restrict_injection(calendar: CalendarHelper,
-                                          emulator: EmulatorServer) -> None:
-    emulator.control.set_faults(error_rates={"503": 1.0},
-                                error_methods=["calendar.events.list"])
+def test_error_methods_restrict_injection(
+    calendar: CalendarHelper, emulator: EmulatorServer
+) -> None:
+    emulator.control.set_faults(error_rates={"503": 1.0}, error_methods=["calendar.events.list"])
     calendar.service.calendars().get(calendarId="primary").execute()
     with pytest.raises(HttpError) as injected:
         calendar.service.events().list(calendarId="primary").execute()
     assert injected.value.status_code == 503
 
 
+@pytest.mark.parametrize("status", ["500", "503", "429", "403"])
 def test_client_retries_injected_errors_with_num_retries(
-        calendar: CalendarHelper, emulator: EmulatorServer,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    calendar: CalendarHelper, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch, status: str
+) -> None:
+    """google-api-python-client's own retry logic recognizes the injected bodies as retryable
+    (for 403 it must parse reason rateLimitExceeded out of the body)."""
     monkeypatch.setattr("googleapiclient.http.time.sleep", lambda seconds: None)
-    emulator.control.set_faults(seed=3, error_rates={"500": 0.5})
+    emulator.control.set_faults(seed=3, error_rates={status: 0.5})
     for _ in range(5):
         calendar.service.events().list(calendarId="primary").execute(num_retries=20)
-    statuses = [r["status"] for r in emulator.control.requests()
-                if r["methodId"] == "calendar.events.list"]
-    assert statuses.count(200) == 5 and 500 in statuses
+    statuses = [
+        r["status"] for r in emulator.control.requests() if r["methodId"] == "calendar.events.list"
+    ]
+    assert statuses.count(200) == 5 and int(status) in statuses
 
 
-def test_latency_is_observable_and_reset_clears_faults(calendar: CalendarHelper,
-                                                       emulator: EmulatorServer) -> None:
+def test_latency_is_observable_and_reset_clears_faults(
+    calendar: CalendarHelper, emulator: EmulatorServer
+) -> None:
     calendar.service.calendars().get(calendarId="primary").execute()  # token fetched
     emulator.control.set_faults(latency_ms=300)
     started = time.monotonic()
@@ -154,8 +167,12 @@ def test_latency_is_observable_and_reset_clears_faults(calendar: CalendarHelper,
 
 
 def test_fault_config_rejects_bad_values(emulator: EmulatorServer) -> None:
-    for bad in ({"nope": 1}, {"error_rates": {"404": 0.5}}, {"drop_rate": 2},
-                {"error_rates": {"500": 0.7, "503": 0.7}}):
+    for bad in (
+        {"nope": 1},
+        {"error_rates": {"404": 0.5}},
+        {"drop_rate": 2},
+        {"error_rates": {"500": 0.7, "503": 0.7}},
+    ):
         with pytest.raises(EmulatorControlError) as refused:
             emulator.control.set_faults(**bad)
         assert refused.value.status == 400

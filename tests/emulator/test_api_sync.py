@@ -37,16 +37,25 @@ BASE_DAYS = (datetime(2026, 12, 7, tzinfo=BERLIN), datetime(2027, 3, 22, tzinfo=
 
 
 def _key(item: dict[str, Any]) -> tuple[Any, ...]:
-    return (item.get("start"), item.get("end"), item.get("status"),
-            item.get("transparency", "opaque"))
+    return (
+        item.get("start"),
+        item.get("end"),
+        item.get("status"),
+        item.get("transparency", "opaque"),
+    )
 
 
-def _apply(state: dict[str, dict[str, Any]], items: list[dict[str, Any]],
-           window: tuple[datetime, datetime] | None = None) -> None:
+def _apply(
+    state: dict[str, dict[str, Any]],
+    items: list[dict[str, Any]],
+    window: tuple[datetime, datetime] | None = None,
+) -> None:
     """Replay changes; with a window, keep only events overlapping it (filtered locally)."""
     for item in items:
-        if item["status"] == "cancelled" or (window is not None and not (
-                _parse(item["end"]) > window[0] and _parse(item["start"]) < window[1])):
+        if item["status"] == "cancelled" or (
+            window is not None
+            and not (_parse(item["end"]) > window[0] and _parse(item["start"]) < window[1])
+        ):
             state.pop(item["id"], None)
         else:
             state[item["id"]] = item
@@ -97,16 +106,21 @@ class _SyncMachine(RuleBasedStateMachine):
 
     @initialize()
     def full_sync(self) -> None:
-        items, self.sync_token = self.cal.list_all(singleEvents=True, maxResults=3,
-                                                   showDeleted=self.show_deleted,
-                                                   **self._window())
+        items, self.sync_token = self.cal.list_all(
+            singleEvents=True, maxResults=3, showDeleted=self.show_deleted, **self._window()
+        )
         _apply(self.state, items, self.window)
 
     # ----- single events -------------------------------------------------------------
-    @rule(target=singles, base=st.integers(0, 1), day=st.integers(0, 10),
-          hour=st.integers(7, 18), hours=st.integers(1, 3), transparent=st.booleans())
-    def insert_single(self, base: int, day: int, hour: int, hours: int,
-                      transparent: bool) -> str:
+    @rule(
+        target=singles,
+        base=st.integers(0, 1),
+        day=st.integers(0, 10),
+        hour=st.integers(7, 18),
+        hours=st.integers(1, 3),
+        transparent=st.booleans(),
+    )
+    def insert_single(self, base: int, day: int, hour: int, hours: int, transparent: bool) -> str:
         start = _local(base, day, hour)
         body = timed(start.isoformat(), (start + timedelta(hours=hours)).isoformat())
         if transparent:
@@ -117,26 +131,45 @@ class _SyncMachine(RuleBasedStateMachine):
     def patch_single(self, event_id: str, shift: int, transparent: bool) -> None:
         event = self.cal.get(event_id)
         start, end = _parse(event["start"]), _parse(event["end"])
-        self.cal.patch(event_id, {
-            "start": {"dateTime": (start + timedelta(hours=shift)).isoformat(),
-                      "timeZone": CALENDAR_TZ},
-            "end": {"dateTime": (end + timedelta(hours=shift)).isoformat(),
-                    "timeZone": CALENDAR_TZ},
-            "transparency": "transparent" if transparent else "opaque"})
+        self.cal.patch(
+            event_id,
+            {
+                "start": {
+                    "dateTime": (start + timedelta(hours=shift)).isoformat(),
+                    "timeZone": CALENDAR_TZ,
+                },
+                "end": {
+                    "dateTime": (end + timedelta(hours=shift)).isoformat(),
+                    "timeZone": CALENDAR_TZ,
+                },
+                "transparency": "transparent" if transparent else "opaque",
+            },
+        )
 
     @rule(event_id=consumes(singles))
     def delete_single(self, event_id: str) -> None:
         self.cal.delete(event_id)
 
     # ----- recurring series ----------------------------------------------------------
-    @rule(target=series, base=st.integers(0, 1), day=st.integers(0, 6),
-          hour=st.integers(7, 18), freq=st.sampled_from(["DAILY", "WEEKLY", "MONTHLY"]),
-          count=st.integers(1, 6), until=st.booleans(), exdate=st.booleans())
-    def insert_series(self, base: int, day: int, hour: int, freq: str, count: int,
-                      until: bool, exdate: bool) -> str:
+    @rule(
+        target=series,
+        base=st.integers(0, 1),
+        day=st.integers(0, 6),
+        hour=st.integers(7, 18),
+        freq=st.sampled_from(["DAILY", "WEEKLY", "MONTHLY"]),
+        count=st.integers(1, 6),
+        until=st.booleans(),
+        exdate=st.booleans(),
+    )
+    def insert_series(
+        self, base: int, day: int, hour: int, freq: str, count: int, until: bool, exdate: bool
+    ) -> str:
         start = _local(base, day, hour)
-        step = {"DAILY": timedelta(days=1), "WEEKLY": timedelta(weeks=1),
-                "MONTHLY": timedelta(days=31)}[freq]
+        step = {
+            "DAILY": timedelta(days=1),
+            "WEEKLY": timedelta(weeks=1),
+            "MONTHLY": timedelta(days=31),
+        }[freq]
         if until:
             rule_line = f"RRULE:FREQ={freq};UNTIL={_utc_stamp(start + step * (count - 1))}"
         else:
@@ -145,8 +178,12 @@ class _SyncMachine(RuleBasedStateMachine):
         if exdate and count > 2 and freq == "DAILY":
             second = start + timedelta(days=1)
             recurrence.append(f"EXDATE;TZID={CALENDAR_TZ}:{second:%Y%m%dT%H%M%S}")
-        body = timed(start.isoformat(), (start + timedelta(minutes=45)).isoformat(),
-                     recurrence=recurrence, summary="series")
+        body = timed(
+            start.isoformat(),
+            (start + timedelta(minutes=45)).isoformat(),
+            recurrence=recurrence,
+            summary="series",
+        )
         master_id = self.cal.insert(body)["id"]
         self.freq[master_id] = freq
         return master_id
@@ -161,33 +198,49 @@ class _SyncMachine(RuleBasedStateMachine):
     def shift_series(self, master_id: str, shift: int) -> None:
         master = self.cal.get(master_id)
         start, end = _parse(master["start"]), _parse(master["end"])
-        self.cal.patch(master_id, {
-            "start": {"dateTime": (start + timedelta(hours=shift)).isoformat(),
-                      "timeZone": CALENDAR_TZ},
-            "end": {"dateTime": (end + timedelta(hours=shift)).isoformat(),
-                    "timeZone": CALENDAR_TZ}})
+        self.cal.patch(
+            master_id,
+            {
+                "start": {
+                    "dateTime": (start + timedelta(hours=shift)).isoformat(),
+                    "timeZone": CALENDAR_TZ,
+                },
+                "end": {
+                    "dateTime": (end + timedelta(hours=shift)).isoformat(),
+                    "timeZone": CALENDAR_TZ,
+                },
+            },
+        )
 
     @rule(master_id=series, count=st.integers(1, 6))
     def change_rule(self, master_id: str, count: int) -> None:
-        self.cal.patch(master_id, {"recurrence": [
-            f"RRULE:FREQ={self.freq[master_id]};COUNT={count}"]})
+        self.cal.patch(
+            master_id, {"recurrence": [f"RRULE:FREQ={self.freq[master_id]};COUNT={count}"]}
+        )
 
     def _instance(self, master_id: str, index: int) -> dict[str, Any] | None:
         instances = self.cal.instances(master_id)
         return instances[index % len(instances)] if instances else None
 
-    @rule(master_id=series, index=st.integers(0, 6),
-          shift=st.sampled_from([-2, -1, 1, 3, 26]))
+    @rule(master_id=series, index=st.integers(0, 6), shift=st.sampled_from([-2, -1, 1, 3, 26]))
     def move_instance(self, master_id: str, index: int, shift: int) -> None:
         instance = self._instance(master_id, index)
         if instance is None:
             return
         start, end = _parse(instance["start"]), _parse(instance["end"])
-        self.cal.patch(instance["id"], {
-            "start": {"dateTime": (start + timedelta(hours=shift)).isoformat(),
-                      "timeZone": CALENDAR_TZ},
-            "end": {"dateTime": (end + timedelta(hours=shift)).isoformat(),
-                    "timeZone": CALENDAR_TZ}})
+        self.cal.patch(
+            instance["id"],
+            {
+                "start": {
+                    "dateTime": (start + timedelta(hours=shift)).isoformat(),
+                    "timeZone": CALENDAR_TZ,
+                },
+                "end": {
+                    "dateTime": (end + timedelta(hours=shift)).isoformat(),
+                    "timeZone": CALENDAR_TZ,
+                },
+            },
+        )
 
     @rule(master_id=series, index=st.integers(0, 6))
     def cancel_instance(self, master_id: str, index: int) -> None:
@@ -197,7 +250,7 @@ class _SyncMachine(RuleBasedStateMachine):
 
     @rule(target=series, master_id=series, index=st.integers(1, 6))
     def split_series(self, master_id: str, index: int) -> Any:
-        """"This and following": end the old series before an instance, start a new one."""
+        """ "This and following": end the old series before an instance, start a new one."""
         instances = self.cal.instances(master_id, showDeleted=True)
         if len(instances) < 2:
             return multiple()  # nothing to split
@@ -205,10 +258,20 @@ class _SyncMachine(RuleBasedStateMachine):
         pivot_start = _parse(pivot["originalStartTime"])
         remaining = len(instances) - instances.index(pivot)
         freq = self.freq[master_id]
-        self.cal.patch(master_id, {"recurrence": [
-            f"RRULE:FREQ={freq};UNTIL={_utc_stamp(pivot_start - timedelta(seconds=1))}"]})
-        body = timed(pivot_start.isoformat(), (pivot_start + timedelta(minutes=45)).isoformat(),
-                     recurrence=[f"RRULE:FREQ={freq};COUNT={remaining}"], summary="split")
+        self.cal.patch(
+            master_id,
+            {
+                "recurrence": [
+                    f"RRULE:FREQ={freq};UNTIL={_utc_stamp(pivot_start - timedelta(seconds=1))}"
+                ]
+            },
+        )
+        body = timed(
+            pivot_start.isoformat(),
+            (pivot_start + timedelta(minutes=45)).isoformat(),
+            recurrence=[f"RRULE:FREQ={freq};COUNT={remaining}"],
+            summary="split",
+        )
         new_id = self.cal.insert(body)["id"]
         self.freq[new_id] = freq
         return new_id
@@ -221,11 +284,15 @@ class _SyncMachine(RuleBasedStateMachine):
     @rule(page_size=st.integers(1, 4))
     def consume_incrementally(self, page_size: int) -> None:
         changed, self.sync_token = self.cal.list_all(
-            singleEvents=True, maxResults=page_size, syncToken=self.sync_token,
-            showDeleted=self.show_deleted)
+            singleEvents=True,
+            maxResults=page_size,
+            syncToken=self.sync_token,
+            showDeleted=self.show_deleted,
+        )
         _apply(self.state, changed, self.window)
-        full, _ = self.cal.list_all(singleEvents=True, showDeleted=False, maxResults=2500,
-                                    **self._window())
+        full, _ = self.cal.list_all(
+            singleEvents=True, showDeleted=False, maxResults=2500, **self._window()
+        )
         assert {i: _key(e) for i, e in self.state.items()} == {e["id"]: _key(e) for e in full}
 
 
@@ -234,35 +301,53 @@ class _WindowedSyncMachine(_SyncMachine):
     show_deleted = True
 
 
-@pytest.mark.parametrize("machine", [_SyncMachine, _WindowedSyncMachine],
-                         ids=["unbounded", "product-like"])
-def test_incremental_replay_equals_full_listing(emulator: EmulatorServer, service: Any,
-                                               machine: type[_SyncMachine]) -> None:
+@pytest.mark.parametrize(
+    "machine", [_SyncMachine, _WindowedSyncMachine], ids=["unbounded", "product-like"]
+)
+def test_incremental_replay_equals_full_listing(
+    emulator: EmulatorServer, service: Any, machine: type[_SyncMachine]
+) -> None:
     machine.server = emulator
     machine.service = service
-    run_state_machine_as_test(machine, settings=settings(
-        max_examples=25, stateful_step_count=30, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow]))
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=25,
+            stateful_step_count=30,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
 
 
 # ----- pagination ------------------------------------------------------------------------
 def _insert_singles(calendar: CalendarHelper, count: int) -> list[str]:
     base = datetime(2026, 12, 1, 9, tzinfo=BERLIN)
-    return [calendar.insert(timed((base + timedelta(days=n)).isoformat(),
-                                  (base + timedelta(days=n, hours=1)).isoformat()))["id"]
-            for n in range(count)]
+    return [
+        calendar.insert(
+            timed(
+                (base + timedelta(days=n)).isoformat(),
+                (base + timedelta(days=n, hours=1)).isoformat(),
+            )
+        )["id"]
+        for n in range(count)
+    ]
 
 
-@pytest.mark.parametrize(("count", "max_results", "sizes"), [
-    (0, 3, [0]),
-    (3, 3, [3]),
-    (4, 3, [3, 1]),
-    (6, 3, [3, 3]),
-    (3, 1, [1, 1, 1]),
-    (2, 5, [2]),
-])
-def test_page_sizes_and_token_placement(calendar: CalendarHelper, count: int,
-                                        max_results: int, sizes: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("count", "max_results", "sizes"),
+    [
+        (0, 3, [0]),
+        (3, 3, [3]),
+        (4, 3, [3, 1]),
+        (6, 3, [3, 3]),
+        (3, 1, [1, 1, 1]),
+        (2, 5, [2]),
+    ],
+)
+def test_page_sizes_and_token_placement(
+    calendar: CalendarHelper, count: int, max_results: int, sizes: list[int]
+) -> None:
     ids = _insert_singles(calendar, count)
     pages = calendar.pages(maxResults=max_results)
     assert [len(page["items"]) for page in pages] == sizes
@@ -291,8 +376,7 @@ def test_list_envelope_carries_calendar_time_zone(calendar: CalendarHelper) -> N
 
 def test_changes_made_while_paging_reach_the_next_incremental(calendar: CalendarHelper) -> None:
     first, *_ = _insert_singles(calendar, 3)
-    page = calendar.service.events().list(calendarId=calendar.calendar_id,
-                                          maxResults=1).execute()
+    page = calendar.service.events().list(calendarId=calendar.calendar_id, maxResults=1).execute()
     calendar.patch(first, {"summary": "edited between pages"})
     late = _insert_singles(calendar, 1)[0]
     rest = calendar.pages(maxResults=1, pageToken=page["nextPageToken"])
@@ -305,10 +389,17 @@ def test_changes_made_while_paging_reach_the_next_incremental(calendar: Calendar
 
 def test_default_page_size_250_and_clamp_at_2500(calendar: CalendarHelper) -> None:
     start = datetime(2026, 12, 1, 0, tzinfo=UTC)
-    calendar.insert(timed(start.isoformat(), (start + timedelta(minutes=30)).isoformat(),
-                          time_zone="UTC", recurrence=["RRULE:FREQ=HOURLY;COUNT=2600"]))
-    default = calendar.service.events().list(calendarId=calendar.calendar_id,
-                                             singleEvents=True).execute()
+    calendar.insert(
+        timed(
+            start.isoformat(),
+            (start + timedelta(minutes=30)).isoformat(),
+            time_zone="UTC",
+            recurrence=["RRULE:FREQ=HOURLY;COUNT=2600"],
+        )
+    )
+    default = (
+        calendar.service.events().list(calendarId=calendar.calendar_id, singleEvents=True).execute()
+    )
     assert len(default["items"]) == 250 and "nextPageToken" in default
     clamped = calendar.pages(singleEvents=True, maxResults=5000)
     assert [len(page["items"]) for page in clamped] == [2500, 100]
@@ -326,7 +417,8 @@ def _assert_full_sync_required(error: HttpError) -> None:
 
 
 def test_invalidated_tokens_give_410_and_a_new_full_sync_recovers(
-        calendar: CalendarHelper, emulator: EmulatorServer) -> None:
+    calendar: CalendarHelper, emulator: EmulatorServer
+) -> None:
     _insert_singles(calendar, 2)
     _, old_token = calendar.list_all(singleEvents=True)
     emulator.control.invalidate_sync_tokens(calendar.calendar_id)
@@ -355,8 +447,9 @@ def test_sync_token_410_rate_fault(calendar: CalendarHelper, emulator: EmulatorS
     assert calendar.list_all(syncToken=token)[0] == []
 
 
-def test_sync_token_410_rate_is_reproducible_by_seed(calendar: CalendarHelper,
-                                                     emulator: EmulatorServer) -> None:
+def test_sync_token_410_rate_is_reproducible_by_seed(
+    calendar: CalendarHelper, emulator: EmulatorServer
+) -> None:
     _, token = calendar.list_all()
 
     def outcomes() -> list[int]:
@@ -387,7 +480,8 @@ def test_sync_token_max_age(calendar: CalendarHelper, emulator: EmulatorServer) 
 
 
 def test_deleted_calendar_recreated_invalidates_tokens(
-        calendar: CalendarHelper, emulator: EmulatorServer) -> None:
+    calendar: CalendarHelper, emulator: EmulatorServer
+) -> None:
     _, token = calendar.list_all()
     emulator.control.delete_calendar(ACCOUNT_EMAIL)
     emulator.control.create_calendar(ACCOUNT_EMAIL, CALENDAR_TZ, ACCOUNT_EMAIL)
@@ -396,9 +490,9 @@ def test_deleted_calendar_recreated_invalidates_tokens(
     _assert_full_sync_required(gone.value)
 
 
-def test_concurrent_writers_and_an_incremental_reader(calendar: CalendarHelper,
-                                                      emulator: EmulatorServer,
-                                                      account: dict[str, Any]) -> None:
+def test_concurrent_writers_and_an_incremental_reader(
+    calendar: CalendarHelper, emulator: EmulatorServer, account: dict[str, Any]
+) -> None:
     """Changes racing with paged incremental reads are neither lost nor duplicated."""
     _, token = calendar.list_all(singleEvents=True)
     state: dict[str, dict[str, Any]] = {}
@@ -406,14 +500,18 @@ def test_concurrent_writers_and_an_incremental_reader(calendar: CalendarHelper,
 
     def write(worker: int) -> None:
         try:
-            own = CalendarHelper(make_service(emulator, account), emulator.control,
-                                 calendar.calendar_id, CALENDAR_TZ)
+            own = CalendarHelper(
+                make_service(emulator, account), emulator.control, calendar.calendar_id, CALENDAR_TZ
+            )
             for n in range(12):
                 start = _local(0, n % 7, 8 + worker)
-                made = own.insert(timed(start.isoformat(),
-                                        (start + timedelta(minutes=30)).isoformat(),
-                                        recurrence=["RRULE:FREQ=DAILY;COUNT=2"] if n % 4 == 0
-                                        else []))
+                made = own.insert(
+                    timed(
+                        start.isoformat(),
+                        (start + timedelta(minutes=30)).isoformat(),
+                        recurrence=["RRULE:FREQ=DAILY;COUNT=2"] if n % 4 == 0 else [],
+                    )
+                )
                 if n % 3 == 0:
                     own.patch(made["id"], {"transparency": "transparent"})
                 if n % 5 == 0:

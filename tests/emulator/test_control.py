@@ -38,17 +38,20 @@ def test_create_calendar_twice_is_refused(emulator: EmulatorServer) -> None:
 
 
 def test_unknown_calendar_in_control_calls_is_404(emulator: EmulatorServer) -> None:
-    for call in (lambda: emulator.control.delete_calendar("none@example.com"),
-                 lambda: emulator.control.invalidate_sync_tokens("none@example.com"),
-                 lambda: emulator.control.insert_event("none@example.com", timed(
-                     "2026-12-01T10:00:00Z", "2026-12-01T11:00:00Z", time_zone="UTC"))):
+    for call in (
+        lambda: emulator.control.delete_calendar("none@example.com"),
+        lambda: emulator.control.invalidate_sync_tokens("none@example.com"),
+        lambda: emulator.control.insert_event(
+            "none@example.com",
+            timed("2026-12-01T10:00:00Z", "2026-12-01T11:00:00Z", time_zone="UTC"),
+        ),
+    ):
         with pytest.raises(EmulatorControlError) as missing:
             call()
         assert missing.value.status == 404
 
 
-def test_requests_log_records_api_calls(emulator: EmulatorServer,
-                                        calendar: CalendarHelper) -> None:
+def test_requests_log_records_api_calls(emulator: EmulatorServer, calendar: CalendarHelper) -> None:
     first = calendar.pages(maxResults=1)
     calendar.insert(timed("2026-12-01T10:00:00+01:00", "2026-12-01T11:00:00+01:00"))
     calendar.insert(timed("2026-12-02T10:00:00+01:00", "2026-12-02T11:00:00+01:00"))
@@ -57,7 +60,10 @@ def test_requests_log_records_api_calls(emulator: EmulatorServer,
     assert [entry["seq"] for entry in log] == list(range(len(log)))
     lists = [e for e in log if e["methodId"] == "calendar.events.list"]
     assert [(e["syncToken"], e["pageToken"]) for e in lists] == [
-        (False, False), (True, False), (True, True)]
+        (False, False),
+        (True, False),
+        (True, True),
+    ]
     for entry in lists:
         assert entry["calendarId"] == ACCOUNT_EMAIL  # "primary" resolved
         assert entry["account"] == ACCOUNT_EMAIL
@@ -66,11 +72,16 @@ def test_requests_log_records_api_calls(emulator: EmulatorServer,
     assert emulator.control.requests(since=len(log) - 1) == log[-1:]
 
 
-def test_reset_clears_state(emulator: EmulatorServer, calendar: CalendarHelper,
-                            account: dict[str, Any], push_receiver: PushReceiver) -> None:
+def test_reset_clears_state(
+    emulator: EmulatorServer,
+    calendar: CalendarHelper,
+    account: dict[str, Any],
+    push_receiver: PushReceiver,
+) -> None:
     calendar.insert(timed("2026-12-01T10:00:00+01:00", "2026-12-01T11:00:00+01:00"))
-    calendar.service.events().watch(calendarId="primary", body={
-        "id": "c1", "type": "web_hook", "address": push_receiver.url}).execute()
+    calendar.service.events().watch(
+        calendarId="primary", body={"id": "c1", "type": "web_hook", "address": push_receiver.url}
+    ).execute()
     emulator.control.set_faults(latency_ms=5, drop_rate=0.5)
     emulator.control.advance_clock(3600)
     emulator.control.wait_push_idle()
@@ -85,8 +96,9 @@ def test_reset_clears_state(emulator: EmulatorServer, calendar: CalendarHelper,
         make_service(emulator, account).calendars().get(calendarId="primary").execute()
 
 
-def test_advance_clock_moves_event_timestamps(emulator: EmulatorServer,
-                                              calendar: CalendarHelper) -> None:
+def test_advance_clock_moves_event_timestamps(
+    emulator: EmulatorServer, calendar: CalendarHelper
+) -> None:
     before = datetime.fromisoformat(emulator.control.clock()["now"].replace("Z", "+00:00"))
     emulator.control.advance_clock(86400)
     event = calendar.insert(timed("2026-12-01T10:00:00+01:00", "2026-12-01T11:00:00+01:00"))
@@ -95,11 +107,17 @@ def test_advance_clock_moves_event_timestamps(emulator: EmulatorServer,
     assert emulator.control.clock()["offsetSeconds"] == 86400
 
 
-def test_channels_and_deliveries_describe_push(emulator: EmulatorServer,
-                                               calendar: CalendarHelper,
-                                               push_receiver: PushReceiver) -> None:
-    watch = calendar.service.events().watch(calendarId="primary", body={
-        "id": "c1", "type": "web_hook", "address": push_receiver.url}).execute()
+def test_channels_and_deliveries_describe_push(
+    emulator: EmulatorServer, calendar: CalendarHelper, push_receiver: PushReceiver
+) -> None:
+    watch = (
+        calendar.service.events()
+        .watch(
+            calendarId="primary",
+            body={"id": "c1", "type": "web_hook", "address": push_receiver.url},
+        )
+        .execute()
+    )
     push_receiver.wait_for(1)
     emulator.control.wait_push_idle()
     (channel,) = emulator.control.channels()
@@ -113,23 +131,42 @@ def test_channels_and_deliveries_describe_push(emulator: EmulatorServer,
 
 
 def test_reference_busy(emulator: EmulatorServer, calendar: CalendarHelper) -> None:
-    calendar.insert(timed("2026-12-01T10:00:00+01:00", "2026-12-01T11:00:00+01:00",
-                          recurrence=["RRULE:FREQ=DAILY;COUNT=2"]))
-    busy = emulator.control.reference_busy(ACCOUNT_EMAIL, datetime(2026, 12, 1, tzinfo=UTC),
-                                           datetime(2026, 12, 3, tzinfo=UTC))
-    assert busy == [(datetime(2026, 12, 1, 9, tzinfo=UTC), datetime(2026, 12, 1, 10, tzinfo=UTC)),
-                    (datetime(2026, 12, 2, 9, tzinfo=UTC), datetime(2026, 12, 2, 10, tzinfo=UTC))]
+    calendar.insert(
+        timed(
+            "2026-12-01T10:00:00+01:00",
+            "2026-12-01T11:00:00+01:00",
+            recurrence=["RRULE:FREQ=DAILY;COUNT=2"],
+        )
+    )
+    busy = emulator.control.reference_busy(
+        ACCOUNT_EMAIL, datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 3, tzinfo=UTC)
+    )
+    assert busy == [
+        (datetime(2026, 12, 1, 9, tzinfo=UTC), datetime(2026, 12, 1, 10, tzinfo=UTC)),
+        (datetime(2026, 12, 2, 9, tzinfo=UTC), datetime(2026, 12, 2, 10, tzinfo=UTC)),
+    ]
 
 
 SCENARIO = {
     "seed": 9,
     "faults": {"latency_ms": 1},
     "accounts": [{"email": "sam@example.com", "refresh_token": "1//fixed-sam"}],
-    "calendars": [{"id": "sam@example.com", "timeZone": "Europe/Berlin",
-                   "owner": "sam@example.com", "summary": "Sam",
-                   "events": [timed("2026-12-01T10:00:00+01:00", "2026-12-01T11:00:00+01:00",
-                                    summary="Standup",
-                                    recurrence=["RRULE:FREQ=DAILY;COUNT=3"])]}],
+    "calendars": [
+        {
+            "id": "sam@example.com",
+            "timeZone": "Europe/Berlin",
+            "owner": "sam@example.com",
+            "summary": "Sam",
+            "events": [
+                timed(
+                    "2026-12-01T10:00:00+01:00",
+                    "2026-12-01T11:00:00+01:00",
+                    summary="Standup",
+                    recurrence=["RRULE:FREQ=DAILY;COUNT=3"],
+                )
+            ],
+        }
+    ],
 }
 
 
@@ -160,8 +197,9 @@ def test_revoke_unknown_account_is_404(emulator: EmulatorServer) -> None:
 
 def test_control_calls_bypass_faults(emulator: EmulatorServer, calendar: CalendarHelper) -> None:
     emulator.control.set_faults(error_rates={"500": 1.0})
-    made = emulator.control.insert_event(ACCOUNT_EMAIL, timed(
-        "2026-12-01T10:00:00+01:00", "2026-12-01T11:00:00+01:00"))
+    made = emulator.control.insert_event(
+        ACCOUNT_EMAIL, timed("2026-12-01T10:00:00+01:00", "2026-12-01T11:00:00+01:00")
+    )
     assert emulator.control.get_event(ACCOUNT_EMAIL, made["id"])["id"] == made["id"]
     with pytest.raises(HttpError):
         calendar.get(made["id"])

@@ -66,29 +66,49 @@ FREEBUSY = {
     },
 }
 
-NOT_FOUND = {"error": {
-    "code": 404,
-    "message": "Not Found",
-    "errors": [{"domain": "global", "reason": "notFound", "message": "Not Found"}],
-}}
+NOT_FOUND = {
+    "error": {
+        "code": 404,
+        "message": "Not Found",
+        "errors": [{"domain": "global", "reason": "notFound", "message": "Not Found"}],
+    }
+}
 
 
 @pytest.mark.parametrize(
     ("method_id", "body"),
     [
         ("calendar.events.list", EVENTS_PAGE),
-        ("calendar.events.instances", {"kind": "calendar#events", "items": [],
-                                       "nextPageToken": "p2"}),
+        (
+            "calendar.events.instances",
+            {"kind": "calendar#events", "items": [], "nextPageToken": "p2"},
+        ),
         ("calendar.events.get", EVENT),
         ("calendar.events.insert", EVENT),
-        ("calendar.events.patch", {"id": "a", "start": {"date": "2026-11-03"},
-                                   "end": {"date": "2026-11-04"}}),
+        (
+            "calendar.events.patch",
+            {"id": "a", "start": {"date": "2026-11-03"}, "end": {"date": "2026-11-04"}},
+        ),
         ("calendar.events.watch", CHANNEL),
         ("calendar.freebusy.query", FREEBUSY),
-        ("calendar.calendars.get", {"kind": "calendar#calendar", "id": "me@x",
-                                    "summary": "me", "timeZone": "Europe/Berlin"}),
-        ("calendar.calendarList.list", {"kind": "calendar#calendarList", "items": [
-            {"id": "me@x", "primary": True, "accessRole": "owner", "timeZone": "UTC"}]}),
+        (
+            "calendar.calendars.get",
+            {
+                "kind": "calendar#calendar",
+                "id": "me@x",
+                "summary": "me",
+                "timeZone": "Europe/Berlin",
+            },
+        ),
+        (
+            "calendar.calendarList.list",
+            {
+                "kind": "calendar#calendarList",
+                "items": [
+                    {"id": "me@x", "primary": True, "accessRole": "owner", "timeZone": "UTC"}
+                ],
+            },
+        ),
         ("calendar.channels.stop", None),
         ("calendar.events.delete", {}),
     ],
@@ -109,41 +129,91 @@ def with_change(body: dict[str, Any], path: list[Any], value: Any) -> dict[str, 
 @pytest.mark.parametrize(
     ("method_id", "body", "problem"),
     [
-        ("calendar.events.get", with_change(EVENT, ["_calendarTimeZone"], "UTC"),
-         "Event._calendarTimeZone: unknown field"),
-        ("calendar.events.get", with_change(EVENT, ["start", "tz"], "UTC"),
-         "Event.start.tz: unknown field"),
-        ("calendar.events.get", with_change(EVENT, ["sequence"], "0"),
-         "Event.sequence: expected integer"),
-        ("calendar.events.get", with_change(EVENT, ["sequence"], True),
-         "Event.sequence: expected integer"),
-        ("calendar.events.get", with_change(EVENT, ["attendees", 0, "self"], "true"),
-         "Event.attendees[0].self: expected boolean"),
-        ("calendar.events.get", with_change(EVENT, ["attendees"], {"email": "x"}),
-         "Event.attendees: expected array"),
-        ("calendar.events.get", with_change(EVENT, ["start"], "2026-11-03"),
-         "Event.start: expected object"),
-        ("calendar.events.get", with_change(EVENT, ["updated"], "2026-10-01 10:00:00"),
-         "Event.updated: not an RFC 3339 date-time"),
-        ("calendar.events.get", with_change(EVENT, ["start", "dateTime"], "2026-11-03T09:00:00"),
-         "Event.start.dateTime: not an RFC 3339 date-time"),
-        ("calendar.events.get", with_change(EVENT, ["start", "date"], "2026-11-31"),
-         "Event.start.date: not a YYYY-MM-DD date"),
-        ("calendar.events.get", with_change(EVENT, ["extendedProperties", "private", "k"], 1),
-         "Event.extendedProperties.private['k']: expected string"),
-        ("calendar.events.get", with_change(EVENT, ["summary"], None),
-         "Event.summary: expected string"),
-        ("calendar.events.list", with_change(EVENTS_PAGE, ["items", 1, "bogus"], 1),
-         "Events.items[1].bogus: unknown field"),
-        ("calendar.events.watch", with_change(CHANNEL, ["expiration"], 1793000000000),
-         "Channel.expiration: expected string"),
-        ("calendar.events.watch", with_change(CHANNEL, ["expiration"], "soon"),
-         "Channel.expiration: not an int64 string"),
-        ("calendar.freebusy.query",
-         with_change(FREEBUSY, ["calendars", "me@x", "busy", 0, "start"], "2026-11-02"),
-         "FreeBusyResponse.calendars['me@x'].busy[0].start: not an RFC 3339 date-time"),
-        ("calendar.freebusy.query", with_change(FREEBUSY, ["calendars", "me@x"], []),
-         "FreeBusyResponse.calendars['me@x']: expected object"),
+        (
+            "calendar.events.get",
+            with_change(EVENT, ["_calendarTimeZone"], "UTC"),
+            "Event._calendarTimeZone: unknown field",
+        ),
+        (
+            "calendar.events.get",
+            with_change(EVENT, ["start", "tz"], "UTC"),
+            "Event.start.tz: unknown field",
+        ),
+        (
+            "calendar.events.get",
+            with_change(EVENT, ["sequence"], "0"),
+            "Event.sequence: expected integer",
+        ),
+        (
+            "calendar.events.get",
+            with_change(EVENT, ["sequence"], True),
+            "Event.sequence: expected integer",
+        ),
+        (
+            "calendar.events.get",
+            with_change(EVENT, ["attendees", 0, "self"], "true"),
+            "Event.attendees[0].self: expected boolean",
+        ),
+        (
+            "calendar.events.get",
+            with_change(EVENT, ["attendees"], {"email": "x"}),
+            "Event.attendees: expected array",
+        ),
+        (
+            "calendar.events.get",
+            with_change(EVENT, ["start"], "2026-11-03"),
+            "Event.start: expected object",
+        ),
+        (
+            "calendar.events.get",
+            with_change(EVENT, ["updated"], "2026-10-01 10:00:00"),
+            "Event.updated: not an RFC 3339 date-time",
+        ),
+        (
+            "calendar.events.get",
+            with_change(EVENT, ["start", "dateTime"], "2026-11-03T09:00:00"),
+            "Event.start.dateTime: not an RFC 3339 date-time",
+        ),
+        (
+            "calendar.events.get",
+            with_change(EVENT, ["start", "date"], "2026-11-31"),
+            "Event.start.date: not a YYYY-MM-DD date",
+        ),
+        (
+            "calendar.events.get",
+            with_change(EVENT, ["extendedProperties", "private", "k"], 1),
+            "Event.extendedProperties.private['k']: expected string",
+        ),
+        (
+            "calendar.events.get",
+            with_change(EVENT, ["summary"], None),
+            "Event.summary: expected string",
+        ),
+        (
+            "calendar.events.list",
+            with_change(EVENTS_PAGE, ["items", 1, "bogus"], 1),
+            "Events.items[1].bogus: unknown field",
+        ),
+        (
+            "calendar.events.watch",
+            with_change(CHANNEL, ["expiration"], 1793000000000),
+            "Channel.expiration: expected string",
+        ),
+        (
+            "calendar.events.watch",
+            with_change(CHANNEL, ["expiration"], "soon"),
+            "Channel.expiration: not an int64 string",
+        ),
+        (
+            "calendar.freebusy.query",
+            with_change(FREEBUSY, ["calendars", "me@x", "busy", 0, "start"], "2026-11-02"),
+            "FreeBusyResponse.calendars['me@x'].busy[0].start: not an RFC 3339 date-time",
+        ),
+        (
+            "calendar.freebusy.query",
+            with_change(FREEBUSY, ["calendars", "me@x"], []),
+            "FreeBusyResponse.calendars['me@x']: expected object",
+        ),
         ("calendar.channels.stop", {"ok": True}, "calendar.channels.stop: expected no body"),
     ],
 )
@@ -156,7 +226,8 @@ def test_problems_are_reported(method_id: str, body: Any, problem: str) -> None:
 def test_several_problems_are_all_reported() -> None:
     body = with_change(with_change(EVENT, ["x"], 1), ["y"], 2)
     assert sorted(validate_response("calendar.events.get", body)) == [
-        "Event.x: unknown field", "Event.y: unknown field",
+        "Event.x: unknown field",
+        "Event.y: unknown field",
     ]
 
 
@@ -172,9 +243,14 @@ def test_document_is_googles() -> None:
 
 @pytest.mark.parametrize(
     ("text", "valid"),
-    [("2026-11-02T09:00:00Z", True), ("2026-11-02T09:00:00.123+05:30", True),
-     ("2026-11-02T09:00:00", False), ("2026-11-02T24:00:00Z", False),
-     ("2026-11-02T09:00:00+24:00", False), ("2026-11-02", False)],
+    [
+        ("2026-11-02T09:00:00Z", True),
+        ("2026-11-02T09:00:00.123+05:30", True),
+        ("2026-11-02T09:00:00", False),
+        ("2026-11-02T24:00:00Z", False),
+        ("2026-11-02T09:00:00+24:00", False),
+        ("2026-11-02", False),
+    ],
 )
 def test_is_rfc3339(text: str, valid: bool) -> None:
     assert is_rfc3339(text) is valid
@@ -186,10 +262,22 @@ def test_is_rfc3339(text: str, valid: bool) -> None:
 def test_valid_errors() -> None:
     assert validate_error(NOT_FOUND) == []
     assert validate_error(NOT_FOUND, status=404) == []
-    gone = {"error": {"code": 410, "message": "Sync token is no longer valid.", "status": "GONE",
-                      "errors": [{"domain": "calendar", "reason": "fullSyncRequired",
-                                  "message": "Sync token is no longer valid.",
-                                  "location": "syncToken", "locationType": "parameter"}]}}
+    gone = {
+        "error": {
+            "code": 410,
+            "message": "Sync token is no longer valid.",
+            "status": "GONE",
+            "errors": [
+                {
+                    "domain": "calendar",
+                    "reason": "fullSyncRequired",
+                    "message": "Sync token is no longer valid.",
+                    "location": "syncToken",
+                    "locationType": "parameter",
+                }
+            ],
+        }
+    }
     assert validate_error(gone, status=410) == []
 
 

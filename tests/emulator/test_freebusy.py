@@ -57,13 +57,23 @@ BUSY_CASES = [
     pytest.param({"eventType": "outOfOffice"}, id="out-of-office"),
     pytest.param({"eventType": "focusTime"}, id="focus-time"),
     pytest.param({"eventType": "fromGmail"}, id="from-gmail"),
-    pytest.param({"attendees": [{"email": "o@x", "responseStatus": "declined"},
-                                {"email": "me@x", "self": True, "responseStatus": "accepted"}]},
-                 id="someone-else-declined"),
-    pytest.param({"attendees": [{"email": "me@x", "self": True,
-                                 "responseStatus": "needsAction"}]}, id="unanswered"),
-    pytest.param({"attendees": [{"email": "me@x", "self": True,
-                                 "responseStatus": "tentative"}]}, id="tentative-answer"),
+    pytest.param(
+        {
+            "attendees": [
+                {"email": "o@x", "responseStatus": "declined"},
+                {"email": "me@x", "self": True, "responseStatus": "accepted"},
+            ]
+        },
+        id="someone-else-declined",
+    ),
+    pytest.param(
+        {"attendees": [{"email": "me@x", "self": True, "responseStatus": "needsAction"}]},
+        id="unanswered",
+    ),
+    pytest.param(
+        {"attendees": [{"email": "me@x", "self": True, "responseStatus": "tentative"}]},
+        id="tentative-answer",
+    ),
 ]
 
 
@@ -85,8 +95,10 @@ def test_busy_events(fields: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize(
     ("start", "end"),
-    [("2026-11-02T10:00:00Z", "2026-11-02T10:00:00Z"),
-     ("2026-11-02T10:00:00Z", "2026-11-02T09:00:00Z")],
+    [
+        ("2026-11-02T10:00:00Z", "2026-11-02T10:00:00Z"),
+        ("2026-11-02T10:00:00Z", "2026-11-02T09:00:00Z"),
+    ],
     ids=["zero-length", "inverted"],
 )
 def test_zero_and_negative_length_are_not_busy(start: str, end: str) -> None:
@@ -96,8 +108,10 @@ def test_zero_and_negative_length_are_not_busy(start: str, end: str) -> None:
 def test_offsets_and_offsetless_times() -> None:
     events = [
         timed("2026-11-02T10:00:00+01:00", "2026-11-02T10:30:00+01:00"),
-        {"start": {"dateTime": "2026-11-02T15:00:00", "timeZone": "America/New_York"},
-         "end": {"dateTime": "2026-11-02T15:30:00", "timeZone": "America/New_York"}},
+        {
+            "start": {"dateTime": "2026-11-02T15:00:00", "timeZone": "America/New_York"},
+            "end": {"dateTime": "2026-11-02T15:30:00", "timeZone": "America/New_York"},
+        },
         {"start": {"dateTime": "2026-11-02T18:00:00"}, "end": {"dateTime": "2026-11-02T18:30:00"}},
     ]
     assert busy_intervals(events, BERLIN, DAY_MIN, DAY_MAX) == [
@@ -108,21 +122,50 @@ def test_offsets_and_offsetless_times() -> None:
 
 
 ALL_DAY_CASES = [
-    pytest.param(BERLIN, "2026-11-02", "2026-11-03",
-                 (utc(2026, 11, 1, 23), utc(2026, 11, 2, 23)), id="berlin-winter"),
-    pytest.param(BERLIN, "2026-07-01", "2026-07-02",
-                 (utc(2026, 6, 30, 22), utc(2026, 7, 1, 22)), id="berlin-summer"),
+    pytest.param(
+        BERLIN,
+        "2026-11-02",
+        "2026-11-03",
+        (utc(2026, 11, 1, 23), utc(2026, 11, 2, 23)),
+        id="berlin-winter",
+    ),
+    pytest.param(
+        BERLIN,
+        "2026-07-01",
+        "2026-07-02",
+        (utc(2026, 6, 30, 22), utc(2026, 7, 1, 22)),
+        id="berlin-summer",
+    ),
     # Across the DST end the "day" range is 25 hours long.
-    pytest.param(BERLIN, "2026-10-25", "2026-10-26",
-                 (utc(2026, 10, 24, 22), utc(2026, 10, 25, 23)), id="berlin-dst-day"),
-    pytest.param(BERLIN, "2026-10-24", "2026-10-27",
-                 (utc(2026, 10, 23, 22), utc(2026, 10, 26, 23)), id="berlin-across-dst"),
-    pytest.param("America/New_York", "2026-11-01", "2026-11-02",
-                 (utc(2026, 11, 1, 4), utc(2026, 11, 2, 5)), id="new-york-dst-day"),
-    pytest.param("America/New_York", "2026-03-08", "2026-03-09",
-                 (utc(2026, 3, 8, 5), utc(2026, 3, 9, 4)), id="new-york-spring-day"),
-    pytest.param("UTC", "2026-11-02", "2026-11-03",
-                 (utc(2026, 11, 2), utc(2026, 11, 3)), id="utc"),
+    pytest.param(
+        BERLIN,
+        "2026-10-25",
+        "2026-10-26",
+        (utc(2026, 10, 24, 22), utc(2026, 10, 25, 23)),
+        id="berlin-dst-day",
+    ),
+    pytest.param(
+        BERLIN,
+        "2026-10-24",
+        "2026-10-27",
+        (utc(2026, 10, 23, 22), utc(2026, 10, 26, 23)),
+        id="berlin-across-dst",
+    ),
+    pytest.param(
+        "America/New_York",
+        "2026-11-01",
+        "2026-11-02",
+        (utc(2026, 11, 1, 4), utc(2026, 11, 2, 5)),
+        id="new-york-dst-day",
+    ),
+    pytest.param(
+        "America/New_York",
+        "2026-03-08",
+        "2026-03-09",
+        (utc(2026, 3, 8, 5), utc(2026, 3, 9, 4)),
+        id="new-york-spring-day",
+    ),
+    pytest.param("UTC", "2026-11-02", "2026-11-03", (utc(2026, 11, 2), utc(2026, 11, 3)), id="utc"),
 ]
 
 
@@ -135,10 +178,15 @@ def test_all_day_events_cover_the_calendar_day(
 
 
 def test_transparent_all_day_event_is_free() -> None:
-    assert busy_intervals(
-        [all_day("2026-11-02", "2026-11-03", transparency="transparent")],
-        BERLIN, utc(2026, 1, 1), utc(2027, 1, 1),
-    ) == []
+    assert (
+        busy_intervals(
+            [all_day("2026-11-02", "2026-11-03", transparency="transparent")],
+            BERLIN,
+            utc(2026, 1, 1),
+            utc(2027, 1, 1),
+        )
+        == []
+    )
 
 
 def test_merge_overlapping_and_adjacent_and_keep_gaps() -> None:
@@ -187,8 +235,10 @@ def test_clipping(start: str, end: str, expected: list[tuple[datetime, datetime]
 def test_window_given_in_another_zone_is_returned_in_utc() -> None:
     plus_two = timezone(timedelta(hours=2))
     result = busy_intervals(
-        [timed("2026-11-02T10:00:00Z", "2026-11-02T11:00:00Z")], "UTC",
-        datetime(2026, 11, 2, 12, 30, tzinfo=plus_two), datetime(2026, 11, 2, 20, tzinfo=plus_two),
+        [timed("2026-11-02T10:00:00Z", "2026-11-02T11:00:00Z")],
+        "UTC",
+        datetime(2026, 11, 2, 12, 30, tzinfo=plus_two),
+        datetime(2026, 11, 2, 20, tzinfo=plus_two),
     )
     assert result == [(utc(2026, 11, 2, 10, 30), utc(2026, 11, 2, 11))]
     assert all(moment.tzinfo is UTC for interval in result for moment in interval)
@@ -231,9 +281,18 @@ def test_parse_rfc3339(text: str, expected: datetime) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["2026-11-02T09:00:00", "2026-11-02", "2026-11-02 09:00:00Z", "2026-11-02T09:00Z",
-     "2026-13-02T09:00:00Z", "2026-11-02T09:00:00+0100", "2026-11-02T09:00:00+25:00",
-     "garbage", "", "2026-02-30T09:00:00Z"],
+    [
+        "2026-11-02T09:00:00",
+        "2026-11-02",
+        "2026-11-02 09:00:00Z",
+        "2026-11-02T09:00Z",
+        "2026-13-02T09:00:00Z",
+        "2026-11-02T09:00:00+0100",
+        "2026-11-02T09:00:00+25:00",
+        "garbage",
+        "",
+        "2026-02-30T09:00:00Z",
+    ],
 )
 def test_parse_rfc3339_rejects(text: str) -> None:
     with pytest.raises(ValueError):
@@ -254,8 +313,11 @@ def test_parse_event_time_all_day_uses_the_given_zone() -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1),
-                    timezones=st.just(UTC)))
+@given(
+    st.datetimes(
+        min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+    )
+)
 def test_format_then_parse_round_trips_to_the_second(moment: datetime) -> None:
     assert parse_rfc3339(format_rfc3339(moment)) == moment.replace(microsecond=0)
 
@@ -279,8 +341,11 @@ def test_merged_intervals_are_exactly_the_busy_union(
         return base + timedelta(minutes=minute)
 
     events = [
-        timed(format_rfc3339(at(a)), format_rfc3339(at(b)),
-              **({} if busy else {"transparency": "transparent"}))
+        timed(
+            format_rfc3339(at(a)),
+            format_rfc3339(at(b)),
+            **({} if busy else {"transparency": "transparent"}),
+        )
         for a, b, busy in specs
     ]
     low, high = sorted(window)

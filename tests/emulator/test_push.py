@@ -21,9 +21,15 @@ from tests.emulator.conftest import (
     timed,
 )
 
-GOOG_HEADERS = {"x-goog-channel-id", "x-goog-channel-token", "x-goog-channel-expiration",
-                "x-goog-message-number", "x-goog-resource-id", "x-goog-resource-state",
-                "x-goog-resource-uri"}
+GOOG_HEADERS = {
+    "x-goog-channel-id",
+    "x-goog-channel-token",
+    "x-goog-channel-expiration",
+    "x-goog-message-number",
+    "x-goog-resource-id",
+    "x-goog-resource-state",
+    "x-goog-resource-uri",
+}
 
 
 def _headers(push: ReceivedPush) -> dict[str, str]:
@@ -38,15 +44,17 @@ def _state(push: ReceivedPush) -> str:
     return _headers(push)["x-goog-resource-state"]
 
 
-def _watch(calendar: CalendarHelper, address: str, channel_id: str = "chan-1",
-           **extra: Any) -> dict[str, Any]:
+def _watch(
+    calendar: CalendarHelper, address: str, channel_id: str = "chan-1", **extra: Any
+) -> dict[str, Any]:
     body = {"id": channel_id, "type": "web_hook", "address": address, **extra}
     return calendar.service.events().watch(calendarId="primary", body=body).execute()
 
 
 def _change(calendar: CalendarHelper, summary: str = "change") -> dict[str, Any]:
-    return calendar.insert(timed("2026-12-01T10:00:00+01:00", "2026-12-01T11:00:00+01:00",
-                                 summary=summary))
+    return calendar.insert(
+        timed("2026-12-01T10:00:00+01:00", "2026-12-01T11:00:00+01:00", summary=summary)
+    )
 
 
 def _quiet(emulator: EmulatorServer, receiver: PushReceiver) -> list[ReceivedPush]:
@@ -60,8 +68,9 @@ def fast_retries(emulator: EmulatorServer) -> None:
     emulator.control.set_faults(push_retry_base_seconds=0.05)
 
 
-def test_sync_message_has_googles_headers_and_no_body(calendar: CalendarHelper,
-                                                      push_receiver: PushReceiver) -> None:
+def test_sync_message_has_googles_headers_and_no_body(
+    calendar: CalendarHelper, push_receiver: PushReceiver
+) -> None:
     watch = _watch(calendar, push_receiver.url, token="tok-123", params={"ttl": "3600"})
     assert watch["kind"] == "api#channel" and watch["id"] == "chan-1"
     assert watch["token"] == "tok-123"
@@ -83,8 +92,9 @@ def test_sync_message_has_googles_headers_and_no_body(calendar: CalendarHelper,
     assert int(expiration.timestamp()) == int(watch["expiration"]) // 1000
 
 
-def test_exists_after_each_change_with_growing_numbers(calendar: CalendarHelper,
-                                                       push_receiver: PushReceiver) -> None:
+def test_exists_after_each_change_with_growing_numbers(
+    calendar: CalendarHelper, push_receiver: PushReceiver
+) -> None:
     _watch(calendar, push_receiver.url)
     push_receiver.wait_for(1)
     event = _change(calendar)
@@ -99,17 +109,23 @@ def test_exists_after_each_change_with_growing_numbers(calendar: CalendarHelper,
     assert "x-goog-channel-token" not in _headers(received[0])  # none was set
 
 
-def test_control_api_changes_push_too(calendar: CalendarHelper, emulator: EmulatorServer,
-                                      push_receiver: PushReceiver) -> None:
+def test_control_api_changes_push_too(
+    calendar: CalendarHelper, emulator: EmulatorServer, push_receiver: PushReceiver
+) -> None:
     _watch(calendar, push_receiver.url)
     push_receiver.wait_for(1)
-    emulator.control.insert_event(ACCOUNT_EMAIL, timed(
-        "2026-12-01T10:00:00+01:00", "2026-12-01T11:00:00+01:00"))
+    emulator.control.insert_event(
+        ACCOUNT_EMAIL, timed("2026-12-01T10:00:00+01:00", "2026-12-01T11:00:00+01:00")
+    )
     assert _state(push_receiver.wait_for(2)[1]) == "exists"
 
 
-def test_retry_on_503_until_delivered(calendar: CalendarHelper, emulator: EmulatorServer,
-                                      push_receiver: PushReceiver, fast_retries: None) -> None:
+def test_retry_on_503_until_delivered(
+    calendar: CalendarHelper,
+    emulator: EmulatorServer,
+    push_receiver: PushReceiver,
+    fast_retries: None,
+) -> None:
     push_receiver.statuses = [503, 503]
     _watch(calendar, push_receiver.url)
     received = push_receiver.wait_for(3)
@@ -122,9 +138,13 @@ def test_retry_on_503_until_delivered(calendar: CalendarHelper, emulator: Emulat
 
 
 @pytest.mark.parametrize("status", [404, 410, 400])
-def test_no_retry_on_other_statuses(calendar: CalendarHelper, emulator: EmulatorServer,
-                                    push_receiver: PushReceiver, fast_retries: None,
-                                    status: int) -> None:
+def test_no_retry_on_other_statuses(
+    calendar: CalendarHelper,
+    emulator: EmulatorServer,
+    push_receiver: PushReceiver,
+    fast_retries: None,
+    status: int,
+) -> None:
     push_receiver.statuses = [status]
     _watch(calendar, push_receiver.url)
     push_receiver.wait_for(1)
@@ -137,8 +157,9 @@ def test_no_retry_on_other_statuses(calendar: CalendarHelper, emulator: Emulator
     assert log == [(1, status, "failed")]
 
 
-def test_connection_errors_retry_then_give_up(calendar: CalendarHelper,
-                                              emulator: EmulatorServer) -> None:
+def test_connection_errors_retry_then_give_up(
+    calendar: CalendarHelper, emulator: EmulatorServer
+) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
@@ -149,58 +170,67 @@ def test_connection_errors_retry_then_give_up(calendar: CalendarHelper,
     assert log == [(1, "error", "retrying"), (2, "error", "retrying"), (3, "error", "failed")]
 
 
-def test_stopped_channel_gets_nothing(calendar: CalendarHelper, emulator: EmulatorServer,
-                                      push_receiver: PushReceiver) -> None:
+def test_stopped_channel_gets_nothing(
+    calendar: CalendarHelper, emulator: EmulatorServer, push_receiver: PushReceiver
+) -> None:
     watch = _watch(calendar, push_receiver.url)
     push_receiver.wait_for(1)
-    calendar.service.channels().stop(body={"id": watch["id"],
-                                           "resourceId": watch["resourceId"]}).execute()
+    calendar.service.channels().stop(
+        body={"id": watch["id"], "resourceId": watch["resourceId"]}
+    ).execute()
     _change(calendar)
     assert len(_quiet(emulator, push_receiver)) == 1
     (described,) = emulator.control.channels()
     assert described["stopped"] is True
     with pytest.raises(HttpError) as again:
-        calendar.service.channels().stop(body={"id": watch["id"],
-                                               "resourceId": watch["resourceId"]}).execute()
+        calendar.service.channels().stop(
+            body={"id": watch["id"], "resourceId": watch["resourceId"]}
+        ).execute()
     assert again.value.status_code == 404
 
 
-def test_stop_unknown_channel_or_wrong_resource_is_404(calendar: CalendarHelper,
-                                                       push_receiver: PushReceiver) -> None:
+def test_stop_unknown_channel_or_wrong_resource_is_404(
+    calendar: CalendarHelper, push_receiver: PushReceiver
+) -> None:
     watch = _watch(calendar, push_receiver.url)
-    for body in ({"id": "never-made", "resourceId": watch["resourceId"]},
-                 {"id": watch["id"], "resourceId": "not-the-resource"}):
+    for body in (
+        {"id": "never-made", "resourceId": watch["resourceId"]},
+        {"id": watch["id"], "resourceId": "not-the-resource"},
+    ):
         with pytest.raises(HttpError) as missing:
             calendar.service.channels().stop(body=body).execute()
         assert missing.value.status_code == 404
 
 
-def test_duplicate_channel_id_is_400(calendar: CalendarHelper,
-                                     push_receiver: PushReceiver) -> None:
+def test_duplicate_channel_id_is_400(calendar: CalendarHelper, push_receiver: PushReceiver) -> None:
     _watch(calendar, push_receiver.url, channel_id="same")
     with pytest.raises(HttpError) as duplicate:
         _watch(calendar, push_receiver.url, channel_id="same")
     assert duplicate.value.status_code == 400
 
 
-def test_unwatchable_calendar_is_400(calendar: CalendarHelper, emulator: EmulatorServer,
-                                     push_receiver: PushReceiver) -> None:
-    emulator.control.create_calendar("holidays@example.com", "UTC", ACCOUNT_EMAIL,
-                                     watchable=False)
+def test_unwatchable_calendar_is_400(
+    calendar: CalendarHelper, emulator: EmulatorServer, push_receiver: PushReceiver
+) -> None:
+    emulator.control.create_calendar("holidays@example.com", "UTC", ACCOUNT_EMAIL, watchable=False)
     with pytest.raises(HttpError) as refused:
-        calendar.service.events().watch(calendarId="holidays@example.com", body={
-            "id": "c", "type": "web_hook", "address": push_receiver.url}).execute()
+        calendar.service.events().watch(
+            calendarId="holidays@example.com",
+            body={"id": "c", "type": "web_hook", "address": push_receiver.url},
+        ).execute()
     assert refused.value.status_code == 400
     assert refused.value.error_details[0]["reason"] == "pushNotSupportedForRequestedResource"
 
 
 def _clock_now(emulator: EmulatorServer) -> float:
-    return datetime.fromisoformat(emulator.control.clock()["now"].replace("Z", "+00:00")
-                                  ).timestamp()
+    return datetime.fromisoformat(
+        emulator.control.clock()["now"].replace("Z", "+00:00")
+    ).timestamp()
 
 
-def test_expired_channel_gets_nothing(calendar: CalendarHelper, emulator: EmulatorServer,
-                                      push_receiver: PushReceiver) -> None:
+def test_expired_channel_gets_nothing(
+    calendar: CalendarHelper, emulator: EmulatorServer, push_receiver: PushReceiver
+) -> None:
     watch = _watch(calendar, push_receiver.url, params={"ttl": "60"})
     assert abs(int(watch["expiration"]) / 1000 - (_clock_now(emulator) + 60)) < 5
     push_receiver.wait_for(1)
@@ -211,24 +241,26 @@ def test_expired_channel_gets_nothing(calendar: CalendarHelper, emulator: Emulat
     assert len(_quiet(emulator, push_receiver)) == 2
 
 
-def test_default_ttl_and_max_ttl_clamp(calendar: CalendarHelper, emulator: EmulatorServer,
-                                       push_receiver: PushReceiver) -> None:
+def test_default_ttl_and_max_ttl_clamp(
+    calendar: CalendarHelper, emulator: EmulatorServer, push_receiver: PushReceiver
+) -> None:
     default = _watch(calendar, push_receiver.url, channel_id="default")
     assert abs(int(default["expiration"]) / 1000 - (_clock_now(emulator) + 604800)) < 5
     emulator.control.set_faults(max_channel_ttl_seconds=120)
-    clamped = _watch(calendar, push_receiver.url, channel_id="clamped",
-                     params={"ttl": "3600"})
+    clamped = _watch(calendar, push_receiver.url, channel_id="clamped", params={"ttl": "3600"})
     assert abs(int(clamped["expiration"]) / 1000 - (_clock_now(emulator) + 120)) < 5
 
 
-def test_each_live_channel_of_the_calendar_is_notified(calendar: CalendarHelper,
-                                                       emulator: EmulatorServer,
-                                                       push_receiver: PushReceiver) -> None:
+def test_each_live_channel_of_the_calendar_is_notified(
+    calendar: CalendarHelper, emulator: EmulatorServer, push_receiver: PushReceiver
+) -> None:
     emulator.control.create_calendar("team@example.com", "UTC", ACCOUNT_EMAIL)
     _watch(calendar, push_receiver.url, channel_id="a")
     _watch(calendar, push_receiver.url, channel_id="b")
-    calendar.service.events().watch(calendarId="team@example.com", body={
-        "id": "other", "type": "web_hook", "address": push_receiver.url}).execute()
+    calendar.service.events().watch(
+        calendarId="team@example.com",
+        body={"id": "other", "type": "web_hook", "address": push_receiver.url},
+    ).execute()
     push_receiver.wait_for(3)
     _change(calendar)
     received = push_receiver.wait_for(5)
@@ -238,8 +270,8 @@ def test_each_live_channel_of_the_calendar_is_notified(calendar: CalendarHelper,
 
 
 def test_drop_fault_skips_messages_but_numbers_keep_growing(
-        calendar: CalendarHelper, emulator: EmulatorServer,
-        push_receiver: PushReceiver) -> None:
+    calendar: CalendarHelper, emulator: EmulatorServer, push_receiver: PushReceiver
+) -> None:
     _watch(calendar, push_receiver.url)
     push_receiver.wait_for(1)
     emulator.control.set_faults(drop_rate=1.0)
@@ -253,9 +285,9 @@ def test_drop_fault_skips_messages_but_numbers_keep_growing(
     assert _number(received[1]) > _number(received[0]) + 1
 
 
-def test_duplicate_fault_repeats_the_message_number(calendar: CalendarHelper,
-                                                    emulator: EmulatorServer,
-                                                    push_receiver: PushReceiver) -> None:
+def test_duplicate_fault_repeats_the_message_number(
+    calendar: CalendarHelper, emulator: EmulatorServer, push_receiver: PushReceiver
+) -> None:
     _watch(calendar, push_receiver.url)
     push_receiver.wait_for(1)
     emulator.control.set_faults(duplicate_rate=1.0)
@@ -266,8 +298,9 @@ def test_duplicate_fault_repeats_the_message_number(calendar: CalendarHelper,
     assert len(_quiet(emulator, push_receiver)) == 3
 
 
-def test_delay_fault_delays_delivery(calendar: CalendarHelper, emulator: EmulatorServer,
-                                     push_receiver: PushReceiver) -> None:
+def test_delay_fault_delays_delivery(
+    calendar: CalendarHelper, emulator: EmulatorServer, push_receiver: PushReceiver
+) -> None:
     _watch(calendar, push_receiver.url)
     push_receiver.wait_for(1)
     emulator.control.set_faults(delay_ms=300)
@@ -277,8 +310,9 @@ def test_delay_fault_delays_delivery(calendar: CalendarHelper, emulator: Emulato
     assert received[1].monotonic - changed_at >= 0.3
 
 
-def test_reorder_fault_shuffles_arrival(calendar: CalendarHelper, emulator: EmulatorServer,
-                                        push_receiver: PushReceiver) -> None:
+def test_reorder_fault_shuffles_arrival(
+    calendar: CalendarHelper, emulator: EmulatorServer, push_receiver: PushReceiver
+) -> None:
     _watch(calendar, push_receiver.url)
     push_receiver.wait_for(1)
     emulator.control.set_faults(reorder=True, delay_ms=100)
@@ -290,9 +324,9 @@ def test_reorder_fault_shuffles_arrival(calendar: CalendarHelper, emulator: Emul
     assert numbers != sorted(numbers)
 
 
-def test_only_the_creating_account_can_stop_a_channel(calendar: CalendarHelper,
-                                                      emulator: EmulatorServer,
-                                                      push_receiver: PushReceiver) -> None:
+def test_only_the_creating_account_can_stop_a_channel(
+    calendar: CalendarHelper, emulator: EmulatorServer, push_receiver: PushReceiver
+) -> None:
     watch = _watch(calendar, push_receiver.url)
     bob = make_service(emulator, emulator.control.create_account("bob@example.com"))
     body = {"id": watch["id"], "resourceId": watch["resourceId"]}
@@ -302,20 +336,23 @@ def test_only_the_creating_account_can_stop_a_channel(calendar: CalendarHelper,
     calendar.service.channels().stop(body=body).execute()
 
 
-def test_resource_id_is_stable_per_calendar(calendar: CalendarHelper,
-                                            push_receiver: PushReceiver) -> None:
+def test_resource_id_is_stable_per_calendar(
+    calendar: CalendarHelper, push_receiver: PushReceiver
+) -> None:
     first = _watch(calendar, push_receiver.url, channel_id="one")
     second = _watch(calendar, push_receiver.url, channel_id="two")
     assert first["resourceId"] == second["resourceId"]
     assert first["resourceUri"] == second["resourceUri"]
 
 
-def test_deleted_calendar_stops_its_channels(calendar: CalendarHelper, emulator: EmulatorServer,
-                                             push_receiver: PushReceiver) -> None:
+def test_deleted_calendar_stops_its_channels(
+    calendar: CalendarHelper, emulator: EmulatorServer, push_receiver: PushReceiver
+) -> None:
     _watch(calendar, push_receiver.url)
     push_receiver.wait_for(1)
     emulator.control.delete_calendar(ACCOUNT_EMAIL)
     emulator.control.create_calendar(ACCOUNT_EMAIL, "UTC", ACCOUNT_EMAIL)
-    emulator.control.insert_event(ACCOUNT_EMAIL, timed("2026-12-01T10:00:00Z",
-                                                       "2026-12-01T11:00:00Z", time_zone="UTC"))
+    emulator.control.insert_event(
+        ACCOUNT_EMAIL, timed("2026-12-01T10:00:00Z", "2026-12-01T11:00:00Z", time_zone="UTC")
+    )
     assert len(_quiet(emulator, push_receiver)) == 1

@@ -109,14 +109,22 @@ RULE_CASES = [
     ),
     pytest.param(
         ["RRULE:FREQ=MONTHLY;BYDAY=2TU;COUNT=4"],
-        ["2026-11-10T09:00:00+01:00", "2026-12-08T09:00:00+01:00",
-         "2027-01-12T09:00:00+01:00", "2027-02-09T09:00:00+01:00"],
+        [
+            "2026-11-10T09:00:00+01:00",
+            "2026-12-08T09:00:00+01:00",
+            "2027-01-12T09:00:00+01:00",
+            "2027-02-09T09:00:00+01:00",
+        ],
         id="monthly-second-tuesday",
     ),
     pytest.param(
         ["RRULE:FREQ=MONTHLY;BYDAY=-1FR;COUNT=4"],
-        ["2026-11-27T09:00:00+01:00", "2026-12-25T09:00:00+01:00",
-         "2027-01-29T09:00:00+01:00", "2027-02-26T09:00:00+01:00"],
+        [
+            "2026-11-27T09:00:00+01:00",
+            "2026-12-25T09:00:00+01:00",
+            "2027-01-29T09:00:00+01:00",
+            "2027-02-26T09:00:00+01:00",
+        ],
         id="monthly-last-friday",
     ),
     pytest.param(
@@ -157,11 +165,13 @@ def test_exclusions_remove_the_tuesday(extra: list[str]) -> None:
 
 
 def test_exdate_comma_list_and_several_lines() -> None:
-    master = timed_master([
-        "RRULE:FREQ=DAILY;COUNT=5",
-        "EXDATE;TZID=Europe/Berlin:20261103T090000,20261105T090000",
-        "EXDATE:20261106T080000Z",
-    ])
+    master = timed_master(
+        [
+            "RRULE:FREQ=DAILY;COUNT=5",
+            "EXDATE;TZID=Europe/Berlin:20261103T090000,20261105T090000",
+            "EXDATE:20261106T080000Z",
+        ]
+    )
     assert starts(expand_series(master, {}, **WIDE)) == [
         "2026-11-02T09:00:00+01:00",
         "2026-11-04T09:00:00+01:00",
@@ -185,7 +195,9 @@ def test_rdate_adds_an_instance(rdate: str, expected_extra: str) -> None:
     master = timed_master(["RRULE:FREQ=DAILY;COUNT=2", rdate])
     instances = expand_series(master, {}, **WIDE)
     assert starts(instances) == [
-        "2026-11-02T09:00:00+01:00", "2026-11-03T09:00:00+01:00", expected_extra,
+        "2026-11-02T09:00:00+01:00",
+        "2026-11-03T09:00:00+01:00",
+        expected_extra,
     ]
     extra = instances[-1]
     assert extra["end"]["dateTime"] == expected_extra.replace("T14", "T15").replace("T09", "T10")
@@ -241,8 +253,12 @@ def test_offsetless_start_is_read_in_the_time_zone() -> None:
 
 
 def test_calendar_time_zone_is_the_fallback_zone() -> None:
-    master = timed_master(["RRULE:FREQ=DAILY;COUNT=1"], start="2026-11-02T09:00:00",
-                          end="2026-11-02T10:00:00", _calendarTimeZone=NEW_YORK)
+    master = timed_master(
+        ["RRULE:FREQ=DAILY;COUNT=1"],
+        start="2026-11-02T09:00:00",
+        end="2026-11-02T10:00:00",
+        _calendarTimeZone=NEW_YORK,
+    )
     del master["start"]["timeZone"], master["end"]["timeZone"]
     (instance,) = expand_series(master, {}, **WIDE)
     assert instance["start"] == {"dateTime": "2026-11-02T09:00:00-05:00", "timeZone": NEW_YORK}
@@ -252,7 +268,8 @@ def test_calendar_time_zone_is_the_fallback_zone() -> None:
 def test_multi_day_timed_duration() -> None:
     master = timed_master(["RRULE:FREQ=WEEKLY;COUNT=2"], end="2026-11-03T11:30:00+01:00")
     assert [i["end"]["dateTime"] for i in expand_series(master, {}, **WIDE)] == [
-        "2026-11-03T11:30:00+01:00", "2026-11-10T11:30:00+01:00",
+        "2026-11-03T11:30:00+01:00",
+        "2026-11-10T11:30:00+01:00",
     ]
 
 
@@ -260,31 +277,47 @@ def test_multi_day_timed_duration() -> None:
 
 DST_CASES = [
     pytest.param(
-        BERLIN, "2026-10-24T09:00:00+02:00", "2026-10-24T09:30:00+02:00",
-        [("m1_20261024T070000Z", "2026-10-24T09:00:00+02:00", "2026-10-24T09:30:00+02:00"),
-         ("m1_20261025T080000Z", "2026-10-25T09:00:00+01:00", "2026-10-25T09:30:00+01:00"),
-         ("m1_20261026T080000Z", "2026-10-26T09:00:00+01:00", "2026-10-26T09:30:00+01:00")],
+        BERLIN,
+        "2026-10-24T09:00:00+02:00",
+        "2026-10-24T09:30:00+02:00",
+        [
+            ("m1_20261024T070000Z", "2026-10-24T09:00:00+02:00", "2026-10-24T09:30:00+02:00"),
+            ("m1_20261025T080000Z", "2026-10-25T09:00:00+01:00", "2026-10-25T09:30:00+01:00"),
+            ("m1_20261026T080000Z", "2026-10-26T09:00:00+01:00", "2026-10-26T09:30:00+01:00"),
+        ],
         id="berlin-autumn",
     ),
     pytest.param(
-        BERLIN, "2026-03-28T09:00:00+01:00", "2026-03-28T09:30:00+01:00",
-        [("m1_20260328T080000Z", "2026-03-28T09:00:00+01:00", "2026-03-28T09:30:00+01:00"),
-         ("m1_20260329T070000Z", "2026-03-29T09:00:00+02:00", "2026-03-29T09:30:00+02:00"),
-         ("m1_20260330T070000Z", "2026-03-30T09:00:00+02:00", "2026-03-30T09:30:00+02:00")],
+        BERLIN,
+        "2026-03-28T09:00:00+01:00",
+        "2026-03-28T09:30:00+01:00",
+        [
+            ("m1_20260328T080000Z", "2026-03-28T09:00:00+01:00", "2026-03-28T09:30:00+01:00"),
+            ("m1_20260329T070000Z", "2026-03-29T09:00:00+02:00", "2026-03-29T09:30:00+02:00"),
+            ("m1_20260330T070000Z", "2026-03-30T09:00:00+02:00", "2026-03-30T09:30:00+02:00"),
+        ],
         id="berlin-spring",
     ),
     pytest.param(
-        NEW_YORK, "2026-10-31T09:00:00-04:00", "2026-10-31T09:30:00-04:00",
-        [("m1_20261031T130000Z", "2026-10-31T09:00:00-04:00", "2026-10-31T09:30:00-04:00"),
-         ("m1_20261101T140000Z", "2026-11-01T09:00:00-05:00", "2026-11-01T09:30:00-05:00"),
-         ("m1_20261102T140000Z", "2026-11-02T09:00:00-05:00", "2026-11-02T09:30:00-05:00")],
+        NEW_YORK,
+        "2026-10-31T09:00:00-04:00",
+        "2026-10-31T09:30:00-04:00",
+        [
+            ("m1_20261031T130000Z", "2026-10-31T09:00:00-04:00", "2026-10-31T09:30:00-04:00"),
+            ("m1_20261101T140000Z", "2026-11-01T09:00:00-05:00", "2026-11-01T09:30:00-05:00"),
+            ("m1_20261102T140000Z", "2026-11-02T09:00:00-05:00", "2026-11-02T09:30:00-05:00"),
+        ],
         id="new-york-autumn",
     ),
     pytest.param(
-        NEW_YORK, "2026-03-07T09:00:00-05:00", "2026-03-07T09:30:00-05:00",
-        [("m1_20260307T140000Z", "2026-03-07T09:00:00-05:00", "2026-03-07T09:30:00-05:00"),
-         ("m1_20260308T130000Z", "2026-03-08T09:00:00-04:00", "2026-03-08T09:30:00-04:00"),
-         ("m1_20260309T130000Z", "2026-03-09T09:00:00-04:00", "2026-03-09T09:30:00-04:00")],
+        NEW_YORK,
+        "2026-03-07T09:00:00-05:00",
+        "2026-03-07T09:30:00-05:00",
+        [
+            ("m1_20260307T140000Z", "2026-03-07T09:00:00-05:00", "2026-03-07T09:30:00-05:00"),
+            ("m1_20260308T130000Z", "2026-03-08T09:00:00-04:00", "2026-03-08T09:30:00-04:00"),
+            ("m1_20260309T130000Z", "2026-03-09T09:00:00-04:00", "2026-03-09T09:30:00-04:00"),
+        ],
         id="new-york-spring",
     ),
 ]
@@ -304,10 +337,12 @@ def test_duration_is_wall_clock_on_the_dst_night() -> None:
     # 01:00-04:00 local: on 2026-10-25 (Berlin) that is four real hours, still ending at 04:00.
     master = timed_master(
         ["RRULE:FREQ=DAILY;COUNT=2"],
-        start="2026-10-24T01:00:00+02:00", end="2026-10-24T04:00:00+02:00",
+        start="2026-10-24T01:00:00+02:00",
+        end="2026-10-24T04:00:00+02:00",
     )
-    assert [(i["start"]["dateTime"], i["end"]["dateTime"]) for i in
-            expand_series(master, {}, **WIDE)] == [
+    assert [
+        (i["start"]["dateTime"], i["end"]["dateTime"]) for i in expand_series(master, {}, **WIDE)
+    ] == [
         ("2026-10-24T01:00:00+02:00", "2026-10-24T04:00:00+02:00"),
         ("2026-10-25T01:00:00+02:00", "2026-10-25T04:00:00+01:00"),
     ]
@@ -316,7 +351,8 @@ def test_duration_is_wall_clock_on_the_dst_night() -> None:
 def test_exdate_in_utc_after_dst_change_uses_the_new_offset() -> None:
     master = timed_master(
         ["RRULE:FREQ=DAILY;COUNT=3", "EXDATE:20261025T080000Z"],
-        start="2026-10-24T09:00:00+02:00", end="2026-10-24T10:00:00+02:00",
+        start="2026-10-24T09:00:00+02:00",
+        end="2026-10-24T10:00:00+02:00",
     )
     assert ids(expand_series(master, {}, **WIDE)) == ["m1_20261024T070000Z", "m1_20261026T080000Z"]
 
@@ -325,7 +361,8 @@ def test_until_in_utc_across_dst() -> None:
     # 2026-10-26 09:00 Berlin is 08:00Z; an UNTIL of 07:30Z (still before it) stops the day before.
     master = timed_master(
         ["RRULE:FREQ=DAILY;UNTIL=20261026T073000Z"],
-        start="2026-10-24T09:00:00+02:00", end="2026-10-24T10:00:00+02:00",
+        start="2026-10-24T09:00:00+02:00",
+        end="2026-10-24T10:00:00+02:00",
     )
     assert ids(expand_series(master, {}, **WIDE)) == ["m1_20261024T070000Z", "m1_20261025T080000Z"]
 
@@ -359,8 +396,12 @@ def test_endless_series_far_in_the_future_is_bounded_by_the_window() -> None:
 
 def test_naive_window_is_rejected() -> None:
     with pytest.raises(ValueError, match="aware"):
-        expand_series(timed_master(["RRULE:FREQ=DAILY"]), {},
-                      window_start=datetime(2026, 1, 1), window_end=utc(2026, 2, 1))
+        expand_series(
+            timed_master(["RRULE:FREQ=DAILY"]),
+            {},
+            window_start=datetime(2026, 1, 1),
+            window_end=utc(2026, 2, 1),
+        )
 
 
 def test_original_starts() -> None:
@@ -389,8 +430,9 @@ def moved(instance_key: str, original: str, start: str, end: str, **fields: Any)
 
 def test_exception_replaces_generated_instance_in_place() -> None:
     key = "m1_20261103T080000Z"
-    exception = moved(key, "2026-11-03T09:00:00+01:00",
-                      "2026-11-03T13:00:00+01:00", "2026-11-03T14:00:00+01:00")
+    exception = moved(
+        key, "2026-11-03T09:00:00+01:00", "2026-11-03T13:00:00+01:00", "2026-11-03T14:00:00+01:00"
+    )
     instances = expand_series(timed_master(["RRULE:FREQ=DAILY;COUNT=3"]), {key: exception}, **WIDE)
     assert ids(instances) == ["m1_20261102T080000Z", key, "m1_20261104T080000Z"]
     assert instances[1]["summary"] == "Moved standup"
@@ -400,8 +442,9 @@ def test_exception_replaces_generated_instance_in_place() -> None:
 
 def test_exception_moved_into_the_window_is_included() -> None:
     key = "m1_20261110T080000Z"  # original start far outside the window
-    exception = moved(key, "2026-11-10T09:00:00+01:00",
-                      "2026-11-03T15:00:00+01:00", "2026-11-03T16:00:00+01:00")
+    exception = moved(
+        key, "2026-11-10T09:00:00+01:00", "2026-11-03T15:00:00+01:00", "2026-11-03T16:00:00+01:00"
+    )
     window = {"window_start": utc(2026, 11, 3), "window_end": utc(2026, 11, 4)}
     master = timed_master(["RRULE:FREQ=DAILY;COUNT=20"])
     instances = expand_series(master, {key: exception}, **window)
@@ -410,8 +453,9 @@ def test_exception_moved_into_the_window_is_included() -> None:
 
 def test_exception_moved_out_of_the_window_is_left_out() -> None:
     key = "m1_20261103T080000Z"
-    exception = moved(key, "2026-11-03T09:00:00+01:00",
-                      "2026-11-20T09:00:00+01:00", "2026-11-20T10:00:00+01:00")
+    exception = moved(
+        key, "2026-11-03T09:00:00+01:00", "2026-11-20T09:00:00+01:00", "2026-11-20T10:00:00+01:00"
+    )
     window = {"window_start": utc(2026, 11, 3), "window_end": utc(2026, 11, 4)}
     master = timed_master(["RRULE:FREQ=DAILY;COUNT=20"])
     instances = expand_series(master, {key: exception}, **window)
@@ -420,8 +464,12 @@ def test_exception_moved_out_of_the_window_is_left_out() -> None:
 
 def test_cancelled_exception_yields_cancelled_instance_at_its_original_time() -> None:
     key = "m1_20261103T080000Z"
-    tombstone = {"id": key, "status": "cancelled", "recurringEventId": "m1",
-                 "originalStartTime": {"dateTime": "2026-11-03T09:00:00+01:00", "timeZone": BERLIN}}
+    tombstone = {
+        "id": key,
+        "status": "cancelled",
+        "recurringEventId": "m1",
+        "originalStartTime": {"dateTime": "2026-11-03T09:00:00+01:00", "timeZone": BERLIN},
+    }
     instances = expand_series(timed_master(["RRULE:FREQ=DAILY;COUNT=3"]), {key: tombstone}, **WIDE)
     assert [(i["id"], i.get("status")) for i in instances] == [
         ("m1_20261102T080000Z", "confirmed"),
@@ -429,23 +477,31 @@ def test_cancelled_exception_yields_cancelled_instance_at_its_original_time() ->
         ("m1_20261104T080000Z", "confirmed"),
     ]
     assert instances[1]["start"]["dateTime"] == "2026-11-03T09:00:00+01:00"
-    outside = expand_series(timed_master(["RRULE:FREQ=DAILY;COUNT=3"]), {key: tombstone},
-                            window_start=utc(2026, 11, 4), window_end=utc(2026, 11, 5))
+    outside = expand_series(
+        timed_master(["RRULE:FREQ=DAILY;COUNT=3"]),
+        {key: tombstone},
+        window_start=utc(2026, 11, 4),
+        window_end=utc(2026, 11, 5),
+    )
     assert ids(outside) == ["m1_20261104T080000Z"]
 
 
 def test_tombstone_without_original_start_is_matched_by_its_key() -> None:
     key = "m1_20261103T080000Z"
-    instances = expand_series(timed_master(["RRULE:FREQ=DAILY;COUNT=3"]),
-                              {key: {"id": key, "status": "cancelled"}}, **WIDE)
+    instances = expand_series(
+        timed_master(["RRULE:FREQ=DAILY;COUNT=3"]),
+        {key: {"id": key, "status": "cancelled"}},
+        **WIDE,
+    )
     assert instances[1]["status"] == "cancelled"
     assert instances[1]["recurringEventId"] == "m1"
 
 
 def test_exception_of_an_occurrence_the_series_no_longer_has_is_ignored() -> None:
     key = "m1_20261110T080000Z"  # the series was shortened to three days since
-    exception = moved(key, "2026-11-10T09:00:00+01:00",
-                      "2026-11-10T11:00:00+01:00", "2026-11-10T12:00:00+01:00")
+    exception = moved(
+        key, "2026-11-10T09:00:00+01:00", "2026-11-10T11:00:00+01:00", "2026-11-10T12:00:00+01:00"
+    )
     instances = expand_series(timed_master(["RRULE:FREQ=DAILY;COUNT=3"]), {key: exception}, **WIDE)
     assert key not in ids(instances)
     assert len(instances) == 3
@@ -455,7 +511,9 @@ def test_series_split_has_no_gap_and_no_duplicate() -> None:
     # "This and following" from 2026-11-05: A ends the day before, B starts that day at 10:00.
     master_a = timed_master(["RRULE:FREQ=DAILY;UNTIL=20261104T225959Z"])
     master_b = timed_master(
-        ["RRULE:FREQ=DAILY"], start="2026-11-05T10:00:00+01:00", end="2026-11-05T11:00:00+01:00",
+        ["RRULE:FREQ=DAILY"],
+        start="2026-11-05T10:00:00+01:00",
+        end="2026-11-05T11:00:00+01:00",
     )
     master_b["id"] = "m2"
     window = {"window_start": utc(2026, 11, 1), "window_end": utc(2026, 11, 9)}
@@ -491,7 +549,9 @@ def test_all_day_multi_day_weekly_with_exdate_and_rdate() -> None:
     )
     instances = expand_series(master, {}, **WIDE)
     assert [(i["start"]["date"], i["end"]["date"]) for i in instances] == [
-        ("2026-11-02", "2026-11-04"), ("2026-11-11", "2026-11-13"), ("2026-11-16", "2026-11-18"),
+        ("2026-11-02", "2026-11-04"),
+        ("2026-11-11", "2026-11-13"),
+        ("2026-11-16", "2026-11-18"),
     ]
 
 
@@ -522,8 +582,9 @@ def test_all_day_cancelled_exception() -> None:
 
 
 def test_yearly_all_day_birthday() -> None:
-    master = all_day_master(["RRULE:FREQ=YEARLY"], start="2024-02-29", end="2024-03-01",
-                            eventType="birthday")
+    master = all_day_master(
+        ["RRULE:FREQ=YEARLY"], start="2024-02-29", end="2024-03-01", eventType="birthday"
+    )
     # Feb 29 exists only in leap years (RFC 5545 skips invalid dates).
     instances = expand_series(master, {}, window_start=utc(2024, 1, 1), window_end=utc(2029, 1, 1))
     assert ids(instances) == ["ad_20240229", "ad_20280229"]
@@ -547,21 +608,27 @@ def test_instance_id(original: dict[str, str], expected: str) -> None:
 
 # --- properties -----------------------------------------------------------------------------
 
-RULES = st.sampled_from([
-    "RRULE:FREQ=DAILY",
-    "RRULE:FREQ=DAILY;INTERVAL=3",
-    "RRULE:FREQ=WEEKLY;BYDAY=MO,TH",
-    "RRULE:FREQ=MONTHLY;BYDAY=-1FR",
-    "RRULE:FREQ=MONTHLY;BYMONTHDAY=15",
-])
+RULES = st.sampled_from(
+    [
+        "RRULE:FREQ=DAILY",
+        "RRULE:FREQ=DAILY;INTERVAL=3",
+        "RRULE:FREQ=WEEKLY;BYDAY=MO,TH",
+        "RRULE:FREQ=MONTHLY;BYDAY=-1FR",
+        "RRULE:FREQ=MONTHLY;BYMONTHDAY=15",
+    ]
+)
 ZONES = st.sampled_from([BERLIN, NEW_YORK, "UTC", "Asia/Kolkata"])
 HOURS = st.integers(min_value=0, max_value=24 * 400)
 
 
 @settings(max_examples=60, deadline=None)
 @given(
-    rule=RULES, zone=ZONES, length_minutes=st.integers(1, 600),
-    a=HOURS, b=HOURS, c=HOURS,
+    rule=RULES,
+    zone=ZONES,
+    length_minutes=st.integers(1, 600),
+    a=HOURS,
+    b=HOURS,
+    c=HOURS,
 )
 def test_windows_split_cleanly(
     rule: str, zone: str, length_minutes: int, a: int, b: int, c: int

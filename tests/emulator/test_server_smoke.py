@@ -73,11 +73,21 @@ def hook() -> Iterator[_Hook]:
 
 
 def _service(server: EmulatorServer, info: dict[str, Any]) -> Any:
-    credentials = Credentials(None, refresh_token=info["refresh_token"],
-                              client_id=info["client_id"], client_secret=info["client_secret"],
-                              token_uri=info["token_uri"])
-    return build("calendar", "v3", credentials=credentials, static_discovery=True,
-                 client_options={"api_endpoint": server.api_endpoint}, cache_discovery=False)
+    credentials = Credentials(
+        None,
+        refresh_token=info["refresh_token"],
+        client_id=info["client_id"],
+        client_secret=info["client_secret"],
+        token_uri=info["token_uri"],
+    )
+    return build(
+        "calendar",
+        "v3",
+        credentials=credentials,
+        static_discovery=True,
+        client_options={"api_endpoint": server.api_endpoint},
+        cache_discovery=False,
+    )
 
 
 @pytest.fixture
@@ -88,8 +98,11 @@ def service(smoke_server: EmulatorServer) -> Any:
 
 
 def _timed(summary: str, start: str, end: str, **extra: Any) -> dict[str, Any]:
-    body = {"summary": summary, "start": {"dateTime": start, "timeZone": "Europe/Berlin"},
-            "end": {"dateTime": end, "timeZone": "Europe/Berlin"}}
+    body = {
+        "summary": summary,
+        "start": {"dateTime": start, "timeZone": "Europe/Berlin"},
+        "end": {"dateTime": end, "timeZone": "Europe/Berlin"},
+    }
     body.update({key: value for key, value in extra.items() if value is not None})
     return body
 
@@ -98,8 +111,7 @@ def _drain(service: Any, **params: Any) -> tuple[list[dict[str, Any]], str]:
     items: list[dict[str, Any]] = []
     page_token = None
     while True:
-        page = service.events().list(calendarId="primary", pageToken=page_token,
-                                     **params).execute()
+        page = service.events().list(calendarId="primary", pageToken=page_token, **params).execute()
         items.extend(page["items"])
         page_token = page.get("nextPageToken")
         assert (page_token is None) == ("nextSyncToken" in page)
@@ -116,22 +128,42 @@ def _apply(state: dict[str, dict[str, Any]], items: list[dict[str, Any]]) -> Non
 
 
 def test_incremental_replay_matches_full_listing(service: Any) -> None:
-    first = service.events().insert(calendarId="primary", body=_timed(
-        "one", "2026-11-24T10:00:00+01:00", "2026-11-24T11:00:00+01:00")).execute()
+    first = (
+        service.events()
+        .insert(
+            calendarId="primary",
+            body=_timed("one", "2026-11-24T10:00:00+01:00", "2026-11-24T11:00:00+01:00"),
+        )
+        .execute()
+    )
     items, token = _drain(service, singleEvents=True, maxResults=2)
     state = {item["id"]: item for item in items}
-    series = service.events().insert(calendarId="primary", body=_timed(
-        "daily", "2026-11-24T09:00:00+01:00", "2026-11-24T09:30:00+01:00",
-        recurrence=["RRULE:FREQ=DAILY;COUNT=5"])).execute()
+    series = (
+        service.events()
+        .insert(
+            calendarId="primary",
+            body=_timed(
+                "daily",
+                "2026-11-24T09:00:00+01:00",
+                "2026-11-24T09:30:00+01:00",
+                recurrence=["RRULE:FREQ=DAILY;COUNT=5"],
+            ),
+        )
+        .execute()
+    )
     service.events().delete(calendarId="primary", eventId=first["id"]).execute()
     changed, token = _drain(service, singleEvents=True, maxResults=2, syncToken=token)
     assert len({item["id"] for item in changed}) == len(changed) == 6
     _apply(state, changed)
     instance = f"{series['id']}_20261126T080000Z"
-    service.events().patch(calendarId="primary", eventId=instance,
-                           body={"summary": "moved"}).execute()
-    service.events().patch(calendarId="primary", eventId=series["id"],
-                           body={"recurrence": ["RRULE:FREQ=DAILY;COUNT=3"]}).execute()
+    service.events().patch(
+        calendarId="primary", eventId=instance, body={"summary": "moved"}
+    ).execute()
+    service.events().patch(
+        calendarId="primary",
+        eventId=series["id"],
+        body={"recurrence": ["RRULE:FREQ=DAILY;COUNT=3"]},
+    ).execute()
     changed, token = _drain(service, singleEvents=True, maxResults=2, syncToken=token)
     _apply(state, changed)
     full, _ = _drain(service, singleEvents=True)
@@ -145,8 +177,9 @@ def test_incremental_replay_matches_full_listing(service: Any) -> None:
 def test_sync_token_rules(service: Any, smoke_server: EmulatorServer) -> None:
     _, token = _drain(service)
     with pytest.raises(HttpError) as forbidden:
-        service.events().list(calendarId="primary", syncToken=token,
-                              timeMin="2026-01-01T00:00:00Z").execute()
+        service.events().list(
+            calendarId="primary", syncToken=token, timeMin="2026-01-01T00:00:00Z"
+        ).execute()
     assert forbidden.value.status_code == 400
     with pytest.raises(HttpError) as mismatch:
         service.events().list(calendarId="primary", syncToken=token, singleEvents=True).execute()
@@ -160,12 +193,18 @@ def test_sync_token_rules(service: Any, smoke_server: EmulatorServer) -> None:
 
 def test_validation_errors(service: Any) -> None:
     with pytest.raises(HttpError) as empty_range:
-        service.events().insert(calendarId="primary", body=_timed(
-            "bad", "2026-11-24T11:00:00+01:00", "2026-11-24T10:00:00+01:00")).execute()
+        service.events().insert(
+            calendarId="primary",
+            body=_timed("bad", "2026-11-24T11:00:00+01:00", "2026-11-24T10:00:00+01:00"),
+        ).execute()
     assert empty_range.value.error_details[0]["reason"] == "timeRangeEmpty"
     with pytest.raises(HttpError) as bad_id:
-        service.events().insert(calendarId="primary", body={**_timed(
-            "x", "2026-11-24T10:00:00+01:00", "2026-11-24T11:00:00+01:00"), "id": "XYZ"}
+        service.events().insert(
+            calendarId="primary",
+            body={
+                **_timed("x", "2026-11-24T10:00:00+01:00", "2026-11-24T11:00:00+01:00"),
+                "id": "XYZ",
+            },
         ).execute()
     assert bad_id.value.status_code == 400
     with pytest.raises(HttpError) as missing:
@@ -176,15 +215,29 @@ def test_validation_errors(service: Any) -> None:
     assert other.value.status_code == 404
 
 
-def test_push_sync_then_exists_with_retry(service: Any, smoke_server: EmulatorServer,
-                                          hook: _Hook) -> None:
+def test_push_sync_then_exists_with_retry(
+    service: Any, smoke_server: EmulatorServer, hook: _Hook
+) -> None:
     hook.statuses = [200, 503]
-    watch = service.events().watch(calendarId="primary", body={
-        "id": "chan-1", "token": "secret-token", "type": "web_hook", "address": hook.url,
-        "params": {"ttl": "3600"}}).execute()
+    watch = (
+        service.events()
+        .watch(
+            calendarId="primary",
+            body={
+                "id": "chan-1",
+                "token": "secret-token",
+                "type": "web_hook",
+                "address": hook.url,
+                "params": {"ttl": "3600"},
+            },
+        )
+        .execute()
+    )
     assert watch["resourceId"] and int(watch["expiration"]) > time.time() * 1000
-    service.events().insert(calendarId="primary", body=_timed(
-        "x", "2026-11-24T10:00:00+01:00", "2026-11-24T11:00:00+01:00")).execute()
+    service.events().insert(
+        calendarId="primary",
+        body=_timed("x", "2026-11-24T10:00:00+01:00", "2026-11-24T11:00:00+01:00"),
+    ).execute()
     smoke_server.control.wait_push_idle()
     states = [(h["X-Goog-Resource-State"], h["X-Goog-Message-Number"]) for h in hook.received]
     assert states == [("sync", "1"), ("exists", "2"), ("exists", "2")]
@@ -194,8 +247,10 @@ def test_push_sync_then_exists_with_retry(service: Any, smoke_server: EmulatorSe
     assert first["User-Agent"].startswith("APIs-Google")
     assert first["_body"] == ""
     service.channels().stop(body={"id": "chan-1", "resourceId": watch["resourceId"]}).execute()
-    service.events().insert(calendarId="primary", body=_timed(
-        "y", "2026-11-24T12:00:00+01:00", "2026-11-24T13:00:00+01:00")).execute()
+    service.events().insert(
+        calendarId="primary",
+        body=_timed("y", "2026-11-24T12:00:00+01:00", "2026-11-24T13:00:00+01:00"),
+    ).execute()
     smoke_server.control.wait_push_idle()
     assert len(hook.received) == 3
 
@@ -227,17 +282,24 @@ def test_control_api_rejects_unknown_fault_keys(smoke_server: EmulatorServer) ->
     assert response.status_code == 400
 
 
-def test_concurrent_writers_and_incremental_reader(service: Any,
-                                                   smoke_server: EmulatorServer) -> None:
+def test_concurrent_writers_and_incremental_reader(
+    service: Any, smoke_server: EmulatorServer
+) -> None:
     items, token = _drain(service, singleEvents=True, maxResults=7)
     state = {item["id"]: item for item in items}
 
     def writer(worker: int) -> None:
         control = smoke_server.control
         for index in range(15):
-            event = control.insert_event(CAL, _timed(
-                f"w{worker}-{index}", "2026-11-24T10:00:00+01:00", "2026-11-24T11:00:00+01:00",
-                recurrence=["RRULE:FREQ=DAILY;COUNT=3"] if index % 5 == 0 else None))
+            event = control.insert_event(
+                CAL,
+                _timed(
+                    f"w{worker}-{index}",
+                    "2026-11-24T10:00:00+01:00",
+                    "2026-11-24T11:00:00+01:00",
+                    recurrence=["RRULE:FREQ=DAILY;COUNT=3"] if index % 5 == 0 else None,
+                ),
+            )
             if index % 3 == 0:
                 control.patch_event(CAL, event["id"], {"summary": "patched"})
             if index % 4 == 0:
@@ -260,12 +322,28 @@ def test_concurrent_writers_and_incremental_reader(service: Any,
 
 def test_scenario_file_preloads_accounts_and_events(tmp_path: Any) -> None:
     scenario = tmp_path / "scenario.json"
-    scenario.write_text(json.dumps({
-        "seed": 5,
-        "accounts": [{"email": CAL, "refresh_token": "1//fixed"}],
-        "calendars": [{"id": CAL, "timeZone": "UTC", "owner": CAL, "events": [
-            {"summary": "a", "start": {"date": "2026-11-24"}, "end": {"date": "2026-11-25"}}]}],
-    }))
+    scenario.write_text(
+        json.dumps(
+            {
+                "seed": 5,
+                "accounts": [{"email": CAL, "refresh_token": "1//fixed"}],
+                "calendars": [
+                    {
+                        "id": CAL,
+                        "timeZone": "UTC",
+                        "owner": CAL,
+                        "events": [
+                            {
+                                "summary": "a",
+                                "start": {"date": "2026-11-24"},
+                                "end": {"date": "2026-11-25"},
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    )
     with EmulatorServer() as server:
         loaded = server.load_scenario_file(scenario)
         assert loaded["accounts"][CAL]["refresh_token"] == "1//fixed"
@@ -273,3 +351,100 @@ def test_scenario_file_preloads_accounts_and_events(tmp_path: Any) -> None:
         service = _service(server, loaded["accounts"][CAL])
         listing = service.events().list(calendarId="primary").execute()
         assert [item["summary"] for item in listing["items"]] == ["a"]
+
+
+def test_token_endpoint_accepts_basic_client_auth(smoke_server: EmulatorServer) -> None:
+    info = smoke_server.control.create_account(CAL)
+    form = {"grant_type": "refresh_token", "refresh_token": info["refresh_token"]}
+    basic = requests.post(
+        smoke_server.token_uri,
+        data=form,
+        timeout=5,
+        auth=(info["client_id"], info["client_secret"]),
+    )
+    assert basic.status_code == 200 and basic.json()["access_token"]
+    wrong = requests.post(
+        smoke_server.token_uri, data=form, timeout=5, auth=(info["client_id"], "not-the-secret")
+    )
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
+    neither = requests.post(smoke_server.token_uri, data=form, timeout=5)
+    assert neither.status_code == 401
+
+
+def test_updated_min_lists_later_series_deletions(
+    service: Any, smoke_server: EmulatorServer
+) -> None:
+    series = (
+        service.events()
+        .insert(
+            calendarId="primary",
+            body=_timed(
+                "daily",
+                "2026-11-24T09:00:00+01:00",
+                "2026-11-24T09:30:00+01:00",
+                recurrence=["RRULE:FREQ=DAILY;COUNT=3"],
+            ),
+        )
+        .execute()
+    )
+    kept = (
+        service.events()
+        .insert(
+            calendarId="primary",
+            body=_timed(
+                "weekly",
+                "2026-11-24T12:00:00+01:00",
+                "2026-11-24T12:30:00+01:00",
+                recurrence=["RRULE:FREQ=WEEKLY;COUNT=2"],
+            ),
+        )
+        .execute()
+    )
+    smoke_server.control.advance_clock(60)
+    cutoff = smoke_server.control.clock()["now"]
+    smoke_server.control.advance_clock(60)
+    service.events().delete(
+        calendarId="primary", eventId=f"{kept['id']}_20261201T110000Z"
+    ).execute()
+    service.events().delete(calendarId="primary", eventId=series["id"]).execute()
+    singles, _ = _drain(service, singleEvents=True, updatedMin=cutoff)
+    assert {item["id"]: item["status"] for item in singles} == {
+        f"{series['id']}_2026112{day}T080000Z": "cancelled" for day in (4, 5, 6)
+    } | {f"{kept['id']}_20261201T110000Z": "cancelled"}
+    masters, _ = _drain(service, updatedMin=cutoff)
+    assert {item["id"]: item["status"] for item in masters} == {
+        series["id"]: "cancelled",
+        f"{kept['id']}_20261201T110000Z": "cancelled",
+    }
+
+
+def test_extended_property_constraints_all_apply(service: Any) -> None:
+    both = (
+        service.events()
+        .insert(
+            calendarId="primary",
+            body=_timed(
+                "both",
+                "2026-11-24T10:00:00+01:00",
+                "2026-11-24T11:00:00+01:00",
+                extendedProperties={"private": {"team": "a", "kind": "x=y"}},
+            ),
+        )
+        .execute()
+    )
+    service.events().insert(
+        calendarId="primary",
+        body=_timed(
+            "one",
+            "2026-11-24T10:00:00+01:00",
+            "2026-11-24T11:00:00+01:00",
+            extendedProperties={"private": {"team": "a"}, "shared": {"kind": "x=y"}},
+        ),
+    ).execute()
+    found, _ = _drain(service, privateExtendedProperty=["team=a", "kind=x=y"], maxResults=1)
+    assert [item["id"] for item in found] == [both["id"]]
+    found, _ = _drain(service, sharedExtendedProperty="kind=x=y", privateExtendedProperty="team=b")
+    assert found == []
+    with pytest.raises(HttpError) as malformed:
+        service.events().list(calendarId="primary", privateExtendedProperty="team").execute()
+    assert malformed.value.status_code == 400

@@ -1,0 +1,160 @@
+"""Attach, list and detach calendars; sync status with the last error in plain words."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import func, select
+
+from models import AccountState, BusyBlock, Calendar, CalendarEvent, GoogleAccount, SyncState
+
+from .conftest import ADMIN
+
+CREDENTIALS = {
+    "type": "authorized_user",
+    "client_id": "client.apps.googleusercontent.com",
+    "client_secret": "secret",
+    "refresh_token": "refresh-1",
+}
+
+
+def test_attach_enqueues_full_sync_and_watch_after_commit(client, hosts, tasks, session) -> None:
+    answer = client.post(
+        f"/v1/hosts/{hosts.a.id}/calendars",
+        json={"googleCalendarId": "work@example.com", "credentials": CREDENTIALS},
+        headers=hosts.a.headers,
+    )
+    assert answer.status_code == 201
+    body = answer.get_json()
+    assert body["googleCalendarId"] == "work@example.com" and body["hostId"] == hosts.a.id
+    assert body["created"] is True and body["backgroundQueued"] is True
+    assert body["state"] == "syncing" and body["stale"] is True and body["syncedAt"] is None
+    assert tasks.calls == [("sync", body["id"], True), ("watch", body["id"])]
+    assert session.get(Calendar, body["id"]).host_id == hosts.a.id
+
+    listed = client.get(f"/v1/hosts/{hosts.a.id}/calendars", headers=hosts.a.headers).get_json()
+    assert [c["id"] for c in listed["calendars"]] == [hosts.a.calendar_id, body["id"]]
+
+    again = client.post(
+        f"/v1/hosts/{hosts.a.id}/calendars",
+        json={"googleCalendarId": "work@example.com", "credentials": CREDENTIALS},
+        headers=hosts.a.headers,
+    ).get_json()
+    assert again["id"] == body["id"] and again["created"] is False
+
+
+def test_attach_with_broker_down_still_attaches(client, hosts, tasks) -> None:
+    tasks.fail = True
+    answer = client.post(
+        f"/v1/hosts/{hosts.a.id}/calendars",
+        json={"googleCalendarId": "work@example.com", "credentials": CREDENTIALS},
+        headers=ADMIN,
+    )
+    assert answer.status_code == 201 and answer.get_json()["backgroundQueued"] is False
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"credentials": CREDENTIALS}, "googleCalendarId"),
+        ({"googleCalendarId": "", "credentials": CREDENTIALS}, "googleCalendarId"),
+        ({"googleCalendarId": "x" * 1025, "credentials": CREDENTIALS}, "googleCalendarId"),
+        ({"googleCalendarId": "w@example.com"}, "credentials"),
+        ({"googleCalendarId": "w@example.com", "credentials": "token"}, "credentials"),
+        ({"googleCalendarId": "w@example.com", "credentials": {"client_id": "x"}}, "credentials"),
+        ({"googleCalendarId": "w@example.com", "credentials": CREDENTIALS, "x": 1}, "x"),
+        (
+            {
+                "googleCalendarId": "w@example.com",
+                "credentials": {**CREDENTIALS, "account": "a" * 321},
+            },
+            "account",
+        ),
+        (
+            {
+                "googleCalendarId": "w@example.com",
+                "credentials": {**CREDENTIALS, "client_id": "a\x00"},
+            },
+            "client_id",
+        ),
+        (
+            {"googleCalendarId": "w\ud800@example.com", "credentials": CREDENTIALS},
+            "googleCalendarId",
+        ),
+    ],
+)
+def test_attach_validation_changes_nothing(client, hosts, tasks, snapshot, body, field) -> None:
+    before = snapshot()
+    answer = client.post(f"/v1/hosts/{hosts.a.id}/calendars", json=body, headers=ADMIN)
+    assert answer.status_code == 400
+    assert answer.get_json()["field"] == field
+    assert snapshot() == before and tasks.calls == []
+
+
+def test_detach_drops_blocks_and_stops_channels(client, hosts, tasks, session) -> None:
+    cal = hosts.a.calendar_id
+    answer = client.delete(f"/v1/hosts/{hosts.a.id}/calendars/{cal}", headers=hosts.a.headers)
+    assert answer.status_code == 204
+    assert session.get(Calendar, cal) is None
+    for model in (BusyBlock, CalendarEvent):
+        assert session.scalar(select(func.count()).where(model.calendar_id == cal)) == 0
+    [(kind, _account, channels)] = tasks.calls
+    assert kind == "stop" and len(channels) == 1
+    # Host B's calendar is untouched.
+    assert session.get(Calendar, hosts.b.calendar_id) is not None
+    gone = client.delete(f"/v1/hosts/{hosts.a.id}/calendars/{cal}", headers=hosts.a.headers)
+    assert gone.status_code == 404
+
+
+def test_detach_through_the_wrong_host_path_is_404(client, hosts, tasks, snapshot) -> None:
+    before = snapshot()
+    answer = client.delete(f"/v1/hosts/{hosts.a.id}/calendars/{hosts.b.calendar_id}", headers=ADMIN)
+    assert answer.status_code == 404
+    assert snapshot() == before and tasks.calls == []
+
+
+def test_sync_status_of_a_healthy_calendar(client, hosts) -> None:
+    answer = client.get(f"/v1/calendars/{hosts.a.calendar_id}/sync-status", headers=hosts.a.headers)
+    assert answer.status_code == 200
+    body = answer.get_json()
+    assert body["state"] == "ok" and body["lastError"] is None and body["hostId"] == hosts.a.id
+    assert body["channelExpiresAt"] is not None and body["recentRuns"] == []
+
+
+def test_sync_status_says_how_to_reconnect(client, hosts, session, settings) -> None:
+    state = session.get(SyncState, hosts.a.calendar_id)
+    state.last_error_code = "auth_revoked"
+    state.last_error_message = "Google access was revoked or expired."
+    account = session.get(GoogleAccount, session.get(Calendar, hosts.a.calendar_id).account_id)
+    account.state = AccountState.NEEDS_REAUTH
+    session.commit()
+    body = client.get(
+        f"/v1/calendars/{hosts.a.calendar_id}/sync-status", headers=hosts.a.headers
+    ).get_json()
+    assert body["state"] == "needs_reauth"
+    assert body["lastError"]["code"] == "auth_revoked"
+    assert body["lastError"]["message"] == (
+        "Google access was revoked — reconnect at "
+        f"{settings.public_url}/connect/google?host={hosts.a.id}"
+    )
+    assert body["lastError"]["detail"] == "Google access was revoked or expired."
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        ("calendar_not_found", "attach it again"),
+        ("rate_limited", "retries by itself"),
+        ("something_new", "tell the operator"),
+    ],
+)
+def test_sync_status_error_sentences(client, hosts, session, code, words) -> None:
+    state = session.get(SyncState, hosts.a.calendar_id)
+    state.last_error_code = code
+    state.last_error_message = "Stored words."
+    state.consecutive_failures = 1
+    state.last_attempt_at = datetime.now(UTC)
+    session.commit()
+    body = client.get(f"/v1/calendars/{hosts.a.calendar_id}/sync-status", headers=ADMIN).get_json()
+    assert body["lastError"]["code"] == code and words in body["lastError"]["message"]

@@ -1,0 +1,3 @@
+"""calsync.metrics must load before prometheus_client (it turns on multiprocess mode)."""
+
+import calsync.metrics  # noqa: F401

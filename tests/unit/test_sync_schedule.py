@@ -1,0 +1,96 @@
+"""When a calendar is due for a safety-net, poll or periodic full sync (pure rules)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from calsync.settings import Settings
+from worker.sync_schedule import CalendarTiming, Due, due, jitter_factor, push_works
+
+NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
+SETTINGS = Settings(
+    safety_net_seconds=3600,
+    poll_seconds=300,
+    full_resync_seconds=7 * 86400,
+    channel_silent_seconds=86400,
+)
+
+
+def timing(**overrides) -> CalendarTiming:
+    values = {
+        "calendar_id": 1,
+        "last_success_at": NOW - timedelta(seconds=10),
+        "full_sync_at": NOW - timedelta(days=1),
+        "channel_expiration": NOW + timedelta(days=3),
+        "channel_last_heard": NOW - timedelta(hours=2),
+        "watch_refused": False,
+    }
+    values.update(overrides)
+    return CalendarTiming(**values)
+
+
+@given(st.integers(min_value=1, max_value=10**9), st.sampled_from(["sync", "full"]))
+def test_jitter_stays_within_a_quarter(calendar_id: int, purpose: str) -> None:
+    assert 0.75 <= jitter_factor(calendar_id, purpose) <= 1.25
+
+
+def test_jitter_spreads_calendars() -> None:
+    factors = [jitter_factor(n, "sync") for n in range(1, 1001)]
+    assert min(factors) < 0.8 and max(factors) > 1.2
+    assert len({round(f, 3) for f in factors}) > 300
+
+
+@pytest.mark.parametrize(
+    ("overrides", "works"),
+    [
+        ({}, True),
+        ({"channel_expiration": None}, False),  # missing
+        ({"channel_expiration": NOW}, False),  # expired
+        ({"watch_refused": True}, False),  # refused
+        ({"channel_last_heard": NOW - timedelta(hours=25)}, False),  # silent for long
+        ({"channel_last_heard": None}, False),
+    ],
+)
+def test_push_works(overrides: dict, works: bool) -> None:
+    assert push_works(timing(**overrides), NOW, SETTINGS) is works
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({}, None),
+        ({"last_success_at": None}, Due.SAFETY_NET),
+        ({"last_success_at": NOW - timedelta(minutes=40)}, None),
+        ({"last_success_at": NOW - timedelta(minutes=76)}, Due.SAFETY_NET),
+        ({"last_success_at": NOW - timedelta(minutes=3)}, None),
+        ({"last_success_at": NOW - timedelta(minutes=7), "channel_expiration": None}, Due.POLL),
+        ({"last_success_at": NOW - timedelta(minutes=7), "watch_refused": True}, Due.POLL),
+        ({"full_sync_at": NOW - timedelta(days=5)}, None),
+        ({"full_sync_at": NOW - timedelta(days=9)}, Due.FULL),
+        ({"full_sync_at": None}, Due.FULL),
+    ],
+)
+def test_due(overrides: dict, expected: Due | None) -> None:
+    assert due(timing(**overrides), NOW, SETTINGS) is expected
+
+
+@given(st.integers(min_value=1, max_value=10**6), st.integers(min_value=0, max_value=10_000))
+def test_never_longer_than_the_jittered_interval(calendar_id: int, age_seconds: int) -> None:
+    watched = timing(calendar_id=calendar_id, last_success_at=NOW - timedelta(seconds=age_seconds))
+    polled = timing(
+        calendar_id=calendar_id,
+        last_success_at=NOW - timedelta(seconds=age_seconds),
+        channel_expiration=None,
+    )
+    if age_seconds >= 3600 * 1.25:
+        assert due(watched, NOW, SETTINGS) is Due.SAFETY_NET
+    if age_seconds < 3600 * 0.75:
+        assert due(watched, NOW, SETTINGS) is None
+    if age_seconds >= 300 * 1.25:
+        assert due(polled, NOW, SETTINGS) is Due.POLL
+    if age_seconds < 300 * 0.75:
+        assert due(polled, NOW, SETTINGS) is None

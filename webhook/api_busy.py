@@ -1,0 +1,179 @@
+"""Busy reads: `GET /v1/hosts/{host}/busy` and Google's `freeBusy.query` shape at
+`POST /v1/freeBusy`.
+
+Every answer says how fresh each calendar is. A frontend that would rather show no slots
+than possibly wrong ones asks with `strict=true` and gets a 503 while any calendar is stale.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from flask import Blueprint, Response, jsonify, request
+from sqlalchemy import select
+
+from models.busy_queries import calendar_busy, host_busy
+from models.calendars import Calendar
+from models.intervals import Interval
+from webhook.api_freshness import calendar_freshness, host_freshness
+from webhook.api_hosts import HOST_PATH
+from webhook.api_json import bad_field, json_object, string_field
+from webhook.api_time import format_rfc3339, parse_flag, parse_window
+from webhook.auth import current_caller, require_host
+from webhook.errors import ApiError
+from webhook.request_scope import app_settings, request_session
+
+api_busy = Blueprint("api_busy", __name__)
+
+MAX_FREEBUSY_ITEMS = 50  # Google's own limit per freeBusy.query
+# Google's request fields calsync accepts; the expansion limits mean nothing here (no groups).
+FREEBUSY_FIELDS = {"timeMin", "timeMax", "timeZone", "items", "groupExpansionMax"}
+FREEBUSY_FIELDS |= {"calendarExpansionMax"}
+# States in which the stored busy time cannot be trusted to follow Google any more.
+FAILING_STATES = {"failing", "needs_reauth"}
+
+
+def source_json(source: str) -> dict[str, Any]:
+    """`calendar:<id>/<event>` or `manual:<id>` (models.busy_queries) as an object."""
+    kind, _, rest = source.partition(":")
+    if kind == "manual":
+        return {"type": "manual", "blockId": int(rest)}
+    calendar_id, _, event_id = rest.partition("/")
+    return {"type": "event", "calendarId": int(calendar_id), "eventId": event_id}
+
+
+def _interval_json(interval: Interval) -> dict[str, Any]:
+    return {
+        "start": format_rfc3339(interval.start),
+        "end": format_rfc3339(interval.end),
+        "sources": [source_json(s) for s in interval.sources],
+    }
+
+
+@api_busy.get(HOST_PATH + "/busy")
+def host_busy_view(host_id: int) -> Response:
+    host = require_host(host_id)
+    window = parse_window(
+        request.args.get("timeMin"), request.args.get("timeMax"), app_settings().max_window_days
+    )
+    strict = parse_flag(request.args.get("strict"), "strict")
+    session = request_session()
+    calendars = host_freshness(session, host.id, datetime.now(UTC))
+    stale = [c for c in calendars if c["stale"]]
+    if strict and stale:
+        names = ", ".join(f"{c['id']} ({c['state']})" for c in stale)
+        raise ApiError(
+            503,
+            "stale_calendars",
+            f"Busy time may be wrong: calendar {names} is not up to date. "
+            "Retry later, or ask without strict=true to get the data with freshness flags.",
+            extra={"staleCalendars": stale},
+            headers={"Retry-After": "30"},
+        )
+    busy = host_busy(session, host.id, window.start, window.end)
+    return jsonify(
+        {
+            "timeMin": format_rfc3339(window.start),
+            "timeMax": format_rfc3339(window.end),
+            "busy": [_interval_json(i) for i in busy],
+            "calendars": calendars,
+            "stale": bool(stale),
+        }
+    )
+
+
+def _caller_calendars() -> list[Calendar]:
+    caller = current_caller()
+    query = select(Calendar).order_by(Calendar.id)
+    if not caller.is_admin:
+        query = query.where(Calendar.host_id == caller.host_id)
+    return list(request_session().scalars(query))
+
+
+def _resolve(requested: str, calendars: list[Calendar]) -> list[Calendar]:
+    """The caller's calendars `requested` names: our numeric id, or the Google calendar id."""
+    by_google = [c for c in calendars if c.google_calendar_id == requested]
+    if by_google:
+        return by_google
+    if requested.isascii() and requested.isdigit():
+        return [c for c in calendars if str(c.id) == requested]
+    return []
+
+
+def _requested_ids(body: dict[str, Any]) -> list[str]:
+    items = body.get("items", [])
+    if not isinstance(items, list):
+        raise bad_field("items", 'must be a list of {"id": "..."} objects')
+    if len(items) > MAX_FREEBUSY_ITEMS:
+        raise bad_field("items", f"at most {MAX_FREEBUSY_ITEMS} calendars per request")
+    ids: list[str] = []
+    for position, item in enumerate(items):
+        name = f"items[{position}].id"
+        if not isinstance(item, dict) or set(item) - {"id"} or "id" not in item:
+            raise bad_field(f"items[{position}]", 'must be an object {"id": "..."}')
+        value = string_field(item, "id", max_length=1024)
+        if value is None:
+            raise bad_field(name, "required")
+        ids.append(value)
+    return ids
+
+
+@api_busy.post("/v1/freeBusy")
+def free_busy() -> Response:
+    current_caller()
+    body = json_object(FREEBUSY_FIELDS, required={"timeMin", "timeMax"})
+    window = parse_window(body["timeMin"], body["timeMax"], app_settings().max_window_days)
+    zone_name = string_field(body, "timeZone", max_length=64)
+    if zone_name is not None:
+        try:
+            ZoneInfo(zone_name)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise bad_field("timeZone", f"{zone_name!r} is not an IANA time zone") from None
+    for limit in ("groupExpansionMax", "calendarExpansionMax"):
+        value = body.get(limit)
+        if limit in body and (isinstance(value, bool) or not isinstance(value, int)):
+            raise bad_field(limit, "must be an integer")
+    requested = _requested_ids(body)
+    session = request_session()
+    now = datetime.now(UTC)
+    mine = _caller_calendars()
+    answers: dict[str, dict[str, Any]] = {}
+    any_stale = False
+    for requested_id in requested:
+        found = _resolve(requested_id, mine)
+        if len(found) != 1:
+            reason = "notFound" if not found else "ambiguous"
+            answers[requested_id] = {
+                "errors": [{"domain": "global", "reason": reason}],
+                "busy": [],
+            }
+            continue
+        calendar = found[0]
+        freshness = calendar_freshness(session, calendar, now)
+        any_stale = any_stale or freshness["stale"]
+        busy = calendar_busy(session, calendar.id, window.start, window.end)
+        entry: dict[str, Any] = {
+            "busy": [
+                {"start": format_rfc3339(i.start), "end": format_rfc3339(i.end)} for i in busy
+            ],
+            **{key: freshness[key] for key in ("state", "syncedAt", "lagSeconds", "stale")},
+            "calendarId": calendar.id,
+        }
+        # As Google does for a calendar it cannot read: say so beside the (last known) busy
+        # time, so a client that checks `errors` does not trust it blindly.
+        if freshness["syncedAt"] is None:
+            entry["errors"] = [{"domain": "calsync", "reason": "notSyncedYet"}]
+        elif freshness["state"] in FAILING_STATES:
+            entry["errors"] = [{"domain": "calsync", "reason": freshness["state"]}]
+        answers[requested_id] = entry
+    return jsonify(
+        {
+            "kind": "calendar#freeBusy",
+            "timeMin": format_rfc3339(window.start),
+            "timeMax": format_rfc3339(window.end),
+            "calendars": answers,
+            "stale": any_stale,
+        }
+    )

@@ -1,0 +1,147 @@
+"""Calendars of a host: attach, list, detach, and the sync status of one calendar.
+
+Work that talks to Google (the first full sync, opening and stopping watch channels) is
+enqueued only after the database commit, so a task never runs for data that rolled back.
+If the broker is down then, the calendar is still attached: the safety-net sync and the
+channel renewal pick it up, and the answer says the background work was not queued.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from models.credentials_box import CredentialsError
+from models.registry import attach_calendar, detach_calendar
+from models.sync_status import calendar_status
+from webhook.api_freshness import calendar_freshness, error_sentence, host_calendars
+from webhook.api_hosts import HOST_PATH, MAX_ID
+from webhook.api_json import bad_field, json_object, string_field
+from webhook.auth import require_calendar, require_host
+from webhook.errors import ApiError
+from webhook.request_scope import app_settings, request_session
+from worker import enqueue as task_queue
+
+log = logging.getLogger("calsync.webhook.calendars")
+
+api_calendars = Blueprint("api_calendars", __name__)
+
+CALENDAR_ID = f"<int(max={MAX_ID}):calendar_id>"
+MAX_CREDENTIAL_LENGTH = 4096
+MAX_EMAIL_LENGTH = 320  # google_accounts.email
+
+
+def _calendar_json(session, calendar, now: datetime) -> dict[str, Any]:
+    return {
+        **calendar_freshness(session, calendar, now),
+        "hostId": calendar.host_id,
+        "timeZone": calendar.time_zone,
+        "summary": calendar.summary,
+    }
+
+
+def _check_credentials(credentials: object) -> None:
+    """Text the database can store: no NUL, valid Unicode, bounded (the email column)."""
+    if not isinstance(credentials, dict):
+        raise bad_field("credentials", "must be a JSON object (Google authorized-user format)")
+    for key, value in credentials.items():
+        if isinstance(value, str):
+            limit = MAX_EMAIL_LENGTH if key == "account" else MAX_CREDENTIAL_LENGTH
+            string_field(credentials, key, max_length=limit, min_length=0)
+
+
+@api_calendars.post(HOST_PATH + "/calendars")
+def attach(host_id: int) -> tuple[Response, int]:
+    host = require_host(host_id)
+    body = json_object({"googleCalendarId", "credentials"}, required={"googleCalendarId"})
+    google_calendar_id = string_field(body, "googleCalendarId", max_length=1024)
+    assert google_calendar_id is not None
+    credentials = body.get("credentials")
+    if credentials is None:
+        raise bad_field(
+            "credentials",
+            "required: Google authorized-user JSON (client_id, client_secret, refresh_token)",
+        )
+    _check_credentials(credentials)
+    session = request_session()
+    try:
+        calendar, created = attach_calendar(session, host.id, google_calendar_id, credentials)
+    except CredentialsError as exc:
+        raise bad_field("credentials", str(exc)) from None
+    session.commit()
+    queued = True
+    try:
+        task_queue.enqueue_sync(calendar.id, reason="attach", full=True)
+        task_queue.enqueue_watch(calendar.id)
+    except task_queue.EnqueueError as exc:
+        log.warning("attach_enqueue_failed calendar_id=%s error=%s", calendar.id, exc)
+        queued = False
+    answer = _calendar_json(session, calendar, datetime.now(UTC))
+    answer.update(created=created, backgroundQueued=queued)
+    return jsonify(answer), 201
+
+
+@api_calendars.get(HOST_PATH + "/calendars")
+def list_calendars(host_id: int) -> Response:
+    host = require_host(host_id)
+    session = request_session()
+    now = datetime.now(UTC)
+    return jsonify(
+        {"calendars": [_calendar_json(session, c, now) for c in host_calendars(session, host.id)]}
+    )
+
+
+@api_calendars.delete(HOST_PATH + "/calendars/" + CALENDAR_ID)
+def detach(host_id: int, calendar_id: int) -> tuple[str, int]:
+    host = require_host(host_id)
+    calendar = require_calendar(calendar_id)
+    if calendar.host_id != host.id:
+        raise ApiError(404, "not_found", f"No calendar {calendar_id} on host {host_id}.")
+    session = request_session()
+    detached = detach_calendar(session, calendar.id)
+    session.commit()
+    if detached is not None:
+        account_id, channels = detached
+        if channels:
+            try:
+                task_queue.enqueue_stop_channels(
+                    account_id, [(c.channel_id, c.resource_id) for c in channels]
+                )
+            except task_queue.EnqueueError as exc:
+                # The calendar is gone, so its channels' pushes now answer 404 and Google
+                # lets them expire; nothing is left to stop by hand.
+                log.warning(
+                    "stop_channels_enqueue_failed calendar_id=%s error=%s", calendar_id, exc
+                )
+    return "", 204
+
+
+@api_calendars.get("/v1/calendars/" + CALENDAR_ID + "/sync-status")
+def sync_status(calendar_id: int) -> Response:
+    calendar = require_calendar(calendar_id)
+    session = request_session()
+    report = calendar_status(session, calendar.id, datetime.now(UTC))
+    if report is None:  # the calendar has no sync state (should not happen)
+        raise ApiError(404, "not_found", f"No calendar {calendar_id}.")
+    stored = report.get("lastError") or {}
+    sentence = error_sentence(
+        stored.get("code"),
+        stored.get("message"),
+        report["state"],
+        public_url=app_settings().public_url,
+        host_id=calendar.host_id,
+    )
+    report["hostId"] = calendar.host_id
+    report["lastError"] = (
+        None
+        if sentence is None
+        else {
+            "code": stored.get("code") or report["state"],
+            "message": sentence,
+            "detail": stored.get("message"),
+        }
+    )
+    return jsonify(report)

@@ -1,0 +1,119 @@
+"""RFC 3339 times and time windows of the /v1 API: parsed strictly, answered with a 400
+that names the parameter, so a frontend never gets busy time for a window it did not mean.
+
+An offset (`Z` or `±HH:MM`) is required: a bare local time is ambiguous, and guessing the
+zone is how slots end up an hour off.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+
+from webhook.errors import ApiError
+
+_RFC3339 = re.compile(
+    r"(?P<year>[0-9]{4})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})"
+    r"[Tt](?P<hour>[0-9]{2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})"
+    r"(?:\.(?P<fraction>[0-9]{1,9}))?"
+    r"(?P<offset>[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
+# Times outside these years are refused: nothing is synced there, and arithmetic around the
+# datetime limits (year 1, year 9999) must not overflow into a 500.
+MIN_YEAR = 1970
+MAX_YEAR = 9000
+
+
+def bad_parameter(name: str, message: str) -> ApiError:
+    return ApiError(400, "invalid_parameter", f"{name}: {message}", extra={"parameter": name})
+
+
+def parse_rfc3339(value: object, name: str) -> datetime:
+    """A timezone-aware UTC datetime, or a 400 naming `name`."""
+    if not isinstance(value, str) or not value:
+        raise bad_parameter(name, "required, an RFC 3339 time such as 2025-03-01T09:00:00Z")
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        raise bad_parameter(
+            name, f"{value[:64]!r} is not an RFC 3339 time (e.g. 2025-03-01T09:00:00+01:00)"
+        )
+    parts = match.groupdict()
+    offset = parts["offset"]
+    if offset is None:
+        raise bad_parameter(
+            name, f"{value[:64]!r} has no UTC offset; add Z or ±HH:MM (e.g. ...T09:00:00Z)"
+        )
+    try:
+        if offset in ("Z", "z"):
+            zone = UTC
+        else:
+            sign = -1 if offset[0] == "-" else 1
+            hours, minutes = int(offset[1:3]), int(offset[4:6])
+            if hours > 23 or minutes > 59:
+                raise ValueError("offset out of range")
+            zone = timezone(sign * timedelta(hours=hours, minutes=minutes))
+        moment = datetime(
+            int(parts["year"]),
+            int(parts["month"]),
+            int(parts["day"]),
+            int(parts["hour"]),
+            int(parts["minute"]),
+            # RFC 3339 allows a leap second (:60); it is read as the last instant of :59.
+            59 if parts["second"] == "60" else int(parts["second"]),
+            int((parts["fraction"] or "0")[:6].ljust(6, "0")),
+            tzinfo=zone,
+        ).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise bad_parameter(name, f"{value[:64]!r} is not a valid date and time") from None
+    if not MIN_YEAR <= moment.year <= MAX_YEAR:
+        raise bad_parameter(name, f"must be between the years {MIN_YEAR} and {MAX_YEAR}")
+    return moment
+
+
+def format_rfc3339(moment: datetime) -> str:
+    """UTC with a `Z`, whole seconds unless there are microseconds (as Google writes it)."""
+    moment = moment.astimezone(UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += f".{moment.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+
+
+def parse_window(
+    time_min: object,
+    time_max: object,
+    max_days: int,
+    *,
+    names: tuple[str, str] = ("timeMin", "timeMax"),
+) -> Window:
+    """`[timeMin, timeMax)`, both required, timeMin < timeMax, at most `max_days` long."""
+    start = parse_rfc3339(time_min, names[0])
+    end = parse_rfc3339(time_max, names[1])
+    if end <= start:
+        raise bad_parameter(names[1], f"must be later than {names[0]}")
+    if end - start > timedelta(days=max_days):
+        raise bad_parameter(
+            names[1],
+            f"the window is longer than {max_days} days (CALSYNC_MAX_WINDOW_DAYS); "
+            "ask for several shorter windows",
+        )
+    return Window(start, end)
+
+
+def parse_flag(value: str | None, name: str) -> bool:
+    """A query-string boolean: true/false/1/0; absent is false."""
+    if value is None:
+        return False
+    lowered = value.lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise bad_parameter(name, "must be true or false")

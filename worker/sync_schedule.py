@@ -1,0 +1,78 @@
+"""When a calendar is due for a sync nobody asked for. Pure: no I/O, so every case is testable.
+
+- Safety net: push is not 100% reliable, so every calendar syncs at least every
+  SAFETY_NET_SECONDS, and every POLL_SECONDS while push does not work for it (no channel,
+  expired, refused by Google, or silent for CHANNEL_SILENT_SECONDS).
+- Periodic full resync every FULL_RESYNC_SECONDS refills the far horizon of recurring series.
+
+Each interval is stretched or shrunk by a stable per-calendar factor in [0.75, 1.25], so
+calendars attached together do not all sync in the same minute.
+"""
+
+from __future__ import annotations
+
+import enum
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from calsync.settings import Settings
+
+JITTER = 0.25
+
+
+class Due(enum.StrEnum):
+    FULL = "full_resync"
+    SAFETY_NET = "safety_net"
+    POLL = "poll"
+
+
+@dataclass(frozen=True)
+class CalendarTiming:
+    calendar_id: int
+    last_success_at: datetime | None
+    full_sync_at: datetime | None
+    channel_expiration: datetime | None  # newest live channel; None = no channel
+    channel_last_heard: datetime | None  # latest notification, else the channel's creation
+    watch_refused: bool
+
+
+def jitter_factor(calendar_id: int, purpose: str = "") -> float:
+    """A stable factor in [1 - JITTER, 1 + JITTER] per calendar (and purpose)."""
+    spread = zlib.crc32(f"{purpose}:{calendar_id}".encode()) % 10001 / 10000
+    return 1 - JITTER + 2 * JITTER * spread
+
+
+def push_works(t: CalendarTiming, now: datetime, settings: Settings) -> bool:
+    if t.watch_refused or t.channel_expiration is None or t.channel_expiration <= now:
+        return False
+    heard = t.channel_last_heard
+    return heard is not None and now - heard < timedelta(seconds=settings.channel_silent_seconds)
+
+
+def sync_interval_seconds(t: CalendarTiming, now: datetime, settings: Settings) -> float:
+    base = settings.safety_net_seconds if push_works(t, now, settings) else settings.poll_seconds
+    base = min(base, settings.safety_net_seconds)
+    return base * jitter_factor(t.calendar_id, "sync")
+
+
+def due(t: CalendarTiming, now: datetime, settings: Settings) -> Due | None:
+    """What sync (if any) the calendar needs now."""
+    if t.last_success_at is None:
+        return Due.SAFETY_NET  # never synced: the first sync is a full one anyway
+    full_every = settings.full_resync_seconds * jitter_factor(t.calendar_id, "full")
+    if t.full_sync_at is None or (now - t.full_sync_at).total_seconds() >= full_every:
+        return Due.FULL
+    if (now - t.last_success_at).total_seconds() >= sync_interval_seconds(t, now, settings):
+        return Due.SAFETY_NET if push_works(t, now, settings) else Due.POLL
+    return None
+
+
+def earliest_candidate(now: datetime, settings: Settings) -> tuple[datetime, datetime]:
+    """Cut-offs for a database pre-filter: a calendar last synced after the first and fully
+    synced after the second cannot be due yet."""
+    shortest = min(settings.poll_seconds, settings.safety_net_seconds) * (1 - JITTER)
+    return (
+        now - timedelta(seconds=shortest),
+        now - timedelta(seconds=settings.full_resync_seconds * (1 - JITTER)),
+    )

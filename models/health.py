@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 FAILING_AFTER = 3  # consecutive failed runs
 LAGGING_AFTER_SECONDS = 60  # a notification not applied after this long
@@ -39,6 +40,34 @@ class Health:
     state: CalendarState
     lag_seconds: float | None  # how long a known change has waited; None = never synced
     stale: bool
+
+
+def evaluate_state_row(
+    state: Any,
+    *,
+    account_needs_reauth: bool,
+    channel_expiration: datetime | None,
+    now: datetime,
+    stale_after_seconds: int,
+    safety_net_seconds: int,
+) -> Health:
+    """`evaluate` for a SyncState row: the one place that maps its columns to the inputs."""
+    pending = [m for m in (state.dirty_since, state.syncing_since) if m is not None]
+    return evaluate(
+        HealthInputs(
+            now=now,
+            account_needs_reauth=account_needs_reauth,
+            blocked_reason=state.blocked_reason,
+            consecutive_failures=state.consecutive_failures,
+            dirty_since=min(pending) if pending else None,
+            lease_owner=state.lease_owner,
+            lease_until=state.lease_until,
+            last_success_at=state.last_success_at,
+            channel_expiration=channel_expiration,
+            stale_after_seconds=stale_after_seconds,
+            safety_net_seconds=safety_net_seconds,
+        )
+    )
 
 
 def evaluate(h: HealthInputs) -> Health:

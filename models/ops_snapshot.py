@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from models.accounts import AccountState, GoogleAccount
 from models.calendars import Calendar, Channel, SyncState
-from models.health import CalendarState, HealthInputs, evaluate
+from models.health import CalendarState, evaluate_state_row
 
 EXPIRING_WITHIN = timedelta(hours=24)
 
@@ -89,20 +89,13 @@ def take_snapshot(
     calendars = []
     future_expiries = []
     for calendar, state, account_state, expiration in rows:
-        health = evaluate(
-            HealthInputs(
-                now=now,
-                account_needs_reauth=account_state == AccountState.NEEDS_REAUTH,
-                blocked_reason=state.blocked_reason,
-                consecutive_failures=state.consecutive_failures,
-                dirty_since=state.dirty_since,
-                lease_owner=state.lease_owner,
-                lease_until=state.lease_until,
-                last_success_at=state.last_success_at,
-                channel_expiration=expiration,
-                stale_after_seconds=stale_after_seconds,
-                safety_net_seconds=safety_net_seconds,
-            )
+        health = evaluate_state_row(
+            state,
+            account_needs_reauth=account_state == AccountState.NEEDS_REAUTH,
+            channel_expiration=expiration,
+            now=now,
+            stale_after_seconds=stale_after_seconds,
+            safety_net_seconds=safety_net_seconds,
         )
         if expiration is not None and expiration > now:
             future_expiries.append(expiration)
@@ -113,11 +106,7 @@ def take_snapshot(
                 account_id=calendar.account_id,
                 host_id=calendar.host_id,
                 state=health.state,
-                pending_lag_seconds=(
-                    max(0.0, (now - state.dirty_since).total_seconds())
-                    if state.dirty_since
-                    else 0.0
-                ),
+                pending_lag_seconds=max(0.0, health.lag_seconds or 0.0),
                 staleness_seconds=max(0.0, (now - synced_or_attached).total_seconds()),
                 error_code=state.last_error_code,
             )

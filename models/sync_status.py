@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from calsync.settings import get_settings
 from models.accounts import AccountState, GoogleAccount
 from models.calendars import Calendar, Channel, SyncState
-from models.health import Health, HealthInputs, evaluate
+from models.health import Health, evaluate_state_row
 from models.sync_flags import earliest
 from models.sync_runs import SyncRun
 
@@ -45,20 +45,13 @@ def _load(session: Session, calendar_id: int):
 def _health(found, now: datetime) -> Health:
     _calendar, state, account_state, expiration = found
     settings = get_settings()
-    return evaluate(
-        HealthInputs(
-            now=now,
-            account_needs_reauth=account_state == AccountState.NEEDS_REAUTH,
-            blocked_reason=state.blocked_reason,
-            consecutive_failures=state.consecutive_failures,
-            dirty_since=earliest(state.dirty_since, state.syncing_since),
-            lease_owner=state.lease_owner,
-            lease_until=state.lease_until,
-            last_success_at=state.last_success_at,
-            channel_expiration=expiration,
-            stale_after_seconds=settings.stale_after_seconds,
-            safety_net_seconds=settings.safety_net_seconds,
-        )
+    return evaluate_state_row(
+        state,
+        account_needs_reauth=account_state == AccountState.NEEDS_REAUTH,
+        channel_expiration=expiration,
+        now=now,
+        stale_after_seconds=settings.stale_after_seconds,
+        safety_net_seconds=settings.safety_net_seconds,
     )
 
 

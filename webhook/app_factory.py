@@ -1,17 +1,24 @@
-"""The web process's Flask app: Google push receiver, health probes, and (added by their
-own modules) the /v1 API, status page and metrics."""
+"""The web process's Flask app: Google push receiver, health probes, the /v1 API, the status
+page, the OAuth connect flow and metrics, one blueprint each."""
 
 from __future__ import annotations
-
-import importlib
 
 from flask import Flask
 
 from calsync.settings import Settings, configure, get_settings
 from webhook import request_scope
+from webhook.api_blocks import api_blocks
+from webhook.api_busy import api_busy
+from webhook.api_calendars import api_calendars
+from webhook.api_explain import api_explain
+from webhook.api_hosts import api_hosts
 from webhook.errors import register_error_handlers
 from webhook.health import health
+from webhook.metrics_view import metrics_blueprint
+from webhook.oauth_connect import oauth_connect
+from webhook.openapi import openapi
 from webhook.push_receiver import push_receiver
+from webhook.status_page import status_page
 
 # Google's push bodies are empty and API requests are small; anything larger is refused
 # with 413 before it is read.
@@ -36,29 +43,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(push_receiver)
     app.register_blueprint(health)
-    for blueprint in _feature_blueprints():
+    for blueprint in (
+        api_hosts,
+        api_calendars,
+        api_busy,
+        api_blocks,
+        api_explain,
+        openapi,
+        status_page,
+        oauth_connect,
+        metrics_blueprint,
+    ):
         app.register_blueprint(blueprint)
     return app
-
-
-def _feature_blueprints() -> list:
-    """Blueprints of the API, status page, OAuth connect and metrics (one module each)."""
-    found = []
-    for module_name, attribute in FEATURE_BLUEPRINTS:
-        module = importlib.import_module(module_name)
-        found.append(getattr(module, attribute))
-    return found
-
-
-# (module, blueprint attribute); each feature adds its line here.
-FEATURE_BLUEPRINTS: list[tuple[str, str]] = [
-    ("webhook.api_hosts", "api_hosts"),
-    ("webhook.api_calendars", "api_calendars"),
-    ("webhook.api_busy", "api_busy"),
-    ("webhook.api_blocks", "api_blocks"),
-    ("webhook.api_explain", "api_explain"),
-    ("webhook.openapi", "openapi"),
-    ("webhook.status_page", "status_page"),
-    ("webhook.oauth_connect", "oauth_connect"),
-    ("webhook.metrics_view", "metrics_blueprint"),
-]

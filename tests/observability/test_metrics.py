@@ -183,7 +183,8 @@ def test_metrics_endpoint_serves_process_files_and_database_gauges(
     rejected = [
         s for s in families["calsync_webhook_notifications"] if s.labels["outcome"] == "bad_token"
     ]
-    assert rejected and rejected[0].value >= 1
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    assert rejected and rejected[0].value >= 1, (os.getpid(), sorted(os.listdir(directory)))
     buckets = {
         s.labels["le"]
         for s in families["calsync_notification_to_applied_seconds"]

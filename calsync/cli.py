@@ -51,6 +51,14 @@ def db_upgrade(revision: str) -> None:
 
     upgrade(revision=revision)
     click.echo(f"database at {revision}")
+    from calsync.settings import get_settings
+
+    if get_settings().is_embedded_broker:
+        from worker.celery_app import app
+        from worker.celery_factory import declare_queue
+
+        declare_queue(app)
+        click.echo("embedded broker ready")
 
 
 # --- hosts and calendars ----------------------------------------------------------------

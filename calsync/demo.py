@@ -177,6 +177,10 @@ class Demo:
         from models.migrate import upgrade
 
         upgrade(settings.database_url)
+        from worker.celery_app import app
+        from worker.celery_factory import declare_queue
+
+        declare_queue(app)  # before web, worker and beat all race to create it
         logs = self.data_dir / "logs"
         self.processes = [
             ServiceProcess("web", web_argv(self.web_port, workers=1), child_env, logs / "web.log"),

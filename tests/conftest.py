@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import delete
@@ -14,6 +15,9 @@ from calsync.settings import Settings, configure
 from models import Base
 from models.db import dispose_engines, get_engine
 from tests.backends import Backend, create_backend, drop_backend
+
+if TYPE_CHECKING:
+    pass
 
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
 TEST_ADMIN_TOKEN = "test-admin-token"
@@ -72,9 +76,15 @@ def point_celery_at(settings: Settings) -> None:
     from worker.celery_app import app
     from worker.celery_factory import create_celery
 
-    if app.conf.broker_url == settings.broker_url:
-        return
-    fresh = create_celery(settings)
+    if app.conf.broker_url != settings.broker_url:
+        _retarget(app, create_celery(settings))
+    if settings.is_embedded_broker:
+        from worker.celery_factory import declare_queue
+
+        declare_queue(app)  # before the stack's processes race to create it
+
+
+def _retarget(app, fresh) -> None:
     app.conf.broker_url = fresh.conf.broker_url
     app.conf.broker_transport_options = fresh.conf.broker_transport_options
     # Drop connections and producers bound to the old broker (private, no public reset).

@@ -51,6 +51,17 @@ def create_celery(settings: Settings | None = None) -> Celery:
     return app
 
 
+def declare_queue(app: Celery) -> None:
+    """Create the task queue once, before several processes start using the broker.
+
+    kombu's SQLAlchemy transport (the embedded broker) creates a queue by "select, then
+    insert", so web, worker and beat declaring it at the same first moment can collide on
+    its unique name; declaring it up front (`calsync db upgrade`, `calsync demo`) avoids that.
+    """
+    with app.connection_for_write() as connection:
+        app.amqp.queues[QUEUE](connection.default_channel).declare()
+
+
 def _transport_options(settings: Settings) -> dict:
     if settings.is_embedded_broker:
         # Passed to create_engine by kombu's SQLAlchemy transport: wait for SQLite locks

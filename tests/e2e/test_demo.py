@@ -56,6 +56,9 @@ def test_demo_shows_each_change_and_stops_cleanly_on_ctrl_c(tmp_path) -> None:
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+        selector.close()
+        process.stdout.close()
     text = "".join(output) + rest
     assert process.returncode == 0, text
     assert "stopped." in text

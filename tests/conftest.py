@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import pytest
+from celery import Celery
 from sqlalchemy import delete
 
 from calsync.settings import Settings, configure
@@ -16,8 +16,6 @@ from models import Base
 from models.db import dispose_engines, get_engine
 from tests.backends import Backend, create_backend, drop_backend
 
-if TYPE_CHECKING:
-    pass
 
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
 TEST_ADMIN_TOKEN = "test-admin-token"
@@ -84,7 +82,7 @@ def point_celery_at(settings: Settings) -> None:
         declare_queue(app)  # before the stack's processes race to create it
 
 
-def _retarget(app, fresh) -> None:
+def _retarget(app: Celery, fresh: Celery) -> None:
     app.conf.broker_url = fresh.conf.broker_url
     app.conf.broker_transport_options = fresh.conf.broker_transport_options
     # Drop connections and producers bound to the old broker (private, no public reset).

@@ -16,7 +16,6 @@ from models import Base
 from models.db import dispose_engines, get_engine
 from tests.backends import Backend, create_backend, drop_backend
 
-
 TEST_SECRET_KEY = "test-secret-key-not-for-production"
 TEST_ADMIN_TOKEN = "test-admin-token"
 

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 from celery import Celery
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import delete
 
 from calsync.settings import Settings, configure
@@ -139,3 +141,16 @@ def session(db: None, settings: Settings):
     finally:
         s.rollback()
         s.close()
+
+
+@pytest.fixture
+def app(settings: Settings, db: None) -> Flask:
+    """The web app on the test database (API, webhook and status page tests)."""
+    from webhook import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()

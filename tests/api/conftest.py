@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 from calsync.settings import Settings
@@ -19,7 +17,6 @@ from models.registry import create_host
 from tests.conftest import TEST_ADMIN_TOKEN
 from tests.factories import make_account, make_calendar, make_channel
 from tests.webhook.conftest import Snapshot, take_snapshot
-from webhook import create_app
 from worker import enqueue as task_queue
 
 ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
@@ -31,16 +28,6 @@ def bearer(token: str) -> dict[str, str]:
 
 def z(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@pytest.fixture
-def app(settings: Settings, db: None) -> Flask:
-    return create_app(settings)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 @dataclass

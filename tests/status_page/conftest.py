@@ -7,18 +7,13 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
-from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from calsync.settings import Settings
 from models import BusyBlock, ManualBlock, SyncState
 from models.accounts import AccountState
 from models.registry import create_host
 from tests.factories import make_account, make_calendar, make_channel
-from webhook import create_app
 
 HOST_ZONE = "Europe/Berlin"
 
@@ -33,16 +28,6 @@ class Scene:
     lagging_id: int
     reauth_id: int
     reauth_account_id: int
-
-
-@pytest.fixture
-def app(settings: Settings, db: None) -> Flask:
-    return create_app(settings)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def _local(day: date, hour: int, minute: int = 0) -> datetime:

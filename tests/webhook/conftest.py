@@ -9,8 +9,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -18,20 +16,9 @@ from calsync.settings import Settings
 from models import Base
 from models.db import get_engine
 from tests.factories import make_account, make_calendar, make_channel, make_host
-from webhook import create_app
 from worker import enqueue as task_queue
 
 Snapshot = dict[str, list[tuple]]
-
-
-@pytest.fixture
-def app(settings: Settings, db: None) -> Flask:
-    return create_app(settings)
-
-
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 @dataclass

@@ -9,11 +9,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.accounts import AccountState, GoogleAccount
 from models.calendars import Calendar, SyncState
+
+
+def may_call_google() -> tuple[ColumnElement[bool], ...]:
+    """Filter: calendars Google may be called for (account not revoked, calendar not blocked).
+    The query must join GoogleAccount and SyncState."""
+    return (GoogleAccount.state == AccountState.OK, SyncState.blocked_reason.is_(None))
+
+
+def lease_free(now: datetime) -> ColumnElement[bool]:
+    """Filter: no live lease on the calendar (none taken, or it ran out)."""
+    return or_(SyncState.lease_until.is_(None), SyncState.lease_until < now)
 
 
 def mark_dirty(session: Session, calendar_id: int, received_at: datetime) -> bool:
@@ -70,10 +81,7 @@ def claim(
 ) -> Claim | None:
     """Take the calendar's lease and its dirty mark. None if another worker holds a live
     lease, or (when `require_dirty`) there is nothing to do."""
-    conditions = [
-        SyncState.calendar_id == calendar_id,
-        or_(SyncState.lease_until.is_(None), SyncState.lease_until < now),
-    ]
+    conditions = [SyncState.calendar_id == calendar_id, lease_free(now)]
     if require_dirty:
         # A mark a dead worker had taken (syncing_since) is work too.
         conditions.append(
@@ -161,10 +169,9 @@ def forgotten_dirty(session: Session, now: datetime, older_than_seconds: int) ->
             .join(Calendar, Calendar.id == SyncState.calendar_id)
             .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
             .where(
-                GoogleAccount.state == AccountState.OK,
+                *may_call_google(),
                 or_(SyncState.dirty_since < cutoff, SyncState.syncing_since.is_not(None)),
-                SyncState.blocked_reason.is_(None),
-                or_(SyncState.lease_until.is_(None), SyncState.lease_until < now),
+                lease_free(now),
             )
         )
     )

@@ -19,6 +19,7 @@ from calsync.settings import Settings, get_settings
 from models import AccountState, Calendar, Channel, GoogleAccount, SyncState
 from models.credentials_box import decrypt_credentials
 from models.db import session_scope
+from models.sync_flags import may_call_google
 from worker import google_client
 from worker.google_errors import ErrorKind, classify
 
@@ -42,8 +43,7 @@ def _credentials_for(calendar_id: int) -> tuple[str, dict, int] | None:
             .join(SyncState, SyncState.calendar_id == Calendar.id)
             .where(
                 Calendar.id == calendar_id,
-                GoogleAccount.state == AccountState.OK,
-                SyncState.blocked_reason.is_(None),
+                *may_call_google(),
             )
         ).one_or_none()
     if row is None:
@@ -238,8 +238,7 @@ def unwatched_calendars(session: Session, now: datetime) -> list[int]:
             .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
             .join(SyncState, SyncState.calendar_id == Calendar.id)
             .where(
-                GoogleAccount.state == AccountState.OK,
-                SyncState.blocked_reason.is_(None),
+                *may_call_google(),
                 Calendar.watch_problem.is_(None),
                 or_(Calendar.watch_retry_at.is_(None), Calendar.watch_retry_at <= now),
                 ~working,

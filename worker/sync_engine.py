@@ -39,7 +39,14 @@ from models import (
 )
 from models.credentials_box import decrypt_credentials
 from models.db import session_scope
-from models.sync_flags import claim, extend_lease, lease_remaining, restore_dirty, take_dirty
+from models.sync_flags import (
+    claim,
+    extend_lease,
+    lease_remaining,
+    release_lease,
+    restore_dirty,
+    take_dirty,
+)
 from worker import google_client
 from worker.block_writer import ApplyStats, DecidedEvent, Horizon, apply_events
 from worker.busy_rules import BusyPolicy, decide, parse_event
@@ -131,7 +138,7 @@ def sync_calendar(
             # Not syncable now (revoked access, calendar gone): keep the mark for later.
             if taken.dirty_since is not None:
                 restore_dirty(session, calendar_id, taken.dirty_since)
-            _release(session, calendar_id, owner)
+            release_lease(session, calendar_id, owner)
             return SyncResult("blocked" if context else "skipped", detail=context or "gone")
 
     dirty_since = taken.dirty_since
@@ -163,7 +170,7 @@ def sync_calendar(
     # Still busy after several passes: hand the rest to a fresh task, keep the dirty mark.
     with session_scope() as session:
         restore_dirty(session, calendar_id, dirty_since or now())
-        _release(session, calendar_id, owner)
+        release_lease(session, calendar_id, owner)
     result.status, result.retry_in = "retry", 0.0
     return result
 
@@ -216,14 +223,6 @@ def _load_context(session: Session, calendar_id: int) -> CalendarContext | str |
         time_zone=calendar.time_zone or host.time_zone or "UTC",
         policy=BusyPolicy.from_json(host.busy_policy or {}),
         credentials=decrypt_credentials(account.credentials_encrypted),
-    )
-
-
-def _release(session: Session, calendar_id: int, owner: str) -> None:
-    session.execute(
-        update(SyncState)
-        .where(SyncState.calendar_id == calendar_id, SyncState.lease_owner == owner)
-        .values(lease_owner=None, lease_until=None)
     )
 
 

@@ -12,9 +12,9 @@ from celery import Task
 from sqlalchemy import func, or_, select, true
 
 from calsync.settings import Settings, get_settings
-from models import AccountState, Calendar, Channel, GoogleAccount, SyncState
+from models import Calendar, Channel, GoogleAccount, SyncState
 from models.db import session_scope
-from models.sync_flags import forgotten_dirty
+from models.sync_flags import forgotten_dirty, lease_free, may_call_google
 from worker import channels, sync_engine, sync_schedule
 from worker.celery_app import app
 from worker.enqueue import enqueue_sync
@@ -110,9 +110,8 @@ def due_calendars(
             .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
             .outerjoin(channel, channel.c.calendar_id == SyncState.calendar_id)
             .where(
-                GoogleAccount.state == AccountState.OK,
-                SyncState.blocked_reason.is_(None),
-                or_(SyncState.lease_until.is_(None), SyncState.lease_until < now),
+                *may_call_google(),
+                lease_free(now),
                 or_(
                     SyncState.last_success_at.is_(None),
                     SyncState.last_success_at < synced_before,

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.accounts import AccountState, GoogleAccount
-from models.calendars import Calendar, SyncState
+from models.calendars import Calendar, Channel, SyncState
 
 
 def may_call_google() -> tuple[ColumnElement[bool], ...]:
@@ -175,3 +175,55 @@ def forgotten_dirty(session: Session, now: datetime, older_than_seconds: int) ->
             )
         )
     )
+
+
+def schedule_candidates(
+    session: Session,
+    now: datetime,
+    synced_before: datetime,
+    fully_synced_before: datetime,
+    only: int | None = None,
+) -> list[Row]:
+    """Calendars not being synced whose last sync or last full sync is old enough that a
+    periodic sync may be due, with what the schedule rules need: (calendar_id,
+    last_success_at, full_sync_at, newest channel expiration, channel last heard,
+    watch_problem). Which of them are really due is decided by worker.sync_schedule."""
+    channel = (
+        select(
+            Channel.calendar_id.label("calendar_id"),
+            func.max(Channel.expiration).label("expiration"),
+            func.max(func.coalesce(Channel.last_notification_at, Channel.created_at)).label(
+                "last_heard"
+            ),
+        )
+        .where(Channel.stopped_at.is_(None), Channel.expiration.is_not(None))
+        .group_by(Channel.calendar_id)
+        .subquery()
+    )
+    query = (
+        select(
+            SyncState.calendar_id,
+            SyncState.last_success_at,
+            SyncState.full_sync_at,
+            channel.c.expiration,
+            channel.c.last_heard,
+            Calendar.watch_problem,
+        )
+        .join(Calendar, Calendar.id == SyncState.calendar_id)
+        .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
+        .outerjoin(channel, channel.c.calendar_id == SyncState.calendar_id)
+        .where(
+            *may_call_google(),
+            lease_free(now),
+            or_(
+                SyncState.last_success_at.is_(None),
+                SyncState.last_success_at < synced_before,
+                SyncState.full_sync_at.is_(None),
+                SyncState.full_sync_at < fully_synced_before,
+            ),
+        )
+        .order_by(SyncState.calendar_id)
+    )
+    if only is not None:
+        query = query.where(SyncState.calendar_id == only)
+    return list(session.execute(query).all())

@@ -9,12 +9,10 @@ import logging
 from datetime import UTC, datetime
 
 from celery import Task
-from sqlalchemy import func, or_, select, true
 
 from calsync.settings import Settings, get_settings
-from models import Calendar, Channel, GoogleAccount, SyncState
 from models.db import session_scope
-from models.sync_flags import forgotten_dirty, lease_free, may_call_google
+from models.sync_flags import forgotten_dirty, schedule_candidates
 from worker import channels, sync_engine, sync_schedule
 from worker.celery_app import app
 from worker.enqueue import enqueue_sync
@@ -84,44 +82,8 @@ def due_calendars(
     not being synced."""
     settings = settings or get_settings()
     synced_before, fully_synced_before = sync_schedule.earliest_candidate(now, settings)
-    channel = (
-        select(
-            Channel.calendar_id.label("calendar_id"),
-            func.max(Channel.expiration).label("expiration"),
-            func.max(func.coalesce(Channel.last_notification_at, Channel.created_at)).label(
-                "last_heard"
-            ),
-        )
-        .where(Channel.stopped_at.is_(None), Channel.expiration.is_not(None))
-        .group_by(Channel.calendar_id)
-        .subquery()
-    )
     with session_scope() as session:
-        rows = session.execute(
-            select(
-                SyncState.calendar_id,
-                SyncState.last_success_at,
-                SyncState.full_sync_at,
-                channel.c.expiration,
-                channel.c.last_heard,
-                Calendar.watch_problem,
-            )
-            .join(Calendar, Calendar.id == SyncState.calendar_id)
-            .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
-            .outerjoin(channel, channel.c.calendar_id == SyncState.calendar_id)
-            .where(
-                *may_call_google(),
-                lease_free(now),
-                or_(
-                    SyncState.last_success_at.is_(None),
-                    SyncState.last_success_at < synced_before,
-                    SyncState.full_sync_at.is_(None),
-                    SyncState.full_sync_at < fully_synced_before,
-                ),
-            )
-            .where(SyncState.calendar_id == only if only is not None else true())
-            .order_by(SyncState.calendar_id)
-        ).all()
+        rows = schedule_candidates(session, now, synced_before, fully_synced_before, only)
     found = []
     for calendar_id, last_success, full_sync_at, expiration, last_heard, problem in rows:
         timing = sync_schedule.CalendarTiming(

@@ -1,0 +1,371 @@
+"""What every benchmark needs: a private Redis, a fresh PostgreSQL database, calsync's real
+processes (gunicorn web, Celery workers) and the emulator as a child process, plus
+percentiles, ratios, bars and the machine description printed with each result.
+
+Benchmarks print numbers; they never assert on absolute times. `--smoke` runs a seconds-long
+version (the test suite runs those so the benchmarks cannot rot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from calsync.processes import ServiceProcess, free_port, wait_http, web_argv, worker_argv
+
+PG_ADMIN_URL = os.environ.get(
+    "CALSYNC_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+# --- command line and reporting -----------------------------------------------------------
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--smoke", action="store_true", help="seconds-long run (CI); numbers only")
+    p.add_argument("--json", type=Path, default=None, help="also write the report as JSON here")
+    p.add_argument("--keep-logs", action="store_true", help="keep process logs after the run")
+    return p
+
+
+@dataclass
+class Report:
+    """Collects numbers, ratios and bars; prints them as they come and once more at the end."""
+
+    name: str
+    smoke: bool = False
+    values: dict[str, Any] = field(default_factory=dict)
+    bars: list[dict[str, Any]] = field(default_factory=list)
+
+    def header(self) -> None:
+        print(f"# {self.name}{' (smoke)' if self.smoke else ''}", flush=True)
+        for key, value in machine_description().items():
+            print(f"  machine.{key}: {value}", flush=True)
+
+    def value(self, key: str, value: Any, unit: str = "") -> None:
+        self.values[key] = value
+        shown = f"{value:.4g}" if isinstance(value, float) else value
+        print(f"  {key}: {shown}{(' ' + unit) if unit else ''}", flush=True)
+
+    def ratio(self, key: str, numerator: float, denominator: float) -> float:
+        result = numerator / denominator if denominator else math.inf
+        self.values[key] = result
+        print(f"  RATIO {key}: {result:.3f}", flush=True)
+        return result
+
+    def bar(self, what: str, measured: float, limit: float, *, at_least: bool) -> bool:
+        """A bar from the issue: `measured >= limit` (at_least) or `measured <= limit`."""
+        met = measured >= limit if at_least else measured <= limit
+        self.bars.append({"what": what, "measured": measured, "limit": limit, "met": met})
+        sign = ">=" if at_least else "<="
+        verdict = "met" if met else "MISSED"
+        note = " (smoke size: not a verdict)" if self.smoke else ""
+        print(f"  BAR {what}: {measured:.4g} {sign} {limit:g} -> {verdict}{note}", flush=True)
+        return met
+
+    def finish(self, json_path: Path | None = None) -> int:
+        summary = {
+            "name": self.name,
+            "smoke": self.smoke,
+            "machine": machine_description(),
+            "values": self.values,
+            "bars": self.bars,
+        }
+        if json_path is not None:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        missed = [b["what"] for b in self.bars if not b["met"]]
+        if self.smoke:
+            print(f"# {self.name}: smoke run finished", flush=True)
+            return 0
+        print(f"# {self.name}: {'all bars met' if not missed else 'MISSED: ' + '; '.join(missed)}")
+        return 1 if missed else 0
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100); NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def machine_description() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_gib = math.nan
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        first = Path("/proc/meminfo").read_text().splitlines()[0]
+        mem_gib = round(int(first.split()[1]) / 1024 / 1024, 1)
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": mem_gib,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "postgresql": _version(["psql", "--version"]),
+        "redis": _version(["redis-server", "--version"]),
+    }
+
+
+def _version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "not found"
+    return out.stdout.strip().split("\n")[0]
+
+
+# --- memory -----------------------------------------------------------------------------
+
+
+def peak_rss_mb(pid: int | None = None) -> float:
+    """VmHWM (peak resident set) of a live process, in MiB; this process by default."""
+    status = Path(f"/proc/{pid or 'self'}/status").read_text()
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
+# --- services ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[str]:
+    """A redis-server of our own on a free port (nothing on disk), so benchmarks never touch
+    another run's broker; yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("redis-server not found (Debian package redis-server)")
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="calsync-bench-redis-"))
+    process = subprocess.Popen(
+        [
+            *(binary, "--port", str(port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no"),
+            *("--dir", str(workdir), "--logfile", str(workdir / "redis.log")),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_redis(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait_redis(port: int, timeout: float = 10) -> None:
+    import redis
+
+    client = redis.Redis(host="127.0.0.1", port=port)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.ping()
+            client.close()
+            return
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def fresh_database(prefix: str = "calsync_bench") -> Iterator[str]:
+    """A new PostgreSQL database on the machine's server, migrated to head; dropped after."""
+    from sqlalchemy import create_engine, text
+
+    from models.migrate import upgrade
+
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        from models.db import dispose_engines
+
+        dispose_engines()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+# --- calsync's processes ----------------------------------------------------------------
+
+
+@dataclass
+class BenchStack:
+    """The emulator and calsync's processes, configured alike through one environment."""
+
+    data_dir: Path
+    env: dict[str, str]
+    emulator_url: str
+    processes: list[ServiceProcess] = field(default_factory=list)
+    web_port: int | None = None
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def logs(self) -> Path:
+        return self.data_dir / "logs"
+
+    def control(self) -> Any:
+        from emulator.control import EmulatorControl
+
+        return EmulatorControl(self.emulator_url, timeout=60)
+
+    def start_web(self, workers: int = 2, app: str | None = None) -> ServiceProcess:
+        assert self.web_port is not None
+        argv = web_argv(self.web_port, workers=workers)
+        if app is not None:
+            argv[-1] = app
+        process = self._start("web", argv)
+        wait_http(self.web_url + "/healthz", timeout=60)
+        return process
+
+    def start_workers(self, concurrency: int = 2) -> ServiceProcess:
+        name = f"worker{sum(p.name.startswith('worker') for p in self.processes)}"
+        return self._start(name, worker_argv(concurrency, hostname=name))
+
+    def start_beat(self) -> ServiceProcess:
+        from calsync.processes import beat_argv
+
+        return self._start("beat", beat_argv(self.data_dir / "beat-schedule"))
+
+    def _start(self, name: str, argv: list[str]) -> ServiceProcess:
+        process = ServiceProcess(name, argv, self.env, self.logs / f"{name}.log").start()
+        self.processes.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+
+
+def bench_env(database_url: str, broker_url: str, data_dir: Path, **overrides: Any) -> dict:
+    """CALSYNC_* settings for a benchmark (the same for this process and its children)."""
+    values: dict[str, Any] = {
+        "DATA_DIR": data_dir,
+        "DATABASE_URL": database_url,
+        "BROKER_URL": broker_url,
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "ADMIN_TOKEN": secrets.token_urlsafe(24),
+        # The bench is one Google project with many users; its own limiter must not be the
+        # thing measured.
+        "PROJECT_RATE_PER_MINUTE": 1_000_000,
+        "ACCOUNT_RATE_PER_MINUTE": 100_000,
+        "LOG_FORMAT": "keyvalue",
+    }
+    values.update({key.upper(): value for key, value in overrides.items()})
+    return {f"CALSYNC_{key}": str(value) for key, value in values.items() if value is not None}
+
+
+def activate(env: dict[str, str]) -> None:
+    """Make this process use `env` too: settings, database engine and Celery's broker."""
+    for key in [k for k in os.environ if k.startswith("CALSYNC_")]:
+        del os.environ[key]
+    for key in ("DATABASE_URL", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR"):
+        os.environ.pop(key, None)
+    os.environ.update(env)
+    from calsync.settings import Settings, configure
+
+    configure(Settings.from_env(os.environ))
+    if "worker.celery_app" in sys.modules:  # already built for another broker
+        raise RuntimeError("activate() must run before worker.celery_app is imported")
+
+
+def child_env(env: dict[str, str]) -> dict[str, str]:
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CALSYNC_")
+        and k not in ("DATABASE_URL", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")
+    }
+    return base | env
+
+
+@contextlib.contextmanager
+def emulator_process(seed: int = 7, data_dir: Path | None = None) -> Iterator[str]:
+    """The emulator in a child process (its own interpreter, so its work does not share the
+    benchmark driver's GIL); yields its base URL."""
+    port = free_port()
+    log_dir = data_dir or Path(tempfile.mkdtemp(prefix="calsync-bench-emu-"))
+    process = ServiceProcess(
+        "emulator",
+        [sys.executable, "-m", "emulator", "--port", str(port), "--seed", str(seed)],
+        dict(os.environ),
+        log_dir / "emulator.log",
+    ).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/_emulator/faults", timeout=30)
+        yield url
+    finally:
+        process.stop()
+
+
+@contextlib.contextmanager
+def bench_stack(
+    name: str, keep_logs: bool = False, emulator_seed: int = 7, **settings: Any
+) -> Iterator[BenchStack]:
+    """Private Redis + fresh database + emulator process, with this process configured for
+    them; start web/workers on the returned stack. Everything is torn down afterwards."""
+    data_dir = Path(tempfile.mkdtemp(prefix=f"calsync-bench-{name}-"))
+    with (
+        private_redis() as broker_url,
+        fresh_database(f"calsync_bench_{name}") as database_url,
+        emulator_process(emulator_seed, data_dir) as emulator_url,
+    ):
+        web_port = free_port()
+        env = bench_env(
+            database_url,
+            broker_url,
+            data_dir,
+            google_api_endpoint=emulator_url + "/calendar/v3/",
+            google_token_uri=emulator_url + "/token",
+            public_url=f"http://127.0.0.1:{web_port}",
+            **settings,
+        )
+        activate(env)
+        stack = BenchStack(data_dir, child_env(env), emulator_url, web_port=web_port)
+        try:
+            yield stack
+        finally:
+            stack.stop()
+            if keep_logs:
+                print(f"  logs kept in {stack.logs}", flush=True)
+            else:
+                shutil.rmtree(data_dir, ignore_errors=True)

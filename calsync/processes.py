@@ -116,14 +116,22 @@ class ServiceProcess:
             self.popen.wait(5)
 
     def children(self) -> list[int]:
-        """Pids of this process's direct children (a Celery worker's pool processes)."""
+        """Pids of this process's direct children (a Celery worker's pool processes).
+
+        Linux lists a child under the thread that forked it, and Celery forks replacements
+        for dead pool processes from another thread than the first ones: read every thread's.
+        """
         if self.popen is None:
             return []
-        path = Path(f"/proc/{self.popen.pid}/task/{self.popen.pid}/children")
+        pids: list[int] = []
         try:
-            return [int(pid) for pid in path.read_text().split()]
+            threads = list(Path(f"/proc/{self.popen.pid}/task").iterdir())
         except OSError:
             return []
+        for thread in threads:
+            with contextlib.suppress(OSError):
+                pids.extend(int(pid) for pid in (thread / "children").read_text().split())
+        return sorted(pids)
 
     def log_tail(self, lines: int = 40) -> str:
         try:

@@ -9,6 +9,7 @@ policy change can re-decide every event without asking Google again.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
@@ -149,18 +150,20 @@ def parse_event(event: Mapping[str, Any], calendar_time_zone: str) -> EventFacts
         raise ValueError("event has no id")
 
     start, end, all_day = _parse_times(event.get("start"), event.get("end"), calendar_zone)
+    # A full sync keeps the facts of every event until it commits: values that repeat across
+    # events (enumerations, the series id of recurring instances) are shared, not copied.
     return EventFacts(
         google_event_id=event_id,
-        status=_string(event.get("status")) or "confirmed",
+        status=_shared(_string(event.get("status")) or "confirmed"),
         start=start,
         end=end,
         all_day=all_day,
-        transparency=_string(event.get("transparency")) or "opaque",
-        event_type=_string(event.get("eventType")) or "default",
-        response_status=_own_response_status(event.get("attendees")),
+        transparency=_shared(_string(event.get("transparency")) or "opaque"),
+        event_type=_shared(_string(event.get("eventType")) or "default"),
+        response_status=_shared(_own_response_status(event.get("attendees"))),
         summary=_string(event.get("summary")),
         updated=_parse_timestamp(event.get("updated"), UTC),
-        recurring_event_id=_string(event.get("recurringEventId")),
+        recurring_event_id=_shared(_string(event.get("recurringEventId"))),
     )
 
 
@@ -296,6 +299,10 @@ def _own_response_status(attendees: Any) -> str | None:
 
 def _string(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _shared(value: str | None) -> str | None:
+    return sys.intern(value) if type(value) is str else value  # intern refuses subclasses
 
 
 @lru_cache(maxsize=256)

@@ -31,6 +31,16 @@ def _positive_int(name: str, raw: str) -> int:
     return value
 
 
+def _non_negative_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative, got {value}")
+    return value
+
+
 def _url(schemes: tuple[str, ...]) -> Callable[[str, str], str]:
     def parse(name: str, raw: str) -> str:
         scheme = urlsplit(raw).scheme.split("+")[0]
@@ -99,6 +109,11 @@ class Settings:
     # A calendar notified again while it syncs is fetched again no sooner than this after
     # the previous fetch began: a burst of notifications costs two fetches, not one each.
     min_sync_interval_ms: int = 1000
+    # Before its first fetch, a notified calendar waits until no notification has come for
+    # DEBOUNCE_MS (0: fetch at once), but never longer than DEBOUNCE_MAX_MS after the first
+    # one: a burst of changes is one fetch, a lone change waits a few milliseconds.
+    debounce_ms: int = 50
+    debounce_max_ms: int = 300
     full_resync_seconds: int = 7 * 24 * 3600
     # Longest window a busy read may ask for: bounds the work of one API request.
     max_window_days: int = 92
@@ -172,6 +187,8 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "sweep_after_seconds": _positive_int,
     "lease_seconds": _positive_int,
     "min_sync_interval_ms": _positive_int,
+    "debounce_ms": _non_negative_int,
+    "debounce_max_ms": _non_negative_int,
     "full_resync_seconds": _positive_int,
     "max_window_days": _positive_int,
     "poll_seconds": _positive_int,

@@ -47,7 +47,7 @@ from models.sync_flags import (
     restore_dirty,
     take_dirty,
 )
-from worker import google_client
+from worker import google_client, sync_schedule
 from worker.block_writer import ApplyStats, DecidedEvent, Horizon, apply_events
 from worker.busy_rules import BusyPolicy, decide, parse_event
 from worker.channels import retire_channels
@@ -73,6 +73,7 @@ def _observe(run: dict[str, Any]) -> None:
 
 
 MAX_PASSES = 5  # re-runs for notifications that arrive during a run, before yielding
+MAX_DEBOUNCE_CHECKS = 20  # the cap bounds the wait; this bounds the database reads
 HORIZON_PAST = timedelta(days=1)
 MAX_BACKOFF_SECONDS = 300
 
@@ -122,6 +123,8 @@ def sync_calendar(
 ) -> SyncResult:
     settings = settings or get_settings()
     owner = owner or uuid.uuid4().hex
+    if not (force or full):
+        _wait_for_quiet(calendar_id, settings, now)
     with session_scope() as session:
         taken = claim(
             session,
@@ -173,6 +176,25 @@ def sync_calendar(
         release_lease(session, calendar_id, owner)
     result.status, result.retry_in = "retry", 0.0
     return result
+
+
+def _wait_for_quiet(calendar_id: int, settings: Settings, now: Callable[[], datetime]) -> None:
+    """Debounce: let a burst of notifications end before the first fetch, so it is fetched
+    once (the rule and its cap are in sync_schedule.debounce_seconds)."""
+    for _ in range(MAX_DEBOUNCE_CHECKS):
+        with session_scope() as session:
+            marks = session.execute(
+                select(SyncState.dirty_since, SyncState.last_notification_at).where(
+                    SyncState.calendar_id == calendar_id
+                )
+            ).one_or_none()
+        if marks is None:
+            return
+        dirty_since, last_notification_at = marks
+        wait = sync_schedule.debounce_seconds(now(), dirty_since, last_notification_at, settings)
+        if wait <= 0:
+            return
+        time.sleep(wait)
 
 
 def _pause_before_rerun(

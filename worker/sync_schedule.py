@@ -4,6 +4,7 @@
   SAFETY_NET_SECONDS, and every POLL_SECONDS while push does not work for it (no channel,
   expired, refused by Google, or silent for CHANNEL_SILENT_SECONDS).
 - Periodic full resync every FULL_RESYNC_SECONDS refills the far horizon of recurring series.
+- Debounce: a notified calendar waits for its burst of notifications to end before fetching.
 
 Each interval is stretched or shrunk by a stable per-calendar factor in [0.75, 1.25], so
 calendars attached together do not all sync in the same minute.
@@ -76,3 +77,20 @@ def earliest_candidate(now: datetime, settings: Settings) -> tuple[datetime, dat
         now - timedelta(seconds=shortest),
         now - timedelta(seconds=settings.full_resync_seconds * (1 - JITTER)),
     )
+
+
+def debounce_seconds(
+    now: datetime,
+    dirty_since: datetime | None,
+    last_notification_at: datetime | None,
+    settings: Settings,
+) -> float:
+    """How long a notified calendar should still wait before its first fetch: until no
+    notification has come for DEBOUNCE_MS (the burst is over), but no later than
+    DEBOUNCE_MAX_MS after the first one (a steady stream must not starve the sync).
+    Zero when there is nothing to wait for."""
+    if dirty_since is None or last_notification_at is None or settings.debounce_ms <= 0:
+        return 0.0
+    quiet_at = max(last_notification_at, dirty_since) + timedelta(milliseconds=settings.debounce_ms)
+    latest = dirty_since + timedelta(milliseconds=settings.debounce_max_ms)
+    return max(0.0, (min(quiet_at, latest) - now).total_seconds())

@@ -9,7 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from calsync.settings import Settings
-from worker.sync_schedule import CalendarTiming, Due, due, jitter_factor, push_works
+from worker.sync_schedule import (
+    CalendarTiming,
+    Due,
+    debounce_seconds,
+    due,
+    jitter_factor,
+    push_works,
+)
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 SETTINGS = Settings(
@@ -94,3 +101,51 @@ def test_never_longer_than_the_jittered_interval(calendar_id: int, age_seconds: 
         assert due(polled, NOW, SETTINGS) is Due.POLL
     if age_seconds < 300 * 0.75:
         assert due(polled, NOW, SETTINGS) is None
+
+
+# --- debounce before the first fetch ------------------------------------------------------
+
+DEBOUNCE = Settings(debounce_ms=50, debounce_max_ms=300)
+
+
+def ms(value: float) -> timedelta:
+    return timedelta(milliseconds=value)
+
+
+@pytest.mark.parametrize(
+    ("dirty_ago", "last_ago", "expected_ms"),
+    [
+        (10, 10, 40),  # a lone notification: wait out the quiet window
+        (60, 60, 0),  # already quiet
+        (200, 5, 45),  # a burst still going: quiet window from its last notification
+        (290, 5, 10),  # ... but never past the cap after the first one
+        (400, 1, 0),  # past the cap: fetch now
+    ],
+)
+def test_debounce_waits_for_quiet_but_not_past_the_cap(
+    dirty_ago: float, last_ago: float, expected_ms: float
+) -> None:
+    wait = debounce_seconds(NOW, NOW - ms(dirty_ago), NOW - ms(last_ago), DEBOUNCE)
+    assert wait == pytest.approx(expected_ms / 1000)
+
+
+def test_no_debounce_without_a_dirty_mark_or_when_disabled() -> None:
+    assert debounce_seconds(NOW, None, NOW, DEBOUNCE) == 0
+    assert debounce_seconds(NOW, NOW, None, DEBOUNCE) == 0
+    assert debounce_seconds(NOW, NOW, NOW, Settings(debounce_ms=0)) == 0
+
+
+@given(
+    st.floats(min_value=0, max_value=2000),
+    st.floats(min_value=0, max_value=2000),
+    st.integers(min_value=1, max_value=500),
+    st.integers(min_value=0, max_value=2000),
+)
+def test_debounce_never_waits_past_the_cap_nor_the_quiet_window(
+    dirty_ago: float, last_ago: float, quiet: int, cap: int
+) -> None:
+    settings = Settings(debounce_ms=quiet, debounce_max_ms=cap)
+    wait_ms = debounce_seconds(NOW, NOW - ms(dirty_ago), NOW - ms(last_ago), settings) * 1000
+    # timedelta keeps microseconds: allow a couple of them of rounding.
+    assert 0 <= wait_ms <= max(0.0, cap - dirty_ago) + 0.002
+    assert wait_ms <= quiet + 0.002

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from calsync.settings import get_settings
 
 _engines: dict[str, Engine] = {}
+_session_makers: dict[str, sessionmaker[Session]] = {}
 _engine_pid: int | None = None
 
 
@@ -36,9 +41,36 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _set_sqlite_pragmas)
         return engine
     # A silent database host must fail fast (the webhook answers 503), not hang a request.
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=5, max_overflow=10, connect_args={"connect_timeout": 3}
-    )
+    engine = create_engine(url, pool_size=5, max_overflow=10, connect_args={"connect_timeout": 3})
+    event.listen(engine.pool, "checkin", _note_checkin)
+    event.listen(engine.pool, "checkout", _ping_if_idle(engine))
+    return engine
+
+
+# pool_pre_ping would cost a round trip on every checkout, i.e. on every webhook request.
+# A connection in steady use is known to be alive; one that sat idle (across a database
+# restart, say) is pinged first and replaced if dead. A restart within the last second
+# still fails the request that meets it; the pool then drops the other connections.
+PING_AFTER_IDLE_SECONDS = 1.0
+
+
+def _note_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+    record.info["checked_in_at"] = time.monotonic()
+
+
+def _ping_if_idle(engine: Engine) -> Callable[..., None]:
+    def ping(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        checked_in_at = record.info.get("checked_in_at")
+        if checked_in_at is None or time.monotonic() - checked_in_at < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError("connection died while idle in the pool") from exc
+        if not alive:
+            raise DisconnectionError("connection died while idle in the pool")
+
+    return ping
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -49,6 +81,7 @@ def get_engine(url: str | None = None) -> Engine:
     global _engine_pid
     if _engine_pid != os.getpid():
         _engines.clear()
+        _session_makers.clear()
         _engine_pid = os.getpid()
     url = url or get_settings().database_url
     engine = _engines.get(url)
@@ -63,10 +96,18 @@ def dispose_engines(*, after_fork: bool = False) -> None:
     for engine in _engines.values():
         engine.dispose(close=not after_fork)
     _engines.clear()
+    _session_makers.clear()
 
 
 def session_factory(url: str | None = None) -> sessionmaker[Session]:
-    return sessionmaker(get_engine(url), expire_on_commit=False)
+    """The process's sessionmaker for `url`, made once per engine: each sessionmaker builds
+    a Session subclass with its own event setup, too slow to repeat per request."""
+    engine = get_engine(url)
+    key = url or get_settings().database_url
+    maker = _session_makers.get(key)
+    if maker is None or maker.kw["bind"] is not engine:
+        maker = _session_makers[key] = sessionmaker(engine, expire_on_commit=False)
+    return maker
 
 
 @contextmanager

@@ -21,18 +21,31 @@ from enum import StrEnum
 from typing import Any
 
 from flask import Blueprint, Response, request
-from sqlalchemy import Case, ColumnElement, case, func, literal, or_, update
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    Case,
+    Connection,
+    Row,
+    Update,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import InstrumentedAttribute
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from models.base import UTCDateTime, utcnow
-from models.calendars import Channel, SyncState
-from models.sync_flags import mark_dirty, unmark_dirty
+from models.calendars import Channel
+from models.sync_flags import record_change_notification, unmark_dirty
 from webhook.errors import error_response
-from webhook.request_scope import request_session
+from webhook.request_scope import request_connection
 from worker import enqueue as task_queue
 
 log = logging.getLogger("calsync.webhook.push")
@@ -45,7 +58,6 @@ MAX_CHANNEL_ID_LENGTH = 64
 MAX_TOKEN_LENGTH = 256
 MAX_RESOURCE_ID_LENGTH = 256
 MAX_MESSAGE_NUMBER_DIGITS = 20
-# channels.last_message_number is a 64-bit column; a larger number is accepted, not stored.
 MAX_STORED_MESSAGE_NUMBER = 2**63 - 1
 
 # Errors meaning "cannot reach the database now": answer 503 so Google retries. OSError
@@ -153,8 +165,8 @@ def _refuse_body() -> None:
         raise Rejection(Outcome.BODY_NOT_ALLOWED, 400, "Push notifications have no body.")
 
 
-def _authenticate(channel: Channel | None, notification: Notification) -> Channel:
-    if channel is None or channel.stopped_at is not None:
+def _authenticate(channel: Row | None, notification: Notification) -> Row:
+    if channel is None:
         raise Rejection(Outcome.UNKNOWN_CHANNEL, 404, "Unknown or stopped channel.")
     given = (notification.token or "").encode()
     if not hmac.compare_digest(channel.token.encode(), given):
@@ -164,48 +176,50 @@ def _authenticate(channel: Channel | None, notification: Notification) -> Channe
     return channel
 
 
-def _later(column: InstrumentedAttribute[datetime | None], value: datetime) -> Case[Any]:
+# The hot path's statements are built once, with bound parameters: building SQLAlchemy
+# expressions per request cost more CPU than the database work they describe.
+_NOW = bindparam("now", type_=UTCDateTime())
+_NUMBER = bindparam("number", type_=BigInteger())
+
+_FIND_LIVE_CHANNEL = select(Channel.token, Channel.calendar_id, Channel.resource_id).where(
+    Channel.id == bindparam("for_channel_id"), Channel.stopped_at.is_(None)
+)
+
+
+def _later(column: InstrumentedAttribute[Any], value: BindParameter[Any]) -> Case[Any]:
     """SQL for "the later of the column and value": concurrent requests never move it back."""
-    bound = literal(value, UTCDateTime())
-    return case((or_(column.is_(None), column < bound), bound), else_=column)
+    return case((or_(column.is_(None), column < value), value), else_=column)
 
 
-def _record_on_channel(session: Session, notification: Notification, now: datetime) -> None:
-    values: dict[str, ColumnElement[Any]] = {
-        "last_notification_at": _later(Channel.last_notification_at, now),
+_RECORD_ON_CHANNEL = (
+    update(Channel)
+    .where(Channel.id == bindparam("for_channel_id"))
+    .values(
+        last_notification_at=_later(Channel.last_notification_at, _NOW),
         # The `sync` message may arrive before the watch response stored the resource id.
-        "resource_id": func.coalesce(Channel.resource_id, notification.resource_id),
-    }
+        resource_id=func.coalesce(Channel.resource_id, bindparam("given_resource_id")),
+    )
+)
+# channels.last_message_number is a 64-bit column; a larger number is accepted, not stored.
+_RECORD_ON_CHANNEL_WITH_NUMBER = _RECORD_ON_CHANNEL.values(
+    last_message_number=_later(Channel.last_message_number, _NUMBER)
+)
+
+
+def _channel_bookkeeping(notification: Notification) -> tuple[Update, dict[str, Any]]:
+    """The channel's UPDATE for this notification and its parameters (`now` aside)."""
     number = notification.message_number
-    if number <= MAX_STORED_MESSAGE_NUMBER:
-        column = Channel.last_message_number
-        values["last_message_number"] = case(
-            (or_(column.is_(None), column < number), number), else_=column
-        )
-    session.execute(
-        update(Channel)
-        .where(Channel.id == notification.channel_id)
-        .values(values)
-        .execution_options(synchronize_session=False)
+    statement = (
+        _RECORD_ON_CHANNEL_WITH_NUMBER
+        if number <= MAX_STORED_MESSAGE_NUMBER
+        else _RECORD_ON_CHANNEL
     )
-
-
-def _record_on_sync_state(session: Session, calendar_id: int, now: datetime) -> None:
-    session.execute(
-        update(SyncState)
-        .where(SyncState.calendar_id == calendar_id)
-        .values(last_notification_at=_later(SyncState.last_notification_at, now))
-        .execution_options(synchronize_session=False)
-    )
-
-
-def _rollback_quietly(session: Session | None) -> None:
-    if session is None:
-        return
-    try:
-        session.rollback()
-    except Exception as exc:  # the connection may be the thing that broke
-        log.debug("rollback_failed error=%s", type(exc).__name__)
+    params = {
+        "for_channel_id": notification.channel_id,
+        "given_resource_id": notification.resource_id,
+        "number": number,
+    }
+    return statement, params
 
 
 def _unavailable(what: str) -> Rejection:
@@ -214,7 +228,7 @@ def _unavailable(what: str) -> Rejection:
     )
 
 
-def _enqueue_or_undo(session: Session, calendar_id: int, received_at: datetime) -> None:
+def _enqueue_or_undo(connection: Connection, calendar_id: int, received_at: datetime) -> None:
     try:
         task_queue.enqueue_sync(calendar_id, reason="push")
     except Exception as exc:
@@ -222,10 +236,8 @@ def _enqueue_or_undo(session: Session, calendar_id: int, received_at: datetime) 
             log.exception("enqueue_failed calendar_id=%s", calendar_id)
         # Undo the clean→dirty transition so Google's retry (we answer 503) enqueues again.
         try:
-            unmark_dirty(session, calendar_id, received_at)
-            session.commit()
+            unmark_dirty(connection, calendar_id, received_at)
         except _UNAVAILABLE_ERRORS as undo_exc:
-            _rollback_quietly(session)
             # The mark stays; the sweeper re-enqueues the calendar once the broker is back.
             log.warning(
                 "unmark_dirty_failed calendar_id=%s error=%s",
@@ -236,25 +248,34 @@ def _enqueue_or_undo(session: Session, calendar_id: int, received_at: datetime) 
 
 
 def handle_notification(notification: Notification, received_at: datetime) -> Outcome:
-    """Authenticate and apply one checked notification; raises `Rejection`."""
-    session: Session | None = None
+    """Authenticate and apply one checked notification; raises `Rejection`.
+
+    Every statement commits on its own (autocommit; no BEGIN/COMMIT round trips): the
+    lookup only reads, the channel bookkeeping is idempotent, and the dirty mark is one
+    atomic statement that says whether it made the clean→dirty transition, so the task is
+    sent only after the mark is committed."""
     try:
-        session = request_session()
-        channel = _authenticate(session.get(Channel, notification.channel_id), notification)
-        calendar_id = channel.calendar_id
-        _record_on_channel(session, notification, received_at)
+        connection = request_connection()
+        found = connection.execute(
+            _FIND_LIVE_CHANNEL, {"for_channel_id": notification.channel_id}
+        ).one_or_none()
+        calendar_id = _authenticate(found, notification).calendar_id
+        bookkeeping, params = _channel_bookkeeping(notification)
         if notification.resource_state == "sync":
-            session.commit()
+            connection.execute(bookkeeping, {**params, "now": received_at})
             return Outcome.SYNC_ACK
-        _record_on_sync_state(session, calendar_id, received_at)
-        became_dirty = mark_dirty(session, calendar_id, received_at)
-        session.commit()
+        became_dirty = record_change_notification(
+            connection,
+            calendar_id,
+            received_at,
+            along_with=bookkeeping,
+            along_with_params=params,
+        )
     except _UNAVAILABLE_ERRORS as exc:
-        _rollback_quietly(session)
         log.warning("database_unavailable error=%s", type(exc).__name__)
         raise _unavailable("database") from exc
     if became_dirty:
-        _enqueue_or_undo(session, calendar_id, received_at)
+        _enqueue_or_undo(connection, calendar_id, received_at)
     return Outcome.ACCEPTED
 
 

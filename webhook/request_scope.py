@@ -1,18 +1,20 @@
-"""Per-app settings and the per-request database session.
+"""Per-app settings and the per-request database session (or autocommit connection).
 
-The session is created on first use in a request and closed at teardown (an unfinished
+Both are created on first use in a request and closed at teardown (an unfinished
 transaction is rolled back), so a view never leaks a connection, even when it fails.
 """
 
 from __future__ import annotations
 
 import logging
+from weakref import WeakKeyDictionary
 
 from flask import Flask, current_app, g
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from calsync.settings import Settings
-from models.db import session_factory
+from models.db import get_engine, session_factory
 
 log = logging.getLogger("calsync.webhook")
 
@@ -22,6 +24,7 @@ _SETTINGS_KEY = "calsync.settings"
 def init_app(app: Flask, settings: Settings) -> None:
     app.extensions[_SETTINGS_KEY] = settings
     app.teardown_appcontext(close_request_session)
+    app.teardown_appcontext(close_request_connection)
 
 
 def app_settings() -> Settings:
@@ -48,3 +51,31 @@ def close_request_session(_exc: BaseException | None = None) -> None:
             session.close()
         except Exception as exc:  # a dead connection must not turn a sent answer into a 500
             log.warning("session_close_failed error=%s", type(exc).__name__)
+
+
+_autocommit_engines: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
+
+
+def request_connection() -> Connection:
+    """This request's connection in autocommit mode: each statement is its own transaction,
+    with no BEGIN or COMMIT round trips. For views whose every write is one statement."""
+    connection: Connection | None = g.get("calsync_connection")
+    if connection is None:
+        # get_engine is per process, like session_factory above.
+        engine = get_engine(app_settings().database_url)
+        autocommit = _autocommit_engines.get(engine)
+        if autocommit is None:
+            autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+            _autocommit_engines[engine] = autocommit
+        connection = autocommit.connect()
+        g.calsync_connection = connection
+    return connection
+
+
+def close_request_connection(_exc: BaseException | None = None) -> None:
+    connection: Connection | None = g.pop("calsync_connection", None)
+    if connection is not None:
+        try:
+            connection.close()
+        except Exception as exc:  # a dead connection must not turn a sent answer into a 500
+            log.warning("connection_close_failed error=%s", type(exc).__name__)

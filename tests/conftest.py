@@ -85,6 +85,7 @@ def point_celery_at(settings: Settings) -> None:
 
 def _retarget(app: Celery, fresh: Celery) -> None:
     app.conf.broker_url = fresh.conf.broker_url
+    app.conf.broker_transport = fresh.conf.broker_transport
     app.conf.broker_transport_options = fresh.conf.broker_transport_options
     # Drop connections and producers bound to the old broker (private, no public reset).
     if app._pool is not None:

@@ -44,6 +44,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
             "interval_max": 0.5,
         },
         broker_connection_timeout=2,
+        broker_transport=_transport(settings),
         broker_transport_options=_transport_options(settings),
         beat_schedule=_beat_schedule(settings),
         timezone="UTC",
@@ -60,6 +61,15 @@ def declare_queue(app: Celery) -> None:
     """
     with app.connection_for_write() as connection:
         app.amqp.queues[QUEUE](connection.default_channel).declare()
+
+
+def _transport(settings: Settings) -> str | None:
+    """kombu's transport; None = the one the URL's scheme names."""
+    if settings.broker_url.startswith("redis://"):
+        from worker.broker_transport import TRANSPORT_PATH
+
+        return TRANSPORT_PATH  # survives Redis going away mid-wait (see that module)
+    return None
 
 
 def _transport_options(settings: Settings) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from calsync.settings import get_settings
@@ -40,6 +40,59 @@ def _load(session: Session, calendar_id: int):
         )
     )
     return row[0], row[1], row[2], expiration
+
+
+def _calendars_with_health_inputs() -> Select:
+    """Each calendar with its sync state, account state and newest live channel's expiry."""
+    newest_live_channel = (
+        select(func.max(Channel.expiration))
+        .where(Channel.calendar_id == Calendar.id, Channel.stopped_at.is_(None))
+        .correlate(Calendar)
+        .scalar_subquery()
+    )
+    return (
+        select(Calendar, SyncState, GoogleAccount.state, newest_live_channel)
+        .outerjoin(SyncState, SyncState.calendar_id == Calendar.id)
+        .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
+        .order_by(Calendar.id)
+    )
+
+
+# Built once: busy reads run these on every request.
+_HEALTH_OF_CALENDARS = _calendars_with_health_inputs().where(
+    Calendar.id.in_(bindparam("calendar_ids", expanding=True))
+)
+_HEALTH_OF_HOST_CALENDARS = _calendars_with_health_inputs().where(
+    Calendar.host_id == bindparam("host_id")
+)
+
+CalendarHealth = tuple[Calendar, SyncState | None, Health | None]
+
+
+def calendars_health(
+    session: Session, calendar_ids: list[int], now: datetime
+) -> list[CalendarHealth]:
+    """`calendar_health` of many calendars in one query, by calendar id; a calendar without
+    sync state has no health (None), as calendar_health answers for it."""
+    if not calendar_ids:
+        return []
+    rows = session.execute(_HEALTH_OF_CALENDARS, {"calendar_ids": calendar_ids})
+    return _with_health(rows, now)
+
+
+def host_calendars_health(session: Session, host_id: int, now: datetime) -> list[CalendarHealth]:
+    """`calendars_health` of every calendar of the host."""
+    return _with_health(session.execute(_HEALTH_OF_HOST_CALENDARS, {"host_id": host_id}), now)
+
+
+def _with_health(rows: Any, now: datetime) -> list[CalendarHealth]:
+    found: list[CalendarHealth] = []
+    for calendar, state, account_state, expiration in rows:
+        health = None
+        if state is not None:
+            health = _health((calendar, state, account_state, expiration), now)
+        found.append((calendar, state, health))
+    return found
 
 
 def _health(found, now: datetime) -> Health:

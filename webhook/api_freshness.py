@@ -10,7 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.calendars import Calendar, SyncState
-from models.sync_status import calendar_health
+from models.health import Health
+from models.sync_status import calendars_health, host_calendars_health
 from webhook.api_time import format_rfc3339
 
 # What a host or operator should do after each stored error code.
@@ -70,19 +71,33 @@ def _round(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 3)
 
 
-def calendar_freshness(session: Session, calendar: Calendar, now: datetime) -> dict[str, Any]:
+def freshness_entry(
+    calendar: Calendar, state: SyncState | None, health: Health | None
+) -> dict[str, Any]:
     """{id, googleCalendarId, state, syncedAt, lagSeconds, stale} of one calendar."""
-    health = calendar_health(session, calendar.id, now)
-    synced_at = session.scalar(
-        select(SyncState.last_success_at).where(SyncState.calendar_id == calendar.id)
-    )
     return {
         "id": calendar.id,
         "googleCalendarId": calendar.google_calendar_id,
         "state": str(health.state) if health else "syncing",
-        "syncedAt": _iso(synced_at),
+        "syncedAt": _iso(state.last_success_at) if state else None,
         "lagSeconds": _round(health.lag_seconds) if health else None,
         "stale": health.stale if health else True,
+    }
+
+
+def calendar_freshness(session: Session, calendar: Calendar, now: datetime) -> dict[str, Any]:
+    found = calendars_freshness(session, [calendar.id], now)
+    # A calendar deleted meanwhile has no state: answer as for one never synced.
+    return found.get(calendar.id) or freshness_entry(calendar, None, None)
+
+
+def calendars_freshness(
+    session: Session, calendar_ids: list[int], now: datetime
+) -> dict[int, dict[str, Any]]:
+    """Freshness of each listed calendar by id, in one query."""
+    found = calendars_health(session, calendar_ids, now)
+    return {
+        calendar.id: freshness_entry(calendar, state, health) for calendar, state, health in found
     }
 
 
@@ -93,4 +108,6 @@ def host_calendars(session: Session, host_id: int) -> list[Calendar]:
 
 
 def host_freshness(session: Session, host_id: int, now: datetime) -> list[dict[str, Any]]:
-    return [calendar_freshness(session, c, now) for c in host_calendars(session, host_id)]
+    """Freshness of each of the host's calendars, ordered by calendar id, in one query."""
+    found = host_calendars_health(session, host_id, now)
+    return [freshness_entry(calendar, state, health) for calendar, state, health in found]

@@ -10,12 +10,14 @@ import hmac
 from dataclasses import dataclass
 
 from flask import g, request
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from models import Calendar, Host
 from models.registry import hash_api_token
 from webhook.errors import ApiError
 from webhook.request_scope import app_settings, request_session
+
+_HOST_BY_TOKEN_HASH = select(Host).where(Host.api_token_hash == bindparam("hash"))
 
 
 @dataclass(frozen=True)
@@ -50,17 +52,18 @@ def current_caller() -> Caller:
     if admin and hmac.compare_digest(token.encode(), admin.encode()):
         caller = Caller(True, None)
     else:
-        host_id = request_session().scalar(
-            select(Host.id).where(Host.api_token_hash == hash_api_token(token))
-        )
-        if host_id is None:
+        # The whole row, not just the id: require_host then finds it in the session.
+        host = request_session().scalar(_HOST_BY_TOKEN_HASH, {"hash": hash_api_token(token)})
+        if host is None:
             raise ApiError(
                 401,
                 "unauthorized",
                 "The token is not valid.",
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
-        caller = Caller(False, host_id)
+        caller = Caller(False, host.id)
+        # The session's identity map holds rows weakly: keep this one for require_host.
+        g.calsync_caller_host = host
     g.calsync_caller = caller
     return caller
 

@@ -15,26 +15,29 @@ What is measured.
   `webhook.create_app()` in this process, called through Flask's test client (routing, bearer
   auth with the host's own token, freshness, the block query, merging, JSON), wall time per
   request for random hosts and windows (14 days starting between yesterday and two months
-  ahead). The block query alone (`models.busy_queries.host_busy`) is timed as well.
+  ahead). Also this thread's CPU time per request (what a request costs apart from waiting
+  for PostgreSQL and for cores other processes hold) and the block query alone
+  (`models.busy_queries.host_busy`).
 * HTTP: the Procfile's gunicorn (`calsync.processes.web_argv`, 2 workers x 4 threads) on
   loopback, one client with a persistent `requests.Session`, one request at a time, host
-  tokens rotating with the hosts; send to last byte.
+  tokens rotating over all hosts; send to last byte, client overhead included.
 * Baseline: the emulator (its own process) holding the same events of the same 5 calendars
   for the sampled hosts, asked `POST /calendar/v3/freeBusy` for the same window and
   calendars with a valid access token from its `/token` endpoint, over HTTP by the same kind
-  of client. RATIO = baseline latency / ours. Each baseline answer is checked against ours
-  (union of the 5 calendars' busy intervals = our merged host busy): a mismatch fails the run.
+  of client. The same questions go to our `GET .../busy` and to our Google-shaped
+  `POST /v1/freeBusy`, interleaved question by question with the baseline. RATIO = baseline
+  latency / ours. Answers are checked first: the union of the emulator's 5 calendars = our
+  merged host busy, and our freeBusy = the emulator's per calendar; a mismatch fails the run.
 
-Fairness and honesty: both sides run on the same machine, back to back, with the same
-(host, window) pairs. The emulator keeps everything in memory and sits on loopback: it is
-far faster than Google, whose freeBusy answers from the internet typically take hundreds of
-milliseconds, so the ratio here understates what "ask Google every time" costs. Neither side
-is warmed differently: each gets the same warm-up requests first.
+Fairness and honesty: same machine, same (host, window) pairs, same client, interleaved.
+The emulator keeps everything in memory and sits on loopback: its latency is not Google's.
+Google's answers cross the internet and do more work, so the ratio here understates what
+"ask Google every time" costs; it says only that the local table is not slower than even an
+in-memory freeBusy next door.
 """
 
 from __future__ import annotations
 
-import math
 import random
 import secrets
 import time
@@ -397,12 +400,19 @@ def load(size: Size, stack: Any, report: Report) -> Fleet:
 
 def timed(calls: list[Callable[[], Any]]) -> list[float]:
     """Milliseconds per call, run one after another."""
-    out = []
+    return timed_with_cpu(calls)[0]
+
+
+def timed_with_cpu(calls: list[Callable[[], Any]]) -> tuple[list[float], list[float]]:
+    """Wall and this thread's CPU milliseconds per call. CPU time shows what a request costs
+    apart from waiting for the database and for cores other processes hold."""
+    wall, cpu = [], []
     for call in calls:
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.thread_time()
         call()
-        out.append((time.perf_counter() - began) * 1000)
-    return out
+        wall.append((time.perf_counter() - began) * 1000)
+        cpu.append((time.thread_time() - began_cpu) * 1000)
+    return wall, cpu
 
 
 def report_latency(report: Report, key: str, samples_ms: list[float]) -> None:
@@ -453,7 +463,10 @@ def measure_server(size: Size, fleet: Fleet, report: Report) -> None:
         return rng.randrange(size.hosts)
 
     timed([request(pick()) for _ in range(size.warmup_requests)])
-    report_latency(report, "server", timed([request(pick()) for _ in range(size.server_requests)]))
+    wall, cpu = timed_with_cpu([request(pick()) for _ in range(size.server_requests)])
+    report_latency(report, "server", wall)
+    report.value("server_cpu_p50_ms", percentile(cpu, 50), "ms")
+    report.value("server_cpu_p99_ms", percentile(cpu, 99), "ms")
 
     session = session_factory()()
 
@@ -567,19 +580,18 @@ def main() -> int:
         measure_server(size, fleet, report)
         stack.start_web()
         measure_http(size, fleet, stack.web_url, stack.emulator_url, report)
-    server_p99 = report.values["server_p99_ms"]
-    http_p99 = report.values["http_p99_ms"]
     report.bar(
         "server p99 ms (host busy, 14 days, 5 calendars)",
-        server_p99,
+        report.values["server_p99_ms"],
         BAR_SERVER_P99_MS,
         at_least=False,
     )
     report.bar(
-        "HTTP p99 ms (host busy, 14 days, 5 calendars)", http_p99, BAR_HTTP_P99_MS, at_least=False
+        "HTTP p99 ms (host busy, 14 days, 5 calendars)",
+        report.values["http_p99_ms"],
+        BAR_HTTP_P99_MS,
+        at_least=False,
     )
-    if not all(math.isfinite(report.values[k]) for k in ("server_p99_ms", "http_p99_ms")):
-        return 1
     return report.finish(args.json)
 
 

@@ -34,6 +34,7 @@ def test_busy_read_smoke(tmp_path) -> None:
     for key in LATENCIES:
         assert values[f"{key}_requests"] > 0, key
         assert 0 < values[f"{key}_p50_ms"] <= values[f"{key}_p99_ms"], key
+    assert 0 < values["server_cpu_p50_ms"] <= values["server_cpu_p99_ms"]
     for key in RATIOS:
         assert math.isfinite(values[key]) and values[key] > 0, key
     assert {bar["what"].split(" ")[0] for bar in report["bars"]} == {"server", "HTTP"}

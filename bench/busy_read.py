@@ -38,6 +38,7 @@ in-memory freeBusy next door.
 
 from __future__ import annotations
 
+import os
 import random
 import secrets
 import time
@@ -577,9 +578,12 @@ def main() -> int:
     report.header()
     with bench_stack("busyread", keep_logs=args.keep_logs) as stack:
         fleet = load(size, stack, report)
+        # The machine's load around the measurements: p99s follow it, CPU times much less.
+        report.value("load_average_1min_before", os.getloadavg()[0])
         measure_server(size, fleet, report)
         stack.start_web()
         measure_http(size, fleet, stack.web_url, stack.emulator_url, report)
+        report.value("load_average_1min_after", os.getloadavg()[0])
     report.bar(
         "server p99 ms (host busy, 14 days, 5 calendars)",
         report.values["server_p99_ms"],

@@ -96,8 +96,9 @@ def test_busy_matches_the_emulators_free_busy(google_settings, emulator, synced)
     ] == [tuple(pair) for pair in reference]
     assert entry["syncedAt"] is not None
 
-    # A manual block joins the busy read at once, with no sync.
-    block_start = start + timedelta(days=20, hours=3)
+    # A manual block joins the busy read at once, with no sync (day 25: after the daily
+    # series ends, so no event can merge with it whatever the time of day).
+    block_start = start + timedelta(days=25, hours=3)
     client.post(
         f"/v1/hosts/{cal.host_id}/blocks",
         json={"start": z(block_start), "end": z(block_start + timedelta(minutes=7))},

@@ -35,7 +35,7 @@ from bench.harness import Report, bench_stack, parser, percentile
 
 CHANGES_PER_BURST = 20
 BURST_EVERY_SECONDS = 0.2
-DEFAULT_CONCURRENCY = 2
+DEFAULT_CONCURRENCY = 12  # as bench.end_to_end_lag and the Procfile
 
 
 @dataclass

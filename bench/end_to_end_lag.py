@@ -38,7 +38,7 @@ from typing import Any
 
 from bench.harness import Report, bench_stack, parser, percentile
 
-DEFAULT_CONCURRENCY = 2
+DEFAULT_CONCURRENCY = 12  # the Procfile default: I/O-bound syncs (Google latency), not CPU
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -18,6 +17,7 @@ from sqlalchemy import func, select
 
 from models import Channel, SyncRun, SyncState
 from models.db import session_scope
+from tests.support.calendar_edits import CalendarEditor
 
 from .conftest import (
     LiveCalendar,
@@ -30,140 +30,6 @@ from .conftest import (
 )
 
 pytestmark = pytest.mark.e2e
-
-
-class ChangeMaker:
-    """Random but replayable calendar edits of every kind that has caused double bookings."""
-
-    def __init__(self, stack: Stack, cal: LiveCalendar, rng: random.Random) -> None:
-        self.control = stack.emulator.control
-        self.cal = cal
-        self.rng = rng
-        self.zone = ZoneInfo("Europe/Berlin")
-        self.singles: list[str] = []
-        self.series: list[tuple[str, datetime]] = []
-        self.first_edited: set[str] = set()
-
-    def _local(self, day: int, minutes: int) -> datetime:
-        base = datetime.now(self.zone).date() + timedelta(days=day)
-        return datetime(base.year, base.month, base.day, tzinfo=self.zone) + timedelta(
-            minutes=minutes
-        )
-
-    def _span(self) -> dict:
-        start = self._local(self.rng.randint(0, 40), self.rng.randrange(7 * 60, 19 * 60, 15))
-        end = start + timedelta(minutes=self.rng.choice([15, 30, 60, 90, 180]))
-        return {"start": {"dateTime": start.isoformat()}, "end": {"dateTime": end.isoformat()}}
-
-    def insert_timed(self) -> None:
-        body = {"summary": "meeting", **self._span()}
-        roll = self.rng.random()
-        if roll < 0.15:
-            body["transparency"] = "transparent"
-        elif roll < 0.3:
-            body["attendees"] = [
-                {
-                    "email": self.cal.google_calendar_id,
-                    "self": True,
-                    "responseStatus": self.rng.choice(["declined", "tentative", "accepted"]),
-                },
-            ]
-        self.singles.append(self.control.insert_event(self.cal.google_calendar_id, body)["id"])
-
-    def insert_all_day(self) -> None:
-        day = datetime.now(self.zone).date() + timedelta(days=self.rng.randint(0, 40))
-        end = day + timedelta(days=self.rng.randint(1, 3))
-        body = {
-            "summary": "all day",
-            "start": {"date": day.isoformat()},
-            "end": {"date": end.isoformat()},
-        }
-        self.singles.append(self.control.insert_event(self.cal.google_calendar_id, body)["id"])
-
-    def insert_series(self) -> None:
-        start = self._local(self.rng.randint(0, 10), self.rng.randrange(8 * 60, 17 * 60, 30))
-        rule = self.rng.choice(
-            [
-                "RRULE:FREQ=DAILY;COUNT=10",
-                "RRULE:FREQ=WEEKLY;COUNT=6",
-                "RRULE:FREQ=DAILY;INTERVAL=2;COUNT=12",
-            ]
-        )
-        body = {
-            "summary": "series",
-            "start": {"dateTime": start.isoformat(), "timeZone": "Europe/Berlin"},
-            "end": {
-                "dateTime": (start + timedelta(minutes=30)).isoformat(),
-                "timeZone": "Europe/Berlin",
-            },
-            "recurrence": [rule],
-        }
-        event = self.control.insert_event(self.cal.google_calendar_id, body)
-        self.series.append((event["id"], start))
-
-    def move(self) -> None:
-        if self.singles:
-            target = self.rng.choice(self.singles)
-            self.control.patch_event(self.cal.google_calendar_id, target, self._span())
-
-    def flip_free(self) -> None:
-        if self.singles:
-            target = self.rng.choice(self.singles)
-            value = self.rng.choice(["transparent", "opaque"])
-            self.control.patch_event(self.cal.google_calendar_id, target, {"transparency": value})
-
-    def delete(self) -> None:
-        if self.singles:
-            target = self.singles.pop(self.rng.randrange(len(self.singles)))
-            self.control.delete_event(self.cal.google_calendar_id, target)
-
-    def edit_series(self) -> None:
-        if not self.series:
-            return
-        master, start = self.rng.choice(self.series)
-        first = f"{master}_{start.astimezone(UTC):%Y%m%dT%H%M%SZ}"
-        actions = ["shorten", "delete"]
-        if master not in self.first_edited:  # Google refuses edits of a deleted instance
-            actions += ["cancel_first", "move_first"]
-        action = self.rng.choice(actions)
-        if action in ("cancel_first", "move_first"):
-            self.first_edited.add(master)
-        gid = self.cal.google_calendar_id
-        if action == "cancel_first":
-            self.control.delete_event(gid, first)
-        elif action == "move_first":
-            moved = start + timedelta(hours=2)
-            self.control.patch_event(
-                gid,
-                first,
-                {
-                    "start": {"dateTime": moved.isoformat(), "timeZone": "Europe/Berlin"},
-                    "end": {
-                        "dateTime": (moved + timedelta(minutes=45)).isoformat(),
-                        "timeZone": "Europe/Berlin",
-                    },
-                },
-            )
-        elif action == "shorten":
-            self.control.patch_event(gid, master, {"recurrence": ["RRULE:FREQ=DAILY;COUNT=3"]})
-        else:
-            self.series.remove((master, start))
-            self.control.delete_event(gid, master)
-
-    def random_change(self) -> None:
-        action = self.rng.choices(
-            [
-                self.insert_timed,
-                self.insert_all_day,
-                self.insert_series,
-                self.move,
-                self.flip_free,
-                self.delete,
-                self.edit_series,
-            ],
-            weights=[5, 2, 2, 3, 2, 2, 2],
-        )[0]
-        action()
 
 
 def start_calendars(stack: Stack, count: int, tag: str) -> list[LiveCalendar]:
@@ -181,9 +47,10 @@ def run_random_changes(
     midway=None,
 ) -> None:
     rng = random.Random(seed)
-    makers = [ChangeMaker(stack, cal, rng) for cal in calendars]
+    control = stack.emulator.control
+    makers = [CalendarEditor(control, cal.google_calendar_id, rng) for cal in calendars]
     for number in range(changes):
-        rng.choice(makers).random_change()
+        rng.choice(makers).random_edit()
         if midway is not None and number == changes // 2:
             midway()
         if rng.random() < 0.3:

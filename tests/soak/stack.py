@@ -100,6 +100,8 @@ class SoakStack:
     workers: list[ServiceProcess] = field(default_factory=list)
     beat: ServiceProcess | None = None
     unexpected_worker_deaths: int = 0
+    # Where each worker's log stood when it was (re)started: its "ready." line comes after.
+    worker_log_starts: list[int] = field(default_factory=list)
     setup_seconds: float = 0.0
     calendars: list[LiveCalendar] = field(default_factory=list)
     canary: LiveCalendar | None = None
@@ -126,7 +128,9 @@ class SoakStack:
             "web", web_argv(self.web_port), self.env, self.logs / "web.log"
         ).start()
         for index in range(plan.workers):
-            self.workers.append(self._worker(index, plan.concurrency).start())
+            self.worker_log_starts.append(0)
+            self.workers.append(self._worker(index, plan.concurrency))
+            self.restart_worker(index, plan.concurrency)
         self.beat = ServiceProcess(
             "beat", beat_argv(self.logs / "beat-schedule"), self.env, self.logs / "beat.log"
         ).start()
@@ -140,7 +144,21 @@ class SoakStack:
         )
 
     def restart_worker(self, index: int, concurrency: int) -> None:
-        self.workers[index] = self._worker(index, concurrency).start()
+        worker = self._worker(index, concurrency)
+        self.worker_log_starts[index] = _size(worker.log_path)
+        self.workers[index] = worker.start()
+
+    def ready_workers(self) -> list[ServiceProcess]:
+        """Workers whose pool is up. A pool process killed while its worker starts makes
+        Celery give up ("Could not start worker processes"): that is a crash at boot, not a
+        kill during a sync, so the soak leaves starting workers alone."""
+        ready = []
+        for worker, start in zip(self.workers, self.worker_log_starts, strict=True):
+            with worker.log_path.open("rb") as log:
+                log.seek(start)
+                if b" ready." in log.read():
+                    ready.append(worker)
+        return ready
 
     def revive_dead_workers(self, concurrency: int) -> int:
         """Restart worker main processes that died without being killed by the soak."""
@@ -319,3 +337,10 @@ class SoakReport:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         summary = {"plan": self.plan.__dict__, **self.sections}
         self.path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -31,7 +31,8 @@ from tests.soak.stack import (
 )
 from tests.soak.traffic import EditStream, ForgedTraffic, Killer, RealChannel
 
-pytestmark = [pytest.mark.soak, pytest.mark.e2e]
+# The long version runs for minutes; its waits have their own timeouts.
+pytestmark = [pytest.mark.soak, pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 GOOGLE_ERROR_RATES = {"500": 0.075, "503": 0.075, "429": 0.075, "403": 0.075}  # 30% in all
 FAULTS_OFF: dict[str, Any] = {

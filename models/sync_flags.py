@@ -1,24 +1,19 @@
 """The dirty flag and the lease on a calendar's SyncState: the only coordination between the
-webhook (marks dirty), the sweeper (finds forgotten dirt) and sync workers (claim and clear).
+webhook (marks dirty: models.push_records), the sweeper (finds forgotten dirt) and sync
+workers (claim and clear).
 
 Every function is a single conditional UPDATE, so it is atomic on PostgreSQL and SQLite alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Connection,
     Row,
-    Update,
     and_,
-    bindparam,
-    case,
     func,
     or_,
     select,
@@ -27,7 +22,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from models.accounts import AccountState, GoogleAccount
-from models.base import UTCDateTime
 from models.calendars import Calendar, Channel, SyncState
 
 
@@ -40,107 +34,6 @@ def may_call_google() -> tuple[ColumnElement[bool], ...]:
 def lease_free(now: datetime) -> ColumnElement[bool]:
     """Filter: no live lease on the calendar (none taken, or it ran out)."""
     return or_(SyncState.lease_until.is_(None), SyncState.lease_until < now)
-
-
-def mark_dirty(session: Session, calendar_id: int, received_at: datetime) -> bool:
-    """Record a notification. True only on the clean→dirty transition (enqueue then)."""
-    result = session.execute(
-        update(SyncState)
-        .where(SyncState.calendar_id == calendar_id, SyncState.dirty_since.is_(None))
-        .values(dirty_since=received_at)
-    )
-    return result.rowcount == 1
-
-
-# Built once: record_change_notification is on the webhook's hot path.
-_NOW = bindparam("now", type_=UTCDateTime())
-_LATER_NOTIFICATION = case(
-    (
-        or_(SyncState.last_notification_at.is_(None), SyncState.last_notification_at < _NOW),
-        _NOW,
-    ),
-    else_=SyncState.last_notification_at,
-)
-_MARK_DIRTY_AND_NOTIFIED = (
-    update(SyncState)
-    .where(SyncState.calendar_id == bindparam("for_calendar_id"), SyncState.dirty_since.is_(None))
-    .values(dirty_since=_NOW, last_notification_at=_LATER_NOTIFICATION)
-)
-_NOTIFIED = (
-    update(SyncState)
-    .where(SyncState.calendar_id == bindparam("for_calendar_id"))
-    .values(last_notification_at=_LATER_NOTIFICATION)
-)
-# PostgreSQL in one statement: lock the row, keep its previous mark, set both columns, and
-# return whether the mark was clean before. A concurrent notification waits on the lock and
-# then sees the committed mark, so exactly one of them reports the transition.
-_PREVIOUS = (
-    select(SyncState.calendar_id, SyncState.dirty_since)
-    .where(SyncState.calendar_id == bindparam("for_calendar_id"))
-    .with_for_update()
-    .subquery("previous")
-)
-_MARK_DIRTY_RETURNING_TRANSITION = (
-    update(SyncState)
-    .where(SyncState.calendar_id == _PREVIOUS.c.calendar_id)
-    .values(
-        dirty_since=func.coalesce(SyncState.dirty_since, _NOW),
-        last_notification_at=_LATER_NOTIFICATION,
-    )
-    .returning(_PREVIOUS.c.dirty_since.is_(None))
-)
-
-
-# PostgreSQL statements combining _MARK_DIRTY_RETURNING_TRANSITION with a caller's update.
-_COMBINED: dict[int, tuple[Update, Update]] = {}
-
-
-def _combined_with(along_with: Update) -> Update:
-    found = _COMBINED.get(id(along_with))
-    if found is None or found[0] is not along_with:
-        combined = _MARK_DIRTY_RETURNING_TRANSITION.add_cte(along_with.cte("along_with"))
-        found = _COMBINED[id(along_with)] = (along_with, combined)
-    return found[1]
-
-
-def record_change_notification(
-    connection: Connection,
-    calendar_id: int,
-    received_at: datetime,
-    *,
-    along_with: Update | None = None,
-    along_with_params: Mapping[str, Any] | None = None,
-) -> bool:
-    """A change notification: `mark_dirty` plus the calendar's last-notification time (never
-    moved back). True only on the clean→dirty transition (enqueue then). Each statement is
-    atomic on its own, so this also holds on an autocommit connection.
-
-    `along_with` is another UPDATE (with its parameters; `now` is given) that belongs with
-    the notification (the channel's bookkeeping). On PostgreSQL everything is one statement,
-    one round trip; elsewhere (SQLite returns no other table's columns) `along_with` runs
-    first, then one statement if the calendar was clean or two if it already was dirty."""
-    params = {"for_calendar_id": calendar_id, "now": received_at, **(along_with_params or {})}
-    if connection.dialect.name == "postgresql":
-        statement = _MARK_DIRTY_RETURNING_TRANSITION
-        if along_with is not None:
-            statement = _combined_with(along_with)
-        return bool(connection.execute(statement, params).scalar())
-    if along_with is not None:
-        connection.execute(along_with, params)
-    if connection.execute(_MARK_DIRTY_AND_NOTIFIED, params).rowcount == 1:
-        return True
-    connection.execute(_NOTIFIED, params)
-    return False
-
-
-def unmark_dirty(session: Session | Connection, calendar_id: int, received_at: datetime) -> None:
-    """Undo `mark_dirty` when the task could not be enqueued, so Google's retry of the
-    notification (we answered 503) makes the transition again."""
-    session.execute(
-        update(SyncState)
-        .where(SyncState.calendar_id == calendar_id, SyncState.dirty_since == received_at)
-        .values(dirty_since=None)
-    )
 
 
 def restore_dirty(session: Session, calendar_id: int, dirty_since: datetime) -> None:

@@ -18,32 +18,22 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from flask import Blueprint, Response, request
-from sqlalchemy import (
-    BigInteger,
-    BindParameter,
-    Case,
-    Connection,
-    Row,
-    Update,
-    bindparam,
-    case,
-    func,
-    or_,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Row
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
-from sqlalchemy.orm import InstrumentedAttribute
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from models.base import UTCDateTime, utcnow
-from models.calendars import Channel
-from models.sync_flags import record_change_notification, unmark_dirty
+from models.base import utcnow
+from models.push_records import (
+    ChannelMessage,
+    find_live_channel,
+    record_change_notification,
+    record_sync_message,
+    unmark_dirty,
+)
 from webhook.errors import error_response
 from webhook.request_scope import request_connection
 from worker import enqueue as task_queue
@@ -58,7 +48,6 @@ MAX_CHANNEL_ID_LENGTH = 64
 MAX_TOKEN_LENGTH = 256
 MAX_RESOURCE_ID_LENGTH = 256
 MAX_MESSAGE_NUMBER_DIGITS = 20
-MAX_STORED_MESSAGE_NUMBER = 2**63 - 1
 
 # Errors meaning "cannot reach the database now": answer 503 so Google retries. OSError
 # covers an engine that cannot even open its SQLite file.
@@ -176,52 +165,6 @@ def _authenticate(channel: Row | None, notification: Notification) -> Row:
     return channel
 
 
-# The hot path's statements are built once, with bound parameters: building SQLAlchemy
-# expressions per request cost more CPU than the database work they describe.
-_NOW = bindparam("now", type_=UTCDateTime())
-_NUMBER = bindparam("number", type_=BigInteger())
-
-_FIND_LIVE_CHANNEL = select(Channel.token, Channel.calendar_id, Channel.resource_id).where(
-    Channel.id == bindparam("for_channel_id"), Channel.stopped_at.is_(None)
-)
-
-
-def _later(column: InstrumentedAttribute[Any], value: BindParameter[Any]) -> Case[Any]:
-    """SQL for "the later of the column and value": concurrent requests never move it back."""
-    return case((or_(column.is_(None), column < value), value), else_=column)
-
-
-_RECORD_ON_CHANNEL = (
-    update(Channel)
-    .where(Channel.id == bindparam("for_channel_id"))
-    .values(
-        last_notification_at=_later(Channel.last_notification_at, _NOW),
-        # The `sync` message may arrive before the watch response stored the resource id.
-        resource_id=func.coalesce(Channel.resource_id, bindparam("given_resource_id")),
-    )
-)
-# channels.last_message_number is a 64-bit column; a larger number is accepted, not stored.
-_RECORD_ON_CHANNEL_WITH_NUMBER = _RECORD_ON_CHANNEL.values(
-    last_message_number=_later(Channel.last_message_number, _NUMBER)
-)
-
-
-def _channel_bookkeeping(notification: Notification) -> tuple[Update, dict[str, Any]]:
-    """The channel's UPDATE for this notification and its parameters (`now` aside)."""
-    number = notification.message_number
-    statement = (
-        _RECORD_ON_CHANNEL_WITH_NUMBER
-        if number <= MAX_STORED_MESSAGE_NUMBER
-        else _RECORD_ON_CHANNEL
-    )
-    params = {
-        "for_channel_id": notification.channel_id,
-        "given_resource_id": notification.resource_id,
-        "number": number,
-    }
-    return statement, params
-
-
 def _unavailable(what: str) -> Rejection:
     return Rejection(
         Outcome.UNAVAILABLE, 503, f"The {what} is unavailable; retry later.", f"{what}_unavailable"
@@ -256,21 +199,15 @@ def handle_notification(notification: Notification, received_at: datetime) -> Ou
     sent only after the mark is committed."""
     try:
         connection = request_connection()
-        found = connection.execute(
-            _FIND_LIVE_CHANNEL, {"for_channel_id": notification.channel_id}
-        ).one_or_none()
+        found = find_live_channel(connection, notification.channel_id)
         calendar_id = _authenticate(found, notification).calendar_id
-        bookkeeping, params = _channel_bookkeeping(notification)
-        if notification.resource_state == "sync":
-            connection.execute(bookkeeping, {**params, "now": received_at})
-            return Outcome.SYNC_ACK
-        became_dirty = record_change_notification(
-            connection,
-            calendar_id,
-            received_at,
-            along_with=bookkeeping,
-            along_with_params=params,
+        message = ChannelMessage(
+            notification.channel_id, notification.resource_id, notification.message_number
         )
+        if notification.resource_state == "sync":
+            record_sync_message(connection, message, received_at)
+            return Outcome.SYNC_ACK
+        became_dirty = record_change_notification(connection, calendar_id, received_at, message)
     except _UNAVAILABLE_ERRORS as exc:
         log.warning("database_unavailable error=%s", type(exc).__name__)
         raise _unavailable("database") from exc

@@ -44,13 +44,8 @@ def request_session() -> Session:
 
 
 def close_request_session(_exc: BaseException | None = None) -> None:
-    session: Session | None = g.pop("calsync_session", None)
-    if session is not None:
-        # close() rolls back whatever the view did not commit and returns the connection.
-        try:
-            session.close()
-        except Exception as exc:  # a dead connection must not turn a sent answer into a 500
-            log.warning("session_close_failed error=%s", type(exc).__name__)
+    # close() rolls back whatever the view did not commit and returns the connection.
+    _close_quietly(g.pop("calsync_session", None), "session")
 
 
 _autocommit_engines: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
@@ -73,9 +68,13 @@ def request_connection() -> Connection:
 
 
 def close_request_connection(_exc: BaseException | None = None) -> None:
-    connection: Connection | None = g.pop("calsync_connection", None)
-    if connection is not None:
-        try:
-            connection.close()
-        except Exception as exc:  # a dead connection must not turn a sent answer into a 500
-            log.warning("connection_close_failed error=%s", type(exc).__name__)
+    _close_quietly(g.pop("calsync_connection", None), "connection")
+
+
+def _close_quietly(resource: Session | Connection | None, what: str) -> None:
+    if resource is None:
+        return
+    try:
+        resource.close()
+    except Exception as exc:  # a dead connection must not turn a sent answer into a 500
+        log.warning("%s_close_failed error=%s", what, type(exc).__name__)

@@ -8,12 +8,9 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from sqlalchemy import update
-
 from calsync.settings import Settings, configure
-from models import SyncState
 from models.db import session_scope
-from models.sync_flags import mark_dirty
+from models.push_records import record_change_notification
 from worker.sync_engine import sync_calendar
 
 from .conftest import Attached
@@ -24,12 +21,7 @@ def notify(calendar_id: int) -> datetime:
     """What the webhook records for a change notification."""
     at = datetime.now(UTC)
     with session_scope() as session:
-        session.execute(
-            update(SyncState)
-            .where(SyncState.calendar_id == calendar_id)
-            .values(last_notification_at=at)
-        )
-        mark_dirty(session, calendar_id, at)
+        record_change_notification(session.connection(), calendar_id, at)
     return at
 
 

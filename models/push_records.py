@@ -1,0 +1,171 @@
+"""What the webhook reads and writes for a Google push notification: the live channel, the
+channel's bookkeeping, and the calendar's last-notification time and dirty mark.
+
+On the webhook's hot path, so every statement is built once at import with bound
+parameters (building SQLAlchemy expressions per request cost more CPU than the database work
+they describe), and each is a single statement that is atomic on its own: they run on an
+autocommit connection, with no BEGIN/COMMIT round trips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    BindParameter,
+    Case,
+    Connection,
+    Row,
+    Update,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import InstrumentedAttribute
+
+from models.base import UTCDateTime
+from models.calendars import Channel, SyncState
+
+# channels.last_message_number is a 64-bit column; a larger number is accepted, not stored.
+MAX_STORED_MESSAGE_NUMBER = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class ChannelMessage:
+    """The parts of a notification a channel keeps."""
+
+    channel_id: str
+    resource_id: str
+    message_number: int
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "for_channel_id": self.channel_id,
+            "given_resource_id": self.resource_id,
+            "number": self.message_number,
+        }
+
+
+_NOW = bindparam("now", type_=UTCDateTime())
+_NUMBER = bindparam("number", type_=BigInteger())
+
+
+def _later(column: InstrumentedAttribute[Any], value: BindParameter[Any]) -> Case[Any]:
+    """SQL for "the later of the column and value": concurrent requests never move it back."""
+    return case((or_(column.is_(None), column < value), value), else_=column)
+
+
+_FIND_LIVE_CHANNEL = select(Channel.token, Channel.calendar_id, Channel.resource_id).where(
+    Channel.id == bindparam("for_channel_id"), Channel.stopped_at.is_(None)
+)
+
+_ON_CHANNEL = (
+    update(Channel)
+    .where(Channel.id == bindparam("for_channel_id"))
+    .values(
+        last_notification_at=_later(Channel.last_notification_at, _NOW),
+        # The `sync` message may arrive before the watch response stored the resource id.
+        resource_id=func.coalesce(Channel.resource_id, bindparam("given_resource_id")),
+    )
+)
+_ON_CHANNEL_WITH_NUMBER = _ON_CHANNEL.values(
+    last_message_number=_later(Channel.last_message_number, _NUMBER)
+)
+
+_LATER_NOTIFICATION = _later(SyncState.last_notification_at, _NOW)
+# Portable (SQLite): the clean→dirty mark, else only the last-notification time.
+_MARK_DIRTY_AND_NOTIFIED = (
+    update(SyncState)
+    .where(SyncState.calendar_id == bindparam("for_calendar_id"), SyncState.dirty_since.is_(None))
+    .values(dirty_since=_NOW, last_notification_at=_LATER_NOTIFICATION)
+)
+_NOTIFIED = (
+    update(SyncState)
+    .where(SyncState.calendar_id == bindparam("for_calendar_id"))
+    .values(last_notification_at=_LATER_NOTIFICATION)
+)
+# PostgreSQL in one statement: lock the row, keep its previous mark, set both columns, and
+# return whether the mark was clean before. A concurrent notification waits on the lock and
+# then sees the committed mark, so exactly one of them reports the transition.
+_PREVIOUS = (
+    select(SyncState.calendar_id, SyncState.dirty_since)
+    .where(SyncState.calendar_id == bindparam("for_calendar_id"))
+    .with_for_update()
+    .subquery("previous")
+)
+_MARK_DIRTY_RETURNING_TRANSITION = (
+    update(SyncState)
+    .where(SyncState.calendar_id == _PREVIOUS.c.calendar_id)
+    .values(
+        dirty_since=func.coalesce(SyncState.dirty_since, _NOW),
+        last_notification_at=_LATER_NOTIFICATION,
+    )
+    .returning(_PREVIOUS.c.dirty_since.is_(None))
+)
+# ... with the channel's bookkeeping as a data-modifying CTE: one round trip in all.
+_ALONG_WITH_CHANNEL = {
+    channel: _MARK_DIRTY_RETURNING_TRANSITION.add_cte(channel.cte("channel"))
+    for channel in (_ON_CHANNEL, _ON_CHANNEL_WITH_NUMBER)
+}
+
+
+def find_live_channel(connection: Connection, channel_id: str) -> Row | None:
+    """(token, calendar_id, resource_id) of a channel that was not stopped."""
+    return connection.execute(_FIND_LIVE_CHANNEL, {"for_channel_id": channel_id}).one_or_none()
+
+
+def _channel_statement(message: ChannelMessage) -> Update:
+    if message.message_number <= MAX_STORED_MESSAGE_NUMBER:
+        return _ON_CHANNEL_WITH_NUMBER
+    return _ON_CHANNEL
+
+
+def record_sync_message(connection: Connection, message: ChannelMessage, now: datetime) -> None:
+    """A `sync` message: the channel's bookkeeping only."""
+    connection.execute(_channel_statement(message), {**message.params(), "now": now})
+
+
+def record_change_notification(
+    connection: Connection,
+    calendar_id: int,
+    received_at: datetime,
+    message: ChannelMessage | None = None,
+) -> bool:
+    """A change notification: the channel's bookkeeping (when `message` is given), the
+    calendar's last-notification time (never moved back) and its dirty mark. True only on the
+    clean→dirty transition (enqueue then).
+
+    PostgreSQL: one statement. Elsewhere (SQLite returns no other table's columns): the
+    channel's update, then one statement if the calendar was clean or two if it was dirty."""
+    params = {"for_calendar_id": calendar_id, "now": received_at}
+    channel = None
+    if message is not None:
+        channel = _channel_statement(message)
+        params |= message.params()
+    if connection.dialect.name == "postgresql":
+        statement = (
+            _MARK_DIRTY_RETURNING_TRANSITION if channel is None else _ALONG_WITH_CHANNEL[channel]
+        )
+        return bool(connection.execute(statement, params).scalar())
+    if channel is not None:
+        connection.execute(channel, params)
+    if connection.execute(_MARK_DIRTY_AND_NOTIFIED, params).rowcount == 1:
+        return True
+    connection.execute(_NOTIFIED, params)
+    return False
+
+
+def unmark_dirty(connection: Connection, calendar_id: int, received_at: datetime) -> None:
+    """Undo this notification's clean→dirty mark when its task could not be enqueued, so
+    Google's retry (we answered 503) makes the transition again."""
+    connection.execute(
+        update(SyncState)
+        .where(SyncState.calendar_id == calendar_id, SyncState.dirty_since == received_at)
+        .values(dirty_since=None)
+    )

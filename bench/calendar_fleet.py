@@ -22,6 +22,7 @@ from models import Calendar, Channel, SyncState
 from models.busy_queries import calendar_busy
 from models.db import session_scope
 from models.registry import attach_calendar, create_host
+from models.sync_flags import unsettled_calendars
 from worker.enqueue import enqueue_sync, enqueue_watch
 
 CONTROL_THREADS = 8
@@ -137,18 +138,8 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, step: f
 
 def fleet_idle() -> bool:
     """No calendar dirty, being synced or leased."""
-    now = datetime.now(UTC)
     with session_scope() as session:
-        busy = session.scalar(
-            select(func.count())
-            .select_from(SyncState)
-            .where(
-                SyncState.dirty_since.is_not(None)
-                | SyncState.syncing_since.is_not(None)
-                | (SyncState.lease_until.is_not(None) & (SyncState.lease_until > now))
-            )
-        )
-    return not busy
+        return not unsettled_calendars(session, datetime.now(UTC))
 
 
 def mismatched_calendars(control: Any, calendars: list[FleetCalendar]) -> list[str]:

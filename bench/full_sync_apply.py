@@ -44,28 +44,13 @@ from typing import Any
 
 from bench.harness import Report, bench_stack, parser, peak_rss_mb
 
+# The ceiling inserts exactly the columns the sync writes.
+from worker.block_writer import BLOCK_COLUMNS, EVENT_COLUMNS
+
 REPO = Path(__file__).resolve().parents[1]
 TIME_ZONE = "Europe/Berlin"
 ROUNDS = 3  # product syncs and ceiling rounds; medians are compared
 WARMUP_EVENTS = 20
-
-EVENT_COLUMNS = (
-    "calendar_id",
-    "google_event_id",
-    "recurring_event_id",
-    "start",
-    "end",
-    "all_day",
-    "status",
-    "transparency",
-    "event_type",
-    "response_status",
-    "summary",
-    "google_updated",
-    "decision",
-    "applied_at",
-)
-BLOCK_COLUMNS = ("calendar_id", "event_key", "start", "end", "applied_at")
 
 
 # --- the calendar -------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import os
 import platform
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -155,45 +156,97 @@ def peak_rss_mb(pid: int | None = None) -> float:
 
 @contextlib.contextmanager
 def private_redis() -> Iterator[str]:
-    """A redis-server of our own on a free port (nothing on disk), so benchmarks never touch
-    another run's broker; yields its URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server not found (Debian package redis-server)")
-    port = free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="calsync-bench-redis-"))
-    process = subprocess.Popen(
-        [
-            *(binary, "--port", str(port), "--bind", "127.0.0.1"),
-            *("--save", "", "--appendonly", "no"),
-            *("--dir", str(workdir), "--logfile", str(workdir / "redis.log")),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """A private redis-server for the length of a run; yields its URL."""
+    server = PrivateRedis()
+    server.start()
     try:
-        _wait_redis(port)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        process.terminate()
-        process.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
+        server.destroy()
 
 
-def _wait_redis(port: int, timeout: float = 10) -> None:
-    import redis
+class PrivateRedis:
+    """A redis-server of our own on a free port (nothing on disk), so a run never touches
+    another run's broker. `restart_emptied` is SHUTDOWN NOSAVE and a fresh start on the same
+    port, i.e. the broker loses every message (the fault soak, tests/soak)."""
 
-    client = redis.Redis(host="127.0.0.1", port=port)
-    deadline = time.monotonic() + timeout
-    while True:
+    def __init__(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server not found (Debian package redis-server)")
+        self.binary = binary
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="calsync-redis-"))
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", str(self.root)),
+                *("--logfile", str(self.root / "redis.log")),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self._wait_ready()
+
+    def _client(self):
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+
+    def _wait_ready(self, timeout: float = 20) -> None:
+        import redis
+
+        deadline = time.monotonic() + timeout
+        while True:
+            client = self._client()
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+            finally:
+                client.close()
+
+    def key_count(self) -> int:
+        client = self._client()
         try:
-            client.ping()
+            return int(client.dbsize())
+        finally:
             client.close()
-            return
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+
+    def shutdown_nosave(self) -> None:
+        # A raw command: redis-py would retry the connection SHUTDOWN closes, for seconds.
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
+            sock.sendall(b"*2\r\n$8\r\nSHUTDOWN\r\n$6\r\nNOSAVE\r\n")
+            with contextlib.suppress(OSError):
+                sock.recv(64)  # EOF once the server is gone
+        if self.process is not None:
+            self.process.wait(20)
+            self.process = None
+
+    def restart_emptied(self) -> None:
+        self.shutdown_nosave()
+        self.start()
+
+    def destroy(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(10)
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @contextlib.contextmanager

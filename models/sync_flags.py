@@ -36,6 +36,22 @@ def lease_free(now: datetime) -> ColumnElement[bool]:
     return or_(SyncState.lease_until.is_(None), SyncState.lease_until < now)
 
 
+def unsettled_calendars(session: Session, now: datetime) -> int:
+    """How many calendars have work pending or in progress: dirty, mid-sync (also a dead
+    worker's mark) or under a live lease. Zero means every known change is applied."""
+    return session.scalar(
+        select(func.count())
+        .select_from(SyncState)
+        .where(
+            or_(
+                SyncState.dirty_since.is_not(None),
+                SyncState.syncing_since.is_not(None),
+                SyncState.lease_until > now,
+            )
+        )
+    )
+
+
 def restore_dirty(session: Session, calendar_id: int, dirty_since: datetime) -> None:
     """Put back a dirty mark a failed run had taken, keeping the earliest time."""
     session.execute(

@@ -3,7 +3,8 @@ which it must never do to the machine's shared servers (other tests and people u
 
 PostgreSQL gets its own cluster (initdb into a temporary directory, its own port and socket
 directory); run as root, the server runs as the `postgres` user, as initdb refuses root.
-Redis gets its own redis-server on a free port, with nothing on disk, so a restart empties it.
+Redis gets its own redis-server on a free port, with nothing on disk, so a restart empties it
+(bench.harness.PrivateRedis, which the benchmarks use too).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
+from bench.harness import PrivateRedis
 from calsync.processes import free_port
+
+__all__ = ["PrivatePostgres", "PrivateRedis", "ServiceSetupError"]
 
 POSTGRES_ROOTS = (Path("/usr/lib/postgresql"),)
 
@@ -117,87 +119,4 @@ class PrivatePostgres:
     def destroy(self) -> None:
         with contextlib.suppress(ServiceSetupError, subprocess.TimeoutExpired):
             self.stop("immediate")
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-class PrivateRedis:
-    """A redis-server of our own (no persistence): `restart_emptied` is SHUTDOWN NOSAVE and
-    a fresh start on the same port, i.e. the broker loses every message."""
-
-    def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise ServiceSetupError("redis-server not found (Debian package redis-server)")
-        self.binary = binary
-        self.port = free_port()
-        self.root = Path(tempfile.mkdtemp(prefix="calsync-soak-redis-"))
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.root)),
-                *("--logfile", str(self.root / "redis.log")),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self._wait_ready()
-
-    def _client(self):
-        import redis
-
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
-
-    def _wait_ready(self, timeout: float = 20) -> None:
-        import redis
-
-        deadline = time.monotonic() + timeout
-        while True:
-            client = self._client()
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-            finally:
-                client.close()
-
-    def key_count(self) -> int:
-        client = self._client()
-        try:
-            return int(client.dbsize())
-        finally:
-            client.close()
-
-    def shutdown_nosave(self) -> None:
-        # A raw command: redis-py would retry the connection SHUTDOWN closes, for seconds.
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as sock:
-            sock.sendall(b"*2\r\n$8\r\nSHUTDOWN\r\n$6\r\nNOSAVE\r\n")
-            with contextlib.suppress(OSError):
-                sock.recv(64)  # EOF once the server is gone
-        if self.process is not None:
-            self.process.wait(20)
-            self.process = None
-
-    def restart_emptied(self) -> None:
-        self.shutdown_nosave()
-        self.start()
-
-    def destroy(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(10)
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait(5)
-        self.process = None
         shutil.rmtree(self.root, ignore_errors=True)

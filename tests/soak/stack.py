@@ -23,6 +23,7 @@ from models import Channel, SyncState
 from models.busy_queries import calendar_busy
 from models.db import session_scope
 from models.registry import attach_calendar, create_host
+from models.sync_flags import unsettled_calendars
 from tests.soak.services import PrivatePostgres, PrivateRedis
 from worker.enqueue import enqueue_sync, enqueue_watch
 
@@ -232,17 +233,8 @@ def synced_and_watched(calendar_ids: list[int]) -> bool:
 
 def busy_calendars() -> int:
     """Calendars dirty, mid-sync (a dead worker's mark) or under a live lease."""
-    now = datetime.now(UTC)
     with session_scope() as session:
-        return session.scalar(
-            select(func.count())
-            .select_from(SyncState)
-            .where(
-                SyncState.dirty_since.is_not(None)
-                | SyncState.syncing_since.is_not(None)
-                | (SyncState.lease_until.is_not(None) & (SyncState.lease_until > now))
-            )
-        )
+        return unsettled_calendars(session, datetime.now(UTC))
 
 
 def syncs_in_flight() -> int:

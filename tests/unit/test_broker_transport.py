@@ -21,7 +21,7 @@ def redis_url() -> Iterator[str]:
         if use_services():
             pytest.fail(message)
         pytest.skip(message)
-    from tests.soak.services import PrivateRedis
+    from bench.harness import PrivateRedis
 
     server = PrivateRedis()
     server.start()

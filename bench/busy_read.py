@@ -484,35 +484,28 @@ def measure_http(size: Size, fleet: Fleet, web_url: str, emulator_url: str, repo
     now = datetime.now(UTC)
     ours, theirs = requests.Session(), requests.Session()
 
-    def ask_ours(h: int, window: tuple[datetime, datetime]) -> dict[str, Any]:
-        answer = ours.get(
-            web_url + busy_path(fleet.host_ids[h], window),
-            headers={"Authorization": f"Bearer {fleet.tokens[h]}"},
-            timeout=30,
+    def ask(client: requests.Session, method: str, url: str, token: str, what: str, **body):
+        answer = client.request(
+            method, url, headers={"Authorization": f"Bearer {token}"}, timeout=30, **body
         )
-        expect_ok(answer.status_code, answer.text, "calsync busy")
+        expect_ok(answer.status_code, answer.text, what)
         return answer.json()
+
+    def ask_ours(h: int, window: tuple[datetime, datetime]) -> dict[str, Any]:
+        url = web_url + busy_path(fleet.host_ids[h], window)
+        return ask(ours, "GET", url, fleet.tokens[h], "calsync busy")
 
     def ask_ours_google_shaped(h: int, window: tuple[datetime, datetime]) -> dict[str, Any]:
         """calsync's `POST /v1/freeBusy`: Google's request and answer shapes, per calendar."""
-        answer = ours.post(
-            web_url + "/v1/freeBusy",
-            json=freebusy_body(fleet.google_ids[h], window),
-            headers={"Authorization": f"Bearer {fleet.tokens[h]}"},
-            timeout=30,
+        body = freebusy_body(fleet.google_ids[h], window)
+        return ask(
+            ours, "POST", web_url + "/v1/freeBusy", fleet.tokens[h], "calsync freeBusy", json=body
         )
-        expect_ok(answer.status_code, answer.text, "calsync freeBusy")
-        return answer.json()
 
     def ask_emulator(h: int, window: tuple[datetime, datetime]) -> dict[str, Any]:
-        answer = theirs.post(
-            emulator_url + "/calendar/v3/freeBusy",
-            json=freebusy_body(fleet.google_ids[h], window),
-            headers={"Authorization": f"Bearer {fleet.access_tokens[h]}"},
-            timeout=30,
-        )
-        expect_ok(answer.status_code, answer.text, "emulator freeBusy")
-        return answer.json()
+        body = freebusy_body(fleet.google_ids[h], window)
+        url = emulator_url + "/calendar/v3/freeBusy"
+        return ask(theirs, "POST", url, fleet.access_tokens[h], "emulator freeBusy", json=body)
 
     # Same answers: for sampled hosts, the emulator's busy (united over the 5 calendars) is
     # our merged host busy (sampled hosts have no manual blocks), and our Google-shaped

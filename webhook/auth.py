@@ -24,6 +24,7 @@ _HOST_BY_TOKEN_HASH = select(Host).where(Host.api_token_hash == bindparam("hash"
 class Caller:
     is_admin: bool
     host_id: int | None  # the host a host token belongs to
+    host: Host | None = None  # its row, loaded with the token: require_host needs no query
 
 
 def _presented_token() -> str | None:
@@ -52,7 +53,7 @@ def current_caller() -> Caller:
     if admin and hmac.compare_digest(token.encode(), admin.encode()):
         caller = Caller(True, None)
     else:
-        # The whole row, not just the id: require_host then finds it in the session.
+        # The whole row, not just the id: require_host then needs no second query.
         host = request_session().scalar(_HOST_BY_TOKEN_HASH, {"hash": hash_api_token(token)})
         if host is None:
             raise ApiError(
@@ -61,9 +62,7 @@ def current_caller() -> Caller:
                 "The token is not valid.",
                 headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
-        caller = Caller(False, host.id)
-        # The session's identity map holds rows weakly: keep this one for require_host.
-        g.calsync_caller_host = host
+        caller = Caller(False, host.id, host)
     g.calsync_caller = caller
     return caller
 
@@ -78,8 +77,10 @@ def require_admin() -> Caller:
 def require_host(host_id: int) -> Host:
     """The host, if the caller may see it; 404 otherwise (also for another host's id)."""
     caller = current_caller()
-    host = request_session().get(Host, host_id)
-    if host is None or not (caller.is_admin or caller.host_id == host_id):
+    if caller.host is not None and caller.host_id == host_id:
+        return caller.host
+    host = request_session().get(Host, host_id) if caller.is_admin else None
+    if host is None:
         raise ApiError(404, "not_found", f"No host {host_id}.")
     return host
 

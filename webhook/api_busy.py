@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
 
 from models.busy_queries import calendars_busy, host_busy
 from models.calendars import Calendar
@@ -24,7 +23,7 @@ from webhook.api_json import bad_field, json_object, string_field
 from webhook.api_time import format_rfc3339, parse_flag, parse_window
 from webhook.auth import current_caller, require_host
 from webhook.errors import ApiError
-from webhook.request_scope import app_settings, request_session
+from webhook.request_scope import app_settings, read_only_session, request_session
 
 api_busy = Blueprint("api_busy", __name__)
 
@@ -53,19 +52,10 @@ def _interval_json(interval: Interval) -> dict[str, Any]:
     }
 
 
-def read_only_session() -> Session:
-    """This request's session on a connection in autocommit mode. The busy reads only
-    SELECT (auth, freshness, blocks); without a transaction there is no BEGIN and no
-    ROLLBACK, two of the five round trips of a request otherwise. Each SELECT sees the
-    latest commit: blocks are read after freshness, so they are never older than it says.
-    Must run before the request's first query."""
-    session = request_session()
-    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-    return session
-
-
 @api_busy.get(HOST_PATH + "/busy")
 def host_busy_view(host_id: int) -> Response:
+    # Autocommit: each SELECT sees the latest commit, and blocks are read after freshness,
+    # so they are never older than the freshness this answer claims.
     session = read_only_session()
     host = require_host(host_id)
     window = parse_window(

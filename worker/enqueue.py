@@ -25,6 +25,29 @@ def enqueue_sync(calendar_id: int, *, reason: str, full: bool = False, force: bo
     send("calsync.sync_calendar", calendar_id, trigger=reason, full=full, force=force)
 
 
+def enqueue_syncs(calendar_ids: list[int], *, reason: str) -> None:
+    """One sync per calendar, published through one producer (the webhook's intake drainer
+    sends a batch at a time). The argument reprs are given: Celery's saferepr of them costs
+    more than the rest of building the message."""
+    from worker.celery_app import app
+
+    kwargs = {"trigger": reason, "full": False, "force": False}
+    kwargsrepr = repr(kwargs)
+    try:
+        with app.producer_or_acquire() as producer:
+            for calendar_id in calendar_ids:
+                app.send_task(
+                    "calsync.sync_calendar",
+                    args=[calendar_id],
+                    kwargs=kwargs,
+                    producer=producer,
+                    argsrepr=f"[{calendar_id}]",
+                    kwargsrepr=kwargsrepr,
+                )
+    except (OperationalError, KombuError, OSError) as exc:
+        raise EnqueueError(f"broker unavailable: {type(exc).__name__}") from exc
+
+
 def enqueue_watch(calendar_id: int) -> None:
     send("calsync.start_watch", calendar_id)
 

@@ -52,3 +52,22 @@ def test_redis_brokers_use_it_and_others_keep_their_scheme(tmp_path) -> None:
     assert on_redis.conf.broker_transport == TRANSPORT_PATH
     embedded = create_celery(Settings(data_dir=tmp_path))
     assert embedded.conf.broker_transport is None
+
+
+def test_publishing_reuses_one_client_per_channel_and_pool(redis_url: str) -> None:
+    # kombu's stock channel builds a new redis.Redis for every publish; ours keeps one
+    # (bound to the channel's pool) and still delivers every message.
+    connection = Connection(redis_url, transport=TRANSPORT_PATH)
+    try:
+        channel = connection.default_channel
+        first = channel._create_client()
+        assert channel._create_client() is first
+        assert first.connection_pool is channel.pool
+        queue = connection.SimpleQueue("reuse")
+        for n in range(3):
+            queue.put({"n": n})
+        assert [queue.get(timeout=5).payload["n"] for _ in range(3)] == [0, 1, 2]
+        channel._pool = None  # a rebuilt pool (reconnect) gets a client of its own
+        assert channel._create_client() is not first
+    finally:
+        connection.close()

@@ -125,6 +125,10 @@ class Settings:
     # Google allows 600 requests/min per user and 10,000/min per project; keep a margin.
     account_rate_per_minute: int = 500
     project_rate_per_minute: int = 9000
+    # How the webhook hands a notification on (webhook/push_intake.py): "redis" records it
+    # in the broker's Redis and a drainer thread writes batches to the database; "direct"
+    # writes the database inside the request; "auto" picks redis for PostgreSQL + Redis.
+    push_intake: str = "auto"
 
     def __post_init__(self) -> None:
         # Embedded defaults: everything in one data directory, no servers needed.
@@ -133,6 +137,22 @@ class Settings:
         if not self.broker_url:
             object.__setattr__(self, "broker_url", f"sqla+sqlite:///{self.data_dir / 'broker.db'}")
         object.__setattr__(self, "database_url", _normalize_database_url(self.database_url))
+        if self.push_intake == "redis" and not self._intake_capable:
+            raise SettingsError(
+                "CALSYNC_PUSH_INTAKE=redis needs PostgreSQL (CALSYNC_DATABASE_URL) and a Redis "
+                "broker (CALSYNC_BROKER_URL=redis://...)"
+            )
+
+    @property
+    def _intake_capable(self) -> bool:
+        return self.database_url.startswith("postgresql") and self.broker_url.startswith(
+            ("redis://", "rediss://")
+        )
+
+    @property
+    def uses_redis_intake(self) -> bool:
+        """Whether push notifications go through the Redis intake (else: direct writes)."""
+        return self.push_intake == "redis" or (self.push_intake == "auto" and self._intake_capable)
 
     @property
     def is_embedded_broker(self) -> bool:
@@ -195,6 +215,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "channel_silent_seconds": _positive_int,
     "account_rate_per_minute": _positive_int,
     "project_rate_per_minute": _positive_int,
+    "push_intake": lambda name, raw: _choice(name, raw, ("auto", "direct", "redis")),
 }
 
 _current: Settings | None = None

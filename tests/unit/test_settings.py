@@ -52,3 +52,24 @@ def test_bad_values_name_the_variable(name: str, value: str, fragment: str) -> N
 def test_webhook_address_is_public_url_plus_path() -> None:
     settings = Settings.from_env({"CALSYNC_PUBLIC_URL": "https://calsync.example.com/"})
     assert settings.webhook_address == "https://calsync.example.com/webhooks/google"
+
+
+def test_push_intake_auto_picks_redis_only_for_postgresql_with_a_redis_broker(tmp_path) -> None:
+    services = {
+        "CALSYNC_DATA_DIR": str(tmp_path),
+        "CALSYNC_DATABASE_URL": "postgresql://u@db/app",
+        "CALSYNC_BROKER_URL": "redis://cache:6379/0",
+    }
+    assert Settings.from_env(services).uses_redis_intake
+    assert not Settings.from_env(services | {"CALSYNC_PUSH_INTAKE": "direct"}).uses_redis_intake
+    embedded = Settings.from_env({"CALSYNC_DATA_DIR": str(tmp_path)})
+    assert not embedded.uses_redis_intake
+    sqlite_on_redis = services | {"CALSYNC_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}
+    assert not Settings.from_env(sqlite_on_redis).uses_redis_intake
+
+
+def test_push_intake_refuses_unknown_values_and_redis_without_its_services(tmp_path) -> None:
+    with pytest.raises(SettingsError, match="CALSYNC_PUSH_INTAKE"):
+        Settings.from_env({"CALSYNC_PUSH_INTAKE": "kafka"})
+    with pytest.raises(SettingsError, match="CALSYNC_PUSH_INTAKE=redis needs PostgreSQL"):
+        Settings.from_env({"CALSYNC_DATA_DIR": str(tmp_path), "CALSYNC_PUSH_INTAKE": "redis"})

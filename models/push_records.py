@@ -25,6 +25,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import InstrumentedAttribute
@@ -169,3 +170,117 @@ def unmark_dirty(connection: Connection, calendar_id: int, received_at: datetime
         .where(SyncState.calendar_id == calendar_id, SyncState.dirty_since == received_at)
         .values(dirty_since=None)
     )
+
+
+# --- batches from the Redis intake (PostgreSQL only) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class CalendarBatchRow:
+    """A calendar's notifications of a batch: the first and the latest receive time."""
+
+    calendar_id: int
+    first_at: datetime
+    latest_at: datetime
+
+
+@dataclass(frozen=True)
+class ChannelBatchRow:
+    """A channel's notifications since its last write: latest receive time, highest number."""
+
+    channel_id: str
+    latest_at: datetime
+    message_number: int | None
+
+
+# Rows locked in calendar order (two batches never deadlock each other); the previous mark
+# is read under the lock, so exactly one writer reports each clean→dirty transition. Later-of
+# semantics (GREATEST ignores NULLs), so a batch applied twice never moves a value back.
+_CALENDAR_BATCH = text(
+    """
+    WITH v AS (
+        SELECT * FROM unnest(
+            CAST(:calendar_ids AS integer[]), CAST(:firsts AS timestamptz[]),
+            CAST(:lasts AS timestamptz[])
+        ) AS v(calendar_id, first_at, last_at)
+    ), previous AS (
+        SELECT s.calendar_id, s.dirty_since FROM sync_states AS s
+        JOIN v ON v.calendar_id = s.calendar_id
+        ORDER BY s.calendar_id FOR UPDATE OF s
+    )
+    UPDATE sync_states AS s SET
+        dirty_since = COALESCE(s.dirty_since, v.first_at),
+        last_notification_at = GREATEST(s.last_notification_at, v.last_at)
+    FROM v JOIN previous AS p ON p.calendar_id = v.calendar_id
+    WHERE s.calendar_id = v.calendar_id
+    RETURNING s.calendar_id, p.dirty_since IS NULL
+    """
+)
+_CHANNEL_BATCH = text(
+    """
+    UPDATE channels AS c SET
+        last_notification_at = GREATEST(c.last_notification_at, v.at),
+        last_message_number = GREATEST(c.last_message_number, v.number)
+    FROM (
+        SELECT * FROM unnest(
+            CAST(:ids AS varchar[]), CAST(:ats AS timestamptz[]), CAST(:numbers AS bigint[])
+        ) AS v(id, at, number) ORDER BY id
+    ) AS v
+    WHERE c.id = v.id
+    """
+)
+# After Redis lost the intake's data: whatever was pending is unknown, so every calendar
+# with a live channel counts as notified now.
+_MARK_WATCHED_DIRTY = text(
+    """
+    UPDATE sync_states AS s SET dirty_since = :now
+    WHERE s.dirty_since IS NULL AND EXISTS (
+        SELECT 1 FROM channels AS c WHERE c.calendar_id = s.calendar_id AND c.stopped_at IS NULL
+    )
+    RETURNING s.calendar_id
+    """
+)
+
+
+def record_calendar_batch(connection: Connection, rows: list[CalendarBatchRow]) -> list[int]:
+    """Each calendar's dirty mark (set if clean) and last-notification time (the later), in
+    one statement. Returns the calendars that went from clean to dirty (enqueue those). A
+    calendar deleted meanwhile is skipped."""
+    if not rows:
+        return []
+    rows = sorted(rows, key=lambda row: row.calendar_id)
+    result = connection.execute(
+        _CALENDAR_BATCH,
+        {
+            "calendar_ids": [row.calendar_id for row in rows],
+            "firsts": [row.first_at for row in rows],
+            "lasts": [row.latest_at for row in rows],
+        },
+    )
+    return sorted(calendar_id for calendar_id, was_clean in result if was_clean)
+
+
+def record_channel_batch(connection: Connection, rows: list[ChannelBatchRow]) -> None:
+    """Channels' last-notification time and message number (the later of stored and given);
+    a channel deleted meanwhile is skipped."""
+    if not rows:
+        return
+    connection.execute(
+        _CHANNEL_BATCH,
+        {
+            "ids": [row.channel_id for row in rows],
+            "ats": [row.latest_at for row in rows],
+            "numbers": [
+                row.message_number
+                if row.message_number is not None
+                and row.message_number <= MAX_STORED_MESSAGE_NUMBER
+                else None
+                for row in rows
+            ],
+        },
+    )
+
+
+def mark_watched_calendars_dirty(connection: Connection, now: datetime) -> list[int]:
+    """Mark every calendar with a live channel dirty (if clean); the newly marked ones."""
+    return sorted(connection.execute(_MARK_WATCHED_DIRTY, {"now": now}).scalars())

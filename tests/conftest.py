@@ -47,6 +47,10 @@ def base_settings(backend: Backend, tmp_path_factory: pytest.TempPathFactory) ->
         # make requests wait for quota.
         account_rate_per_minute=1_000_000,
         project_rate_per_minute=1_000_000,
+        # In-process tests check the webhook's database effects right after a request: the
+        # direct path. The Redis intake has its own tests (tests/webhook/test_push_intake.py),
+        # and the process stacks (e2e, soak, benchmarks) run the production default, "auto".
+        push_intake="direct",
     )
 
 

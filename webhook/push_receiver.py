@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+import redis
 from flask import Blueprint, Response, request
 from sqlalchemy import Connection, Row
 from sqlalchemy.exc import DBAPIError
@@ -26,16 +27,20 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from calsync.push_intake import IntakeRecord, IntakeRefused
 from models.base import utcnow
 from models.push_records import (
+    MAX_STORED_MESSAGE_NUMBER,
     ChannelMessage,
     find_live_channel,
     record_change_notification,
     record_sync_message,
     unmark_dirty,
 )
+from webhook.channel_cache import LiveChannel
 from webhook.errors import error_response
-from webhook.request_scope import request_connection
+from webhook.intake_runtime import IntakeRuntime, intake_runtime
+from webhook.request_scope import app_settings, request_connection
 from worker import enqueue as task_queue
 
 log = logging.getLogger("calsync.webhook.push")
@@ -154,7 +159,9 @@ def _refuse_body() -> None:
         raise Rejection(Outcome.BODY_NOT_ALLOWED, 400, "Push notifications have no body.")
 
 
-def _authenticate(channel: Row | None, notification: Notification) -> Row:
+def _authenticate(
+    channel: Row | LiveChannel | None, notification: Notification
+) -> Row | LiveChannel:
     if channel is None:
         raise Rejection(Outcome.UNKNOWN_CHANNEL, 404, "Unknown or stopped channel.")
     given = (notification.token or "").encode()
@@ -190,13 +197,52 @@ def _enqueue_or_undo(connection: Connection, calendar_id: int, received_at: date
         raise _unavailable("broker") from exc
 
 
+def _load_live_channel(channel_id: str) -> LiveChannel | None:
+    row = find_live_channel(request_connection(), channel_id)
+    return None if row is None else LiveChannel(row.token, row.calendar_id, row.resource_id)
+
+
+def _hand_to_intake(
+    notification: Notification, received_at: datetime, runtime: IntakeRuntime
+) -> Outcome:
+    """The Redis intake path (calsync/push_intake.py): authenticate against the channel
+    cache, record the notification in Redis; the drainer writes the database."""
+    try:
+        channel = runtime.channels.get(notification.channel_id, _load_live_channel)
+    except _UNAVAILABLE_ERRORS as exc:
+        log.warning("database_unavailable error=%s", type(exc).__name__)
+        raise _unavailable("database") from exc
+    calendar_id = _authenticate(channel, notification).calendar_id
+    number = notification.message_number
+    record = IntakeRecord(
+        calendar_id=calendar_id,
+        channel_id=notification.channel_id,
+        received_at=received_at,
+        message_number=number if number <= MAX_STORED_MESSAGE_NUMBER else None,
+    )
+    try:
+        runtime.intake.accept(record)
+    except IntakeRefused as exc:
+        raise _unavailable("database") from exc
+    except redis.RedisError as exc:
+        log.warning("broker_unavailable error=%s", type(exc).__name__)
+        raise _unavailable("broker") from exc
+    return Outcome.ACCEPTED
+
+
 def handle_notification(notification: Notification, received_at: datetime) -> Outcome:
     """Authenticate and apply one checked notification; raises `Rejection`.
+
+    Change notifications go through the Redis intake when the settings choose it; `sync`
+    messages (one per new channel) and every other setup take the direct path below.
 
     Every statement commits on its own (autocommit; no BEGIN/COMMIT round trips): the
     lookup only reads, the channel bookkeeping is idempotent, and the dirty mark is one
     atomic statement that says whether it made the clean→dirty transition, so the task is
     sent only after the mark is committed."""
+    settings = app_settings()
+    if settings.uses_redis_intake and notification.resource_state != "sync":
+        return _hand_to_intake(notification, received_at, intake_runtime(settings))
     try:
         connection = request_connection()
         found = find_live_channel(connection, notification.channel_id)

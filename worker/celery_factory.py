@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import worker_process_init
+from celery.signals import beat_init, worker_process_init
 
 from calsync.settings import Settings, get_settings
 
@@ -116,3 +116,11 @@ def _fresh_connections_after_fork(**_kwargs) -> None:
     from models.db import dispose_engines
 
     dispose_engines(after_fork=True)
+
+
+@beat_init.connect
+def _start_intake_drainer(**_kwargs) -> None:
+    # Beat runs once per deployment: the natural home of the push intake's drainer.
+    from worker.intake_drainer import start_in_beat
+
+    start_in_beat(get_settings())

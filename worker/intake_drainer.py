@@ -1,0 +1,298 @@
+"""The Redis intake's drainer: moves accepted push notifications into the database.
+
+A thread in the beat process (`start_in_beat`), the one process a deployment runs exactly
+once; a lock in Redis keeps a second one (a stray beat, a test) from working at the same
+time and lets it take over if the first dies. Each round it takes everything recorded since
+the last round as one batch (renaming the live hashes, so the webhook never waits), applies
+the batch in one transaction (models.push_records.record_change_batch), enqueues a sync for every
+calendar that went from clean to dirty, and only then deletes the batch. A batch whose
+round failed stays listed in the claims set and is applied again next round: every write
+is "set if unset" or "the later of", so applying twice changes nothing twice.
+
+Waking: the webhook pushes a token when it opens a new pending entry; the drainer blocks
+on that list (at most WAKE_SECONDS), so a lone notification is in the database within a
+few milliseconds and a flood is drained in back-to-back batches.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import redis
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from calsync import push_intake as keys
+from calsync.settings import Settings
+from models.base import utcnow
+from models.db import get_engine
+from models.push_records import (
+    CalendarBatchRow,
+    ChannelBatchRow,
+    mark_watched_calendars_dirty,
+    record_calendar_batch,
+    record_channel_batch,
+)
+from worker import enqueue as task_queue
+
+log = logging.getLogger("calsync.worker.intake")
+
+LOCK_MS = 10_000  # a drainer that stops renewing loses the lock after this
+WAKE_SECONDS = 1.0  # longest sleep between rounds (lock renewal, epoch check)
+# Shortest time between rounds: under a flood, rounds would otherwise run back to back,
+# each paying its fixed round trips for a handful of notifications. A lone notification
+# still waits at most this long.
+LINGER_SECONDS = 0.02
+DATABASE_DOWN_MS = 5_000  # the webhook refuses for this long after a failed commit
+# Channels' bookkeeping (last notification, message number) is diagnostic, not what drives
+# syncs: it is written at most this often, from what the batches since carried.
+CHANNEL_WRITE_SECONDS = 1.0
+RETRY_SECONDS = 0.5
+MAX_RETRY_SECONDS = 5.0
+
+# One script: renew or take the lock, check the epoch, and take the live hashes as a batch.
+_CLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if holder ~= ARGV[1] then
+  if holder then return {0, 0, 0} end
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+local epoch = redis.call('EXISTS', KEYS[2])
+local moved = 0
+for i = 4, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('RENAME', KEYS[i], KEYS[i] .. ':' .. ARGV[3])
+    moved = moved + 1
+  end
+end
+if moved > 0 then redis.call('SADD', KEYS[3], ARGV[3]) end
+return {1, epoch, moved}
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+T = TypeVar("T")
+
+_DATABASE_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, PoolTimeoutError, OSError)
+
+
+@dataclass
+class DrainStats:
+    """What a drainer did (tests, benchmarks, logs)."""
+
+    rounds: int = 0
+    batches: int = 0
+    notifications: int = 0  # pending calendar entries applied
+    transitions: int = 0
+    recoveries: int = 0
+    failures: int = 0
+
+
+def _from_ms(value: bytes | str) -> datetime:
+    return datetime.fromtimestamp(int(value) / 1000, UTC)
+
+
+class IntakeDrainer:
+    def __init__(
+        self,
+        broker_url: str,
+        database_url: str,
+        enqueue: Callable[[list[int]], None] | None = None,
+        linger_seconds: float = LINGER_SECONDS,
+        channel_write_seconds: float = CHANNEL_WRITE_SECONDS,
+    ) -> None:
+        self.linger_seconds = linger_seconds
+        self.database_url = database_url
+        # BLPOP waits up to WAKE_SECONDS: the socket timeout must be longer.
+        self.client = keys.client_for(broker_url, socket_timeout=WAKE_SECONDS + 5)
+        self._claim = self.client.register_script(_CLAIM)
+        self._release = self.client.register_script(_RELEASE)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.enqueue = (
+            enqueue
+            if enqueue is not None
+            else (lambda ids: task_queue.enqueue_syncs(ids, reason="push"))
+        )
+        self.stats = DrainStats()
+        self._channels = ChannelBacklog(channel_write_seconds)
+        # Until this drainer's first commit, a refusal flag may be left by another one.
+        self._refusing = True
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- thread ---------------------------------------------------------------------------
+
+    def start(self) -> IntakeDrainer:
+        self._thread = threading.Thread(target=self._run, name="intake-drainer", daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        with contextlib.suppress(redis.RedisError):  # else the lock expires on its own
+            self._release(keys=[keys.LOCK], args=[self.owner])
+
+    def _run(self) -> None:
+        delay = RETRY_SECONDS
+        while not self._stop.is_set():
+            try:
+                if not self.drain_once():
+                    self._stop.wait(WAKE_SECONDS)  # another process drains; wait to take over
+                    continue
+                delay = RETRY_SECONDS
+                if self.client.blpop([keys.WAKE], timeout=WAKE_SECONDS):
+                    self._stop.wait(self.linger_seconds)
+            except Exception as exc:
+                self.stats.failures += 1
+                log.warning(
+                    "intake_drain_failed error=%s retry_in=%.1fs", type(exc).__name__, delay
+                )
+                self._stop.wait(delay)
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
+
+    # --- one round ------------------------------------------------------------------------
+
+    def drain_once(self) -> bool:
+        """Take whatever is pending and apply it, with every batch left by a failed round.
+        False when another drainer holds the lock. Raises on Redis or database errors (the
+        batches stay claimed and are applied next time)."""
+        suffix = uuid.uuid4().hex
+        owned, epoch_present, _moved = self._claim(
+            keys=[keys.LOCK, keys.EPOCH, keys.CLAIMS, *keys.LIVE_KEYS],
+            args=[self.owner, LOCK_MS, suffix],
+        )
+        if not owned:
+            return False
+        self.stats.rounds += 1
+        if not epoch_present:
+            self._recover_lost_data()
+        for claim in sorted(self.client.smembers(keys.CLAIMS)):
+            self._apply(claim.decode() if isinstance(claim, bytes) else claim)
+        return True
+
+    def _database(self, work: Callable[..., T], *args: object) -> T:
+        """Run `work(connection, *args)`, each statement committing on its own (every one is
+        atomic and idempotent); while the database fails, tell the webhook to refuse (it
+        answers 503 and Google retries)."""
+        engine = get_engine(self.database_url).execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as connection:
+                result = work(connection, *args)
+        except _DATABASE_ERRORS:
+            self.client.set(keys.DATABASE_DOWN, "1", px=DATABASE_DOWN_MS)
+            self._refusing = True
+            raise
+        if self._refusing:
+            self.client.delete(keys.DATABASE_DOWN)
+            self._refusing = False
+        return result
+
+    def _recover_lost_data(self) -> None:
+        """Redis lost the intake's keys (restart without persistence, flush): whatever was
+        pending is gone, so every watched calendar is fetched once."""
+        marked = self._database(mark_watched_calendars_dirty, utcnow())
+        if marked:
+            self.enqueue(marked)
+        # Set only after the marks are committed: a failure here repeats the recovery.
+        self.client.set(keys.EPOCH, self.owner)
+        self.stats.recoveries += 1
+        # Also the first round on a fresh Redis: nothing to say when nothing is watched.
+        log.log(
+            logging.WARNING if marked else logging.INFO,
+            "intake_epoch_missing calendars_marked_dirty=%s",
+            len(marked),
+        )
+
+    def _apply(self, suffix: str) -> None:
+        names = [f"{key}:{suffix}" for key in keys.LIVE_KEYS]
+        with self.client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(name)
+            pending, latest, channels = pipe.execute()
+        calendars = [
+            CalendarBatchRow(
+                int(calendar_id), _from_ms(first), _from_ms(latest.get(calendar_id, first))
+            )
+            for calendar_id, first in pending.items()
+        ]
+        for channel_id, value in channels.items():
+            at, _, number = value.partition(b" ")
+            self._channels.merge(channel_id.decode(), int(at), int(number) if number else None)
+        transitions = self._database(record_calendar_batch, calendars)
+        if transitions:
+            try:
+                self.enqueue(transitions)
+            except task_queue.EnqueueError as exc:
+                # The marks are committed: the sweeper re-enqueues these calendars.
+                log.warning("intake_enqueue_failed calendars=%s error=%s", len(transitions), exc)
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(*names)
+            pipe.srem(keys.CLAIMS, suffix)
+            pipe.execute()
+        if self._channels.due():
+            self._database(record_channel_batch, self._channels.take())
+        self.stats.batches += 1
+        self.stats.notifications += len(calendars)
+        self.stats.transitions += len(transitions)
+
+
+class ChannelBacklog:
+    """Channel bookkeeping gathered from batches until it is next written (kept in memory:
+    a drainer that dies loses at most CHANNEL_WRITE_SECONDS of it, never a dirty mark)."""
+
+    def __init__(self, every_seconds: float = CHANNEL_WRITE_SECONDS) -> None:
+        self.every_seconds = every_seconds
+        self._rows: dict[str, tuple[int, int | None]] = {}
+        self._written_at = time.monotonic()
+
+    def merge(self, channel_id: str, at_ms: int, number: int | None) -> None:
+        kept = self._rows.get(channel_id)
+        if kept is not None:
+            at_ms = max(at_ms, kept[0])
+            if number is None or (kept[1] is not None and kept[1] > number):
+                number = kept[1]
+        self._rows[channel_id] = (at_ms, number)
+
+    def due(self) -> bool:
+        return bool(self._rows) and time.monotonic() - self._written_at >= self.every_seconds
+
+    def take(self) -> list[ChannelBatchRow]:
+        rows = [
+            ChannelBatchRow(channel_id, _from_ms(at_ms), number)
+            for channel_id, (at_ms, number) in sorted(self._rows.items())
+        ]
+        self._rows.clear()
+        self._written_at = time.monotonic()
+        return rows
+
+
+def start_in_beat(settings: Settings) -> IntakeDrainer | None:
+    """The beat process's drainer, when the settings use the Redis intake."""
+    if not settings.uses_redis_intake:
+        return None
+    drainer = IntakeDrainer(settings.broker_url, settings.database_url).start()
+    # Hand the lock on at once when beat stops (else a restarted beat waits LOCK_MS).
+    atexit.register(drainer.stop, 2)
+    log.info("intake_drainer_started owner=%s", drainer.owner)
+    return drainer

@@ -18,6 +18,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from calsync.push_intake import intake_holds_notifications
+from calsync.settings import get_settings
 from models import Calendar, Channel, SyncState
 from models.busy_queries import calendar_busy
 from models.db import session_scope
@@ -137,7 +139,10 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, step: f
 
 
 def fleet_idle() -> bool:
-    """No calendar dirty, being synced or leased."""
+    """No notification waiting in the push intake, no calendar dirty, being synced or
+    leased."""
+    if intake_holds_notifications(get_settings()):
+        return False
     with session_scope() as session:
         return not unsettled_calendars(session, datetime.now(UTC))
 

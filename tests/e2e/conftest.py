@@ -21,7 +21,8 @@ from calsync.processes import (
     web_argv,
     worker_argv,
 )
-from calsync.settings import Settings, configure
+from calsync.push_intake import intake_holds_notifications
+from calsync.settings import Settings, configure, get_settings
 from emulator import EmulatorServer
 from models import Channel, SyncState
 from models.busy_queries import calendar_busy
@@ -96,6 +97,7 @@ def stack(
         google_token_uri=emulator.token_uri,
         lease_seconds=LEASE_SECONDS,
         sweep_after_seconds=3,
+        push_intake="auto",  # the production default: the Redis intake on PG + Redis
     )
     configure(settings)
     point_celery_at(settings)
@@ -169,10 +171,13 @@ def watching_and_synced(calendar_ids: list[int]) -> bool:
 
 
 def wait_idle(timeout: float = 30) -> None:
-    """No calendar dirty or leased."""
+    """No notification waiting in the push intake, no calendar dirty or leased."""
     deadline = time.monotonic() + timeout
     now = datetime.now(UTC)
     while time.monotonic() < deadline:
+        if intake_holds_notifications(get_settings()):
+            time.sleep(0.05)
+            continue
         now = datetime.now(UTC)
         with session_scope() as session:
             busy = session.scalar(

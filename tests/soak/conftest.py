@@ -85,6 +85,7 @@ def soak_stack(
             # Dropped notifications are only recovered by the safety net: keep it short.
             safety_net_seconds=soak_plan.safety_net_seconds,
             poll_seconds=soak_plan.safety_net_seconds,
+            push_intake="auto",  # the production default: the Redis intake on PG + Redis
         )
         configure(settings)
         point_celery_at(settings)

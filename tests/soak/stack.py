@@ -17,7 +17,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from calsync.processes import ServiceProcess, beat_argv, wait_http, web_argv, worker_argv
-from calsync.settings import Settings
+from calsync.push_intake import intake_holds_notifications
+from calsync.settings import Settings, get_settings
 from emulator.control import EmulatorControl
 from models import Channel, SyncState
 from models.busy_queries import calendar_busy
@@ -232,7 +233,10 @@ def synced_and_watched(calendar_ids: list[int]) -> bool:
 
 
 def busy_calendars() -> int:
-    """Calendars dirty, mid-sync (a dead worker's mark) or under a live lease."""
+    """Calendars dirty, mid-sync (a dead worker's mark) or under a live lease; -1 while
+    notifications still wait in the push intake."""
+    if intake_holds_notifications(get_settings()):
+        return -1
     with session_scope() as session:
         return unsettled_calendars(session, datetime.now(UTC))
 

@@ -165,8 +165,12 @@ class IntakeDrainer:
                     self._stop.wait(self.linger_seconds)
             except Exception as exc:
                 self.stats.failures += 1
+                expected = isinstance(exc, (redis.RedisError, *_DATABASE_ERRORS))
                 log.warning(
-                    "intake_drain_failed error=%s retry_in=%.1fs", type(exc).__name__, delay
+                    "intake_drain_failed error=%s retry_in=%.1fs",
+                    type(exc).__name__,
+                    delay,
+                    exc_info=not expected,  # an outage says its name; anything else its trace
                 )
                 self._stop.wait(delay)
                 delay = min(delay * 2, MAX_RETRY_SECONDS)
@@ -177,7 +181,9 @@ class IntakeDrainer:
         """Take whatever is pending and apply it, with every batch left by a failed round.
         False when another drainer holds the lock. Raises on Redis or database errors (the
         batches stay claimed and are applied next time)."""
-        suffix = uuid.uuid4().hex
+        # Claims sort in the order they were taken: a batch left by a failed round is applied
+        # before a newer one, so a calendar's dirty mark keeps its earliest notification.
+        suffix = f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         owned, epoch_present, _moved = self._claim(
             keys=[keys.LOCK, keys.EPOCH, keys.CLAIMS, *keys.LIVE_KEYS],
             args=[self.owner, LOCK_MS, suffix],

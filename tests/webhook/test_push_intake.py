@@ -6,6 +6,7 @@ mid-batch, or the database is down (then the webhook answers 503 so Google retri
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -311,3 +312,34 @@ def test_a_notification_for_a_calendar_deleted_meanwhile_is_dropped(
         session.delete(session.get(SyncState, watched.calendar_id))
     assert drain.drain_once()
     assert enqueued == []
+
+
+def test_batches_left_by_failed_rounds_are_applied_oldest_first(
+    client: FlaskClient, watched: Watched, drainer, make_drainer, broker: redis.Redis
+) -> None:
+    drainer[0].stop()
+    down, _ = make_drainer("postgresql+psycopg://calsync@127.0.0.1:1/nowhere")
+    first_at = datetime.now(UTC) - timedelta(milliseconds=1)  # marks keep milliseconds
+    assert client.post(URL, headers=push_headers(watched, number=1)).status_code == 204
+    with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises
+        down.drain_once()
+    down.stop()
+    time.sleep(0.02)
+    second_at = datetime.now(UTC)
+    for number in (2, 3):  # each taken as its own batch by a failing round
+        broker.delete(push_intake.DATABASE_DOWN)
+        assert client.post(URL, headers=push_headers(watched, number=number)).status_code == 204
+        again, _ = make_drainer("postgresql+psycopg://calsync@127.0.0.1:1/nowhere")
+        with pytest.raises(Exception):  # noqa: B017
+            again.drain_once()
+        again.stop()
+    assert broker.scard(push_intake.CLAIMS) == 3
+
+    back, enqueued = make_drainer()
+    assert back.drain_once()
+    state = state_of(watched.calendar_id)
+    # The oldest batch set the mark: it is the first unprocessed notification's time.
+    assert first_at <= state.dirty_since < second_at
+    assert state.last_notification_at > state.dirty_since
+    assert enqueued == [[watched.calendar_id]]
+    assert channel_row(watched.channel_id).last_message_number == 3

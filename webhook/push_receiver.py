@@ -1,9 +1,12 @@
 """Google push receiver: `POST /webhooks/google` (DESIGN.md, "The flow", step 1).
 
 On the hot path, so it does the least that is safe: check the headers, authenticate the
-channel, mark the calendar dirty in one short transaction, and enqueue a sync only on the
-clean→dirty transition, after the commit (a burst of notifications is one fetch). It never
-calls Google and never imports the sync engine; the worker asks Google what changed.
+channel, and record the notification. With PostgreSQL + Redis that is one Lua script in
+Redis (calsync/push_intake.py; beat's drainer marks the calendars dirty in batches and
+enqueues the clean→dirty transitions); otherwise the calendar is marked dirty in one
+statement here and a sync is enqueued only on the clean→dirty transition, after the commit.
+Either way a burst of notifications is one fetch. It never calls Google and never imports
+the sync engine; the worker asks Google what changed.
 
 Google retries 500/502/503/504 and counts 2xx as delivered, so every "try again later"
 condition (database or broker down) answers 503, and everything Google should not retry

@@ -184,18 +184,14 @@ def _wait_for_quiet(calendar_id: int, settings: Settings, now: Callable[[], date
     for _ in range(MAX_DEBOUNCE_CHECKS):
         with session_scope() as session:
             marks = session.execute(
-                select(
-                    SyncState.dirty_since,
-                    SyncState.last_notification_at,
-                    SyncState.last_attempt_at,
-                ).where(SyncState.calendar_id == calendar_id)
+                select(SyncState.dirty_since, SyncState.last_notification_at).where(
+                    SyncState.calendar_id == calendar_id
+                )
             ).one_or_none()
         if marks is None:
             return
-        dirty_since, last_notification_at, previous_fetch_at = marks
-        wait = sync_schedule.debounce_seconds(
-            now(), dirty_since, last_notification_at, settings, previous_fetch_at
-        )
+        dirty_since, last_notification_at = marks
+        wait = sync_schedule.debounce_seconds(now(), dirty_since, last_notification_at, settings)
         if wait <= 0:
             return
         time.sleep(wait)

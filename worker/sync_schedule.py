@@ -84,26 +84,13 @@ def debounce_seconds(
     dirty_since: datetime | None,
     last_notification_at: datetime | None,
     settings: Settings,
-    previous_fetch_at: datetime | None = None,
 ) -> float:
-    """How long a notified calendar should still wait before its fetch: until no
+    """How long a notified calendar should still wait before its first fetch: until no
     notification has come for DEBOUNCE_MS (the burst is over), but no later than
-    DEBOUNCE_MAX_MS after the first one (a steady stream must not starve the sync); and in
-    any case until MIN_SYNC_INTERVAL_MS after the previous fetch began. The last rule is the
-    re-run rule of a sync notified while it ran, applied as well to a notification that
-    reaches the database just after the sync ended (the push intake writes in batches): a
-    burst longer than one fetch costs one more fetch, not one per notification. Zero when
-    there is nothing to wait for."""
-    if dirty_since is None:
+    DEBOUNCE_MAX_MS after the first one (a steady stream must not starve the sync).
+    Zero when there is nothing to wait for."""
+    if dirty_since is None or last_notification_at is None or settings.debounce_ms <= 0:
         return 0.0
-    wait = 0.0
-    if last_notification_at is not None and settings.debounce_ms > 0:
-        quiet_at = max(last_notification_at, dirty_since) + timedelta(
-            milliseconds=settings.debounce_ms
-        )
-        latest = dirty_since + timedelta(milliseconds=settings.debounce_max_ms)
-        wait = (min(quiet_at, latest) - now).total_seconds()
-    if previous_fetch_at is not None:
-        next_fetch = previous_fetch_at + timedelta(milliseconds=settings.min_sync_interval_ms)
-        wait = max(wait, (next_fetch - now).total_seconds())
-    return max(0.0, wait)
+    quiet_at = max(last_notification_at, dirty_since) + timedelta(milliseconds=settings.debounce_ms)
+    latest = dirty_since + timedelta(milliseconds=settings.debounce_max_ms)
+    return max(0.0, (min(quiet_at, latest) - now).total_seconds())

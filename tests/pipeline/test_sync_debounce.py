@@ -36,15 +36,8 @@ def first_page_lists(emulator, since: int, calendar: str) -> list[dict]:
     ]
 
 
-def debounced(settings: Settings, quiet_ms: int, max_ms: int, min_interval_ms: int = 1) -> Settings:
-    # The minimum interval after the previous fetch (the full sync each test starts with)
-    # is off unless a test is about it.
-    configured = dataclasses.replace(
-        settings,
-        debounce_ms=quiet_ms,
-        debounce_max_ms=max_ms,
-        min_sync_interval_ms=min_interval_ms,
-    )
+def debounced(settings: Settings, quiet_ms: int, max_ms: int) -> Settings:
+    configured = dataclasses.replace(settings, debounce_ms=quiet_ms, debounce_max_ms=max_ms)
     configure(configured)
     return configured
 
@@ -104,26 +97,4 @@ def test_a_lone_change_waits_only_the_quiet_window(
     assert sync_calendar(attached.calendar_id).status == "done"
     waited = (datetime.now(UTC) - notified).total_seconds()
     assert 0.05 <= waited < 1.0
-    assert_converged(emulator, attached)
-
-
-def test_a_change_just_after_a_fetch_waits_for_the_minimum_interval(
-    emulator, attached: Attached, google_settings: Settings
-) -> None:
-    # A notification that reaches the database just after a sync ended (the push intake
-    # writes in batches) is fetched like a re-run: no sooner than the interval after the
-    # previous fetch began, so a long burst is one more fetch, not one per notification.
-    debounced(google_settings, quiet_ms=20, max_ms=100, min_interval_ms=600)
-    started = datetime.now(UTC)
-    assert sync_calendar(attached.calendar_id, full=True).status == "done"
-    since = emulator.control.requests()[-1]["seq"]
-    emulator.control.insert_event(attached.google_calendar_id, timed(1, 9, 10))
-    notify(attached.calendar_id)
-    assert sync_calendar(attached.calendar_id).status == "done"
-    began = datetime.fromisoformat(
-        first_page_lists(emulator, since, attached.google_calendar_id)[0]["time"].replace(
-            "Z", "+00:00"
-        )
-    )
-    assert (began - started).total_seconds() >= 0.6 - 0.01  # the emulator logs milliseconds
     assert_converged(emulator, attached)

@@ -149,21 +149,3 @@ def test_debounce_never_waits_past_the_cap_nor_the_quiet_window(
     # timedelta keeps microseconds: allow a couple of them of rounding.
     assert 0 <= wait_ms <= max(0.0, cap - dirty_ago) + 0.002
     assert wait_ms <= quiet + 0.002
-
-
-@pytest.mark.parametrize(
-    ("fetch_ago", "expected_ms"),
-    [
-        (100, 900),  # fetched 100 ms ago: the next fetch waits for the 1 s interval
-        (990, 45),  # interval nearly over: the quiet window decides
-        (5000, 45),  # long ago: only the debounce
-    ],
-)
-def test_a_notified_calendar_is_fetched_no_sooner_than_the_interval_after_the_last_fetch(
-    fetch_ago: float, expected_ms: float
-) -> None:
-    settings = Settings(debounce_ms=50, debounce_max_ms=300, min_sync_interval_ms=1000)
-    wait = debounce_seconds(NOW, NOW - ms(10), NOW - ms(5), settings, NOW - ms(fetch_ago))
-    assert wait == pytest.approx(expected_ms / 1000)
-    # Nothing notified: nothing to wait for, however recent the last fetch.
-    assert debounce_seconds(NOW, None, None, settings, NOW - ms(fetch_ago)) == 0

@@ -225,10 +225,10 @@ def take_queue(client: Any) -> int:
 
 def wait_until_drained(client: Any, timeout: float = 60) -> float:
     """Seconds until the intake holds no notification the drainer has not committed."""
-    from calsync import push_intake
+    from calsync.push_intake import holds_notifications
 
     started = time.monotonic()
-    while client.exists(*push_intake.LIVE_KEYS) or client.scard(push_intake.CLAIMS):
+    while holds_notifications(client):
         if time.monotonic() - started > timeout:
             raise SystemExit("webhook_ingestion: the intake was not drained in time")
         time.sleep(0.05)

@@ -116,13 +116,18 @@ class PushIntake:
         return result == 1
 
 
+def holds_notifications(client: redis.Redis) -> bool:
+    """Whether notifications wait in the intake, not yet committed to the database."""
+    return bool(client.exists(*LIVE_KEYS) or client.scard(CLAIMS))
+
+
 def intake_holds_notifications(settings: Settings) -> bool:
-    """Whether notifications wait in the intake, not yet in the database (tests and
-    benchmarks that wait for the pipeline to be idle). False when the intake is not used."""
+    """`holds_notifications` for tests and benchmarks that wait for the pipeline to be
+    idle; False when the settings do not use the intake."""
     if not settings.uses_redis_intake:
         return False
     client = client_for(settings.broker_url)
     try:
-        return bool(client.exists(*LIVE_KEYS) or client.scard(CLAIMS))
+        return holds_notifications(client)
     finally:
         client.close()

@@ -3,6 +3,8 @@ import the sync engine or anything that talks to Google."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from kombu.exceptions import KombuError, OperationalError
@@ -12,13 +14,20 @@ class EnqueueError(RuntimeError):
     """The broker could not take the message."""
 
 
+@contextmanager
+def _broker_errors() -> Iterator[None]:
+    """The broker's failures, as the one error callers handle."""
+    try:
+        yield
+    except (OperationalError, KombuError, OSError) as exc:
+        raise EnqueueError(f"broker unavailable: {type(exc).__name__}") from exc
+
+
 def send(task_name: str, *args: Any, **kwargs: Any) -> None:
     from worker.celery_app import app
 
-    try:
+    with _broker_errors():
         app.send_task(task_name, args=list(args), kwargs=kwargs)
-    except (OperationalError, KombuError, OSError) as exc:
-        raise EnqueueError(f"broker unavailable: {type(exc).__name__}") from exc
 
 
 def enqueue_sync(calendar_id: int, *, reason: str, full: bool = False, force: bool = False) -> None:
@@ -33,19 +42,16 @@ def enqueue_syncs(calendar_ids: list[int], *, reason: str) -> None:
 
     kwargs = {"trigger": reason, "full": False, "force": False}
     kwargsrepr = repr(kwargs)
-    try:
-        with app.producer_or_acquire() as producer:
-            for calendar_id in calendar_ids:
-                app.send_task(
-                    "calsync.sync_calendar",
-                    args=[calendar_id],
-                    kwargs=kwargs,
-                    producer=producer,
-                    argsrepr=f"[{calendar_id}]",
-                    kwargsrepr=kwargsrepr,
-                )
-    except (OperationalError, KombuError, OSError) as exc:
-        raise EnqueueError(f"broker unavailable: {type(exc).__name__}") from exc
+    with _broker_errors(), app.producer_or_acquire() as producer:
+        for calendar_id in calendar_ids:
+            app.send_task(
+                "calsync.sync_calendar",
+                args=[calendar_id],
+                kwargs=kwargs,
+                producer=producer,
+                argsrepr=f"[{calendar_id}]",
+                kwargsrepr=kwargsrepr,
+            )
 
 
 def enqueue_watch(calendar_id: int) -> None:

@@ -25,7 +25,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -91,18 +90,6 @@ T = TypeVar("T")
 _DATABASE_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, PoolTimeoutError, OSError)
 
 
-@dataclass
-class DrainStats:
-    """What a drainer did (tests, benchmarks, logs)."""
-
-    rounds: int = 0
-    batches: int = 0
-    notifications: int = 0  # pending calendar entries applied
-    transitions: int = 0
-    recoveries: int = 0
-    failures: int = 0
-
-
 def _from_ms(value: bytes | str) -> datetime:
     return datetime.fromtimestamp(int(value) / 1000, UTC)
 
@@ -128,7 +115,7 @@ class IntakeDrainer:
             if enqueue is not None
             else (lambda ids: task_queue.enqueue_syncs(ids, reason="push"))
         )
-        self.stats = DrainStats()
+        self.recoveries = 0  # rounds that found the epoch missing (tests read it)
         self._channels = ChannelBacklog(channel_write_seconds)
         # Until this drainer's first commit, a refusal flag may be left by another one.
         self._refusing = True
@@ -141,10 +128,6 @@ class IntakeDrainer:
         self._thread = threading.Thread(target=self._run, name="intake-drainer", daemon=True)
         self._thread.start()
         return self
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout: float = 10) -> None:
         self._stop.set()
@@ -164,7 +147,6 @@ class IntakeDrainer:
                 if self.client.blpop([keys.WAKE], timeout=WAKE_SECONDS):
                     self._stop.wait(self.linger_seconds)
             except Exception as exc:
-                self.stats.failures += 1
                 expected = isinstance(exc, (redis.RedisError, *_DATABASE_ERRORS))
                 log.warning(
                     "intake_drain_failed error=%s retry_in=%.1fs",
@@ -190,7 +172,6 @@ class IntakeDrainer:
         )
         if not owned:
             return False
-        self.stats.rounds += 1
         if not epoch_present:
             self._recover_lost_data()
         for claim in sorted(self.client.smembers(keys.CLAIMS)):
@@ -222,7 +203,7 @@ class IntakeDrainer:
             self.enqueue(marked)
         # Set only after the marks are committed: a failure here repeats the recovery.
         self.client.set(keys.EPOCH, self.owner)
-        self.stats.recoveries += 1
+        self.recoveries += 1
         # Also the first round on a fresh Redis: nothing to say when nothing is watched.
         log.log(
             logging.WARNING if marked else logging.INFO,
@@ -258,9 +239,6 @@ class IntakeDrainer:
             pipe.execute()
         if self._channels.due():
             self._database(record_channel_batch, self._channels.take())
-        self.stats.batches += 1
-        self.stats.notifications += len(calendars)
-        self.stats.transitions += len(transitions)
 
 
 class ChannelBacklog:

@@ -88,7 +88,7 @@ def drainer(make_drainer) -> tuple[IntakeDrainer, Enqueued]:
     drainer, enqueued = make_drainer()
     # The first round finds no epoch (a fresh Redis) and marks every watched calendar dirty;
     # start each test from clean marks.
-    assert drainer.drain_once() and drainer.stats.recoveries == 1
+    assert drainer.drain_once() and drainer.recoveries == 1
     with session_scope() as session:
         session.execute(update(SyncState).values(dirty_since=None))
     enqueued.clear()
@@ -288,7 +288,7 @@ def test_when_redis_loses_its_data_every_watched_calendar_is_fetched(
     assert enqueued == [[watched.calendar_id]]
     assert state_of(watched.calendar_id).dirty_since is not None
     assert state_of(stopped.calendar_id).dirty_since is None
-    assert drain.stats.recoveries == 2  # the first round (fresh Redis) and this one
+    assert drain.recoveries == 2  # the first round (fresh Redis) and this one
     assert broker.exists(push_intake.EPOCH)
 
 

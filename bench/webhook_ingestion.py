@@ -223,12 +223,14 @@ def take_queue(client: Any) -> int:
     return int(length)
 
 
-def wait_until_drained(client: Any, timeout: float = 60) -> float:
-    """Seconds until the intake holds no notification the drainer has not committed."""
-    from calsync.push_intake import holds_notifications
+def wait_until_drained(timeout: float = 60) -> float:
+    """Seconds until the intake (spools and Redis) holds no notification the drainer has
+    not committed."""
+    from calsync.push_intake import intake_holds_notifications
+    from calsync.settings import get_settings
 
     started = time.monotonic()
-    while holds_notifications(client):
+    while intake_holds_notifications(get_settings()):
         if time.monotonic() - started > timeout:
             raise SystemExit("webhook_ingestion: the intake was not drained in time")
         time.sleep(0.05)
@@ -291,7 +293,7 @@ def measure_calsync(
         with StandInWorker(broker_url, CONSUME_EVERY) as stand_in:
             transition = run_wrk(stack.web_url, channel_file, size, size.seconds)
         report_load(report, "calsync.transition", transition)
-        report.value("intake.drain_wait_seconds", wait_until_drained(broker), "s")
+        report.value("intake.drain_wait_seconds", wait_until_drained(), "s")
         enqueued = stand_in.consumed + take_queue(broker)
         report.value("calsync.transition.enqueued", enqueued)
         report.value(

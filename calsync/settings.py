@@ -125,10 +125,13 @@ class Settings:
     # Google allows 600 requests/min per user and 10,000/min per project; keep a margin.
     account_rate_per_minute: int = 500
     project_rate_per_minute: int = 9000
-    # How the webhook hands a notification on (webhook/push_intake.py): "redis" records it
+    # How the webhook hands a notification on (calsync/push_intake.py): "redis" records it
     # in the broker's Redis and a drainer thread writes batches to the database; "direct"
     # writes the database inside the request; "auto" picks redis for PostgreSQL + Redis.
     push_intake: str = "auto"
+    # Where each web process keeps accepted notifications until Redis holds them
+    # (calsync/push_spool.py): a directory on the web host's own disk. Default: DATA_DIR/push-spool.
+    push_spool_dir: Path | None = None
 
     def __post_init__(self) -> None:
         # Embedded defaults: everything in one data directory, no servers needed.
@@ -137,6 +140,8 @@ class Settings:
         if not self.broker_url:
             object.__setattr__(self, "broker_url", f"sqla+sqlite:///{self.data_dir / 'broker.db'}")
         object.__setattr__(self, "database_url", _normalize_database_url(self.database_url))
+        if self.push_spool_dir is None:
+            object.__setattr__(self, "push_spool_dir", self.data_dir / "push-spool")
         if self.push_intake == "redis" and not self._intake_capable:
             raise SettingsError(
                 "CALSYNC_PUSH_INTAKE=redis needs PostgreSQL (CALSYNC_DATABASE_URL) and a Redis "
@@ -153,6 +158,11 @@ class Settings:
     def uses_redis_intake(self) -> bool:
         """Whether push notifications go through the Redis intake (else: direct writes)."""
         return self.push_intake == "redis" or (self.push_intake == "auto" and self._intake_capable)
+
+    @property
+    def spool_directory(self) -> Path:
+        assert self.push_spool_dir is not None  # set in __post_init__
+        return self.push_spool_dir
 
     @property
     def is_embedded_broker(self) -> bool:
@@ -216,6 +226,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "account_rate_per_minute": _positive_int,
     "project_rate_per_minute": _positive_int,
     "push_intake": lambda name, raw: _choice(name, raw, ("auto", "direct", "redis")),
+    "push_spool_dir": lambda _name, raw: Path(raw).resolve(),
 }
 
 _current: Settings | None = None

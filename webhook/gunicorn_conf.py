@@ -48,7 +48,24 @@ def post_fork(server, worker) -> None:
     from calsync.logs import configure_logging
     from calsync.settings import Settings
 
-    configure_logging("web", fmt=Settings.from_env().log_format)
+    settings = Settings.from_env()
+    configure_logging("web", fmt=settings.log_format)
+    if settings.uses_redis_intake:
+        # Start the push spool's forwarder now, not on the first notification: it also
+        # sends the spools that dead processes of this host left behind.
+        from webhook.intake_runtime import intake_runtime
+
+        try:
+            intake_runtime(settings).forwarder.ensure_started()
+        except Exception as exc:  # Redis down: retried on the first notification
+            server.log.warning("push spool forwarder not started: %s", type(exc).__name__)
+
+
+def worker_exit(server, worker) -> None:
+    # In the worker, on a clean exit: send what its push spool still holds.
+    from webhook.intake_runtime import close_runtimes
+
+    close_runtimes()
 
 
 def child_exit(server, worker) -> None:

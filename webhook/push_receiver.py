@@ -30,7 +30,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from calsync.push_intake import IntakeRecord, IntakeRefused
+from calsync.push_intake import IntakeRecord
 from models.base import utcnow
 from models.push_records import (
     MAX_STORED_MESSAGE_NUMBER,
@@ -209,13 +209,24 @@ def _hand_to_intake(
     notification: Notification, received_at: datetime, runtime: IntakeRuntime
 ) -> Outcome:
     """The Redis intake path (calsync/push_intake.py): authenticate against the channel
-    cache, record the notification in Redis; the drainer writes the database."""
+    cache and append the notification to this process's spool; its forwarder sends it to
+    Redis within milliseconds and the drainer writes the database."""
     try:
         channel = runtime.channels.get(notification.channel_id, _load_live_channel)
     except _UNAVAILABLE_ERRORS as exc:
         log.warning("database_unavailable error=%s", type(exc).__name__)
         raise _unavailable("database") from exc
     calendar_id = _authenticate(channel, notification).calendar_id
+    forwarder = runtime.forwarder
+    try:
+        forwarder.ensure_started()
+    except redis.RedisError as exc:
+        log.warning("broker_unavailable error=%s", type(exc).__name__)
+        raise _unavailable("broker") from exc
+    if forwarder.broker_down:
+        raise _unavailable("broker")
+    if forwarder.database_down:
+        raise _unavailable("database")
     number = notification.message_number
     record = IntakeRecord(
         calendar_id=calendar_id,
@@ -224,12 +235,11 @@ def _hand_to_intake(
         message_number=number if number <= MAX_STORED_MESSAGE_NUMBER else None,
     )
     try:
-        runtime.intake.accept(record)
-    except IntakeRefused as exc:
-        raise _unavailable("database") from exc
-    except redis.RedisError as exc:
-        log.warning("broker_unavailable error=%s", type(exc).__name__)
-        raise _unavailable("broker") from exc
+        forwarder.spool.append(record)
+    except OSError as exc:
+        log.error("push_spool_write_failed error=%s", exc)
+        raise _unavailable("spool") from exc
+    forwarder.wake()
     return Outcome.ACCEPTED
 
 

@@ -9,7 +9,8 @@ calendar that went from clean to dirty, and only then deletes the batch. A batch
 round failed stays listed in the claims set and is applied again next round: every write
 is "set if unset" or "the later of", so applying twice changes nothing twice.
 
-Waking: the webhook pushes a token when it opens a new pending entry; the drainer blocks
+Waking: a web process's spool forwarder pushes a token when it opens a new pending entry;
+the drainer blocks
 on that list (at most WAKE_SECONDS), so a lone notification is in the database within a
 few milliseconds and a flood is drained in back-to-back batches.
 """
@@ -58,6 +59,11 @@ DATABASE_DOWN_MS = 5_000  # the webhook refuses for this long after a failed com
 # syncs: it is written at most this often, from what the batches since carried.
 CHANNEL_WRITE_SECONDS = 1.0
 RETRY_SECONDS = 0.5
+# A web process that has not beaten for this long is gone without handing its spool over
+# (its host died: a process that dies on a live host is adopted by a sibling within a
+# second or two). What it held is unknown, so every watched calendar is fetched.
+SPOOLER_LOST_MS = 30_000
+SPOOLER_CHECK_SECONDS = 1.0
 MAX_RETRY_SECONDS = 5.0
 
 # One script: renew or take the lock, check the epoch, and take the live hashes as a batch.
@@ -115,7 +121,8 @@ class IntakeDrainer:
             if enqueue is not None
             else (lambda ids: task_queue.enqueue_syncs(ids, reason="push"))
         )
-        self.recoveries = 0  # rounds that found the epoch missing (tests read it)
+        self.recoveries = 0  # rounds that found the epoch missing or a spooler lost (tests)
+        self._spoolers_checked = 0.0
         self._channels = ChannelBacklog(channel_write_seconds)
         # Until this drainer's first commit, a refusal flag may be left by another one.
         self._refusing = True
@@ -174,6 +181,9 @@ class IntakeDrainer:
             return False
         if not epoch_present:
             self._recover_lost_data()
+            self.client.set(keys.EPOCH, self.owner)  # after the marks are committed
+        if time.monotonic() - self._spoolers_checked >= SPOOLER_CHECK_SECONDS:
+            self._check_spoolers()
         for claim in sorted(self.client.smembers(keys.CLAIMS)):
             self._apply(claim.decode() if isinstance(claim, bytes) else claim)
         return True
@@ -195,21 +205,34 @@ class IntakeDrainer:
             self._refusing = False
         return result
 
-    def _recover_lost_data(self) -> None:
-        """Redis lost the intake's keys (restart without persistence, flush): whatever was
-        pending is gone, so every watched calendar is fetched once."""
+    def _recover_lost_data(self, why: str = "intake_epoch_missing") -> None:
+        """Notifications were lost: Redis lost the intake's keys (restart without
+        persistence, flush), or a web host died with its spool. Every watched calendar is
+        fetched once. The caller clears the cause only after this returned (the marks are
+        committed), so a failure here repeats the recovery."""
         marked = self._database(mark_watched_calendars_dirty, utcnow())
         if marked:
             self.enqueue(marked)
-        # Set only after the marks are committed: a failure here repeats the recovery.
-        self.client.set(keys.EPOCH, self.owner)
         self.recoveries += 1
         # Also the first round on a fresh Redis: nothing to say when nothing is watched.
         log.log(
             logging.WARNING if marked else logging.INFO,
-            "intake_epoch_missing calendars_marked_dirty=%s",
+            "%s calendars_marked_dirty=%s",
+            why,
             len(marked),
         )
+
+    def _check_spoolers(self) -> None:
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.hgetall(keys.SPOOLERS)
+            (seconds, micros), beats = pipe.execute()
+        now_ms = seconds * 1000 + micros // 1000
+        lost = [owner for owner, at in beats.items() if now_ms - int(at) > SPOOLER_LOST_MS]
+        if lost:
+            self._recover_lost_data(f"intake_spoolers_lost spoolers={len(lost)}")
+            self.client.hdel(keys.SPOOLERS, *lost)
+        self._spoolers_checked = time.monotonic()
 
     def _apply(self, suffix: str) -> None:
         names = [f"{key}:{suffix}" for key in keys.LIVE_KEYS]

@@ -1,22 +1,28 @@
 """Fixtures for the web app: an app on the suite's database, a watched calendar committed
-where the app can see it, a stand-in for the broker, and a database snapshot to prove that
-rejected requests change nothing."""
+where the app can see it, a stand-in for the broker, a database snapshot to prove that
+rejected requests change nothing, and the push intake's parts (PostgreSQL + Redis only)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from sqlalchemy import select
+import redis
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from calsync.settings import Settings
-from models import Base
-from models.db import get_engine
+from models import Base, SyncState
+from models.db import get_engine, session_scope
+from tests.backends import Backend
 from tests.factories import make_account, make_calendar, make_channel, make_host
+from webhook.intake_runtime import close_runtimes, intake_runtime
+from webhook.spool_forwarder import SpoolForwarder
 from worker import enqueue as task_queue
+from worker.intake_drainer import IntakeDrainer
 
 Snapshot = dict[str, list[tuple]]
 
@@ -113,3 +119,80 @@ def fresh_session(settings: Settings) -> Iterator[Callable[[], Session]]:
     yield open_session
     for s in opened:
         s.close()
+
+
+# --- the push intake (PostgreSQL + Redis) ---------------------------------------------
+
+INTAKE_REDIS_DB = 14  # the intake tests' own database (the e2e stacks use 1-13)
+
+
+@pytest.fixture
+def intake_settings(backend: Backend, settings: Settings) -> Settings:
+    if backend.redis_url is None or not settings.database_url.startswith("postgresql"):
+        pytest.skip("needs PostgreSQL and Redis: runs in CI or with CALSYNC_TEST_BACKEND=services")
+    broker_url = backend.redis_url.rsplit("/", 1)[0] + f"/{INTAKE_REDIS_DB}"
+    return dataclasses.replace(settings, broker_url=broker_url, push_intake="redis")
+
+
+@pytest.fixture
+def broker(intake_settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(intake_settings.broker_url)
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def forwarder(intake_settings: Settings, broker: redis.Redis) -> Iterator[SpoolForwarder]:
+    """This process's spool forwarder (its thread also runs, as in a web process)."""
+    yield intake_runtime(intake_settings).forwarder
+    close_runtimes()
+
+
+class Enqueued(list):
+    """The drainer's enqueue, recorded: one list of calendar ids per call."""
+
+    def __call__(self, calendar_ids: list[int]) -> None:
+        self.append(list(calendar_ids))
+
+
+@pytest.fixture
+def make_drainer(
+    intake_settings: Settings, broker: redis.Redis, forwarder: SpoolForwarder
+) -> Iterator[Callable[..., tuple[IntakeDrainer, Enqueued]]]:
+    made: list[IntakeDrainer] = []
+
+    def make(database_url: str | None = None) -> tuple[IntakeDrainer, Enqueued]:
+        enqueued = Enqueued()
+        drainer = IntakeDrainer(
+            intake_settings.broker_url,
+            database_url or intake_settings.database_url,
+            enqueue=enqueued,
+            channel_write_seconds=0,
+        )
+        drain_once = drainer.drain_once
+
+        def forward_then_drain() -> bool:
+            forwarder.forward_once()  # what the forwarder's thread does within milliseconds
+            return drain_once()
+
+        drainer.drain_once = forward_then_drain  # type: ignore[method-assign]
+        made.append(drainer)
+        return drainer, enqueued
+
+    yield make
+    for drainer in made:
+        drainer.stop()
+
+
+@pytest.fixture
+def drainer(make_drainer) -> tuple[IntakeDrainer, Enqueued]:
+    drainer, enqueued = make_drainer()
+    # The first round finds no epoch (a fresh Redis) and marks every watched calendar dirty;
+    # start each test from clean marks.
+    assert drainer.drain_once() and drainer.recoveries == 1
+    with session_scope() as session:
+        session.execute(update(SyncState).values(dirty_since=None))
+    enqueued.clear()
+    return drainer, enqueued

@@ -1,13 +1,14 @@
-"""The Redis intake (PostgreSQL + Redis): the webhook records an authenticated change in
-Redis and answers 204; the drainer moves it into the database in batches, enqueues one sync
-per clean→dirty transition, and loses nothing when Redis loses its data, a drainer dies
-mid-batch, or the database is down (then the webhook answers 503 so Google retries)."""
+"""The Redis intake (PostgreSQL + Redis): the webhook spools an authenticated change and
+answers 204, its forwarder records it in Redis, and the drainer moves it into the database
+in batches, enqueues one sync per clean→dirty transition, and loses nothing when Redis loses
+its data, a drainer dies mid-batch, or the database is down (then the webhook answers 503
+so Google retries). The spool itself: tests/webhook/test_push_spool.py."""
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -18,81 +19,31 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from calsync import push_intake
+from calsync.push_spool import holds_records
 from calsync.settings import Settings
 from models import Channel, SyncState
 from models.db import session_scope
-from tests.backends import Backend
 from webhook import create_app
-from worker.intake_drainer import IntakeDrainer
+from webhook.spool_forwarder import SpoolForwarder
 
 from .conftest import Snapshot, Watched, push_headers, watch_calendar
 
 URL = "/webhooks/google"
 M = TypeVar("M")
-REDIS_DB = 14  # this module's own database (the e2e stacks use 1-13)
 
 
 @pytest.fixture
-def intake_settings(backend: Backend, settings: Settings) -> Settings:
-    if backend.redis_url is None or not settings.database_url.startswith("postgresql"):
-        pytest.skip("needs PostgreSQL and Redis: runs in CI or with CALSYNC_TEST_BACKEND=services")
-    broker_url = backend.redis_url.rsplit("/", 1)[0] + f"/{REDIS_DB}"
-    return dataclasses.replace(settings, broker_url=broker_url, push_intake="redis")
-
-
-@pytest.fixture
-def broker(intake_settings: Settings) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(intake_settings.broker_url)
-    client.flushdb()
-    yield client
-    client.flushdb()
-    client.close()
-
-
-@pytest.fixture
-def client(intake_settings: Settings, db: None, broker: redis.Redis) -> FlaskClient:
+def client(
+    intake_settings: Settings, db: None, broker: redis.Redis, forwarder: SpoolForwarder
+) -> FlaskClient:
     return create_app(intake_settings).test_client()
 
 
-class Enqueued(list):
-    """The drainer's enqueue, recorded: one list of calendar ids per call."""
-
-    def __call__(self, calendar_ids: list[int]) -> None:
-        self.append(list(calendar_ids))
-
-
-@pytest.fixture
-def make_drainer(
-    intake_settings: Settings, broker: redis.Redis
-) -> Iterator[Callable[..., tuple[IntakeDrainer, Enqueued]]]:
-    made: list[IntakeDrainer] = []
-
-    def make(database_url: str | None = None) -> tuple[IntakeDrainer, Enqueued]:
-        enqueued = Enqueued()
-        drainer = IntakeDrainer(
-            intake_settings.broker_url,
-            database_url or intake_settings.database_url,
-            enqueue=enqueued,
-            channel_write_seconds=0,
-        )
-        made.append(drainer)
-        return drainer, enqueued
-
-    yield make
-    for drainer in made:
-        drainer.stop()
-
-
-@pytest.fixture
-def drainer(make_drainer) -> tuple[IntakeDrainer, Enqueued]:
-    drainer, enqueued = make_drainer()
-    # The first round finds no epoch (a fresh Redis) and marks every watched calendar dirty;
-    # start each test from clean marks.
-    assert drainer.drain_once() and drainer.recoveries == 1
-    with session_scope() as session:
-        session.execute(update(SyncState).values(dirty_since=None))
-    enqueued.clear()
-    return drainer, enqueued
+def wait_for(condition: Callable[[], bool], timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
 
 
 def committed(model: type[M], key: object) -> M:
@@ -113,16 +64,22 @@ def channel_row(channel_id: str) -> Channel:
 
 
 def intake_keys(broker: redis.Redis) -> set[str]:
-    """The intake's data keys (not its epoch, lock or wake-up token)."""
+    """The intake's data keys (not its epoch, lock, wake-up token or heartbeats)."""
     return {key.decode() for key in broker.keys(push_intake.PREFIX + "*")} - {
         push_intake.EPOCH,
         push_intake.LOCK,
         push_intake.WAKE,
+        push_intake.SPOOLERS,
     }
 
 
-def test_a_change_is_in_redis_at_204_and_in_the_database_after_one_round(
-    client: FlaskClient, watched: Watched, drainer, broker: redis.Redis
+def test_a_change_is_kept_at_204_and_in_the_database_after_one_round(
+    client: FlaskClient,
+    watched: Watched,
+    drainer,
+    broker: redis.Redis,
+    forwarder: SpoolForwarder,
+    intake_settings: Settings,
 ) -> None:
     drain, enqueued = drainer
     before = datetime.now(UTC) - timedelta(milliseconds=1)
@@ -130,7 +87,13 @@ def test_a_change_is_in_redis_at_204_and_in_the_database_after_one_round(
     after = datetime.now(UTC)
     assert response.status_code == 204
     assert state_of(watched.calendar_id).dirty_since is None  # not written in the request
+    # In the spool, or already in Redis if the forwarder's thread was quicker.
+    assert holds_records(intake_settings.spool_directory) or broker.hexists(
+        push_intake.PENDING, watched.calendar_id
+    )
+    forwarder.forward_once()
     assert broker.hexists(push_intake.PENDING, watched.calendar_id)
+    assert not holds_records(intake_settings.spool_directory)
 
     assert drain.drain_once()
     state = state_of(watched.calendar_id)
@@ -181,12 +144,13 @@ def test_channel_bookkeeping_keeps_the_latest_time_and_the_highest_number(
     assert channel_row(watched.channel_id).last_message_number == 2**60 + 1
 
 
-def test_rejected_notifications_leave_redis_and_the_database_untouched(
+def test_rejected_notifications_leave_the_intake_and_the_database_untouched(
     client: FlaskClient,
     watched: Watched,
     drainer,
     broker: redis.Redis,
     snapshot: Callable[[], Snapshot],
+    intake_settings: Settings,
 ) -> None:
     before = snapshot()
     cases = {
@@ -200,6 +164,7 @@ def test_rejected_notifications_leave_redis_and_the_database_untouched(
         assert response.status_code == status
         assert response.get_json()["error"]["code"]
     assert client.post(URL, headers=mismatch).status_code == 403
+    assert not holds_records(intake_settings.spool_directory)
     assert intake_keys(broker) == set()
     drainer[0].drain_once()
     assert snapshot() == before
@@ -218,7 +183,12 @@ def test_a_sync_message_takes_the_direct_path(
 
 
 def test_while_the_database_is_down_the_webhook_refuses_and_the_batch_waits(
-    client: FlaskClient, watched: Watched, drainer, make_drainer, broker: redis.Redis
+    client: FlaskClient,
+    watched: Watched,
+    drainer,
+    make_drainer,
+    broker: redis.Redis,
+    forwarder: SpoolForwarder,
 ) -> None:
     drainer[0].stop()  # hands the lock over
     assert client.post(URL, headers=push_headers(watched, number=1)).status_code == 204
@@ -228,6 +198,8 @@ def test_while_the_database_is_down_the_webhook_refuses_and_the_batch_waits(
     assert broker.exists(push_intake.DATABASE_DOWN)
     assert broker.scard(push_intake.CLAIMS) == 1  # taken, not committed, not deleted
 
+    # The forwarder learns it from Redis at its next call (a batch, or its heartbeat).
+    wait_for(lambda: forwarder.database_down)
     refused = client.post(URL, headers=push_headers(watched, number=2))
     assert refused.status_code == 503
     assert refused.get_json()["error"]["code"] == "database_unavailable"
@@ -240,6 +212,7 @@ def test_while_the_database_is_down_the_webhook_refuses_and_the_batch_waits(
     assert enqueued == [[watched.calendar_id]]
     assert not broker.exists(push_intake.DATABASE_DOWN)
     assert intake_keys(broker) == set()
+    wait_for(lambda: not forwarder.database_down)
     assert client.post(URL, headers=push_headers(watched, number=3)).status_code == 204
 
 

@@ -255,7 +255,12 @@ def handle_notification(notification: Notification, received_at: datetime) -> Ou
     sent only after the mark is committed."""
     settings = app_settings()
     if settings.uses_redis_intake and notification.resource_state != "sync":
-        return _hand_to_intake(notification, received_at, intake_runtime(settings))
+        try:
+            runtime = intake_runtime(settings)
+        except OSError as exc:  # the spool directory cannot be created or locked
+            log.error("push_spool_unavailable error=%s", exc)
+            raise _unavailable("spool") from exc
+        return _hand_to_intake(notification, received_at, runtime)
     try:
         connection = request_connection()
         found = find_live_channel(connection, notification.channel_id)

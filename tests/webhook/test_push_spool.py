@@ -7,6 +7,7 @@ spooling process that vanishes with its host makes the drainer fetch every watch
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -215,3 +216,22 @@ def test_a_spooler_that_stops_beating_makes_the_drainer_fetch_every_watched_cale
 
     assert drain.drain_once()  # nothing lost since: no second recovery
     assert drain.recoveries == recoveries + 1
+
+
+def test_an_unusable_spool_directory_answers_503_and_changes_nothing(
+    intake_settings: Settings,
+    db: None,
+    watched: Watched,
+    broker: redis.Redis,
+    tmp_path: Path,
+    snapshot,
+) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    unusable = dataclasses.replace(intake_settings, push_spool_dir=blocker / "spool")
+    before = snapshot()
+    response = create_app(unusable).test_client().post(URL, headers=push_headers(watched))
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "spool_unavailable"
+    assert snapshot() == before
+    assert broker.keys(push_intake.PREFIX + "*") == []

@@ -48,6 +48,11 @@ EPOCH = PREFIX + "epoch"  # written once by the drainer; missing means Redis los
 LOCK = PREFIX + "drainer-lock"  # one drainer at a time
 CLAIMS = PREFIX + "claims"  # batches taken and not yet committed (their key suffixes)
 
+# How long after its receive time a notification may still be on its way to the database:
+# the spool forwarder's linger (10 ms, webhook/spool_forwarder.py) and the drainer's (20 ms,
+# worker/intake_drainer.py). The sync's debounce counts its quiet window from what it sees.
+NOTICE_DELAY_MS = 30
+
 SPOOLERS = PREFIX + "spoolers"  # spooling web process -> its last heartbeat (Redis time, ms)
 
 # ARGV[1]: the spooler's id; ARGV[2]: spool lines (calsync/push_spool.py: "<calendar id>

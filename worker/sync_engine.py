@@ -26,6 +26,7 @@ from googleapiclient.errors import HttpError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from calsync import push_intake
 from calsync.settings import Settings, get_settings
 from models import (
     AccountState,
@@ -181,6 +182,7 @@ def sync_calendar(
 def _wait_for_quiet(calendar_id: int, settings: Settings, now: Callable[[], datetime]) -> None:
     """Debounce: let a burst of notifications end before the first fetch, so it is fetched
     once (the rule and its cap are in sync_schedule.debounce_seconds)."""
+    notice_delay = push_intake.NOTICE_DELAY_MS if settings.uses_redis_intake else 0
     for _ in range(MAX_DEBOUNCE_CHECKS):
         with session_scope() as session:
             marks = session.execute(
@@ -191,7 +193,9 @@ def _wait_for_quiet(calendar_id: int, settings: Settings, now: Callable[[], date
         if marks is None:
             return
         dirty_since, last_notification_at = marks
-        wait = sync_schedule.debounce_seconds(now(), dirty_since, last_notification_at, settings)
+        wait = sync_schedule.debounce_seconds(
+            now(), dirty_since, last_notification_at, settings, notice_delay
+        )
         if wait <= 0:
             return
         time.sleep(wait)

@@ -84,13 +84,17 @@ def debounce_seconds(
     dirty_since: datetime | None,
     last_notification_at: datetime | None,
     settings: Settings,
+    notice_delay_ms: float = 0,
 ) -> float:
     """How long a notified calendar should still wait before its first fetch: until no
     notification has come for DEBOUNCE_MS (the burst is over), but no later than
     DEBOUNCE_MAX_MS after the first one (a steady stream must not starve the sync).
-    Zero when there is nothing to wait for."""
+    `notice_delay_ms`: how long after its receive time a notification may still be on its
+    way to the database (the push intake's batching); the quiet window is counted from
+    what can be seen, so it is that much longer. Zero when there is nothing to wait for."""
     if dirty_since is None or last_notification_at is None or settings.debounce_ms <= 0:
         return 0.0
-    quiet_at = max(last_notification_at, dirty_since) + timedelta(milliseconds=settings.debounce_ms)
+    quiet_ms = settings.debounce_ms + notice_delay_ms
+    quiet_at = max(last_notification_at, dirty_since) + timedelta(milliseconds=quiet_ms)
     latest = dirty_since + timedelta(milliseconds=settings.debounce_max_ms)
     return max(0.0, (min(quiet_at, latest) - now).total_seconds())

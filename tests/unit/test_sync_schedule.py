@@ -129,6 +129,15 @@ def test_debounce_waits_for_quiet_but_not_past_the_cap(
     assert wait == pytest.approx(expected_ms / 1000)
 
 
+def test_the_quiet_window_allows_for_notifications_still_on_their_way() -> None:
+    # Last seen 60 ms ago: quiet without a delay, 20 ms to go if one can take 30 ms to show.
+    assert debounce_seconds(NOW, NOW - ms(100), NOW - ms(60), DEBOUNCE) == 0
+    wait = debounce_seconds(NOW, NOW - ms(100), NOW - ms(60), DEBOUNCE, notice_delay_ms=30)
+    assert wait == pytest.approx(0.02)
+    # The cap after the first notification still holds.
+    assert debounce_seconds(NOW, NOW - ms(300), NOW - ms(1), DEBOUNCE, notice_delay_ms=30) == 0
+
+
 def test_no_debounce_without_a_dirty_mark_or_when_disabled() -> None:
     assert debounce_seconds(NOW, None, NOW, DEBOUNCE) == 0
     assert debounce_seconds(NOW, NOW, None, DEBOUNCE) == 0

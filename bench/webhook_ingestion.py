@@ -7,9 +7,11 @@ push intake, worker/intake_drainer.py) on a fresh PostgreSQL database and a priv
 broker, loaded by `wrk` on loopback with valid notifications (empty body, the X-Goog-*
 headers Google sends, `Resource-State: exists`) rotating over many watched calendars, each
 with its own channel. Calendars are attached through `models.registry` and channels stored
-as `worker.channels.start_watch` stores them. With PostgreSQL + Redis the webhook records
-each notification in Redis (calsync/push_intake.py) and the drainer writes the dirty marks in
-batches and enqueues the syncs; its CPU is on the same two cores and counts. Two phases:
+as `worker.channels.start_watch` stores them. With PostgreSQL + Redis the webhook appends
+each notification to its process's spool (calsync/push_spool.py), the process's forwarder
+thread sends the spool to Redis (calsync/push_intake.py), and the drainer writes the dirty
+marks in batches and enqueues the syncs; all of it runs on the same two cores and counts.
+Two phases:
 
 * `flood` (the bar): notifications for calendars that already wait for their sync - what the
   webhook faces when notifications come faster than syncs finish, the case an ingestion bar

@@ -152,6 +152,9 @@ class PushIntake:
         """`spooler` handed over everything it held: no longer expected to beat."""
         self.client.hdel(SPOOLERS, spooler)
 
+    def close(self) -> None:
+        self.client.close()
+
 
 def holds_notifications(client: redis.Redis) -> bool:
     """Whether notifications wait in the intake, not yet committed to the database."""

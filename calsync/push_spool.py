@@ -94,16 +94,16 @@ class PushSpool:
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._mutex = threading.Lock()
         self._number = 0
-        self._fd, self._bytes = self._open_segment(), 0
+        self._fd, self._bytes = self._open_segment(0), 0
         self._sealed: list[Path] = []  # sealed and not yet sent, oldest first
         self.closed = False
 
     def _segment_path(self, number: int) -> Path:
         return self.directory / f"{self.owner}.{number:012d}{SEGMENT_SUFFIX}"
 
-    def _open_segment(self) -> int:
+    def _open_segment(self, number: int) -> int:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-        return os.open(self._segment_path(self._number), flags, 0o600)
+        return os.open(self._segment_path(number), flags, 0o600)
 
     def append(self, record: IntakeRecord) -> None:
         """Keep one accepted notification. Raises OSError when the disk refuses (full)."""
@@ -117,18 +117,17 @@ class PushSpool:
                 raise OSError("short write to the push spool")
             self._bytes += written
 
-    def holds_unsealed(self) -> bool:
-        return self._bytes > 0
-
     def seal(self) -> None:
         """Start a new segment if the current one holds anything."""
         with self._mutex:
             if not self._bytes or self.closed:
                 return
+            # Opened first: if that fails, appends keep going to the unsealed segment.
+            fresh = self._open_segment(self._number + 1)
             sealed = self._fd
             self._sealed.append(self._segment_path(self._number))
             self._number += 1
-            self._fd, self._bytes = self._open_segment(), 0
+            self._fd, self._bytes = fresh, 0
         os.close(sealed)
 
     def sealed_segments(self) -> list[Path]:

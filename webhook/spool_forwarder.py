@@ -97,7 +97,9 @@ class SpoolForwarder:
                 if time.monotonic() - self._last_adoption >= ADOPT_SECONDS:
                     self._last_adoption = time.monotonic()
                     sent += self._adopt_orphans()
-                if time.monotonic() - self._last_call >= HEARTBEAT_SECONDS or self.database_down:
+                # Beat; and while in trouble, ask Redis every round whether it is over.
+                due = time.monotonic() - self._last_call >= HEARTBEAT_SECONDS
+                if due or self.broker_down or self.database_down:
                     self._call()
             except redis.RedisError as exc:
                 if not self.broker_down:
@@ -116,7 +118,11 @@ class SpoolForwarder:
 
     def _send(self, path: Path) -> int:
         """Send one segment; how many notifications it held."""
-        lines = path.read_bytes()
+        try:
+            lines = path.read_bytes()
+        except FileNotFoundError:  # removed by hand: nothing left to send
+            log.warning("spool_segment_missing segment=%s", path.name)
+            return 0
         if lines:
             self._call(lines)
         return lines.count(b"\n")
@@ -132,16 +138,18 @@ class SpoolForwarder:
     def _adopt_orphans(self) -> int:
         sent = 0
         for orphan in self.spool.orphans():
+            adopted = 0
             try:
                 for path in orphan.segments:
-                    sent += self._send(path)
-                    path.unlink()
+                    adopted += self._send(path)
+                    path.unlink(missing_ok=True)
+                self.intake.retire(orphan.owner)
             except BaseException:
                 orphan.give_up()
                 raise
-            self.intake.retire(orphan.owner)
             orphan.release()
-            log.info("spool_adopted owner=%s records=%s", orphan.owner, sent)
+            log.info("spool_adopted owner=%s records=%s", orphan.owner, adopted)
+            sent += adopted
         return sent
 
     def close(self) -> None:
@@ -164,5 +172,7 @@ class SpoolForwarder:
             except redis.RedisError as exc:
                 log.warning("spool_handover_failed error=%s", type(exc).__name__)
                 self.spool.abandon()  # another process of the host adopts what is left
-                return
-        self.spool.release()
+            else:
+                self.spool.release()
+            finally:
+                self.intake.close()

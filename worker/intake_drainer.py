@@ -142,6 +142,7 @@ class IntakeDrainer:
             self._thread.join(timeout)
         with contextlib.suppress(redis.RedisError):  # else the lock expires on its own
             self._release(keys=[keys.LOCK], args=[self.owner])
+        self.client.close()
 
     def _run(self) -> None:
         delay = RETRY_SECONDS

@@ -87,6 +87,27 @@ def test_sealing_starts_a_new_segment_and_a_sent_one_is_deleted(tmp_path: Path) 
         spool.append(record(4))
 
 
+def test_a_seal_that_cannot_open_a_new_segment_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = PushSpool(tmp_path, "web-1")
+    spool.append(record(1))
+    opened = spool._open_segment
+
+    def no_more_files(number: int) -> int:
+        raise OSError("too many open files")
+
+    monkeypatch.setattr(spool, "_open_segment", no_more_files)
+    with pytest.raises(OSError):
+        spool.seal()
+    assert spool.sealed_segments() == []  # still the segment being written
+    spool.append(record(2))
+    monkeypatch.setattr(spool, "_open_segment", opened)
+    spool.seal()
+    (sealed,) = spool.sealed_segments()
+    assert sealed.read_bytes() == encode(record(1)) + encode(record(2))
+
+
 SPOOLING_CHILD = textwrap.dedent(
     """
     import sys, time

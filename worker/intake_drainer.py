@@ -10,9 +10,12 @@ round failed stays listed in the claims set and is applied again next round: eve
 is "set if unset" or "the later of", so applying twice changes nothing twice.
 
 Waking: a web process's spool forwarder pushes a token when it opens a new pending entry;
-the drainer blocks
-on that list (at most WAKE_SECONDS), so a lone notification is in the database within a
-few milliseconds and a flood is drained in back-to-back batches.
+the drainer blocks on that list (at most WAKE_SECONDS), so a lone notification is in the
+database within a few milliseconds and a flood is drained in back-to-back batches.
+
+Lost notifications are made up for by fetching every watched calendar once: when Redis lost
+its data (the epoch key is missing), and when a web process stopped beating without handing
+its spool over (SPOOLER_LOST_MS; calsync/push_spool.py).
 """
 
 from __future__ import annotations

@@ -129,7 +129,6 @@ class PushIntake:
     between threads)."""
 
     def __init__(self, broker_url: str) -> None:
-        self.broker_url = broker_url
         self.client = client_for(broker_url)
         # Sent by SHA-1 (EVALSHA); loaded again if Redis lost it (restart).
         self._accept = self.client.register_script(_ACCEPT_SPOOLED)

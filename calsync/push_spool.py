@@ -18,7 +18,6 @@ takes with it is covered in Redis: its spoolers stop beating (calsync/push_intak
 from __future__ import annotations
 
 import fcntl
-import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -26,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from calsync.push_intake import IntakeRecord, epoch_ms
-
-log = logging.getLogger("calsync.push_spool")
 
 SEGMENT_SUFFIX = ".spool"
 LOCK_SUFFIX = ".lock"
@@ -53,35 +50,45 @@ def segments_of(directory: Path, owner: str) -> list[Path]:
 
 
 @dataclass
-class Orphan:
-    """The spool of a process that died: its lock is held by the adopter until `release`."""
+class SpoolLock:
+    """An exclusive `flock` on `<owner>.lock`: held by a spool's process while it lives, and
+    by whoever adopts the spool once it died (the kernel drops it with its holder)."""
 
-    owner: str
-    segments: list[Path]
-    lock_path: Path
-    _lock_fd: int
+    path: Path
+    fd: int
+
+    @classmethod
+    def take(cls, path: Path, *, create: bool = False) -> SpoolLock | None:
+        """The lock, or None while another process holds it (or it is gone)."""
+        try:
+            fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
+        except FileNotFoundError:
+            return None  # released meanwhile
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return cls(path, fd)
 
     def release(self) -> None:
         """Everything was sent: forget the owner."""
-        self.lock_path.unlink(missing_ok=True)
-        os.close(self._lock_fd)
+        self.path.unlink(missing_ok=True)
+        os.close(self.fd)
 
-    def give_up(self) -> None:
-        """Sending failed: leave the segments for the next try (by anyone)."""
-        os.close(self._lock_fd)
+    def drop(self) -> None:
+        """Sending failed: keep the file, so another process of the host adopts what is
+        left."""
+        os.close(self.fd)
 
 
-def _try_lock(path: Path) -> int | None:
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
-        return None  # released meanwhile
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
+@dataclass
+class Orphan:
+    """The spool of a process that died, locked by its adopter until sent."""
+
+    owner: str
+    segments: list[Path]
+    lock: SpoolLock
 
 
 class PushSpool:
@@ -89,9 +96,10 @@ class PushSpool:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.directory = directory
         self.owner = owner
-        self._lock_path = directory / f"{owner}{LOCK_SUFFIX}"
-        self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock = SpoolLock.take(directory / f"{owner}{LOCK_SUFFIX}", create=True)
+        if lock is None:
+            raise OSError(f"spool {owner} is locked by another process")
+        self.lock = lock  # released (or dropped) by the caller after `close`
         self._mutex = threading.Lock()
         self._number = 0
         self._fd, self._bytes = self._open_segment(0), 0
@@ -147,9 +155,9 @@ class PushSpool:
             owner = lock_path.name.removesuffix(LOCK_SUFFIX)
             if owner == self.owner:
                 continue
-            fd = _try_lock(lock_path)
-            if fd is not None:
-                yield Orphan(owner, segments_of(self.directory, owner), lock_path, fd)
+            lock = SpoolLock.take(lock_path)
+            if lock is not None:
+                yield Orphan(owner, segments_of(self.directory, owner), lock)
 
     def close(self) -> None:
         """Stop accepting; seal what is left (sent by the caller or adopted later)."""
@@ -162,17 +170,6 @@ class PushSpool:
                 self._sealed.append(self._segment_path(self._number))
             else:
                 self._segment_path(self._number).unlink(missing_ok=True)
-            self._number += 1
-
-    def release(self) -> None:
-        """Everything was sent: drop the lock and its file (call after `close`)."""
-        self._lock_path.unlink(missing_ok=True)
-        os.close(self._lock_fd)
-
-    def abandon(self) -> None:
-        """Sending failed: drop the lock but keep its file, so another process of the host
-        adopts what is left (call after `close`)."""
-        os.close(self._lock_fd)
 
 
 def holds_records(directory: Path) -> bool:

@@ -18,6 +18,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from calsync.settings import get_settings
 
 _engines: dict[str, Engine] = {}
+_autocommit_engines: dict[Engine, Engine] = {}  # cleared with _engines
 _session_makers: dict[str, sessionmaker[Session]] = {}
 _engine_pid: int | None = None
 
@@ -80,8 +81,7 @@ def get_engine(url: str | None = None) -> Engine:
     """
     global _engine_pid
     if _engine_pid != os.getpid():
-        _engines.clear()
-        _session_makers.clear()
+        _forget_engines()
         _engine_pid = os.getpid()
     url = url or get_settings().database_url
     engine = _engines.get(url)
@@ -90,13 +90,30 @@ def get_engine(url: str | None = None) -> Engine:
     return engine
 
 
+def autocommit_engine(url: str | None = None) -> Engine:
+    """`get_engine(url)` (same pool) with each statement committing on its own: no BEGIN or
+    COMMIT round trips, for work whose every write is one atomic statement."""
+    engine = get_engine(url)  # after a fork this also forgets the parent's engines
+    autocommit = _autocommit_engines.get(engine)
+    if autocommit is None:
+        autocommit = _autocommit_engines[engine] = engine.execution_options(
+            isolation_level="AUTOCOMMIT"
+        )
+    return autocommit
+
+
+def _forget_engines() -> None:
+    _engines.clear()
+    _autocommit_engines.clear()
+    _session_makers.clear()
+
+
 def dispose_engines(*, after_fork: bool = False) -> None:
     """Drop pooled connections. After a fork the parent's sockets are left alone (closing
     them would break the parent), otherwise they are closed."""
     for engine in _engines.values():
         engine.dispose(close=not after_fork)
-    _engines.clear()
-    _session_makers.clear()
+    _forget_engines()
 
 
 def session_factory(url: str | None = None) -> sessionmaker[Session]:

@@ -7,14 +7,13 @@ transaction is rolled back), so a view never leaks a connection, even when it fa
 from __future__ import annotations
 
 import logging
-from weakref import WeakKeyDictionary
 
 from flask import Flask, current_app, g
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from calsync.settings import Settings
-from models.db import get_engine, session_factory
+from models.db import autocommit_engine, session_factory
 
 log = logging.getLogger("calsync.webhook")
 
@@ -58,21 +57,13 @@ def close_request_session(_exc: BaseException | None = None) -> None:
     _close_quietly(g.pop("calsync_session", None), "session")
 
 
-_autocommit_engines: WeakKeyDictionary[Engine, Engine] = WeakKeyDictionary()
-
-
 def request_connection() -> Connection:
     """This request's connection in autocommit mode: each statement is its own transaction,
     with no BEGIN or COMMIT round trips. For views whose every write is one statement."""
     connection: Connection | None = g.get("calsync_connection")
     if connection is None:
-        # get_engine is per process, like session_factory above.
-        engine = get_engine(app_settings().database_url)
-        autocommit = _autocommit_engines.get(engine)
-        if autocommit is None:
-            autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
-            _autocommit_engines[engine] = autocommit
-        connection = autocommit.connect()
+        # Per process, like session_factory above.
+        connection = autocommit_engine(app_settings().database_url).connect()
         g.calsync_connection = connection
     return connection
 

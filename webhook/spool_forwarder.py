@@ -145,9 +145,9 @@ class SpoolForwarder:
                     path.unlink(missing_ok=True)
                 self.intake.retire(orphan.owner)
             except BaseException:
-                orphan.give_up()
+                orphan.lock.drop()
                 raise
-            orphan.release()
+            orphan.lock.release()
             log.info("spool_adopted owner=%s records=%s", orphan.owner, adopted)
             sent += adopted
         return sent
@@ -171,8 +171,8 @@ class SpoolForwarder:
                     self.intake.retire(self.owner)
             except redis.RedisError as exc:
                 log.warning("spool_handover_failed error=%s", type(exc).__name__)
-                self.spool.abandon()  # another process of the host adopts what is left
+                self.spool.lock.drop()  # another process of the host adopts what is left
             else:
-                self.spool.release()
+                self.spool.lock.release()
             finally:
                 self.intake.close()

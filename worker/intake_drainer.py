@@ -39,7 +39,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from calsync import push_intake as keys
 from calsync.settings import Settings
 from models.base import utcnow
-from models.db import get_engine
+from models.db import autocommit_engine
 from models.push_records import (
     CalendarBatchRow,
     ChannelBatchRow,
@@ -196,9 +196,8 @@ class IntakeDrainer:
         """Run `work(connection, *args)`, each statement committing on its own (every one is
         atomic and idempotent); while the database fails, tell the webhook to refuse (it
         answers 503 and Google retries)."""
-        engine = get_engine(self.database_url).execution_options(isolation_level="AUTOCOMMIT")
         try:
-            with engine.connect() as connection:
+            with autocommit_engine(self.database_url).connect() as connection:
                 result = work(connection, *args)
         except _DATABASE_ERRORS:
             self.client.set(keys.DATABASE_DOWN, "1", px=DATABASE_DOWN_MS)

@@ -151,7 +151,7 @@ def test_the_spool_of_a_killed_process_is_adopted_whole(tmp_path: Path) -> None:
     assert list(PushSpool(tmp_path, "web-3").orphans()) == []  # locked by its adopter
     for path in orphan.segments:
         path.unlink()
-    orphan.release()
+    orphan.lock.release()
     assert list(adopter.orphans()) == []
     assert not holds_records(tmp_path)
 

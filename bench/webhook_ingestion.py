@@ -54,6 +54,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.calendar_fleet import wait_until
 from bench.harness import BenchStack, Report, bench_stack, parser
 
 LUA_SCRIPT = Path(__file__).resolve().parent / "webhook_notifications.lua"
@@ -231,11 +232,11 @@ def wait_until_drained(timeout: float = 60) -> float:
     from calsync.push_intake import intake_holds_notifications
     from calsync.settings import get_settings
 
+    def drained() -> bool:
+        return not intake_holds_notifications(get_settings())
+
     started = time.monotonic()
-    while intake_holds_notifications(get_settings()):
-        if time.monotonic() - started > timeout:
-            raise SystemExit("webhook_ingestion: the intake was not drained in time")
-        time.sleep(0.05)
+    wait_until(drained, timeout, "the push intake to drain", step=0.05)
     return time.monotonic() - started
 
 

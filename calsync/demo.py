@@ -13,6 +13,7 @@ import secrets
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -343,15 +344,21 @@ def run_demo(web_port: int = 8000, emulator_port: int = 0, keep_running: bool = 
                 "All changes applied. Still running: change events at the emulator "
                 f"({demo.emulator.url}/_emulator/...) and watch; Ctrl-C to stop."
             )
+            # From here Ctrl-C and SIGTERM only ask the loop to end: raised at an arbitrary
+            # point (inside a database commit, say) the interrupt could surface as another
+            # error and the demo would exit non-zero.
+            stop_requested = threading.Event()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: stop_requested.set())
             seen = demo._run_count()
-            while True:
+            while not stop_requested.wait(0.2):
                 demo._check_processes()
                 count = demo._run_count()
                 if count > seen:
                     seen = count
                     click.echo(f"[{datetime.now():%H:%M:%S}] change applied")
                     demo.print_table()
-                time.sleep(0.2)
+            click.echo("\nstopping ...")
         return 0
     except KeyboardInterrupt:
         click.echo("\nstopping ...")

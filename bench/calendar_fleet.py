@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from calsync.push_intake import intake_holds_notifications
-from calsync.settings import get_settings
+from core.settings import get_settings
+from intake.redis_intake import intake_holds_notifications
 from models import Calendar, Channel, SyncState
 from models.busy_queries import calendar_busy
 from models.db import session_scope

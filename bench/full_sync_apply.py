@@ -45,7 +45,7 @@ from typing import Any
 from bench.harness import Report, bench_stack, parser, peak_rss_mb
 
 # The ceiling inserts exactly the columns the sync writes.
-from worker.block_writer import BLOCK_COLUMNS, EVENT_COLUMNS
+from models.busy_block_writer import BLOCK_COLUMNS, EVENT_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 TIME_ZONE = "Europe/Berlin"
@@ -233,7 +233,7 @@ def check_stored(calendar_id: int, events: int, blocks: int) -> None:
 
 
 def _psycopg_url() -> str:
-    from calsync.settings import get_settings
+    from core.settings import get_settings
 
     return get_settings().database_url.replace("postgresql+psycopg://", "postgresql://")
 

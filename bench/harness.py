@@ -353,7 +353,7 @@ def activate(env: dict[str, str]) -> None:
     for key in ("DATABASE_URL", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR"):
         os.environ.pop(key, None)
     os.environ.update(env)
-    from calsync.settings import Settings, configure
+    from core.settings import Settings, configure
 
     configure(Settings.from_env(os.environ))
     if "worker.celery_app" in sys.modules:  # already built for another broker

@@ -3,13 +3,13 @@
 
 What is measured. calsync's web process (the Procfile's gunicorn command line, unchanged:
 `calsync.processes.web_argv`, 2 workers x 4 threads) and its beat process (which drains the
-push intake, worker/intake_drainer.py) on a fresh PostgreSQL database and a private Redis
+push intake, intake/drainer.py) on a fresh PostgreSQL database and a private Redis
 broker, loaded by `wrk` on loopback with valid notifications (empty body, the X-Goog-*
 headers Google sends, `Resource-State: exists`) rotating over many watched calendars, each
 with its own channel. Calendars are attached through `models.registry` and channels stored
 as `worker.channels.start_watch` stores them. With PostgreSQL + Redis the webhook appends
-each notification to its process's spool (calsync/push_spool.py), the process's forwarder
-thread sends the spool to Redis (calsync/push_intake.py), and the drainer writes the dirty
+each notification to its process's spool (intake/spool.py), the process's forwarder
+thread sends the spool to Redis (intake/redis_intake.py), and the drainer writes the dirty
 marks in batches and enqueues the syncs; all of it runs on the same two cores and counts.
 Two phases:
 
@@ -229,8 +229,8 @@ def take_queue(client: Any) -> int:
 def wait_until_drained(timeout: float = 60) -> float:
     """Seconds until the intake (spools and Redis) holds no notification the drainer has
     not committed."""
-    from calsync.push_intake import intake_holds_notifications
-    from calsync.settings import get_settings
+    from core.settings import get_settings
+    from intake.redis_intake import intake_holds_notifications
 
     def drained() -> bool:
         return not intake_holds_notifications(get_settings())
@@ -281,11 +281,11 @@ def measure_calsync(
 ) -> tuple[LoadResult, LoadResult]:
     import redis
 
-    from calsync.settings import get_settings
+    from core.settings import get_settings
 
     broker_url = get_settings().broker_url
     broker = redis.Redis.from_url(broker_url)
-    beat = stack.start_beat()  # drains the push intake (worker/intake_drainer.py)
+    beat = stack.start_beat()  # drains the push intake (intake/drainer.py)
     web = stack.start_web(workers=WEB_WORKERS)
     try:
         run_wrk(stack.web_url, channel_file, size, size.warmup_seconds)

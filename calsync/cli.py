@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 from flask.cli import FlaskGroup, with_appcontext
 
-from calsync.settings import SettingsError
+from core.settings import SettingsError
 
 
 def _create_app():
@@ -51,7 +51,7 @@ def db_upgrade(revision: str) -> None:
 
     upgrade(revision=revision)
     click.echo(f"database at {revision}")
-    from calsync.settings import get_settings
+    from core.settings import get_settings
 
     if get_settings().is_embedded_broker:
         from worker.celery_app import app

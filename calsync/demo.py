@@ -33,7 +33,7 @@ from calsync.processes import (
     web_argv,
     worker_argv,
 )
-from calsync.settings import Settings, configure
+from core.settings import Settings, configure
 
 DEMO_ZONE = "Europe/Berlin"
 DEMO_ACCOUNT = "host@demo.calsync.test"

@@ -1,6 +1,6 @@
 """calsync's data layer: typed SQLAlchemy models, sessions, migrations and read queries.
 
-`models` imports neither `webhook` nor `worker`.
+`models` imports only `core` and `rules` (tests/test_layers.py keeps it so).
 """
 
 from models.accounts import AccountState, GoogleAccount
@@ -9,7 +9,7 @@ from models.base import Base, utcnow
 from models.calendars import Calendar, Channel, SyncState
 from models.events import BusyBlock, CalendarEvent
 from models.hosts import Host, ManualBlock
-from models.sync_runs import SyncKind, SyncOutcome, SyncRun
+from models.sync_runs import SyncKind, SyncOutcome, SyncRun, SyncRunRecord
 
 __all__ = [
     "AccountState",
@@ -26,6 +26,7 @@ __all__ = [
     "SyncKind",
     "SyncOutcome",
     "SyncRun",
+    "SyncRunRecord",
     "SyncState",
     "utcnow",
 ]

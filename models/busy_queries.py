@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from models.calendars import Calendar
 from models.events import BusyBlock
 from models.hosts import ManualBlock
-from models.intervals import Interval, clip, merge
+from rules.intervals import Interval, clip, merge
 
 
 def _calendar_blocks_query(calendar_ids: Any) -> Select:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from calsync.settings import Settings, SettingsError, get_settings
+from core.settings import Settings, SettingsError, get_settings
 
 REQUIRED_FIELDS = ("client_id", "client_secret", "refresh_token")
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from calsync.settings import get_settings
+from core.settings import get_settings
 
 _engines: dict[str, Engine] = {}
 _autocommit_engines: dict[Engine, Engine] = {}  # cleared with _engines

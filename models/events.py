@@ -33,7 +33,7 @@ class CalendarEvent(Base):
     response_status: Mapped[str | None] = mapped_column(String(20))
     summary: Mapped[str | None] = mapped_column(Text)
     google_updated: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # "busy" or the reason it is not (worker.busy_rules.Reason).
+    # "busy" or the reason it is not (rules.busy_rules.Reason).
     decision: Mapped[str] = mapped_column(String(32))
     applied_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

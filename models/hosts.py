@@ -16,7 +16,7 @@ class Host(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
-    # camelCase keys as in the API; empty means the defaults of worker.busy_rules.BusyPolicy.
+    # camelCase keys as in the API; empty means the defaults of rules.busy_rules.BusyPolicy.
     busy_policy: Mapped[dict] = mapped_column(JSON, default=dict)
     # SHA-256 of the host's API token; the token itself is shown once and never stored.
     api_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from models.accounts import AccountState, GoogleAccount
 from models.calendars import Calendar, Channel, SyncState
-from models.health import CalendarState, evaluate_state_row
+from rules.health import CalendarState, evaluate_state_row
 
 EXPIRING_WITHIN = timedelta(hours=24)
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from models.busy_queries import calendar_blocks
 from models.calendars import Calendar
 from models.hosts import ManualBlock
-from models.intervals import Interval, clip, merge
+from rules.intervals import Interval, clip, merge
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The dirty flag and the lease on a calendar's SyncState: the only coordination between the
-webhook (marks dirty: models.push_records), the sweeper (finds forgotten dirt) and sync
+webhook (marks dirty: intake.records), the sweeper (finds forgotten dirt) and sync
 workers (claim and clear).
 
 Every function is a single conditional UPDATE, so it is atomic on PostgreSQL and SQLite alike.
@@ -192,7 +192,7 @@ def schedule_candidates(
     """Calendars not being synced whose last sync or last full sync is old enough that a
     periodic sync may be due, with what the schedule rules need: (calendar_id,
     last_success_at, full_sync_at, newest channel expiration, channel last heard,
-    watch_problem). Which of them are really due is decided by worker.sync_schedule."""
+    watch_problem). Which of them are really due is decided by rules.sync_schedule."""
     channel = (
         select(
             Channel.calendar_id.label("calendar_id"),

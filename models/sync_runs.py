@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
@@ -46,3 +48,30 @@ class SyncRun(Base):
     outcome: Mapped[str] = mapped_column(String(20), default=SyncOutcome.RUNNING)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
+
+
+@dataclass
+class SyncRunRecord:
+    """One finished sync run as the engine reports it: the `SyncRun` row's fields plus what
+    only the caller needs (the token to continue from, Google's `updated` of the changes)."""
+
+    calendar_id: int
+    kind: str
+    trigger: str | None
+    started_at: datetime
+    finished_at: datetime
+    outcome: str
+    duration_ms: int | None = None
+    pages: int = 0
+    events_seen: int = 0
+    blocks_upserted: int = 0
+    blocks_deleted: int = 0
+    notification_lag_ms: int | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    next_sync_token: str | None = None
+    changed_updated: list[datetime] = field(default_factory=list)
+
+    def to_row(self) -> SyncRun:
+        stored = {f.name for f in dataclasses.fields(self)} - {"next_sync_token", "changed_updated"}
+        return SyncRun(**{name: getattr(self, name) for name in stored})

@@ -8,12 +8,12 @@ from typing import Any
 from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.orm import Session
 
-from calsync.settings import get_settings
+from core.settings import get_settings
 from models.accounts import AccountState, GoogleAccount
 from models.calendars import Calendar, Channel, SyncState
-from models.health import Health, evaluate_state_row
 from models.sync_flags import earliest
 from models.sync_runs import SyncRun
+from rules.health import Health, evaluate_state_row
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import delete
 
-from calsync.settings import Settings, configure
+from core.settings import Settings, configure
 from models import Base
 from models.db import dispose_engines, get_engine
 from tests.backends import Backend, create_backend, drop_backend

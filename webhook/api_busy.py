@@ -16,7 +16,7 @@ from sqlalchemy import or_, select
 
 from models.busy_queries import calendars_busy, host_busy
 from models.calendars import Calendar
-from models.intervals import Interval
+from rules.intervals import Interval
 from webhook.api_freshness import calendars_freshness, host_freshness
 from webhook.api_hosts import HOST_PATH
 from webhook.api_json import bad_field, json_object, string_field

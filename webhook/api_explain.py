@@ -14,12 +14,12 @@ from flask import Blueprint, Response, jsonify, request
 from sqlalchemy import and_, select
 
 from models import CalendarEvent, ManualBlock
+from rules.busy_rules import EXPLANATIONS, Reason
 from webhook.api_freshness import host_calendars, host_freshness
 from webhook.api_hosts import HOST_PATH
 from webhook.api_time import bad_parameter, format_rfc3339, parse_rfc3339
 from webhook.auth import require_host
 from webhook.request_scope import app_settings, request_session
-from worker.busy_rules import EXPLANATIONS, Reason
 
 api_explain = Blueprint("api_explain", __name__)
 

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.calendars import Calendar, SyncState
-from models.health import Health
 from models.sync_status import calendars_health, host_calendars_health
+from rules.health import Health
 from webhook.api_time import format_rfc3339
 
 # What a host or operator should do after each stored error code.

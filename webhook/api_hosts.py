@@ -16,11 +16,11 @@ from flask import Blueprint, Response, jsonify
 from models import CalendarEvent, Host
 from models.redecide import redecide_host_events
 from models.registry import create_host
+from rules.busy_rules import BusyPolicy, EventFacts, decide
 from webhook.api_json import bad_field, json_object, string_field
 from webhook.api_time import format_rfc3339
 from webhook.auth import require_admin, require_host
 from webhook.request_scope import request_session
-from worker.busy_rules import BusyPolicy, EventFacts, decide
 
 api_hosts = Blueprint("api_hosts", __name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from calsync.settings import Settings, configure, get_settings
+from core.settings import Settings, configure, get_settings
 from webhook import request_scope
 from webhook.api_blocks import api_blocks
 from webhook.api_busy import api_busy

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from calsync import metrics_dir
+from core import metrics_dir
 
 # In the master, before any worker forks or imports prometheus_client: every worker then
 # writes its metrics files into the directory the Celery worker uses too.
@@ -45,15 +45,15 @@ errorlog = "-"
 
 
 def post_fork(server, worker) -> None:
-    from calsync.logs import configure_logging
-    from calsync.settings import Settings
+    from core.logs import configure_logging
+    from core.settings import Settings
 
     settings = Settings.from_env()
     configure_logging("web", fmt=settings.log_format)
     if settings.uses_redis_intake:
         # Start the push spool's forwarder now, not on the first notification: it also
         # sends the spools that dead processes of this host left behind.
-        from webhook.intake_runtime import intake_runtime
+        from intake.runtime import intake_runtime
 
         try:
             intake_runtime(settings).forwarder.ensure_started()
@@ -63,7 +63,7 @@ def post_fork(server, worker) -> None:
 
 def worker_exit(server, worker) -> None:
     # In the worker, on a clean exit: send what its push spool still holds.
-    from webhook.intake_runtime import close_runtimes
+    from intake.runtime import close_runtimes
 
     close_runtimes()
 

@@ -1,22 +1,112 @@
 """GET /metrics: Prometheus exposition of every calsync process on this host (multiprocess
-files: web workers, Celery pool processes) plus gauges computed from the database.
+files: web workers, Celery pool processes) plus gauges computed from the database and the
+broker at scrape time, so they are global (identical on every web host).
 
-prometheus_client is reached only through calsync.metrics, which must be imported first
+prometheus_client is reached only through core.metrics, which must be imported first
 (it chooses multiprocess mode before prometheus_client loads)."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
 from flask import Blueprint, Response
 
-from calsync import metrics
+from core import metrics
+from core.settings import Settings
+from models.db import session_scope
+from models.ops_snapshot import OpsSnapshot, take_snapshot
 from webhook.request_scope import app_settings
+from worker.queue_depth import queue_depth
 
-metrics.install_web_hooks()
+from prometheus_client import CollectorRegistry  # isort: skip  (after core.metrics)
+from prometheus_client.core import GaugeMetricFamily, Metric  # isort: skip
+from prometheus_client.registry import Collector  # isort: skip
+
+log = logging.getLogger("calsync.metrics")
 
 metrics_blueprint = Blueprint("metrics", __name__)
 
 
 @metrics_blueprint.get("/metrics")
 def scrape() -> Response:
-    body, content_type = metrics.exposition(app_settings())
+    body, content_type = metrics.exposition(scrape_registry(app_settings()))
     return Response(body, content_type=content_type)
+
+
+def scrape_registry(settings: Settings) -> CollectorRegistry:
+    """Every process's counters and histograms on this host, plus the database gauges."""
+    registry = metrics.multiprocess_registry()
+    registry.register(DatabaseCollector(settings))
+    return registry
+
+
+class DatabaseCollector(Collector):
+    """Gauges computed from the database (and broker) on each scrape: global, not per host."""
+
+    def __init__(self, settings: Settings, now: Callable[[], datetime] | None = None) -> None:
+        self.settings = settings
+        self.now = now or (lambda: datetime.now(UTC))
+
+    def describe(self) -> list[Metric]:
+        return []  # nothing is queried when the collector is registered
+
+    def collect(self) -> Iterator[Metric]:
+
+        up = GaugeMetricFamily(
+            "calsync_metrics_database_up", "1 if the database answered this scrape."
+        )
+        try:
+            with session_scope(self.settings.database_url) as session:
+                snapshot = take_snapshot(
+                    session,
+                    self.now(),
+                    stale_after_seconds=self.settings.stale_after_seconds,
+                    safety_net_seconds=self.settings.safety_net_seconds,
+                )
+        except Exception as exc:
+            log.warning("metrics_database_unavailable error=%s", type(exc).__name__)
+            up.add_metric([], 0)
+            yield up
+        else:
+            up.add_metric([], 1)
+            yield up
+            yield from _snapshot_gauges(snapshot)
+        depth = queue_depth(self.settings)
+        if depth is not None:
+            yield GaugeMetricFamily(
+                "calsync_queue_depth", "Task messages waiting in the calsync queue.", value=depth
+            )
+
+
+def _snapshot_gauges(snapshot: OpsSnapshot) -> Iterator[Metric]:
+    yield GaugeMetricFamily(
+        "calsync_calendar_staleness_seconds",
+        "Largest time since a calendar last synced successfully (or was attached).",
+        value=snapshot.max_staleness_seconds,
+    )
+    yield GaugeMetricFamily(
+        "calsync_calendar_pending_lag_seconds",
+        "Longest time a recorded notification has waited to be applied (0 = none waiting).",
+        value=snapshot.max_pending_lag_seconds,
+    )
+    by_state = GaugeMetricFamily("calsync_calendars", "Calendars by sync state.", labels=["state"])
+    for state, count in snapshot.count_by_state().items():
+        by_state.add_metric([state], count)
+    yield by_state
+    yield GaugeMetricFamily(
+        "calsync_channels_live", "Watch channels not stopped.", value=snapshot.channels_live
+    )
+    yield GaugeMetricFamily(
+        "calsync_channels_expiring",
+        "Live watch channels expiring within 24 hours (renewal replaces them sooner).",
+        value=snapshot.channels_expiring,
+    )
+    silent = snapshot.silent_seconds
+    if silent is not None:
+        yield GaugeMetricFamily(
+            "calsync_notification_silence_seconds",
+            "Time since any push notification arrived, while channels are live.",
+            value=silent,
+        )

@@ -25,7 +25,7 @@ from google_auth_oauthlib.flow import Flow
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
 
-from calsync.settings import Settings
+from core.settings import Settings
 from models import Calendar, GoogleAccount
 from models.credentials_box import CredentialsError, signing_key
 from models.registry import attach_calendar, replace_credentials

@@ -2,7 +2,7 @@
 
 On the hot path, so it does the least that is safe: check the headers, authenticate the
 channel, and record the notification. With PostgreSQL + Redis that is one Lua script in
-Redis (calsync/push_intake.py; beat's drainer marks the calendars dirty in batches and
+Redis (intake/redis_intake.py; beat's drainer marks the calendars dirty in batches and
 enqueues the clean→dirty transitions); otherwise the calendar is marked dirty in one
 statement here and a sync is enqueued only on the clean→dirty transition, after the commit.
 Either way a burst of notifications is one fetch. It never calls Google and never imports
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -30,9 +29,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from calsync.push_intake import IntakeRecord
-from models.base import utcnow
-from models.push_records import (
+from core import metrics
+from intake.channel_cache import LiveChannel
+from intake.records import (
     MAX_STORED_MESSAGE_NUMBER,
     ChannelMessage,
     find_live_channel,
@@ -40,9 +39,10 @@ from models.push_records import (
     record_sync_message,
     unmark_dirty,
 )
-from webhook.channel_cache import LiveChannel
+from intake.runtime import IntakeRuntime, intake_runtime
+from intake.spool import IntakeRecord
+from models.base import utcnow
 from webhook.errors import error_response
-from webhook.intake_runtime import IntakeRuntime, intake_runtime
 from webhook.request_scope import app_settings, request_connection
 from worker import enqueue as task_queue
 
@@ -78,13 +78,12 @@ class Outcome(StrEnum):
 
 OUTCOMES: tuple[str, ...] = tuple(outcome.value for outcome in Outcome)
 
-# Until the metrics module replaces `record_outcome`, outcomes are counted here.
-outcome_counts: Counter[str] = Counter()
+metrics.init_webhook_outcomes(OUTCOMES)
 
 
 def record_outcome(outcome: str) -> None:
-    """Metrics hook, called once per request with one of OUTCOMES."""
-    outcome_counts[outcome] += 1
+    """Called once per request with one of OUTCOMES."""
+    metrics.observe_webhook_outcome(outcome)
 
 
 @dataclass(frozen=True)
@@ -208,7 +207,7 @@ def _load_live_channel(channel_id: str) -> LiveChannel | None:
 def _hand_to_intake(
     notification: Notification, received_at: datetime, runtime: IntakeRuntime
 ) -> Outcome:
-    """The Redis intake path (calsync/push_intake.py): authenticate against the channel
+    """The Redis intake path (intake/redis_intake.py): authenticate against the channel
     cache and append the notification to this process's spool; its forwarder sends it to
     Redis within milliseconds and the drainer writes the database."""
     try:

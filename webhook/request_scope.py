@@ -12,12 +12,12 @@ from flask import Flask, current_app, g
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from calsync.settings import Settings
+from core.settings import Settings
 from models.db import autocommit_engine, session_factory
 
 log = logging.getLogger("calsync.webhook")
 
-_SETTINGS_KEY = "calsync.settings"
+_SETTINGS_KEY = "core.settings"
 
 
 def init_app(app: Flask, settings: Settings) -> None:

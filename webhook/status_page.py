@@ -13,15 +13,12 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, render_template, request
 
-from calsync.settings import Settings
+from core.settings import Settings
 from models.busy_queries import host_busy
 from models.hosts import Host
 from models.status_view import busy_by_calendar, host_calendars, manual_blocks_with_notes
 from models.sync_status import calendar_status
-from webhook.auth import current_caller, require_host
-from webhook.errors import ApiError
-from webhook.request_scope import app_settings, request_session
-from webhook.status_presenter import (
+from rules.status_presenter import (
     CALENDAR_COLOURS,
     MANUAL_COLOUR,
     Source,
@@ -31,6 +28,9 @@ from webhook.status_presenter import (
     local_text,
     timeline,
 )
+from webhook.auth import current_caller, require_host
+from webhook.errors import ApiError
+from webhook.request_scope import app_settings, request_session
 
 REFRESH_SECONDS = 30
 TIMELINE_DAYS = 7

@@ -21,7 +21,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from calsync.settings import Settings
+from core.settings import Settings
 
 log = logging.getLogger("calsync.alerts")
 

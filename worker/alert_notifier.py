@@ -21,13 +21,13 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from calsync.queue_depth import queue_depth
-from calsync.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 from models.alerts import AlertDelivery, AlertIncident
 from models.db import session_scope
 from models.ops_snapshot import take_snapshot
 from worker.alert_delivery import AlertMessage, DeliveryError, payload_for, post_alert
 from worker.alert_rules import Alert, AlertThresholds, Severity, evaluate_alerts
+from worker.queue_depth import queue_depth
 
 log = logging.getLogger("calsync.alerts")
 

@@ -11,9 +11,9 @@ import enum
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from calsync.settings import Settings
-from models.health import CalendarState
+from core.settings import Settings
 from models.ops_snapshot import OpsSnapshot
+from rules.health import CalendarState
 
 
 class Severity(enum.StrEnum):

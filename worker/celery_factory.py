@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 from celery.signals import beat_init, worker_process_init
 
-from calsync.settings import Settings, get_settings
+from core.settings import Settings, get_settings
+from worker.publishing import publish_syncs
+from worker.task_names import QueueNames, TaskNames
 
-QUEUE = "calsync"
+QUEUE = str(QueueNames.CALSYNC)
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
@@ -72,7 +76,7 @@ def _transport(settings: Settings) -> str | None:
     return None
 
 
-def _transport_options(settings: Settings) -> dict:
+def _transport_options(settings: Settings) -> dict[str, Any]:
     if settings.is_embedded_broker:
         # Passed to create_engine by kombu's SQLAlchemy transport: wait for SQLite locks
         # instead of failing when web, worker and beat write at the same moment.
@@ -86,22 +90,22 @@ def _transport_options(settings: Settings) -> dict:
     }
 
 
-def _beat_schedule(settings: Settings) -> dict:
+def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     return {
         "sweep-dirty-calendars": {
-            "task": "calsync.sweep_dirty",
+            "task": str(TaskNames.SWEEP_DIRTY),
             "schedule": max(1.0, settings.sweep_after_seconds / 2),
         },
         "renew-channels": {
-            "task": "calsync.renew_channels",
+            "task": str(TaskNames.RENEW_CHANNELS),
             "schedule": float(max(1, min(300, settings.poll_seconds))),
         },
         "evaluate-alerts": {
-            "task": "calsync.evaluate_alerts",
+            "task": str(TaskNames.EVALUATE_ALERTS),
             "schedule": 30.0,
         },
         "safety-net-sync": {
-            "task": "calsync.safety_net",
+            "task": str(TaskNames.SAFETY_NET),
             # Often enough that the ±25% spread of short poll intervals is honoured.
             "schedule": max(
                 1.0, min(30.0, settings.poll_seconds / 8, settings.safety_net_seconds / 8)
@@ -119,8 +123,13 @@ def _fresh_connections_after_fork(**_kwargs) -> None:
 
 
 @beat_init.connect
-def _start_intake_drainer(**_kwargs) -> None:
+def _start_intake_drainer(sender: Any = None, **_kwargs: Any) -> None:
     # Beat runs once per deployment: the natural home of the push intake's drainer.
-    from worker.intake_drainer import start_in_beat
+    from intake.drainer import start_in_beat
 
-    start_in_beat(get_settings())
+    app = sender.app
+
+    def enqueue(calendar_ids: list[int]) -> None:
+        publish_syncs(app, calendar_ids, reason="push")
+
+    start_in_beat(get_settings(), enqueue)

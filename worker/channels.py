@@ -15,7 +15,7 @@ from googleapiclient.errors import HttpError
 from sqlalchemy import and_, delete, exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from calsync.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 from models import AccountState, Calendar, Channel, GoogleAccount, SyncState
 from models.credentials_box import decrypt_credentials
 from models.db import session_scope

@@ -27,7 +27,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from calsync.settings import Settings
+from core import metrics
+from core.settings import Settings
 from worker import rate_limit
 from worker.google_errors import ErrorKind, classify
 
@@ -37,21 +38,6 @@ RETRY_ATTEMPTS = 5
 RETRY_MAX_WAIT_SECONDS = 8
 RETRY_MAX_TOTAL_SECONDS = 30
 
-
-def _noop_observer(method: str, status: int | str) -> None:
-    return None
-
-
-# Replaced by the metrics module: called once per HTTP attempt with Google's answer.
-request_observer: Callable[[str, int | str], None] = _noop_observer
-
-
-def _noop_retry_observer(method: str) -> None:
-    return None
-
-
-# Replaced by the metrics module: called before each in-process retry of a request.
-retry_observer: Callable[[str], None] = _noop_retry_observer
 
 # Per (thread, credentials): the account's client. Bounded: a process serving many accounts
 # keeps only the recent ones (rebuilding one costs a token refresh).
@@ -171,19 +157,19 @@ def execute_with_retry(
         try:
             response = request.execute(num_retries=0)
         except HttpError as exc:
-            request_observer(method, int(exc.resp.status))
+            metrics.observe_google_request(method, int(exc.resp.status))
             raise
         except Exception:
-            request_observer(method, "error")
+            metrics.observe_google_request(method, "error")
             raise
-        request_observer(method, 200)
+        metrics.observe_google_request(method, 200)
         return response
 
     retrying = Retrying(
         retry=retry_if_exception(_is_transient),
         wait=wait_random_exponential(multiplier=0.25, max=RETRY_MAX_WAIT_SECONDS),
         stop=stop_after_attempt(RETRY_ATTEMPTS) | stop_after_delay(RETRY_MAX_TOTAL_SECONDS),
-        before_sleep=lambda _state: retry_observer(method),
+        before_sleep=lambda _state: metrics.observe_google_retry(method),
         reraise=True,
     )
     return retrying(attempt)

@@ -3,8 +3,8 @@
 - logging: our structured setup replaces Celery's (`setup_logging`), in worker and beat;
 - each task runs with task id, task name, run id (one per execution attempt: a retried task
   keeps its task id) and, for calendar tasks, the calendar id bound to its log lines;
-- metrics: the sync engine's and Google client's observers count into calsync.metrics, and a
-  pool process that exits is marked dead for prometheus_client's multiprocess files.
+- metrics: a pool process that exits is marked dead for prometheus_client's multiprocess
+  files (the sync engine and Google client count into core.metrics themselves).
 """
 
 from __future__ import annotations
@@ -18,20 +18,14 @@ from celery.signals import (
     setup_logging,
     task_postrun,
     task_prerun,
-    worker_init,
     worker_process_shutdown,
 )
 
-from calsync import logs, metrics, metrics_dir
-from calsync.settings import get_settings
+from core import logs, metrics_dir
+from core.settings import get_settings
+from worker.task_names import CALENDAR_TASKS
 
 _bound: dict[str, Token[dict[str, str]]] = {}
-
-
-@worker_init.connect
-def _install_metrics(**_kwargs: Any) -> None:
-    # In the main worker process, before the pool forks: every pool process inherits it.
-    metrics.install_worker_hooks()
 
 
 @setup_logging.connect
@@ -53,7 +47,7 @@ def _bind_task(
 ) -> None:
     name = getattr(task, "name", None)
     calendar_id = None
-    if name in ("calsync.sync_calendar", "calsync.start_watch"):
+    if name in CALENDAR_TASKS:
         calendar_id = _calendar_id(args, kwargs)
     if task_id:
         _bound[task_id] = logs.bind(

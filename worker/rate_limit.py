@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol
 
-from calsync.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 # One minute plus a guard: a permit is taken a moment before the request reaches Google, so
 # counting over a slightly longer window keeps every real sliding minute under the limit.

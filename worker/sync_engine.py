@@ -20,14 +20,14 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from googleapiclient.errors import HttpError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from calsync import push_intake
-from calsync.settings import Settings, get_settings
+from core import metrics
+from core.settings import Settings, get_settings
+from intake.redis_intake import notice_delay_ms
 from models import (
     AccountState,
     Calendar,
@@ -35,9 +35,10 @@ from models import (
     Host,
     SyncKind,
     SyncOutcome,
-    SyncRun,
+    SyncRunRecord,
     SyncState,
 )
+from models.busy_block_writer import ApplyStats, DecidedEvent, Horizon, apply_events
 from models.credentials_box import decrypt_credentials
 from models.db import session_scope
 from models.sync_flags import (
@@ -48,9 +49,9 @@ from models.sync_flags import (
     restore_dirty,
     take_dirty,
 )
-from worker import google_client, sync_schedule
-from worker.block_writer import ApplyStats, DecidedEvent, Horizon, apply_events
-from worker.busy_rules import BusyPolicy, decide, parse_event
+from rules import sync_schedule
+from rules.busy_rules import BusyPolicy, decide, parse_event
+from worker import google_client
 from worker.channels import retire_channels
 from worker.enqueue import EnqueueError, enqueue_stop_channels
 from worker.google_errors import Classified, ErrorKind, classify
@@ -58,19 +59,17 @@ from worker.google_errors import Classified, ErrorKind, classify
 log = logging.getLogger("calsync.sync")
 
 
-def _no_run_observer(run: dict[str, Any]) -> None:
-    return None
-
-
-# Replaced by the metrics module: called with each finished run, after its commit.
-run_observer: Callable[[dict[str, Any]], None] = _no_run_observer
-
-
-def _observe(run: dict[str, Any]) -> None:
+def _observe(run: SyncRunRecord) -> None:
     try:
-        run_observer(run)
+        metrics.observe_sync_run(
+            run.kind,
+            run.outcome,
+            notification_lag_ms=run.notification_lag_ms,
+            finished_at=run.finished_at,
+            changed_updated=run.changed_updated,
+        )
     except Exception:  # a metrics problem must never turn a committed sync into a failure
-        log.exception("run_observer_failed")
+        log.exception("sync_run_metrics_failed")
 
 
 MAX_PASSES = 5  # re-runs for notifications that arrive during a run, before yielding
@@ -89,7 +88,7 @@ class SyncResult:
 
     status: str  # done | skipped | deferred | retry | failed | needs_reauth | blocked
     retry_in: float | None = None
-    runs: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[SyncRunRecord] = field(default_factory=list)
     detail: str = ""
 
 
@@ -170,7 +169,7 @@ def sync_calendar(
             dirty_since = take_dirty(
                 session, context.calendar_id, owner, now(), settings.lease_seconds
             )
-        sync_token, trigger = run["next_sync_token"], "rerun"
+        sync_token, trigger = run.next_sync_token, "rerun"
     # Still busy after several passes: hand the rest to a fresh task, keep the dirty mark.
     with session_scope() as session:
         restore_dirty(session, calendar_id, dirty_since or now())
@@ -182,7 +181,7 @@ def sync_calendar(
 def _wait_for_quiet(calendar_id: int, settings: Settings, now: Callable[[], datetime]) -> None:
     """Debounce: let a burst of notifications end before the first fetch, so it is fetched
     once (the rule and its cap are in sync_schedule.debounce_seconds)."""
-    notice_delay = push_intake.NOTICE_DELAY_MS if settings.uses_redis_intake else 0
+    notice_delay = notice_delay_ms(settings)
     for _ in range(MAX_DEBOUNCE_CHECKS):
         with session_scope() as session:
             marks = session.execute(
@@ -309,7 +308,7 @@ def _one_pass(
     settings: Settings,
     now: Callable[[], datetime],
     started: datetime,
-) -> tuple[dict[str, Any], datetime | None]:
+) -> tuple[SyncRunRecord, datetime | None]:
     kind = SyncKind.INCREMENTAL if sync_token else SyncKind.FULL
     reader = _PageReader(context, owner, settings, now)
     try:
@@ -336,7 +335,7 @@ def _commit(
     trigger: str,
     now: Callable[[], datetime],
     started: datetime,
-) -> tuple[dict[str, Any], datetime | None]:
+) -> tuple[SyncRunRecord, datetime | None]:
     calendar_id = context.calendar_id
     with session_scope() as session:
         applied_at = now()
@@ -376,9 +375,9 @@ def _commit(
                 .values(time_zone=reader.time_zone)
             )
         run = _run_row(calendar_id, kind, trigger, started, applied_at, reader, stats, dirty_since)
-        session.add(SyncRun(**run))
-    run["next_sync_token"] = reader.next_sync_token
-    run["changed_updated"] = stats.changed_updated
+        run.next_sync_token = reader.next_sync_token
+        run.changed_updated = stats.changed_updated
+        session.add(run.to_row())
     _observe(run)
     log.info(
         "sync_applied calendar_id=%s kind=%s pages=%s events=%s upserted=%s deleted=%s",
@@ -401,23 +400,23 @@ def _run_row(
     reader: _PageReader,
     stats: ApplyStats,
     dirty_since: datetime | None,
-) -> dict[str, Any]:
-    return {
-        "calendar_id": calendar_id,
-        "kind": str(kind),
-        "trigger": trigger,
-        "started_at": started,
-        "finished_at": finished,
-        "duration_ms": int((finished - started).total_seconds() * 1000),
-        "pages": reader.pages,
-        "events_seen": reader.events_seen,
-        "blocks_upserted": stats.blocks_upserted,
-        "blocks_deleted": stats.blocks_deleted,
-        "notification_lag_ms": (
+) -> SyncRunRecord:
+    return SyncRunRecord(
+        calendar_id=calendar_id,
+        kind=str(kind),
+        trigger=trigger,
+        started_at=started,
+        finished_at=finished,
+        duration_ms=int((finished - started).total_seconds() * 1000),
+        pages=reader.pages,
+        events_seen=reader.events_seen,
+        blocks_upserted=stats.blocks_upserted,
+        blocks_deleted=stats.blocks_deleted,
+        notification_lag_ms=(
             int((finished - dirty_since).total_seconds() * 1000) if dirty_since else None
         ),
-        "outcome": str(SyncOutcome.OK),
-    }
+        outcome=str(SyncOutcome.OK),
+    )
 
 
 def _fail(
@@ -469,22 +468,21 @@ def _fail(
                 state.lease_until = None
         # Keep the work: a lost retry message is found again by the sweeper.
         restore_dirty(session, context.calendar_id, dirty_since or at)
-        session.add(
-            SyncRun(
-                calendar_id=context.calendar_id,
-                kind=str(kind),
-                trigger=trigger,
-                started_at=started,
-                finished_at=at,
-                duration_ms=int((at - started).total_seconds() * 1000),
-                outcome=str(outcome),
-                error_code=problem.code,
-                error_message=problem.message,
-            )
+        failed_run = SyncRunRecord(
+            calendar_id=context.calendar_id,
+            kind=str(kind),
+            trigger=trigger,
+            started_at=started,
+            finished_at=at,
+            duration_ms=int((at - started).total_seconds() * 1000),
+            outcome=str(outcome),
+            error_code=problem.code,
+            error_message=problem.message,
         )
+        session.add(failed_run.to_row())
     if retired:
         _stop_at_google(context.account_id, retired)
-    _observe({"kind": str(kind), "outcome": str(outcome), "finished_at": at})
+    _observe(failed_run)
     result.status, result.retry_in, result.detail = status, retry_in, problem.code
     return result
 

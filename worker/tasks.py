@@ -10,10 +10,11 @@ from datetime import UTC, datetime
 
 from celery import Task
 
-from calsync.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 from models.db import session_scope
 from models.sync_flags import forgotten_dirty, schedule_candidates
-from worker import channels, sync_engine, sync_schedule
+from rules import sync_schedule
+from worker import channels, sync_engine
 from worker.celery_app import app
 from worker.enqueue import enqueue_sync
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.orm import Session
 
-from calsync.settings import Settings
+from core.settings import Settings
 from models import BusyBlock, CalendarEvent, ManualBlock, SyncState
 from models.registry import create_host
 from tests.conftest import TEST_ADMIN_TOKEN

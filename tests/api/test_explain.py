@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from models import SyncState
-from worker.busy_rules import EXPLANATIONS, Reason
+from rules.busy_rules import EXPLANATIONS, Reason
 
 from .conftest import ADMIN, seeded_hour, z
 

@@ -21,9 +21,9 @@ from calsync.processes import (
     web_argv,
     worker_argv,
 )
-from calsync.push_intake import intake_holds_notifications
-from calsync.settings import Settings, configure, get_settings
+from core.settings import Settings, configure, get_settings
 from emulator import EmulatorServer
+from intake.redis_intake import intake_holds_notifications
 from models import Channel, SyncState
 from models.busy_queries import calendar_busy
 from models.db import session_scope

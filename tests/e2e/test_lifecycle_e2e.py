@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from sqlalchemy import update
 
-from calsync.settings import Settings, configure
+from core.settings import Settings, configure
 from emulator import EmulatorServer
 from models import SyncState
 from models.db import session_scope

@@ -1,3 +1,3 @@
-"""calsync.metrics must load before prometheus_client (it turns on multiprocess mode)."""
+"""core.metrics must load before prometheus_client (it turns on multiprocess mode)."""
 
-import calsync.metrics  # noqa: F401
+import core.metrics  # noqa: F401

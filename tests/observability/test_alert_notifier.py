@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from calsync.settings import Settings
+from core.settings import Settings
 from models import SyncState
 from models.db import session_scope
 from tests.conftest import TEST_ADMIN_TOKEN, TEST_SECRET_KEY
@@ -243,7 +243,7 @@ def test_without_a_webhook_url_nothing_happens(settings: Settings, db: None) -> 
 
 
 def test_alert_settings_are_validated_without_echoing_secrets() -> None:
-    from calsync.settings import SettingsError
+    from core.settings import SettingsError
 
     parsed = Settings.from_env(
         {"CALSYNC_ALERT_FORMAT": "pagerduty", "CALSYNC_PAGERDUTY_ROUTING_KEY": ROUTING_KEY}

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from models.health import CalendarState
 from models.ops_snapshot import CalendarHealthRow, OpsSnapshot
+from rules.health import CalendarState
 from worker.alert_rules import AlertThresholds, evaluate_alerts
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from calsync import logs
-from calsync.settings import Settings
+from core import logs
+from core.settings import Settings
 from emulator import EmulatorServer
 from models import Calendar, Channel, GoogleAccount
 from models.credentials_box import decrypt_credentials

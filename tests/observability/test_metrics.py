@@ -13,12 +13,12 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from calsync import metrics, metrics_dir
-from calsync.settings import Settings
+from core import metrics, metrics_dir
+from core.settings import Settings
 from models import SyncState
 from models.db import session_scope
 from tests.factories import make_account, make_calendar, make_channel, make_host
-from webhook import create_app
+from webhook import create_app, metrics_view
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -41,13 +41,11 @@ def test_a_committed_incremental_run_observes_both_lags_and_counts() -> None:
         "prop_sum": sample("calsync_propagation_lag_seconds_sum", kind="incremental"),
     }
     metrics.observe_sync_run(
-        {
-            "kind": "incremental",
-            "outcome": "ok",
-            "notification_lag_ms": 1500,
-            "finished_at": NOW,
-            "changed_updated": [NOW - timedelta(seconds=4), NOW + timedelta(seconds=1)],
-        }
+        "incremental",
+        "ok",
+        notification_lag_ms=1500,
+        finished_at=NOW,
+        changed_updated=[NOW - timedelta(seconds=4), NOW + timedelta(seconds=1)],
     )
     assert sample("calsync_sync_runs_total", kind="incremental", outcome="ok") == before["runs"] + 1
     n2a = sample("calsync_notification_to_applied_seconds_count", kind="incremental")
@@ -65,12 +63,8 @@ def test_a_committed_incremental_run_observes_both_lags_and_counts() -> None:
 def test_full_sync_lag_is_not_a_propagation_lag_and_410_counts_a_resync() -> None:
     prop_full = sample("calsync_propagation_lag_seconds_count", kind="full")
     resyncs = sample("calsync_resyncs_410_total")
-    metrics.observe_sync_run(
-        {"kind": "full", "outcome": "ok", "finished_at": NOW, "changed_updated": [NOW]}
-    )
-    metrics.observe_sync_run(
-        {"kind": "410-recovery", "outcome": "ok", "finished_at": NOW, "changed_updated": []}
-    )
+    metrics.observe_sync_run("full", "ok", finished_at=NOW, changed_updated=[NOW])
+    metrics.observe_sync_run("410-recovery", "ok", finished_at=NOW, changed_updated=[])
     assert sample("calsync_propagation_lag_seconds_count", kind="full") == prop_full
     assert sample("calsync_resyncs_410_total") == resyncs + 1
 
@@ -78,35 +72,30 @@ def test_full_sync_lag_is_not_a_propagation_lag_and_410_counts_a_resync() -> Non
 def test_failed_run_counts_without_lag() -> None:
     failed = sample("calsync_sync_runs_total", kind="incremental", outcome="retrying")
     lag = sample("calsync_notification_to_applied_seconds_count", kind="incremental")
-    metrics.observe_sync_run({"kind": "incremental", "outcome": "retrying", "finished_at": NOW})
+    metrics.observe_sync_run("incremental", "retrying", finished_at=NOW)
     assert sample("calsync_sync_runs_total", kind="incremental", outcome="retrying") == failed + 1
     assert sample("calsync_notification_to_applied_seconds_count", kind="incremental") == lag
 
 
-def test_hooks_count_google_attempts_and_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    from worker import google_client, sync_engine
-
-    monkeypatch.setattr(google_client, "request_observer", google_client.request_observer)
-    monkeypatch.setattr(google_client, "retry_observer", google_client.retry_observer)
-    monkeypatch.setattr(sync_engine, "run_observer", sync_engine.run_observer)
-    metrics.install_worker_hooks()
+def test_google_attempts_and_retries_are_counted() -> None:
     ok = sample("calsync_google_requests_total", method="events.list", status="503")
     retries = sample("calsync_google_retries_total")
-    google_client.request_observer("events.list", 503)
-    google_client.retry_observer("events.list")
+    metrics.observe_google_request("events.list", 503)
+    metrics.observe_google_retry("events.list")
     assert sample("calsync_google_requests_total", method="events.list", status="503") == ok + 1
     assert sample("calsync_google_retries_total") == retries + 1
-    assert sync_engine.run_observer is metrics.observe_sync_run
 
 
-def test_sync_engine_survives_a_broken_observer(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sync_engine_survives_broken_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
+    from models import SyncRunRecord
     from worker import sync_engine
 
-    def broken(_run: dict) -> None:
+    def broken(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("metrics broke")
 
-    monkeypatch.setattr(sync_engine, "run_observer", broken)
-    sync_engine._observe({"kind": "incremental", "outcome": "ok"})  # must not raise
+    monkeypatch.setattr(metrics, "observe_sync_run", broken)
+    run = SyncRunRecord(1, "incremental", "push", NOW, NOW, "ok")
+    sync_engine._observe(run)  # must not raise
 
 
 def _families(text: str) -> dict[str, list]:
@@ -126,7 +115,7 @@ def test_database_gauges(settings: Settings, db: None) -> None:
         make_channel(session, fresh, expiration=NOW + timedelta(hours=3))
         make_channel(session, lagging, expiration=NOW + timedelta(days=5))
     registry = CollectorRegistry()
-    registry.register(metrics.DatabaseCollector(settings, now=lambda: NOW))
+    registry.register(metrics_view.DatabaseCollector(settings, now=lambda: NOW))
     families = _families(generate_latest(registry).decode())
     values = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -154,7 +143,7 @@ def test_database_down_is_reported_not_raised(settings: Settings) -> None:
         broker_url=settings.broker_url,
     )
     registry = CollectorRegistry()
-    registry.register(metrics.DatabaseCollector(broken))
+    registry.register(metrics_view.DatabaseCollector(broken))
     families = _families(generate_latest(registry).decode())
     assert families["calsync_metrics_database_up"][0].value == 0
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from calsync.settings import Settings, configure
+from core.settings import Settings, configure
 from emulator import EmulatorServer
 from models.db import session_scope
 from models.registry import attach_calendar, create_host

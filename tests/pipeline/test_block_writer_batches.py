@@ -10,10 +10,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import BusyBlock, CalendarEvent
+from models import busy_block_writer as block_writer
+from models.busy_block_writer import DecidedEvent, Horizon, apply_events
+from rules.busy_rules import decide, parse_event
 from tests.factories import make_account, make_calendar, make_host
-from worker import block_writer
-from worker.block_writer import DecidedEvent, Horizon, apply_events
-from worker.busy_rules import decide, parse_event
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 HORIZON = Horizon(NOW - timedelta(days=1), NOW + timedelta(days=365))

@@ -16,16 +16,16 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from calsync.settings import Settings, configure
+from core.settings import Settings, configure
 from emulator import EmulatorServer
 from models import AccountState, Calendar, Channel, GoogleAccount, SyncRun, SyncState
 from models.db import session_scope
 from models.registry import attach_calendar
 from models.sync_flags import forgotten_dirty
 from models.sync_status import calendar_status
+from rules.sync_schedule import Due
 from webhook import create_app
 from worker import channels, enqueue, google_client, sync_engine, tasks
-from worker.sync_schedule import Due
 
 from .conftest import Attached, attach
 from .test_sync_engine import assert_converged, timed

@@ -142,7 +142,7 @@ def test_db_upgrade_creates_the_schema(tmp_path, settings) -> None:
 
     from sqlalchemy import inspect
 
-    from calsync.settings import configure
+    from core.settings import configure
     from models.db import get_engine
 
     scratch = dataclasses.replace(settings, database_url=f"sqlite:///{tmp_path}/fresh.db")

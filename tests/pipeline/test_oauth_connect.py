@@ -13,7 +13,7 @@ import requests
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
-from calsync.settings import Settings, configure
+from core.settings import Settings, configure
 from emulator import EmulatorServer
 from emulator.oauth import CLIENT_ID, CLIENT_SECRET
 from models import AccountState, Calendar, GoogleAccount, SyncState

@@ -8,9 +8,9 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from calsync.settings import Settings, configure
+from core.settings import Settings, configure
+from intake.records import record_change_notification
 from models.db import session_scope
-from models.push_records import record_change_notification
 from worker.sync_engine import sync_calendar
 
 from .conftest import Attached

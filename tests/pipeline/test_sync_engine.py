@@ -17,9 +17,10 @@ from models import (
     SyncRun,
     SyncState,
 )
+from models import busy_block_writer as block_writer
 from models.busy_queries import calendar_busy
 from models.db import session_scope
-from worker import block_writer, sync_engine
+from worker import sync_engine
 from worker.sync_engine import sync_calendar
 
 from .conftest import Attached, window

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from calsync.processes import free_port
-from calsync.settings import Settings, configure
+from core.settings import Settings, configure
 from models.db import dispose_engines
 from models.migrate import upgrade
 from tests.backends import Backend

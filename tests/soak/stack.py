@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from calsync.processes import ServiceProcess, beat_argv, wait_http, web_argv, worker_argv
-from calsync.push_intake import intake_holds_notifications
-from calsync.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 from emulator.control import EmulatorControl
+from intake.redis_intake import intake_holds_notifications
 from models import Channel, SyncState
 from models.busy_queries import calendar_busy
 from models.db import session_scope

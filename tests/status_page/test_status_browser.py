@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
-from calsync.settings import Settings
+from core.settings import Settings
 from webhook import create_app
 
 from .conftest import build_scene

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from webhook.status_presenter import (
+from rules.status_presenter import (
     Source,
     calendar_card,
     day_windows,

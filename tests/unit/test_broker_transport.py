@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from kombu import Connection
 
-from calsync.settings import Settings
+from core.settings import Settings
 from tests.backends import use_services
 from worker.broker_transport import TRANSPORT_PATH
 from worker.celery_factory import create_celery

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from worker.busy_rules import (
+from rules.busy_rules import (
     EXPLANATIONS,
     BusyPolicy,
     EventFacts,

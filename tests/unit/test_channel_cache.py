@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from webhook.channel_cache import ChannelCache, LiveChannel
+from intake.channel_cache import ChannelCache, LiveChannel
 
 CHANNEL = LiveChannel(token="secret", calendar_id=7, resource_id="r-1")
 
@@ -22,7 +22,7 @@ class Loader:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     now = [1000.0]
-    monkeypatch.setattr("webhook.channel_cache.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("intake.channel_cache.time.monotonic", lambda: now[0])
     return now
 
 

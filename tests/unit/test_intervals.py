@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from models.intervals import Interval, clip, merge
+from rules.intervals import Interval, clip, merge
 
 BASE = datetime(2024, 5, 6, tzinfo=UTC)
 

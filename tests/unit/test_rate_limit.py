@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from calsync.settings import Settings
+from core.settings import Settings
 from tests.backends import REDIS_URL, port_open, use_services
 from worker import rate_limit
 from worker.rate_limit import WINDOW_SECONDS, RedisLimiter, SqliteLimiter

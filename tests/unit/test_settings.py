@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from calsync.settings import Settings, SettingsError
+from core.settings import Settings, SettingsError
 
 
 def test_embedded_defaults_need_no_services(tmp_path) -> None:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from calsync.settings import Settings
-from worker.sync_schedule import (
+from core.settings import Settings
+from rules.sync_schedule import (
     CalendarTiming,
     Due,
     debounce_seconds,

@@ -14,15 +14,15 @@ import redis
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from calsync.settings import Settings
+from core.settings import Settings
+from intake.drainer import IntakeDrainer
+from intake.forwarder import SpoolForwarder
+from intake.runtime import close_runtimes, intake_runtime
 from models import Base, SyncState
 from models.db import get_engine, session_scope
 from tests.backends import Backend
 from tests.factories import make_account, make_calendar, make_channel, make_host
-from webhook.intake_runtime import close_runtimes, intake_runtime
-from webhook.spool_forwarder import SpoolForwarder
 from worker import enqueue as task_queue
-from worker.intake_drainer import IntakeDrainer
 
 Snapshot = dict[str, list[tuple]]
 

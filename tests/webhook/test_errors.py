@@ -8,7 +8,7 @@ from flask import Flask, abort, request
 from flask.testing import FlaskClient
 from sqlalchemy.exc import OperationalError
 
-from calsync.settings import Settings
+from core.settings import Settings
 from webhook import create_app
 from webhook.errors import ApiError
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from calsync.settings import Settings
+from core.settings import Settings
 from webhook import create_app, health
 
 UNREACHABLE_DATABASE = "postgresql+psycopg://calsync:hunter2@127.0.0.1:1/calsync?connect_timeout=2"

@@ -18,13 +18,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from calsync import push_intake
-from calsync.push_spool import holds_records
-from calsync.settings import Settings
+from core.settings import Settings
+from intake import redis_intake as push_intake
+from intake.forwarder import SpoolForwarder
+from intake.spool import holds_records
 from models import Channel, SyncState
 from models.db import session_scope
 from webhook import create_app
-from webhook.spool_forwarder import SpoolForwarder
 
 from .conftest import Snapshot, Watched, push_headers, watch_calendar
 

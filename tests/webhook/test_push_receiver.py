@@ -18,7 +18,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from calsync.settings import Settings
+from core.settings import Settings
 from models import Calendar, Channel, SyncState
 from tests.factories import make_channel
 from webhook import create_app, push_receiver
@@ -501,20 +501,26 @@ def test_every_outcome_name_is_stable() -> None:
     )  # fmt: skip
 
 
-def test_default_outcome_hook_counts(
-    client, watched: Watched, fake_queue, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(push_receiver, "outcome_counts", push_receiver.Counter())
+def test_every_outcome_is_counted_in_the_metric(client, watched: Watched, fake_queue) -> None:
+    from core import metrics
+
+    def count(outcome: str) -> float:
+        return metrics.WEBHOOK_NOTIFICATIONS.labels(outcome)._value.get()
+
+    before = {outcome: count(outcome) for outcome in ("sync_ack", "bad_token")}
     client.post(URL, headers=push_headers(watched, "sync", number=1))
     client.post(URL, headers=push_headers(watched, X_Goog_Channel_Token="bad"))
-    assert push_receiver.outcome_counts == {"sync_ack": 1, "bad_token": 1}
+    assert {outcome: count(outcome) - was for outcome, was in before.items()} == {
+        "sync_ack": 1,
+        "bad_token": 1,
+    }
 
 
 def test_the_web_process_never_loads_the_sync_engine_or_google_client(tmp_path) -> None:
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from calsync.settings import Settings\n"
+        "from core.settings import Settings\n"
         "from webhook import create_app\n"
         f"create_app(Settings(data_dir=Path({str(tmp_path)!r})))\n"
         "import worker.enqueue, worker.celery_app\n"

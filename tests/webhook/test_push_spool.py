@@ -1,5 +1,5 @@
-"""The web process's push spool (calsync/push_spool.py) and its forwarder
-(webhook/spool_forwarder.py): an accepted notification is on disk before the 204, reaches
+"""The web process's push spool (intake/spool.py) and its forwarder
+(intake/forwarder.py): an accepted notification is on disk before the 204, reaches
 Redis within a forwarder round, survives its process being killed (another process of the
 host adopts the spool), waits out a Redis outage (meanwhile the webhook answers 503), and a
 spooling process that vanishes with its host makes the drainer fetch every watched calendar.
@@ -20,13 +20,13 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from calsync import push_intake
-from calsync.push_intake import IntakeRecord, PushIntake, chunks
-from calsync.push_spool import PushSpool, encode, holds_records
-from calsync.settings import Settings
+from core.settings import Settings
+from intake import drainer as intake_drainer
+from intake import redis_intake as push_intake
+from intake.forwarder import SpoolForwarder
+from intake.redis_intake import PushIntake, chunks
+from intake.spool import IntakeRecord, PushSpool, encode, holds_records
 from webhook import create_app
-from webhook.spool_forwarder import SpoolForwarder
-from worker import intake_drainer
 
 from .conftest import Watched, push_headers
 from .test_push_intake import state_of
@@ -113,8 +113,8 @@ SPOOLING_CHILD = textwrap.dedent(
     import sys, time
     from datetime import UTC, datetime
     from pathlib import Path
-    from calsync.push_intake import IntakeRecord
-    from calsync.push_spool import PushSpool
+    from intake.spool import IntakeRecord
+    from intake.spool import PushSpool
 
     spool = PushSpool(Path(sys.argv[1]), sys.argv[2])
     for calendar_id in (int(n) for n in sys.argv[3:]):

@@ -17,7 +17,7 @@ import pytest
 from werkzeug.serving import make_server
 
 from calsync.processes import ServiceProcess, free_port, wait_http
-from calsync.settings import Settings
+from core.settings import Settings
 from tests.conftest import settings_env
 from webhook import create_app
 from webhook.app_factory import MAX_CONTENT_LENGTH

@@ -17,7 +17,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from calsync.settings import Settings
+from core.settings import Settings
 
 JITTER = 0.25
 

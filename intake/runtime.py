@@ -9,10 +9,10 @@ import os
 import threading
 from dataclasses import dataclass
 
-from calsync.push_intake import PushIntake
-from calsync.settings import Settings
-from webhook.channel_cache import ChannelCache
-from webhook.spool_forwarder import SpoolForwarder
+from core.settings import Settings
+from intake.channel_cache import ChannelCache
+from intake.forwarder import SpoolForwarder
+from intake.redis_intake import PushIntake
 
 
 @dataclass

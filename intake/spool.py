@@ -1,5 +1,5 @@
 """The web process's spool: where an accepted push notification is kept until its process's
-forwarder (webhook/spool_forwarder.py) has handed it to Redis.
+forwarder (intake/forwarder.py) has handed it to Redis.
 
 Appending is one `write` to a local file (no network round trip inside the request) and
 survives the process dying: the file stays on disk, and another process on the host adopts
@@ -12,7 +12,7 @@ sealed ones and deletes each only once Redis holds its records; sending a segmen
 "the later of".
 
 The directory must be on the host's own disk (flock is per host). What a host's disappearance
-takes with it is covered in Redis: its spoolers stop beating (calsync/push_intake.py).
+takes with it is covered in Redis: its spoolers stop beating (intake/redis_intake.py).
 """
 
 from __future__ import annotations
@@ -22,12 +22,25 @@ import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-
-from calsync.push_intake import IntakeRecord, epoch_ms
 
 SEGMENT_SUFFIX = ".spool"
 LOCK_SUFFIX = ".lock"
+
+
+@dataclass(frozen=True)
+class IntakeRecord:
+    """What one change notification leaves for the drainer."""
+
+    calendar_id: int
+    channel_id: str
+    received_at: datetime
+    message_number: int | None  # None: too large to store (the column is 64-bit)
+
+
+def epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 def encode(record: IntakeRecord) -> bytes:

@@ -1,5 +1,5 @@
 """The web process's forwarder: a thread that sends what the push spool holds to the Redis
-intake (calsync/push_spool.py → calsync/push_intake.py).
+intake (intake/spool.py → intake/redis_intake.py).
 
 A request appends and wakes it; it waits LINGER_SECONDS so that one script call carries
 what the process accepted meanwhile, seals the segment, sends the sealed segments oldest
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import redis
 
-from calsync.push_intake import PushIntake
-from calsync.push_spool import PushSpool
+from intake.redis_intake import PushIntake
+from intake.spool import PushSpool
 
 log = logging.getLogger("calsync.webhook.spool")
 

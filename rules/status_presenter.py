@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from models.health import CalendarState
+from rules.health import CalendarState
 
 # Tone = the colour family of a state; the template maps each to a CSS class.
 TONES: dict[str, str] = {

@@ -2,12 +2,12 @@
 
 With PostgreSQL and a Redis broker, an authenticated change notification is not written to
 the database inside the request. The request appends it to the web process's spool file
-(calsync/push_spool.py; one write, no network round trip) and answers 204; the process's
-forwarder thread (webhook/spool_forwarder.py) sends what the spool holds to Redis every few
+(intake/spool.py; one write, no network round trip) and answers 204; the process's
+forwarder thread (intake/forwarder.py) sends what the spool holds to Redis every few
 milliseconds with one Lua script per batch (atomic): each calendar's first receive time in a
 pending hash (kept if already there, so a burst is one entry), its latest receive time, and
 each channel's latest receive time and message number. A drainer thread in beat
-(worker/intake_drainer.py) moves these records to the database in batches, one statement
+(intake/drainer.py) moves these records to the database in batches, one statement
 per batch, and enqueues a sync for every calendar that went from clean to dirty: the same
 marks and the same coalescing as the direct path, at a fraction of the cost per notification
 (bench/webhook_ingestion.py).
@@ -27,13 +27,12 @@ path.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import redis
 
-from calsync.settings import Settings
+from core.settings import Settings
+from intake.spool import holds_records
 
 PREFIX = "calsync:intake:"
 # The live hashes the webhook writes; the drainer renames them to `<key>:<claim>` to take a
@@ -49,13 +48,20 @@ LOCK = PREFIX + "drainer-lock"  # one drainer at a time
 CLAIMS = PREFIX + "claims"  # batches taken and not yet committed (their key suffixes)
 
 # How long after its receive time a notification may still be on its way to the database:
-# the spool forwarder's linger (10 ms, webhook/spool_forwarder.py) and the drainer's (20 ms,
-# worker/intake_drainer.py). The sync's debounce counts its quiet window from what it sees.
+# the spool forwarder's linger (10 ms, intake/forwarder.py) and the drainer's (20 ms,
+# intake/drainer.py). The sync's debounce counts its quiet window from what it sees.
 NOTICE_DELAY_MS = 30
+
+
+def notice_delay_ms(settings: Settings) -> int:
+    """How long a notification may take from its receive time to the database, on the
+    intake these settings use (the direct path writes it in the request: 0)."""
+    return NOTICE_DELAY_MS if settings.uses_redis_intake else 0
+
 
 SPOOLERS = PREFIX + "spoolers"  # spooling web process -> its last heartbeat (Redis time, ms)
 
-# ARGV[1]: the spooler's id; ARGV[2]: spool lines (calsync/push_spool.py: "<calendar id>
+# ARGV[1]: the spooler's id; ARGV[2]: spool lines (intake/spool.py: "<calendar id>
 # <receive ms> <channel id> <message number or ->\n"). Returns {database down (0/1), new
 # pending entries}. Message numbers are compared as decimal strings without leading zeros:
 # Lua's numbers are doubles and Google's message numbers may exceed 2^53. Receive times
@@ -90,20 +96,6 @@ end
 return {redis.call('EXISTS', KEYS[5]), opened}
 """
 MAX_CALL_BYTES = 256 * 1024  # spool lines per script call: bounds how long Redis is busy
-
-
-@dataclass(frozen=True)
-class IntakeRecord:
-    """What one change notification leaves for the drainer."""
-
-    calendar_id: int
-    channel_id: str
-    received_at: datetime
-    message_number: int | None  # None: too large to store (the column is 64-bit)
-
-
-def epoch_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
 
 
 def client_for(broker_url: str, **options: Any) -> redis.Redis:
@@ -165,8 +157,6 @@ def intake_holds_notifications(settings: Settings) -> bool:
     idle; False when the settings do not use the intake."""
     if not settings.uses_redis_intake:
         return False
-    from calsync.push_spool import holds_records  # the spool imports this module
-
     if holds_records(settings.spool_directory):
         return True
     client = client_for(settings.broker_url)

@@ -16,7 +16,7 @@ from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from models import BusyBlock, CalendarEvent
-from worker.busy_rules import EventFacts, Reason
+from rules.busy_rules import EventFacts, Reason
 
 CHUNK = 500  # keys per IN (...) list
 WRITE_BATCH = 5000  # rows written per statement, so a big sync never holds them all at once

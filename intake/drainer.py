@@ -4,7 +4,7 @@ A thread in the beat process (`start_in_beat`), the one process a deployment run
 once; a lock in Redis keeps a second one (a stray beat, a test) from working at the same
 time and lets it take over if the first dies. Each round it takes everything recorded since
 the last round as one batch (renaming the live hashes, so the webhook never waits), applies
-the batch in one transaction (models.push_records.record_change_batch), enqueues a sync for every
+the batch in one transaction (intake.records.record_change_batch), enqueues a sync for every
 calendar that went from clean to dirty, and only then deletes the batch. A batch whose
 round failed stays listed in the claims set and is applied again next round: every write
 is "set if unset" or "the later of", so applying twice changes nothing twice.
@@ -15,7 +15,7 @@ database within a few milliseconds and a flood is drained in back-to-back batche
 
 Lost notifications are made up for by fetching every watched calendar once: when Redis lost
 its data (the epoch key is missing), and when a web process stopped beating without handing
-its spool over (SPOOLER_LOST_MS; calsync/push_spool.py).
+its spool over (SPOOLER_LOST_MS; intake/spool.py).
 """
 
 from __future__ import annotations
@@ -36,18 +36,18 @@ import redis
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from calsync import push_intake as keys
-from calsync.settings import Settings
-from models.base import utcnow
-from models.db import autocommit_engine
-from models.push_records import (
+from core.errors import EnqueueError
+from core.settings import Settings
+from intake import redis_intake as keys
+from intake.records import (
     CalendarBatchRow,
     ChannelBatchRow,
     mark_watched_calendars_dirty,
     record_calendar_batch,
     record_channel_batch,
 )
-from worker import enqueue as task_queue
+from models.base import utcnow
+from models.db import autocommit_engine
 
 log = logging.getLogger("calsync.worker.intake")
 
@@ -108,7 +108,7 @@ class IntakeDrainer:
         self,
         broker_url: str,
         database_url: str,
-        enqueue: Callable[[list[int]], None] | None = None,
+        enqueue: Callable[[list[int]], None],
         linger_seconds: float = LINGER_SECONDS,
         channel_write_seconds: float = CHANNEL_WRITE_SECONDS,
     ) -> None:
@@ -119,11 +119,9 @@ class IntakeDrainer:
         self._claim = self.client.register_script(_CLAIM)
         self._release = self.client.register_script(_RELEASE)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.enqueue = (
-            enqueue
-            if enqueue is not None
-            else (lambda ids: task_queue.enqueue_syncs(ids, reason="push"))
-        )
+        # Sends a sync for each calendar that went clean -> dirty (worker.enqueue, given by
+        # beat: the intake sits below the worker and does not import it).
+        self.enqueue = enqueue
         self.recoveries = 0  # rounds that found the epoch missing or a spooler lost (tests)
         self._spoolers_checked = 0.0
         self._channels = ChannelBacklog(channel_write_seconds)
@@ -256,7 +254,7 @@ class IntakeDrainer:
         if transitions:
             try:
                 self.enqueue(transitions)
-            except task_queue.EnqueueError as exc:
+            except EnqueueError as exc:
                 # The marks are committed: the sweeper re-enqueues these calendars.
                 log.warning("intake_enqueue_failed calendars=%s error=%s", len(transitions), exc)
         with self.client.pipeline(transaction=True) as pipe:
@@ -297,11 +295,11 @@ class ChannelBacklog:
         return rows
 
 
-def start_in_beat(settings: Settings) -> IntakeDrainer | None:
+def start_in_beat(settings: Settings, enqueue: Callable[[list[int]], None]) -> IntakeDrainer | None:
     """The beat process's drainer, when the settings use the Redis intake."""
     if not settings.uses_redis_intake:
         return None
-    drainer = IntakeDrainer(settings.broker_url, settings.database_url).start()
+    drainer = IntakeDrainer(settings.broker_url, settings.database_url, enqueue).start()
     # Hand the lock on at once when beat stops (else a restarted beat waits LOCK_MS).
     atexit.register(drainer.stop, 2)
     log.info("intake_drainer_started owner=%s", drainer.owner)

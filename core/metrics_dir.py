@@ -2,7 +2,7 @@
 
 prometheus_client picks single- or multi-process mode when it is first imported, from
 PROMETHEUS_MULTIPROC_DIR. `prepare()` must therefore run before that import in every
-process; `calsync.metrics` calls it at its very top, and the gunicorn config calls it in the
+process; `core.metrics` calls it at its very top, and the gunicorn config calls it in the
 master so that every forked worker inherits the variable.
 
 Wiping: web and worker processes on one host share the directory, so a process that starts
@@ -18,7 +18,7 @@ import os
 import re
 from pathlib import Path
 
-from calsync.settings import Settings
+from core.settings import Settings
 
 ENV_NAME = "PROMETHEUS_MULTIPROC_DIR"
 _PID_IN_NAME = re.compile(r"_(\d+)\.db$")

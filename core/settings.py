@@ -125,12 +125,12 @@ class Settings:
     # Google allows 600 requests/min per user and 10,000/min per project; keep a margin.
     account_rate_per_minute: int = 500
     project_rate_per_minute: int = 9000
-    # How the webhook hands a notification on (calsync/push_intake.py): "redis" records it
+    # How the webhook hands a notification on (intake/redis_intake.py): "redis" records it
     # in the broker's Redis and a drainer thread writes batches to the database; "direct"
     # writes the database inside the request; "auto" picks redis for PostgreSQL + Redis.
     push_intake: str = "auto"
     # Where each web process keeps accepted notifications until Redis holds them
-    # (calsync/push_spool.py): a directory on the web host's own disk. Default: DATA_DIR/push-spool.
+    # (intake/spool.py): a directory on the web host's own disk. Default: DATA_DIR/push-spool.
     push_spool_dir: Path | None = None
 
     def __post_init__(self) -> None:

@@ -7,11 +7,12 @@ from functools import cache
 
 from sqlalchemy import Engine, create_engine, inspect, text
 
-from calsync.settings import Settings
+from core.settings import Settings
+from worker.task_names import QueueNames
 
 log = logging.getLogger("calsync.queue_depth")
 
-QUEUE = "calsync"  # worker.celery_factory.QUEUE; not imported, so the web needs no Celery
+QUEUE = str(QueueNames.CALSYNC)
 # kombu's Redis transport keeps priorities 3, 6, 9 in separate lists beside the plain one.
 _REDIS_PRIORITY_SEPARATOR = "\x06\x16"
 _REDIS_PRIORITIES = (3, 6, 9)

@@ -1,0 +1,47 @@
+"""Publishing task messages through a given Celery app, with the broker's failures turned
+into the one error callers handle (`EnqueueError`). `worker.enqueue` binds these to the
+process's app; beat's intake drainer uses them with the app it runs in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from celery import Celery
+from kombu.exceptions import KombuError, OperationalError
+
+from core.errors import EnqueueError
+from worker.task_names import TaskNames
+
+
+@contextmanager
+def broker_errors() -> Iterator[None]:
+    """The broker's failures, as the one error callers handle."""
+    try:
+        yield
+    except (OperationalError, KombuError, OSError) as exc:
+        raise EnqueueError(f"broker unavailable: {type(exc).__name__}") from exc
+
+
+def publish(app: Celery, task_name: TaskNames, *args: Any, **kwargs: Any) -> None:
+    with broker_errors():
+        app.send_task(str(task_name), args=list(args), kwargs=kwargs)
+
+
+def publish_syncs(app: Celery, calendar_ids: list[int], *, reason: str) -> None:
+    """One sync per calendar, published through one producer (the intake drainer sends a
+    batch at a time). The argument reprs are given: Celery's saferepr of them costs more
+    than the rest of building the message."""
+    kwargs = {"trigger": reason, "full": False, "force": False}
+    kwargsrepr = repr(kwargs)
+    with broker_errors(), app.producer_or_acquire() as producer:
+        for calendar_id in calendar_ids:
+            app.send_task(
+                str(TaskNames.SYNC_CALENDAR),
+                args=[calendar_id],
+                kwargs=kwargs,
+                producer=producer,
+                argsrepr=f"[{calendar_id}]",
+                kwargsrepr=kwargsrepr,
+            )

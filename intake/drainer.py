@@ -99,7 +99,7 @@ T = TypeVar("T")
 _DATABASE_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, PoolTimeoutError, OSError)
 
 
-def _from_ms(value: bytes | str) -> datetime:
+def _from_ms(value: bytes | str | int) -> datetime:
     return datetime.fromtimestamp(int(value) / 1000, UTC)
 
 

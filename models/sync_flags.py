@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    CursorResult,
     Row,
     and_,
     func,
@@ -39,7 +41,7 @@ def lease_free(now: datetime) -> ColumnElement[bool]:
 def unsettled_calendars(session: Session, now: datetime) -> int:
     """How many calendars have work pending or in progress: dirty, mid-sync (also a dead
     worker's mark) or under a live lease. Zero means every known change is applied."""
-    return session.scalar(
+    return session.scalar(  # type: ignore[return-value]  # count() is never NULL
         select(func.count())
         .select_from(SyncState)
         .where(
@@ -97,7 +99,7 @@ def claim(
         .where(and_(*conditions))
         .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
     )
-    if taken.rowcount != 1:
+    if cast(CursorResult[Any], taken).rowcount != 1:
         return None
     # The row is now locked by this transaction: move the mark to syncing_since, where it
     # stays until the commit (or a failure puts it back), so a crash cannot lose it.
@@ -129,7 +131,7 @@ def extend_lease(
         .where(SyncState.calendar_id == calendar_id, SyncState.lease_owner == owner)
         .values(lease_until=now + timedelta(seconds=lease_seconds))
     )
-    return result.rowcount == 1
+    return cast(CursorResult[Any], result).rowcount == 1
 
 
 def take_dirty(

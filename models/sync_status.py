@@ -25,7 +25,7 @@ def calendar_health(session: Session, calendar_id: int, now: datetime) -> Health
     return None if found is None else _health(found, now)
 
 
-def _load(session: Session, calendar_id: int):
+def _load(session: Session, calendar_id: int) -> Any:
     row = session.execute(
         select(Calendar, SyncState, GoogleAccount.state)
         .join(SyncState, SyncState.calendar_id == Calendar.id)
@@ -95,7 +95,7 @@ def _with_health(rows: Any, now: datetime) -> list[CalendarHealth]:
     return found
 
 
-def _health(found, now: datetime) -> Health:
+def _health(found: Any, now: datetime) -> Health:
     _calendar, state, account_state, expiration = found
     settings = get_settings()
     return evaluate_state_row(

@@ -7,6 +7,7 @@ worker answer pushes while another request waits on the database.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from core import metrics_dir
 
@@ -44,7 +45,7 @@ accesslog = os.environ.get("GUNICORN_ACCESS_LOG") or None
 errorlog = "-"
 
 
-def post_fork(server, worker) -> None:
+def post_fork(server: Any, worker: Any) -> None:
     from core.logs import configure_logging
     from core.settings import Settings
 
@@ -61,13 +62,13 @@ def post_fork(server, worker) -> None:
             server.log.warning("push spool forwarder not started: %s", type(exc).__name__)
 
 
-def worker_exit(server, worker) -> None:
+def worker_exit(server: Any, worker: Any) -> None:
     # In the worker, on a clean exit: send what its push spool still holds.
     from intake.runtime import close_runtimes
 
     close_runtimes()
 
 
-def child_exit(server, worker) -> None:
+def child_exit(server: Any, worker: Any) -> None:
     # Runs in the master when a worker exits: drop its live-gauge files.
     metrics_dir.mark_process_dead(worker.pid)

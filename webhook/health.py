@@ -85,7 +85,7 @@ def _check_sqla(broker_url: str) -> str | None:
 
 
 def _check_kombu(broker_url: str) -> str | None:
-    from kombu import Connection
+    from kombu.connection import Connection
 
     with Connection(broker_url, connect_timeout=CHECK_TIMEOUT_SECONDS) as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0)

@@ -16,9 +16,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
 from core.settings import Settings, get_settings
@@ -86,7 +86,7 @@ def _claim(session: Session, key: str, column: Any, now: datetime, *conditions: 
         .values({column.key: now})
         .execution_options(synchronize_session=False)
     )
-    return claimed.rowcount == 1
+    return cast(CursorResult[Any], claimed).rowcount == 1
 
 
 def _held_back_alert(count: int, cap: int) -> Alert:
@@ -111,7 +111,7 @@ def _message(incident: AlertIncident, action: str, now: datetime) -> AlertMessag
     )
 
 
-def _plan(session: Session, firing: dict[str, Alert], settings: Settings, now: datetime):
+def _plan(session: Session, firing: dict[str, Alert], settings: Settings, now: datetime) -> Any:
     """Update incidents and claim the messages to send now."""
     _sync_incidents(session, firing, now)
     session.flush()

@@ -12,6 +12,8 @@ still there, and the database's dirty marks (the sweeper) cover what is not.
 
 from __future__ import annotations
 
+from typing import Any
+
 from kombu.transport import redis as kombu_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -19,7 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 class Channel(kombu_redis.Channel):
     _publish_client = None
 
-    def _create_client(self, asynchronous: bool = False):
+    def _create_client(self, asynchronous: bool = False) -> Any:
         # kombu builds a new redis.Redis for every publish (half the CPU of a publish, most
         # of it filling the client's response-callback table); one client per channel and
         # pool does the same job. Clients share the pool, which is thread-safe.

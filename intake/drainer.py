@@ -33,8 +33,6 @@ from datetime import UTC, datetime
 from typing import TypeVar
 
 import redis
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from core.errors import EnqueueError
 from core.settings import Settings
@@ -47,7 +45,7 @@ from intake.records import (
     record_channel_batch,
 )
 from models.base import utcnow
-from models.db import autocommit_engine
+from models.db import DATABASE_UNAVAILABLE_ERRORS, autocommit_engine
 
 log = logging.getLogger("calsync.worker.intake")
 
@@ -95,8 +93,6 @@ return 0
 """
 
 T = TypeVar("T")
-
-_DATABASE_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, PoolTimeoutError, OSError)
 
 
 def _from_ms(value: bytes | str | int) -> datetime:
@@ -156,7 +152,7 @@ class IntakeDrainer:
                 if self.client.blpop([keys.WAKE], timeout=WAKE_SECONDS):
                     self._stop.wait(self.linger_seconds)
             except Exception as exc:
-                expected = isinstance(exc, (redis.RedisError, *_DATABASE_ERRORS))
+                expected = isinstance(exc, (redis.RedisError, *DATABASE_UNAVAILABLE_ERRORS))
                 log.warning(
                     "intake_drain_failed error=%s retry_in=%.1fs",
                     type(exc).__name__,
@@ -197,7 +193,7 @@ class IntakeDrainer:
         try:
             with autocommit_engine(self.database_url).connect() as connection:
                 result = work(connection, *args)
-        except _DATABASE_ERRORS:
+        except DATABASE_UNAVAILABLE_ERRORS:
             self.client.set(keys.DATABASE_DOWN, "1", px=DATABASE_DOWN_MS)
             self._refusing = True
             raise

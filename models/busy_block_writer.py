@@ -1,8 +1,12 @@
-"""Writes decided events into `calendar_events` and their busy subset into `busy_blocks`.
+"""The one writer of `busy_blocks`: decided events into `calendar_events`, their busy
+subset into `busy_blocks`.
 
-Diff-based: rows that did not change are not touched, so applying the same sync twice
-changes nothing. Runs inside the caller's transaction (the one that also stores the new sync
-token), so blocks and token commit together or not at all.
+Two ways in: `apply_events` (a sync: Google's events, decided) and `redecide_host_events`
+(a host's busy policy changed: the stored events re-decided, Google not asked). Both write
+the blocks the same way, diff-based and batched: rows that did not change are not touched,
+so applying the same sync twice changes nothing. Both run inside the caller's transaction
+(the one that also stores the new sync token, or the new policy), so blocks and what they
+were decided from commit together or not at all.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from typing import Any
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from models import BusyBlock, CalendarEvent
-from rules.busy_rules import EventFacts, Reason
+from models import BusyBlock, Calendar, CalendarEvent
+from rules.busy_rules import BusyPolicy, EventFacts, Reason, decide
 
 CHUNK = 500  # keys per IN (...) list
 WRITE_BATCH = 5000  # rows written per statement, so a big sync never holds them all at once
@@ -40,6 +44,7 @@ BLOCK_COLUMNS = ("calendar_id", "event_key", "start", "end", "applied_at")
 _ID = 0
 _STATUS = 1 + EVENT_FIELDS.index("status")
 _UPDATED = 1 + EVENT_FIELDS.index("google_updated")
+_DECISION = 1 + EVENT_FIELDS.index("decision")
 _SHARED = tuple(
     1 + EVENT_FIELDS.index(name)
     for name in (
@@ -67,6 +72,13 @@ class ApplyStats:
     blocks_deleted: int = 0
     # Google's `updated` of every event whose stored state changed (for propagation lag).
     changed_updated: list[datetime] = field(default_factory=list)
+
+
+@dataclass
+class RedecideStats:
+    events_changed: int = 0
+    blocks_added: int = 0
+    blocks_removed: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,36 @@ def _event_fields(facts: EventFacts, decision: Reason) -> tuple[Any, ...]:
         facts.summary,
         facts.updated,
         str(decision),
+    )
+
+
+def _stored_facts(key: str, stored: tuple[Any, ...]) -> EventFacts:
+    """The busy rules' input rebuilt from a stored (id, *EVENT_FIELDS) tuple."""
+    (
+        recurring_event_id,
+        start,
+        end,
+        all_day,
+        status,
+        transparency,
+        event_type,
+        response_status,
+        summary,
+        google_updated,
+        _decision,
+    ) = stored[1:]
+    return EventFacts(
+        google_event_id=key,
+        status=status,
+        start=start,
+        end=end,
+        all_day=all_day,
+        transparency=transparency,
+        event_type=event_type,
+        response_status=response_status,
+        summary=summary,
+        updated=google_updated,
+        recurring_event_id=recurring_event_id,
     )
 
 
@@ -191,6 +233,43 @@ class _Batched:
             self.rows = []
 
 
+class _BlockChanges:
+    """The `busy_blocks` writes that bring one calendar's stored blocks in line with the
+    decisions it is told, collected and written in batches."""
+
+    def __init__(
+        self,
+        session: Session,
+        calendar_id: int,
+        stored: dict[str, tuple[int, datetime, datetime]],
+        now: datetime,
+    ) -> None:
+        self.session = session
+        self.calendar_id = calendar_id
+        self.stored = stored
+        self.now = now
+        table = BusyBlock.__table__
+        self.inserts = _Batched(lambda rows: _insert_rows(session, table, BLOCK_COLUMNS, rows))
+        self.updates = _Batched(lambda rows: session.execute(update(BusyBlock), rows))
+        self.deletes: list[int] = []
+
+    def busy(self, key: str, start: datetime, end: datetime) -> None:
+        block = self.stored.get(key)
+        if block is None:
+            self.inserts.add((self.calendar_id, key, start, end, self.now))
+        elif (block[1], block[2]) != (start, end):
+            self.updates.add({"id": block[0], "start": start, "end": end, "applied_at": self.now})
+
+    def drop(self, key: str) -> None:
+        block = self.stored.get(key)
+        if block is not None:
+            self.deletes.append(block[0])
+
+    def write_deletes(self) -> None:
+        for chunk in _chunks(self.deletes):
+            self.session.execute(delete(BusyBlock).where(BusyBlock.id.in_(chunk)))
+
+
 def apply_events(
     session: Session,
     calendar_id: int,
@@ -211,22 +290,15 @@ def apply_events(
         incoming[item.facts.google_event_id] = item  # a later page wins
     keys = None if replace_all else list(incoming)
     events = _load_events(session, calendar_id, keys)
-    blocks = _load_blocks(session, calendar_id, keys)
+    blocks = _BlockChanges(session, calendar_id, _load_blocks(session, calendar_id, keys), now)
 
-    event_table, block_table = CalendarEvent.__table__, BusyBlock.__table__
+    event_table = CalendarEvent.__table__
     stats = ApplyStats()
     # Keys being inserted are absent from the stored rows and the rest only touch stored
     # rows, so the statements cannot collide whatever order the batches run in.
     event_inserts = _Batched(lambda rows: _insert_rows(session, event_table, EVENT_COLUMNS, rows))
-    block_inserts = _Batched(lambda rows: _insert_rows(session, block_table, BLOCK_COLUMNS, rows))
     event_updates = _Batched(lambda rows: session.execute(update(CalendarEvent), rows))
-    block_updates = _Batched(lambda rows: session.execute(update(BusyBlock), rows))
     event_deletes: list[int] = []
-    block_deletes: list[int] = []
-
-    def drop_block(key: str) -> None:
-        if key in blocks:
-            block_deletes.append(blocks[key][0])
 
     for key, item in incoming.items():
         facts, decision = item.facts, item.decision
@@ -244,12 +316,12 @@ def apply_events(
                     }
                 )
                 stats.changed_updated.extend([facts.updated] if facts.updated else [])
-            drop_block(key)
+            blocks.drop(key)
             continue
         if not horizon.contains(facts):
             if stored is not None:
                 event_deletes.append(stored[_ID])
-            drop_block(key)
+            blocks.drop(key)
             continue
         values = _event_fields(facts, decision)
         changed = True
@@ -264,29 +336,59 @@ def apply_events(
             stats.changed_updated.append(facts.updated)
         if decision is Reason.BUSY:
             assert facts.start is not None and facts.end is not None
-            block = blocks.get(key)
-            if block is None:
-                block_inserts.add((calendar_id, key, facts.start, facts.end, now))
-            elif (block[1], block[2]) != (facts.start, facts.end):
-                block_updates.add(
-                    {"id": block[0], "start": facts.start, "end": facts.end, "applied_at": now}
-                )
+            blocks.busy(key, facts.start, facts.end)
         else:
-            drop_block(key)
+            blocks.drop(key)
 
     if replace_all:
         event_deletes.extend(row[_ID] for key, row in events.items() if key not in incoming)
-        block_deletes.extend(b[0] for key, b in blocks.items() if key not in incoming)
+        blocks.deletes.extend(b[0] for key, b in blocks.stored.items() if key not in incoming)
 
-    for chunk in _chunks(block_deletes):
-        session.execute(delete(BusyBlock).where(BusyBlock.id.in_(chunk)))
+    blocks.write_deletes()
     for chunk in _chunks(event_deletes):
         session.execute(delete(CalendarEvent).where(CalendarEvent.id.in_(chunk)))
-    for batch in (event_updates, block_updates, event_inserts, block_inserts):
+    for batch in (event_updates, blocks.updates, event_inserts, blocks.inserts):
         batch.flush()
 
     stats.events_written = event_inserts.count + event_updates.count
     stats.events_deleted = len(event_deletes)
-    stats.blocks_upserted = block_inserts.count + block_updates.count
-    stats.blocks_deleted = len(block_deletes)
+    stats.blocks_upserted = blocks.inserts.count + blocks.updates.count
+    stats.blocks_deleted = len(blocks.deletes)
+    return stats
+
+
+def redecide_host_events(
+    session: Session, host_id: int, policy: BusyPolicy, now: datetime
+) -> RedecideStats:
+    """Re-decide every stored event of the host's calendars under `policy`, from the stored
+    facts (Google is not asked), and rewrite `decision` and the busy blocks to match.
+
+    Only what changed is written: an event's `decision` (and `applied_at`), and its block
+    (busy ⇔ a block). Times and the other facts are left as the last sync stored them.
+    """
+    stats = RedecideStats()
+    calendar_ids = list(session.scalars(select(Calendar.id).where(Calendar.host_id == host_id)))
+    for calendar_id in calendar_ids:
+        events = _load_events(session, calendar_id, None)
+        blocks = _BlockChanges(session, calendar_id, _load_blocks(session, calendar_id, None), now)
+        decision_updates = _Batched(lambda rows: session.execute(update(CalendarEvent), rows))
+        for key, stored in events.items():
+            facts = _stored_facts(key, stored)
+            decision = decide(facts, policy)
+            if decision != stored[_DECISION]:
+                decision_updates.add(
+                    {"id": stored[_ID], "decision": str(decision), "applied_at": now}
+                )
+            if decision is Reason.BUSY:
+                assert facts.start is not None and facts.end is not None
+                blocks.busy(key, facts.start, facts.end)
+            else:
+                blocks.drop(key)
+        blocks.write_deletes()
+        for batch in (decision_updates, blocks.updates, blocks.inserts):
+            batch.flush()
+        stats.events_changed += decision_updates.count
+        stats.blocks_added += blocks.inserts.count
+        stats.blocks_removed += len(blocks.deletes)
+    session.flush()
     return stats

@@ -11,11 +11,26 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from core.settings import get_settings
+
+# "The database cannot be reached or is overloaded right now": worth a retry later (a 503 to
+# a client, a quiet retry in the intake drainer), unlike a bug or bad data (IntegrityError,
+# ProgrammingError, ...), which must show its traceback. OperationalError: a refused or lost
+# connection, a statement or lock timeout, SQLite's "database is locked" or "unable to open
+# database file"; InterfaceError: a connection already closed; the pool's TimeoutError: every
+# pooled connection is busy; OSError: an engine that cannot even create its SQLite file's
+# directory (make_engine).
+DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError,
+    InterfaceError,
+    PoolTimeoutError,
+    OSError,
+)
 
 _engines: dict[str, Engine] = {}
 _autocommit_engines: dict[Engine, Engine] = {}  # cleared with _engines

@@ -12,11 +12,13 @@ import re
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from rules.rfc3339 import Rfc3339Error, parse_rfc3339
 
 
 @dataclass(frozen=True)
@@ -200,14 +202,7 @@ def decide(facts: EventFacts, policy: BusyPolicy = BusyPolicy()) -> Reason:
 
 # --- parsing helpers -------------------------------------------------------------------------
 
-# RFC 3339 date-time; the offset is optional only because Google accepts a zone-less time next
-# to an explicit `timeZone`. Digits are [0-9] on purpose: `\d` would accept other scripts.
-_TIMESTAMP = re.compile(
-    r"(?P<year>[0-9]{4})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})"
-    r"[Tt ](?P<hour>[0-9]{2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})"
-    r"(?:\.(?P<fraction>[0-9]+))?"
-    r"(?P<offset>[Zz]|[+-][0-9]{2}:[0-9]{2})?"
-)
+# All-day dates; [0-9] on purpose: `\d` would accept other scripts.
 _DATE = re.compile(r"(?P<year>[0-9]{4})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})")
 
 
@@ -238,36 +233,13 @@ def _parse_event_time(time_field: Mapping[str, Any], calendar_zone: ZoneInfo) ->
 
 
 def _parse_timestamp(value: Any, zone_if_naive: tzinfo) -> datetime | None:
+    # The offset is optional here only because Google accepts a zone-less time next to an
+    # explicit `timeZone`; a leap second or anything else unusable makes the time None.
     if not isinstance(value, str):
         return None
-    match = _TIMESTAMP.fullmatch(value)
-    if match is None:
-        return None
-    parts = match.groupdict()
-    microsecond = int((parts["fraction"] or "0")[:6].ljust(6, "0"))  # beyond µs is truncated
-    offset = parts["offset"]
     try:
-        if offset is None:
-            offset_zone: tzinfo = zone_if_naive
-        elif offset in ("Z", "z"):
-            offset_zone = UTC
-        else:
-            sign = -1 if offset[0] == "-" else 1
-            offset_zone = timezone(
-                sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6]))
-            )
-        local = datetime(
-            int(parts["year"]),
-            int(parts["month"]),
-            int(parts["day"]),
-            int(parts["hour"]),
-            int(parts["minute"]),
-            int(parts["second"]),
-            microsecond,
-            tzinfo=offset_zone,
-        )
-        return local.astimezone(UTC)
-    except (ValueError, OverflowError):  # day 31 of April, offset ≥ 24 h, year 1 minus an hour…
+        return parse_rfc3339(value, zone_if_naive=zone_if_naive)
+    except Rfc3339Error:
         return None
 
 

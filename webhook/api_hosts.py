@@ -13,10 +13,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from flask import Blueprint, Response, jsonify
 
-from models import CalendarEvent, Host
-from models.redecide import redecide_host_events
+from models import Host
+from models.busy_block_writer import redecide_host_events
 from models.registry import create_host
-from rules.busy_rules import BusyPolicy, EventFacts, decide
+from rules.busy_rules import BusyPolicy
 from webhook.api_json import bad_field, json_object, string_field
 from webhook.api_time import format_rfc3339
 from webhook.auth import require_admin, require_host
@@ -66,23 +66,6 @@ def host_json(host: Host) -> dict[str, Any]:
     }
 
 
-def stored_facts(event: CalendarEvent) -> EventFacts:
-    """The busy rules' input rebuilt from a stored event's columns."""
-    return EventFacts(
-        google_event_id=event.google_event_id,
-        status=event.status,
-        start=event.start,
-        end=event.end,
-        all_day=event.all_day,
-        transparency=event.transparency,
-        event_type=event.event_type,
-        response_status=event.response_status,
-        summary=event.summary,
-        updated=event.google_updated,
-        recurring_event_id=event.recurring_event_id,
-    )
-
-
 @api_hosts.post("/v1/hosts")
 def create() -> tuple[Response, int]:
     require_admin()
@@ -121,9 +104,7 @@ def change(host_id: int) -> Response:
     redecided = None
     if policy is not None:
         host.busy_policy = policy.to_json()
-        stats = redecide_host_events(
-            session, host.id, lambda event: decide(stored_facts(event), policy), datetime.now(UTC)
-        )
+        stats = redecide_host_events(session, host.id, policy, datetime.now(UTC))
         redecided = {
             "eventsChanged": stats.events_changed,
             "blocksAdded": stats.blocks_added,

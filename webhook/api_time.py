@@ -2,23 +2,18 @@
 that names the parameter, so a frontend never gets busy time for a window it did not mean.
 
 An offset (`Z` or `±HH:MM`) is required: a bare local time is ambiguous, and guessing the
-zone is how slots end up an hour off.
+zone is how slots end up an hour off. The grammar is `rules.rfc3339`'s, shared with the sync;
+a leap second (`:60`) is read as the last instant of `:59`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
+from rules import rfc3339
 from webhook.errors import ApiError
 
-_RFC3339 = re.compile(
-    r"(?P<year>[0-9]{4})-(?P<month>[0-9]{2})-(?P<day>[0-9]{2})"
-    r"[Tt](?P<hour>[0-9]{2}):(?P<minute>[0-9]{2}):(?P<second>[0-9]{2})"
-    r"(?:\.(?P<fraction>[0-9]{1,9}))?"
-    r"(?P<offset>[Zz]|[+-][0-9]{2}:[0-9]{2})?"
-)
 # Times outside these years are refused: nothing is synced there, and arithmetic around the
 # datetime limits (year 1, year 9999) must not overflow into a 500.
 MIN_YEAR = 1970
@@ -33,38 +28,17 @@ def parse_rfc3339(value: object, name: str) -> datetime:
     """A timezone-aware UTC datetime, or a 400 naming `name`."""
     if not isinstance(value, str) or not value:
         raise bad_parameter(name, "required, an RFC 3339 time such as 2025-03-01T09:00:00Z")
-    match = _RFC3339.fullmatch(value)
-    if match is None:
+    try:
+        moment = rfc3339.parse_rfc3339(value, leap_second_as_59=True)
+    except rfc3339.NotRfc3339:
         raise bad_parameter(
             name, f"{value[:64]!r} is not an RFC 3339 time (e.g. 2025-03-01T09:00:00+01:00)"
-        )
-    parts = match.groupdict()
-    offset = parts["offset"]
-    if offset is None:
+        ) from None
+    except rfc3339.MissingOffset:
         raise bad_parameter(
             name, f"{value[:64]!r} has no UTC offset; add Z or ±HH:MM (e.g. ...T09:00:00Z)"
-        )
-    try:
-        if offset in ("Z", "z"):
-            zone = UTC
-        else:
-            sign = -1 if offset[0] == "-" else 1
-            hours, minutes = int(offset[1:3]), int(offset[4:6])
-            if hours > 23 or minutes > 59:
-                raise ValueError("offset out of range")
-            zone = timezone(sign * timedelta(hours=hours, minutes=minutes))
-        moment = datetime(
-            int(parts["year"]),
-            int(parts["month"]),
-            int(parts["day"]),
-            int(parts["hour"]),
-            int(parts["minute"]),
-            # RFC 3339 allows a leap second (:60); it is read as the last instant of :59.
-            59 if parts["second"] == "60" else int(parts["second"]),
-            int((parts["fraction"] or "0")[:6].ljust(6, "0")),
-            tzinfo=zone,
-        ).astimezone(UTC)
-    except (ValueError, OverflowError):
+        ) from None
+    except rfc3339.InvalidDateTime:
         raise bad_parameter(name, f"{value[:64]!r} is not a valid date and time") from None
     if not MIN_YEAR <= moment.year <= MAX_YEAR:
         raise bad_parameter(name, f"must be between the years {MIN_YEAR} and {MAX_YEAR}")

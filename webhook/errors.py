@@ -13,19 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, jsonify
-from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
-log = logging.getLogger("calsync.webhook.errors")
+from models.db import DATABASE_UNAVAILABLE_ERRORS
 
-# Errors that mean "the database is unreachable or overloaded right now": the client should
-# retry later (503), not conclude its request was wrong.
-DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
-    OperationalError,
-    InterfaceError,
-    PoolTimeoutError,
-)
+log = logging.getLogger("calsync.webhook.errors")
 
 # Stable machine codes for werkzeug's errors; anything else falls back to its snake-cased name.
 HTTP_ERROR_CODES: dict[int, str] = {
@@ -124,6 +116,7 @@ def _handle_unexpected(exc: Exception) -> Response:
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(ApiError, _handle_api_error)
+    # The client should retry later (503), not conclude its request was wrong.
     for error_type in DATABASE_UNAVAILABLE_ERRORS:
         app.register_error_handler(error_type, _handle_database_unavailable)
     app.register_error_handler(Exception, _handle_unexpected)

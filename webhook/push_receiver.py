@@ -24,8 +24,6 @@ from enum import StrEnum
 import redis
 from flask import Blueprint, Response, request
 from sqlalchemy import Connection, Row
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -42,6 +40,7 @@ from intake.records import (
 from intake.runtime import IntakeRuntime, intake_runtime
 from intake.spool import IntakeRecord
 from models.base import utcnow
+from models.db import DATABASE_UNAVAILABLE_ERRORS
 from webhook.errors import error_response
 from webhook.request_scope import app_settings, request_connection
 from worker import enqueue as task_queue
@@ -56,10 +55,6 @@ MAX_CHANNEL_ID_LENGTH = 64
 MAX_TOKEN_LENGTH = 256
 MAX_RESOURCE_ID_LENGTH = 256
 MAX_MESSAGE_NUMBER_DIGITS = 20
-
-# Errors meaning "cannot reach the database now": answer 503 so Google retries. OSError
-# covers an engine that cannot even open its SQLite file.
-_UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, PoolTimeoutError, OSError)
 
 
 class Outcome(StrEnum):
@@ -189,7 +184,7 @@ def _enqueue_or_undo(connection: Connection, calendar_id: int, received_at: date
         # Undo the clean→dirty transition so Google's retry (we answer 503) enqueues again.
         try:
             unmark_dirty(connection, calendar_id, received_at)
-        except _UNAVAILABLE_ERRORS as undo_exc:
+        except DATABASE_UNAVAILABLE_ERRORS as undo_exc:
             # The mark stays; the sweeper re-enqueues the calendar once the broker is back.
             log.warning(
                 "unmark_dirty_failed calendar_id=%s error=%s",
@@ -212,7 +207,7 @@ def _hand_to_intake(
     Redis within milliseconds and the drainer writes the database."""
     try:
         channel = runtime.channels.get(notification.channel_id, _load_live_channel)
-    except _UNAVAILABLE_ERRORS as exc:
+    except DATABASE_UNAVAILABLE_ERRORS as exc:
         log.warning("database_unavailable error=%s", type(exc).__name__)
         raise _unavailable("database") from exc
     calendar_id = _authenticate(channel, notification).calendar_id
@@ -271,7 +266,7 @@ def handle_notification(notification: Notification, received_at: datetime) -> Ou
             record_sync_message(connection, message, received_at)
             return Outcome.SYNC_ACK
         became_dirty = record_change_notification(connection, calendar_id, received_at, message)
-    except _UNAVAILABLE_ERRORS as exc:
+    except DATABASE_UNAVAILABLE_ERRORS as exc:
         log.warning("database_unavailable error=%s", type(exc).__name__)
         raise _unavailable("database") from exc
     if became_dirty:

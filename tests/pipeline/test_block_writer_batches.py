@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from models import BusyBlock, CalendarEvent
 from models import busy_block_writer as block_writer
-from models.busy_block_writer import DecidedEvent, Horizon, apply_events
-from rules.busy_rules import decide, parse_event
+from models.busy_block_writer import DecidedEvent, Horizon, apply_events, redecide_host_events
+from rules.busy_rules import BusyPolicy, decide, parse_event
 from tests.factories import make_account, make_calendar, make_host
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -100,3 +100,69 @@ def test_resync_in_many_batches_updates_moves_and_removes(
     assert end - start == timedelta(hours=2)
     assert events["event0004"][2] == "free"
     assert (stats.events_deleted, stats.blocks_deleted) == (2, 4)
+
+
+def _own_response(status: str) -> dict:
+    return {"attendees": [{"email": "host@example.com", "self": True, "responseStatus": status}]}
+
+
+def _mixed_listing() -> list[dict]:
+    """Events whose decision depends on the policy, and some whose decision does not."""
+    return (
+        [event(n) for n in range(4)]
+        + [event(n, **_own_response("declined")) for n in range(4, 9)]
+        + [event(n, **_own_response("tentative")) for n in range(9, 12)]
+        + [event(n, eventType="focusTime") for n in (12, 13)]
+        + [event(14, transparency="transparent"), event(15, status="cancelled")]
+    )
+
+
+def _rows(session: Session, calendar_id: int) -> tuple[dict, dict]:
+    events = {
+        row.google_event_id: (row.start, row.end, row.decision, row.status)
+        for row in session.scalars(
+            select(CalendarEvent).where(CalendarEvent.calendar_id == calendar_id)
+        )
+    }
+    blocks = {
+        row.event_key: (row.start, row.end, row.applied_at)
+        for row in session.scalars(select(BusyBlock).where(BusyBlock.calendar_id == calendar_id))
+    }
+    return events, blocks
+
+
+def test_policy_change_writes_the_rows_a_sync_under_that_policy_writes(session: Session) -> None:
+    """Both ways into the writer end with the same busy_blocks (and decisions) for the same
+    events: a sync decided under the new policy, and a sync under the old one re-decided."""
+    policy = BusyPolicy(declined_busy=True, tentative_busy=False, focus_time_busy=False)
+    listing = _mixed_listing()
+    synced_host, redecided_host = make_host(session), make_host(session)
+    synced = make_calendar(session, synced_host, make_account(session, synced_host)).id
+    redecided = make_calendar(session, redecided_host, make_account(session, redecided_host)).id
+    facts = [parse_event(item, "UTC") for item in listing]
+
+    apply_events(
+        session,
+        synced,
+        [DecidedEvent(f, decide(f, policy)) for f in facts],
+        horizon=HORIZON,
+        now=NOW,
+        replace_all=True,
+    )
+    apply_events(
+        session,
+        redecided,
+        [DecidedEvent(f, decide(f)) for f in facts],
+        horizon=HORIZON,
+        now=NOW,
+        replace_all=True,
+    )
+    stats = redecide_host_events(session, redecided_host.id, policy, NOW)
+    session.commit()
+
+    assert _rows(session, redecided) == _rows(session, synced)
+    # 5 declined now busy, 3 tentative and 2 focus time now free (blocks written in 3s).
+    assert (stats.events_changed, stats.blocks_added, stats.blocks_removed) == (10, 5, 5)
+    assert len(_rows(session, synced)[1]) == 4 + 5
+    again = redecide_host_events(session, redecided_host.id, policy, NOW)
+    assert (again.events_changed, again.blocks_added, again.blocks_removed) == (0, 0, 0)

@@ -10,10 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from webhook.api_blocks import MAX_NOTE_LENGTH
-from webhook.api_busy import MAX_FREEBUSY_ITEMS
-from webhook.api_explain import MAX_MARGIN_MINUTES
-from webhook.api_hosts import MAX_ID
+from webhook.api_schemas import MAX_FREEBUSY_ITEMS, MAX_ID, MAX_MARGIN_MINUTES, MAX_NOTE_LENGTH
 
 openapi = Blueprint("openapi", __name__)
 

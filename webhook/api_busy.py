@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import or_, select
 
 from models.busy_queries import calendars_busy, host_busy
@@ -19,18 +18,15 @@ from models.calendars import Calendar
 from rules.intervals import Interval
 from webhook.api_freshness import calendars_freshness, host_freshness
 from webhook.api_hosts import HOST_PATH
-from webhook.api_json import bad_field, json_object, string_field
-from webhook.api_time import format_rfc3339, parse_flag, parse_window
+from webhook.api_input import parse_body, parse_query
+from webhook.api_schemas import BusyQuery, FreeBusyRequest
+from webhook.api_time import format_rfc3339
 from webhook.auth import current_caller, require_host
 from webhook.errors import ApiError
 from webhook.request_scope import app_settings, read_only_session, request_session
 
 api_busy = Blueprint("api_busy", __name__)
 
-MAX_FREEBUSY_ITEMS = 50  # Google's own limit per freeBusy.query
-# Google's request fields calsync accepts; the expansion limits mean nothing here (no groups).
-FREEBUSY_FIELDS = {"timeMin", "timeMax", "timeZone", "items", "groupExpansionMax"}
-FREEBUSY_FIELDS |= {"calendarExpansionMax"}
 # States in which the stored busy time cannot be trusted to follow Google any more.
 FAILING_STATES = {"failing", "needs_reauth"}
 
@@ -58,13 +54,10 @@ def host_busy_view(host_id: int) -> Response:
     # so they are never older than the freshness this answer claims.
     session = read_only_session()
     host = require_host(host_id)
-    window = parse_window(
-        request.args.get("timeMin"), request.args.get("timeMax"), app_settings().max_window_days
-    )
-    strict = parse_flag(request.args.get("strict"), "strict")
+    query = parse_query(BusyQuery, max_window_days=app_settings().max_window_days)
     calendars = host_freshness(session, host.id, datetime.now(UTC))
     stale = [c for c in calendars if c["stale"]]
-    if strict and stale:
+    if query.strict and stale:
         names = ", ".join(f"{c['id']} ({c['state']})" for c in stale)
         raise ApiError(
             503,
@@ -74,11 +67,11 @@ def host_busy_view(host_id: int) -> Response:
             extra={"staleCalendars": stale},
             headers={"Retry-After": "30"},
         )
-    busy = host_busy(session, host.id, window.start, window.end)
+    busy = host_busy(session, host.id, query.time_min, query.time_max)
     return jsonify(
         {
-            "timeMin": format_rfc3339(window.start),
-            "timeMax": format_rfc3339(window.end),
+            "timeMin": format_rfc3339(query.time_min),
+            "timeMax": format_rfc3339(query.time_max),
             "busy": [_interval_json(i) for i in busy],
             "calendars": calendars,
             "stale": bool(stale),
@@ -112,48 +105,20 @@ def _resolve(requested: str, calendars: list[Calendar]) -> list[Calendar]:
     return []
 
 
-def _requested_ids(body: dict[str, Any]) -> list[str]:
-    items = body.get("items", [])
-    if not isinstance(items, list):
-        raise bad_field("items", 'must be a list of {"id": "..."} objects')
-    if len(items) > MAX_FREEBUSY_ITEMS:
-        raise bad_field("items", f"at most {MAX_FREEBUSY_ITEMS} calendars per request")
-    ids: list[str] = []
-    for position, item in enumerate(items):
-        name = f"items[{position}].id"
-        if not isinstance(item, dict) or set(item) - {"id"} or "id" not in item:
-            raise bad_field(f"items[{position}]", 'must be an object {"id": "..."}')
-        value = string_field(item, "id", max_length=1024)
-        if value is None:
-            raise bad_field(name, "required")
-        ids.append(value)
-    return ids
-
-
 @api_busy.post("/v1/freeBusy")
 def free_busy() -> Response:
     session = read_only_session()
     current_caller()
-    body = json_object(FREEBUSY_FIELDS, required={"timeMin", "timeMax"})
-    window = parse_window(body["timeMin"], body["timeMax"], app_settings().max_window_days)
-    zone_name = string_field(body, "timeZone", max_length=64)
-    if zone_name is not None:
-        try:
-            ZoneInfo(zone_name)
-        except (ZoneInfoNotFoundError, ValueError, OSError):
-            raise bad_field("timeZone", f"{zone_name!r} is not an IANA time zone") from None
-    for limit in ("groupExpansionMax", "calendarExpansionMax"):
-        value = body.get(limit)
-        if limit in body and (isinstance(value, bool) or not isinstance(value, int)):
-            raise bad_field(limit, "must be an integer")
-    requested = _requested_ids(body)
+    body = parse_body(FreeBusyRequest, max_window_days=app_settings().max_window_days)
+    # timeZone is checked but not applied: answers are in UTC (the same instants).
+    requested = [item.id for item in body.items]
     now = datetime.now(UTC)
     mine = _caller_calendars(requested)
     resolved = {requested_id: _resolve(requested_id, mine) for requested_id in requested}
     # One query each for the freshness and the busy time of every calendar asked about.
     calendar_ids = sorted({found[0].id for found in resolved.values() if len(found) == 1})
     freshness_by_id = calendars_freshness(session, calendar_ids, now)
-    busy_by_id = calendars_busy(session, calendar_ids, window.start, window.end)
+    busy_by_id = calendars_busy(session, calendar_ids, body.time_min, body.time_max)
     answers: dict[str, dict[str, Any]] = {}
     any_stale = False
     for requested_id, found in resolved.items():
@@ -185,8 +150,8 @@ def free_busy() -> Response:
     return jsonify(
         {
             "kind": "calendar#freeBusy",
-            "timeMin": format_rfc3339(window.start),
-            "timeMax": format_rfc3339(window.end),
+            "timeMin": format_rfc3339(body.time_min),
+            "timeMax": format_rfc3339(body.time_max),
             "calendars": answers,
             "stale": any_stale,
         }

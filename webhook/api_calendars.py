@@ -19,7 +19,8 @@ from models.registry import attach_calendar, detach_calendar
 from models.sync_status import calendar_status
 from webhook.api_freshness import calendar_freshness, error_sentence, host_calendars
 from webhook.api_hosts import HOST_PATH, MAX_ID
-from webhook.api_json import bad_field, json_object, string_field
+from webhook.api_input import bad_field, parse_body
+from webhook.api_schemas import CalendarAttach
 from webhook.auth import require_calendar, require_host
 from webhook.errors import ApiError
 from webhook.request_scope import app_settings, request_session
@@ -30,8 +31,6 @@ log = logging.getLogger("calsync.webhook.calendars")
 api_calendars = Blueprint("api_calendars", __name__)
 
 CALENDAR_ID = f"<int(max={MAX_ID}):calendar_id>"
-MAX_CREDENTIAL_LENGTH = 4096
-MAX_EMAIL_LENGTH = 320  # google_accounts.email
 
 
 def _calendar_json(session, calendar, now: datetime) -> dict[str, Any]:
@@ -43,32 +42,14 @@ def _calendar_json(session, calendar, now: datetime) -> dict[str, Any]:
     }
 
 
-def _check_credentials(credentials: object) -> None:
-    """Text the database can store: no NUL, valid Unicode, bounded (the email column)."""
-    if not isinstance(credentials, dict):
-        raise bad_field("credentials", "must be a JSON object (Google authorized-user format)")
-    for key, value in credentials.items():
-        if isinstance(value, str):
-            limit = MAX_EMAIL_LENGTH if key == "account" else MAX_CREDENTIAL_LENGTH
-            string_field(credentials, key, max_length=limit, min_length=0)
-
-
 @api_calendars.post(HOST_PATH + "/calendars")
 def attach(host_id: int) -> tuple[Response, int]:
     host = require_host(host_id)
-    body = json_object({"googleCalendarId", "credentials"}, required={"googleCalendarId"})
-    google_calendar_id = string_field(body, "googleCalendarId", max_length=1024)
-    assert google_calendar_id is not None
-    credentials = body.get("credentials")
-    if credentials is None:
-        raise bad_field(
-            "credentials",
-            "required: Google authorized-user JSON (client_id, client_secret, refresh_token)",
-        )
-    _check_credentials(credentials)
+    body = parse_body(CalendarAttach)
+    credentials = body.credentials.model_dump(by_alias=True, exclude_unset=True)
     session = request_session()
     try:
-        calendar, created = attach_calendar(session, host.id, google_calendar_id, credentials)
+        calendar, created = attach_calendar(session, host.id, body.google_calendar_id, credentials)
     except CredentialsError as exc:
         raise bad_field("credentials", str(exc)) from None
     session.commit()

@@ -10,38 +10,24 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 from sqlalchemy import and_, select
 
 from models import CalendarEvent, ManualBlock
 from rules.busy_rules import EXPLANATIONS, Reason
 from webhook.api_freshness import host_calendars, host_freshness
 from webhook.api_hosts import HOST_PATH
-from webhook.api_time import bad_parameter, format_rfc3339, parse_rfc3339
+from webhook.api_input import parse_query
+from webhook.api_schemas import Coverage, ExplainQuery
+from webhook.api_time import format_rfc3339
 from webhook.auth import require_host
 from webhook.request_scope import app_settings, request_session
 
 api_explain = Blueprint("api_explain", __name__)
 
-DEFAULT_MARGIN_MINUTES = 15
-MAX_MARGIN_MINUTES = 24 * 60
 MAX_ITEMS = 500
 # The sync keeps events from a day back (worker.sync_engine.HORIZON_PAST) to the horizon.
 HORIZON_PAST = timedelta(days=1)
-
-NOT_SYNCED_YET = "not_synced_yet"
-OUTSIDE_HORIZON = "outside_horizon"
-
-
-def _margin() -> int:
-    raw = request.args.get("marginMinutes")
-    if raw is None:
-        return DEFAULT_MARGIN_MINUTES
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 5) or int(raw) > MAX_MARGIN_MINUTES:
-        raise bad_parameter(
-            "marginMinutes", f"must be a whole number from 0 to {MAX_MARGIN_MINUTES}"
-        )
-    return int(raw)
 
 
 def _overlaps(start_column, end_column, at: datetime, margin: timedelta):
@@ -91,7 +77,7 @@ def _block_item(block: ManualBlock, at: datetime) -> dict[str, Any]:
 def _coverage(calendar: dict[str, Any], at: datetime, now: datetime, horizon_days: int) -> dict:
     if calendar["syncedAt"] is None:
         return {
-            "coverage": NOT_SYNCED_YET,
+            "coverage": Coverage.NOT_SYNCED_YET,
             "explanation": (
                 "This calendar has not finished its first sync, so calsync does not know its "
                 "events yet: a time may look free that is not."
@@ -99,7 +85,7 @@ def _coverage(calendar: dict[str, Any], at: datetime, now: datetime, horizon_day
         }
     if not now - HORIZON_PAST <= at < now + timedelta(days=horizon_days):
         return {
-            "coverage": OUTSIDE_HORIZON,
+            "coverage": Coverage.OUTSIDE_HORIZON,
             "explanation": (
                 f"This time is outside what calsync keeps (from 1 day ago to {horizon_days} "
                 "days ahead), so this calendar's events at that time are not known here."
@@ -109,20 +95,20 @@ def _coverage(calendar: dict[str, Any], at: datetime, now: datetime, horizon_day
         lag = calendar["lagSeconds"]
         behind = f" and {lag:.0f} seconds behind Google" if lag else ""
         return {
-            "coverage": "synced",
+            "coverage": Coverage.SYNCED,
             "explanation": (
                 f"Synced, but its state is {calendar['state']}{behind}: a change made in Google "
                 "recently may not be reflected yet."
             ),
         }
-    return {"coverage": "synced", "explanation": "Synced and up to date."}
+    return {"coverage": Coverage.SYNCED, "explanation": "Synced and up to date."}
 
 
 def _summary(at_text: str, items: list[dict], calendars: list[dict]) -> str:
     blocking = [item for item in items if item["busy"] and item["coversAt"]]
     if blocking:
         return f"Not bookable at {at_text}: {len(blocking)} busy item(s) cover this time."
-    unknown = [c for c in calendars if c["coverage"] != "synced"]
+    unknown = [c for c in calendars if c["coverage"] != Coverage.SYNCED]
     if unknown:
         codes = sorted({c["coverage"] for c in unknown})
         return (
@@ -144,8 +130,9 @@ def _summary(at_text: str, items: list[dict], calendars: list[dict]) -> str:
 @api_explain.get(HOST_PATH + "/explain")
 def explain(host_id: int) -> Response:
     host = require_host(host_id)
-    at = parse_rfc3339(request.args.get("at"), "at")
-    margin = timedelta(minutes=_margin())
+    query = parse_query(ExplainQuery)
+    at = query.at
+    margin = timedelta(minutes=query.margin_minutes)
     session = request_session()
     now = datetime.now(UTC)
     calendar_ids = [c.id for c in host_calendars(session, host.id)]

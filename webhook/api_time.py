@@ -70,6 +70,17 @@ def parse_window(
     """`[timeMin, timeMax)`, both required, timeMin < timeMax, at most `max_days` long."""
     start = parse_rfc3339(time_min, names[0])
     end = parse_rfc3339(time_max, names[1])
+    return check_window(start, end, max_days, names=names)
+
+
+def check_window(
+    start: datetime,
+    end: datetime,
+    max_days: int,
+    *,
+    names: tuple[str, str] = ("timeMin", "timeMax"),
+) -> Window:
+    """The window of two parsed times: start < end, at most `max_days` long."""
     if end <= start:
         raise bad_parameter(names[1], f"must be later than {names[0]}")
     if end - start > timedelta(days=max_days):

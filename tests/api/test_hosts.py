@@ -70,6 +70,7 @@ def test_creating_a_host_needs_the_admin_token(client, hosts, snapshot) -> None:
         ({"name": "x", "busyPolicy": {"declinedBusy": "yes"}}, "busyPolicy"),
         ({"name": "x", "busyPolicy": []}, "busyPolicy"),
         ({"name": "x", "colour": "red"}, "colour"),
+        ({"name": "x", "time_zone": "UTC"}, "time_zone"),  # named as sent, not as timeZone
     ],
 )
 def test_create_validation(client, db, snapshot, body, field) -> None:

@@ -13,6 +13,11 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
+from models.sync_runs import SyncKind, SyncOutcome
+from rules.busy_rules import BusyPolicy, Reason
+from rules.health import CalendarState
+from webhook.api_schemas import Coverage
+
 from .conftest import ADMIN, TwoHosts, seeded_hour, z
 
 
@@ -29,8 +34,26 @@ def test_document_is_openapi_31_with_bearer_auth(client) -> None:
     assert document["openapi"] == "3.1.0"
     assert document["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     assert document["security"] == [{"bearerAuth": []}]
-    error = document["components"]["schemas"]["Error"]
-    assert error["properties"]["error"]["required"] == ["code", "message"]
+    schemas = document["components"]["schemas"]
+    detail = schemas["Error"]["properties"]["error"]["$ref"].rsplit("/", 1)[-1]
+    assert schemas[detail]["required"] == ["code", "message"]
+
+
+def test_enums_are_the_python_enums(client) -> None:
+    """The document's enumerations come from the code: a new state, reason or policy switch
+    appears in it by itself."""
+    schemas = client.get("/openapi.json").get_json()["components"]["schemas"]
+    for enum in (CalendarState, Reason, SyncKind, SyncOutcome, Coverage):
+        assert schemas[enum.__name__]["enum"] == [member.value for member in enum]
+    assert set(schemas["BusyPolicy"]["properties"]) == set(BusyPolicy().to_json())
+    ref = "#/components/schemas/"
+    assert schemas["Freshness"]["properties"]["state"] == {"$ref": ref + "CalendarState"}
+    assert schemas["ExplainItem"]["properties"]["reason"] == {"$ref": ref + "Reason"}
+    run = schemas["SyncRun"]["properties"]
+    assert (run["kind"], run["outcome"]) == (
+        {"$ref": ref + "SyncKind"},
+        {"$ref": ref + "SyncOutcome"},
+    )
 
 
 def test_every_route_is_documented(app, client) -> None:

@@ -38,7 +38,7 @@ _session_makers: dict[str, sessionmaker[Session]] = {}
 _engine_pid: int | None = None
 
 
-def _set_sqlite_pragmas(dbapi_connection, _record) -> None:
+def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers (web) run while a sync writes; busy_timeout waits instead of failing.
     cursor.execute("PRAGMA journal_mode=WAL")

@@ -156,12 +156,12 @@ def parse_event(event: Mapping[str, Any], calendar_time_zone: str) -> EventFacts
     # events (enumerations, the series id of recurring instances) are shared, not copied.
     return EventFacts(
         google_event_id=event_id,
-        status=_shared(_string(event.get("status")) or "confirmed"),
+        status=_shared_text(_string(event.get("status")) or "confirmed"),
         start=start,
         end=end,
         all_day=all_day,
-        transparency=_shared(_string(event.get("transparency")) or "opaque"),
-        event_type=_shared(_string(event.get("eventType")) or "default"),
+        transparency=_shared_text(_string(event.get("transparency")) or "opaque"),
+        event_type=_shared_text(_string(event.get("eventType")) or "default"),
         response_status=_shared(_own_response_status(event.get("attendees"))),
         summary=_string(event.get("summary")),
         updated=_parse_timestamp(event.get("updated"), UTC),
@@ -275,6 +275,10 @@ def _string(value: Any) -> str | None:
 
 def _shared(value: str | None) -> str | None:
     return sys.intern(value) if type(value) is str else value  # intern refuses subclasses
+
+
+def _shared_text(value: str) -> str:
+    return sys.intern(value) if type(value) is str else value
 
 
 @lru_cache(maxsize=256)

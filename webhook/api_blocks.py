@@ -12,9 +12,9 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import select
 
 from models import ManualBlock
-from webhook.api_hosts import HOST_PATH, MAX_ID
+from webhook.api_hosts import HOST_PATH
 from webhook.api_input import parse_body, parse_query
-from webhook.api_schemas import BlockListQuery, ManualBlockCreate
+from webhook.api_schemas import MAX_ID, BlockListQuery, ManualBlockCreate
 from webhook.api_time import format_rfc3339
 from webhook.auth import require_host
 from webhook.errors import ApiError

@@ -18,9 +18,9 @@ from models.credentials_box import CredentialsError
 from models.registry import attach_calendar, detach_calendar
 from models.sync_status import calendar_status
 from webhook.api_freshness import calendar_freshness, error_sentence, host_calendars
-from webhook.api_hosts import HOST_PATH, MAX_ID
+from webhook.api_hosts import HOST_PATH
 from webhook.api_input import bad_field, parse_body
-from webhook.api_schemas import CalendarAttach
+from webhook.api_schemas import MAX_ID, CalendarAttach
 from webhook.auth import require_calendar, require_host
 from webhook.errors import ApiError
 from webhook.request_scope import app_settings, request_session

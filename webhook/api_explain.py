@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
-from sqlalchemy import and_, select
+from sqlalchemy import ColumnElement, and_, select
 
 from models import CalendarEvent, ManualBlock
 from rules.busy_rules import EXPLANATIONS, Reason
@@ -30,7 +30,9 @@ MAX_ITEMS = 500
 HORIZON_PAST = timedelta(days=1)
 
 
-def _overlaps(start_column, end_column, at: datetime, margin: timedelta):
+def _overlaps(
+    start_column: Any, end_column: Any, at: datetime, margin: timedelta
+) -> ColumnElement[bool]:
     if not margin:  # the instant itself: [start, end) contains `at`
         return and_(start_column <= at, end_column > at)
     return and_(start_column < at + margin, end_column > at - margin)

@@ -144,7 +144,7 @@ class RequestBody(BaseModel):
 
 
 # The keys and defaults are the busy rules' own, so a new policy switch appears here by itself.
-BusyPolicy = create_model(
+BusyPolicy = create_model(  # type: ignore[call-overload]  # fields built from a dict
     "BusyPolicy",
     __base__=RequestBody,
     __doc__="Which kinds of events block time. tentativeBusy also covers unanswered "
@@ -181,7 +181,7 @@ class GoogleCredentials(RequestBody):
     client_id: str
     client_secret: str
     refresh_token: str
-    credentials_type: str = Field(default=None, alias="type")
+    credentials_type: str = Field(default=None, alias="type")  # type: ignore[assignment]
     token_uri: str = absent()
 
     @model_validator(mode="before")
@@ -286,10 +286,10 @@ class BusyQuery(QueryString):
 
 
 class BlockListQuery(QueryString):
-    time_min: Rfc3339Time = Field(
+    time_min: Rfc3339Time = Field(  # type: ignore[assignment]  # absent, not null
         default=None, description="with timeMax: only blocks overlapping the window"
     )
-    time_max: Rfc3339Time = Field(
+    time_max: Rfc3339Time = Field(  # type: ignore[assignment]  # absent, not null
         default=None, description="with timeMin: only blocks overlapping the window"
     )
 
@@ -354,7 +354,9 @@ class Redecided(Answer):
 
 
 class HostPatched(Host):
-    redecided: Redecided = Field(default=None, description="present when the busy policy changed")
+    redecided: Redecided = Field(  # type: ignore[assignment]  # absent, not null
+        default=None, description="present when the busy policy changed"
+    )
 
 
 class Freshness(Answer):

@@ -393,7 +393,7 @@ def _models_in(node: Any, found: dict[type[BaseModel], None]) -> None:
             _models_in(value, found)
 
 
-def _named(node: Any, names: dict[type[BaseModel], str]) -> Any:
+def _named(node: Any, names: dict[Any, Any]) -> Any:
     """`node` with each model class replaced by its component name, which apispec turns
     into a reference."""
     if isinstance(node, type) and issubclass(node, BaseModel):

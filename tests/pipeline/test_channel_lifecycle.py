@@ -141,7 +141,7 @@ def test_renewal_before_expiry_overlaps_and_catches_up(
         # The catch-up sync picks up the change made during the switch.
         result = sync_engine.sync_calendar(cal.calendar_id, trigger="channel_renewed", force=True)
         assert result.status == "done"
-        assert result.runs[0]["kind"] == "incremental"
+        assert result.runs[0].kind == "incremental"
         assert_converged(emulator, cal)
         assert len(sync_engine_blocks(cal)) == 1
 
@@ -281,7 +281,7 @@ def test_revoked_access_one_failed_refresh_then_silence_until_new_credentials(
     for calendar_id in (cal.calendar_id, second_id):
         result = sync_engine.sync_calendar(calendar_id, trigger="sweeper")
         assert result.status == "done"
-        assert result.runs[0]["kind"] == "incremental"
+        assert result.runs[0].kind == "incremental"
     assert_converged(emulator, cal)
     with session_scope() as session:
         assert channels.unwatched_calendars(session, datetime.now(UTC)) == [second_id]
@@ -352,7 +352,7 @@ def test_periodic_full_resync_is_jittered_and_atomic(
     with time_machine.travel(datetime.now(UTC) + week * 1.26, tick=True):
         assert due_kind(cal.calendar_id) is Due.FULL
         result = sync_engine.sync_calendar(cal.calendar_id, trigger="full_resync", full=True)
-        assert result.status == "done" and result.runs[0]["kind"] == "full"
+        assert result.status == "done" and result.runs[0].kind == "full"
     assert_converged(emulator, cal)
     with session_scope() as session:
         kinds = session.scalars(

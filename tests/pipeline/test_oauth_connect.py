@@ -145,7 +145,7 @@ def test_reconnect_replaces_revoked_credentials_and_resumes(
         assert session.scalar(select(Calendar.id).where(Calendar.account_id != account_id)) is None
     assert sent.syncs == [(calendar_id, "reconnect", False)]
     result = sync_engine.sync_calendar(calendar_id, force=True)
-    assert result.status == "done" and result.runs[0]["kind"] == "incremental"
+    assert result.status == "done" and result.runs[0].kind == "incremental"
 
 
 def test_connect_refuses_bad_requests(

@@ -165,7 +165,7 @@ def test_incremental_sync_applies_moves_deletes_and_series_edits(
     control.patch_event(gid, ids["free"], {"transparency": "opaque"})
     control.patch_event(gid, ids["series"], {"recurrence": ["RRULE:FREQ=DAILY;COUNT=3"]})
     result = sync_and_check(emulator, attached)
-    assert result.runs[-1]["kind"] == "incremental"
+    assert result.runs[-1].kind == "incremental"
     with session_scope() as session:
         assert session.scalar(select(BusyBlock).where(BusyBlock.event_key == ids["allday"])) is None
 
@@ -178,7 +178,7 @@ def test_410_resync_swaps_atomically_without_ghosts(emulator, attached: Attached
     control.insert_event(gid, timed(7, 10, 12, summary="new"))
     control.invalidate_sync_tokens(gid)
     result = sync_and_check(emulator, attached)
-    assert result.runs[-1]["kind"] == "410-recovery"
+    assert result.runs[-1].kind == "410-recovery"
     with session_scope() as session:
         assert session.scalar(select(BusyBlock).where(BusyBlock.event_key == ids["busy"])) is None
 
@@ -316,7 +316,7 @@ def test_a_worker_dying_after_claim_leaves_the_work_findable(emulator, attached:
         assert forgotten_dirty(session, datetime.now(UTC), 10) == [attached.calendar_id]
     result = sync_calendar(attached.calendar_id)  # the redelivered task, not forced
     assert result.status == "done"
-    assert result.runs[0]["notification_lag_ms"] >= 5 * 60 * 1000
+    assert result.runs[0].notification_lag_ms >= 5 * 60 * 1000
     assert_converged(emulator, attached)
     with session_scope() as session:
         assert forgotten_dirty(session, datetime.now(UTC), 0) == []

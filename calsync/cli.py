@@ -109,7 +109,7 @@ def calendars_add(
     from models.db import session_scope
     from models.hosts import Host
     from models.registry import attach_calendar
-    from worker.enqueue import enqueue_sync, enqueue_watch
+    from worker.enqueue import after_commit, enqueue_sync, enqueue_watch
 
     try:
         credentials = json.loads(credentials_file.read_text())
@@ -123,9 +123,10 @@ def calendars_add(
         except CredentialsError as exc:
             raise click.BadParameter(str(exc)) from None
         calendar_id = calendar.id
-    enqueue_sync(calendar_id, reason="attach", full=True)
-    if not no_watch:
-        enqueue_watch(calendar_id)
+        sends = after_commit(session, enqueue_sync, calendar_id, reason="attach", full=True)
+        if not no_watch:
+            after_commit(session, enqueue_watch, calendar_id)
+    sends.raise_if_failed()  # the calendar is attached; the broker error is the command's
     click.echo(json.dumps({"id": calendar_id}))
 
 

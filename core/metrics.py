@@ -39,6 +39,10 @@ if values.ValueClass is values.MutexValue:
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
 SYNC_KINDS = ("incremental", "full", "410-recovery")
 SYNC_OUTCOMES = ("ok", "retrying", "failed", "needs_reauth")
+# A Celery task run: returned, asked to run again (transient error), or raised.
+TASK_OUTCOMES = ("ok", "retry", "failed")
+# 10 ms (a sweep that found nothing) … 10 min (a full sync of a large calendar).
+TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
 NOTIFICATION_TO_APPLIED = Histogram(
     "calsync_notification_to_applied_seconds",
@@ -65,6 +69,15 @@ RESYNCS_410 = Counter("calsync_resyncs_410", "Full resyncs because Google answer
 WEBHOOK_NOTIFICATIONS = Counter(
     "calsync_webhook_notifications", "Google push notifications by outcome.", ["outcome"]
 )
+TASK_RUNS = Counter(
+    "calsync_task_runs", "Celery task runs by task name and outcome.", ["task", "outcome"]
+)
+TASK_DURATION = Histogram(
+    "calsync_task_duration_seconds",
+    "Time a Celery task run took, whatever its outcome.",
+    ["task"],
+    buckets=TASK_BUCKETS,
+)
 
 for _kind in SYNC_KINDS:
     # Series exist from the start, so rate() and alerts see zeros rather than nothing.
@@ -87,6 +100,19 @@ def observe_webhook_outcome(outcome: str) -> None:
 def init_webhook_outcomes(outcomes: tuple[str, ...]) -> None:
     for outcome in outcomes:
         WEBHOOK_NOTIFICATIONS.labels(outcome)
+
+
+def observe_task_run(task: str, outcome: str, seconds: float) -> None:
+    """One Celery task run (`task` is its registered name, never an id)."""
+    TASK_RUNS.labels(task, outcome).inc()
+    TASK_DURATION.labels(task).observe(max(0.0, seconds))
+
+
+def init_task_series(tasks: Iterable[str]) -> None:
+    # Series exist from the start, so rate() and alerts see zeros rather than nothing.
+    for task in tasks:
+        for outcome in TASK_OUTCOMES:
+            TASK_RUNS.labels(task, outcome)
 
 
 def observe_sync_run(

@@ -1,7 +1,8 @@
 """Calendars of a host: attach, list, detach, and the sync status of one calendar.
 
 Work that talks to Google (the first full sync, opening and stopping watch channels) is
-enqueued only after the database commit, so a task never runs for data that rolled back.
+sent only after the database commit (`after_commit`), so a task never runs for data that
+rolled back.
 If the broker is down then, the calendar is still attached: the safety-net sync and the
 channel renewal pick it up, and the answer says the background work was not queued.
 """
@@ -52,14 +53,14 @@ def attach(host_id: int) -> tuple[Response, int]:
         calendar, created = attach_calendar(session, host.id, body.google_calendar_id, credentials)
     except CredentialsError as exc:
         raise bad_field("credentials", str(exc)) from None
+    sends = task_queue.after_commit(
+        session, task_queue.enqueue_sync, calendar.id, reason="attach", full=True
+    )
+    task_queue.after_commit(session, task_queue.enqueue_watch, calendar.id)
     session.commit()
-    queued = True
-    try:
-        task_queue.enqueue_sync(calendar.id, reason="attach", full=True)
-        task_queue.enqueue_watch(calendar.id)
-    except task_queue.EnqueueError as exc:
-        log.warning("attach_enqueue_failed calendar_id=%s error=%s", calendar.id, exc)
-        queued = False
+    queued = not sends.failed
+    if sends.failed:
+        log.warning("attach_enqueue_failed calendar_id=%s error=%s", calendar.id, sends.error)
     answer = _calendar_json(session, calendar, datetime.now(UTC))
     answer.update(created=created, backgroundQueued=queued)
     return jsonify(answer), 201
@@ -83,20 +84,20 @@ def detach(host_id: int, calendar_id: int) -> tuple[str, int]:
         raise ApiError(404, "not_found", f"No calendar {calendar_id} on host {host_id}.")
     session = request_session()
     detached = detach_calendar(session, calendar.id)
-    session.commit()
-    if detached is not None:
+    sends = None
+    if detached is not None and detached[1]:
         account_id, channels = detached
-        if channels:
-            try:
-                task_queue.enqueue_stop_channels(
-                    account_id, [(c.channel_id, c.resource_id) for c in channels]
-                )
-            except task_queue.EnqueueError as exc:
-                # The calendar is gone, so its channels' pushes now answer 404 and Google
-                # lets them expire; nothing is left to stop by hand.
-                log.warning(
-                    "stop_channels_enqueue_failed calendar_id=%s error=%s", calendar_id, exc
-                )
+        stopping = [(c.channel_id, c.resource_id) for c in channels]
+        sends = task_queue.after_commit(
+            session, task_queue.enqueue_stop_channels, account_id, stopping
+        )
+    session.commit()
+    if sends is not None and sends.failed:
+        # The calendar is gone, so its channels' pushes now answer 404 and Google lets them
+        # expire; nothing is left to stop by hand.
+        log.warning(
+            "stop_channels_enqueue_failed calendar_id=%s error=%s", calendar_id, sends.error
+        )
     return "", 204
 
 

@@ -192,14 +192,23 @@ def finish_connect() -> Response:
         "refresh_token": credentials.refresh_token,
         "token_uri": settings.google_token_uri,
     }
-    calendar_ids = _store(int(state["host"]), state.get("account"), state.get("calendar"), info)
-    _enqueue(calendar_ids, reconnect=state.get("account") is not None)
+    calendar_ids, sends = _store(
+        int(state["host"]), state.get("account"), state.get("calendar"), info
+    )
+    if sends.failed:
+        # The data is committed. The work is not lost: the calendars are marked dirty
+        # (reconnect) or never synced (attach), and beat's sweeper/safety net and channel
+        # check pick them up.
+        log.warning("oauth_enqueue_failed calendars=%s", len(calendar_ids))
     response = Response(_success_page(len(calendar_ids)), mimetype="text/html")
     response.delete_cookie(COOKIE, path=CALLBACK_PATH)
     return response
 
 
-def _store(host_id: int, account_id: int | None, calendar: str | None, info: dict) -> list[int]:
+def _store(
+    host_id: int, account_id: int | None, calendar: str | None, info: dict
+) -> tuple[list[int], task_queue.TaskBatch]:
+    """Store the credentials; a sync and a watch of each calendar are sent after the commit."""
     session = request_session()
     try:
         if account_id is not None:
@@ -213,28 +222,23 @@ def _store(host_id: int, account_id: int | None, calendar: str | None, info: dic
         else:
             attached, _created = attach_calendar(session, host_id, calendar or "primary", info)
             ids = [attached.id]
-        session.commit()
-    except CredentialsError as exc:
-        session.rollback()
-        raise ApiError(502, "bad_credentials", str(exc)) from None
-    return ids
-
-
-def _enqueue(calendar_ids: list[int], *, reconnect: bool) -> None:
-    # After the commit. If the broker is down the work is not lost: the calendars are marked
-    # dirty (reconnect) or never synced (attach), and beat's sweeper/safety net and channel
-    # check pick them up.
-    try:
-        for calendar_id in calendar_ids:
-            task_queue.enqueue_sync(
+        reconnect = account_id is not None
+        sends = task_queue.TaskBatch()  # nothing to send when there is no calendar
+        for calendar_id in ids:
+            sends = task_queue.after_commit(
+                session,
+                task_queue.enqueue_sync,
                 calendar_id,
                 reason="reconnect" if reconnect else "attach",
                 full=not reconnect,
                 force=True,
             )
-            task_queue.enqueue_watch(calendar_id)
-    except task_queue.EnqueueError:
-        log.warning("oauth_enqueue_failed calendars=%s", len(calendar_ids))
+            task_queue.after_commit(session, task_queue.enqueue_watch, calendar_id)
+        session.commit()
+    except CredentialsError as exc:
+        session.rollback()
+        raise ApiError(502, "bad_credentials", str(exc)) from None
+    return ids, sends
 
 
 def _success_page(calendars: int) -> str:

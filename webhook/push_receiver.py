@@ -176,6 +176,10 @@ def _unavailable(what: str) -> Rejection:
 
 
 def _enqueue_or_undo(connection: Connection, calendar_id: int, received_at: datetime) -> None:
+    # Sent directly, not through worker.enqueue.after_commit: this path has no Session
+    # transaction to hook. The connection is in autocommit mode, so the dirty mark is
+    # committed when its statement returns, and this is already "after the commit"; and a
+    # failed send must undo the mark and answer 503, which a commit hook could not do.
     try:
         task_queue.enqueue_sync(calendar_id, reason="push")
     except Exception as exc:

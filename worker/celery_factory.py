@@ -12,6 +12,7 @@ from worker.publishing import publish_syncs
 from worker.task_names import QueueNames, TaskNames
 
 QUEUE = str(QueueNames.CALSYNC)
+TASK_MODULES = ["worker.tasks", "worker.alert_tasks"]
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
@@ -26,7 +27,11 @@ def create_celery(settings: Settings | None = None) -> Celery:
     import worker.observability  # noqa: F401
 
     app = Celery(
-        "calsync", broker=settings.broker_url, include=["worker.tasks", "worker.alert_tasks"]
+        "calsync",
+        broker=settings.broker_url,
+        include=TASK_MODULES,
+        # Named, not imported: the web process builds this app only to send tasks.
+        task_cls="worker.task_base:CalsyncTask",
     )
     app.conf.update(
         task_default_queue=QUEUE,

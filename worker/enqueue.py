@@ -1,9 +1,19 @@
 """Sending work to the queue by task name, so callers (the webhook, the CLI, the API) never
-import the sync engine or anything that talks to Google."""
+import the sync engine or anything that talks to Google.
+
+A request or task that changes the database and sends work about it sends it through
+`after_commit(session, ...)`: the message goes out only once the session's transaction has
+committed (a worker must never run for data that rolled back, nor before it can see the
+data) and not at all when it rolls back."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session, SessionTransaction
 
 from core.errors import EnqueueError
 from worker import publishing
@@ -11,6 +21,8 @@ from worker.task_names import TaskNames
 
 __all__ = [
     "EnqueueError",
+    "TaskBatch",
+    "after_commit",
     "enqueue_stop_channels",
     "enqueue_sync",
     "enqueue_syncs",
@@ -45,3 +57,108 @@ def enqueue_watch(calendar_id: int) -> None:
 
 def enqueue_stop_channels(account_id: int, channels: list[tuple[str, str | None]]) -> None:
     send(TaskNames.STOP_CHANNELS, account_id, [list(c) for c in channels])
+
+
+log = logging.getLogger("calsync.enqueue")
+
+_BATCH_KEY = "calsync.task_batch"
+
+
+class TaskBatch:
+    """The sends waiting for one transaction of a session to commit, in order.
+
+    After the commit, `error` is the first failure (usually `EnqueueError`: the broker is
+    away) and the sends after it are not tried; the caller decides what that means, as it
+    did when it sent by hand (the data is committed either way)."""
+
+    def __init__(self) -> None:
+        # Each send with the (innermost) transaction it was registered in, so that rolling
+        # back a savepoint drops the sends about its data and keeps the others.
+        self._sends: list[
+            tuple[SessionTransaction | None, Callable[..., None], tuple[Any, ...], dict]
+        ] = []
+        self.sent = 0
+        self.error: Exception | None = None
+
+    def add(
+        self,
+        transaction: SessionTransaction | None,
+        send: Callable[..., None],
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        self._sends.append((transaction, send, args, kwargs))
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def raise_if_failed(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        sends, self._sends = self._sends, []
+        for _transaction, send, args, kwargs in sends:
+            try:
+                send(*args, **kwargs)
+            except Exception as exc:
+                # Never out of the commit hook: the transaction is committed already and
+                # SQLAlchemy would leave the session half closed.
+                if not isinstance(exc, EnqueueError):
+                    log.exception("enqueue_failed send=%s", getattr(send, "__name__", send))
+                self.error = exc
+                return
+            self.sent += 1
+
+    def _drop_within(self, rolled_back: SessionTransaction) -> None:
+        def inside(transaction: SessionTransaction | None) -> bool:
+            while transaction is not None:
+                if transaction is rolled_back:
+                    return True
+                transaction = transaction.parent
+            return False
+
+        self._sends = [entry for entry in self._sends if not inside(entry[0])]
+
+
+def after_commit(
+    session: Session, send: Callable[..., None], *args: Any, **kwargs: Any
+) -> TaskBatch:
+    """Call `send(*args, **kwargs)` (e.g. `enqueue_sync`) once the session's outermost
+    transaction commits; never if the transaction (or the savepoint it was registered in)
+    rolls back, or the session closes without committing.
+
+    Returns the transaction's batch (every send registered in the same transaction), whose
+    `error` says after the commit whether the broker took them."""
+    batch: TaskBatch | None = session.info.get(_BATCH_KEY)
+    if batch is None:
+        batch = session.info[_BATCH_KEY] = TaskBatch()
+        if not event.contains(session, "after_commit", _send_batch):
+            event.listen(session, "after_commit", _send_batch)
+            event.listen(session, "after_soft_rollback", _drop_rolled_back)
+            event.listen(session, "after_transaction_end", _drop_unsent)
+    batch.add(session.get_nested_transaction() or session.get_transaction(), send, *args, **kwargs)
+    return batch
+
+
+def _send_batch(session: Session) -> None:
+    # SQLAlchemy fires this for a savepoint's release too; only the outermost commit counts.
+    if session.in_nested_transaction():
+        return
+    batch: TaskBatch | None = session.info.pop(_BATCH_KEY, None)
+    if batch is not None:
+        batch._run()
+
+
+def _drop_rolled_back(session: Session, previous_transaction: SessionTransaction) -> None:
+    batch: TaskBatch | None = session.info.get(_BATCH_KEY)
+    if batch is not None:
+        batch._drop_within(previous_transaction)
+
+
+def _drop_unsent(session: Session, transaction: SessionTransaction) -> None:
+    # The outermost transaction ended without its commit hook taking the batch (the
+    # session closed, say): its sends are for data that was never committed.
+    if transaction.parent is None and not transaction.nested:
+        session.info.pop(_BATCH_KEY, None)

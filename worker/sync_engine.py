@@ -53,7 +53,7 @@ from rules import sync_schedule
 from rules.busy_rules import BusyPolicy, decide, parse_event
 from worker import google_client
 from worker.channels import retire_channels
-from worker.enqueue import EnqueueError, enqueue_stop_channels
+from worker.enqueue import TaskBatch, after_commit, enqueue_stop_channels
 from worker.google_errors import Classified, ErrorKind, classify
 
 log = logging.getLogger("calsync.sync")
@@ -452,11 +452,13 @@ def _fail(
         outcome, status, retry_in = _failure_policy(problem, failures)
         if problem.kind is ErrorKind.AUTH_REVOKED:
             _mark_needs_reauth(session, context.account_id, problem)
-        retired: list[tuple[str, str | None]] = []
+        stopping: TaskBatch | None = None
         if problem.kind is ErrorKind.CALENDAR_GONE:
             state.blocked_reason = problem.code
             # Its notifications can only lead to more refused calls: stop listening.
             retired = retire_channels(session, context.calendar_id, at)
+            if retired:
+                stopping = after_commit(session, enqueue_stop_channels, context.account_id, retired)
         if state.lease_owner == owner:
             if retry_in is not None:
                 # Hold the lease through the backoff so the sweeper does not retry early;
@@ -480,18 +482,12 @@ def _fail(
             error_message=problem.message,
         )
         session.add(failed_run.to_row())
-    if retired:
-        _stop_at_google(context.account_id, retired)
+    if stopping is not None and stopping.failed:
+        # They are stopped on our side already and expire at Google.
+        log.warning("channel_stop_not_enqueued account_id=%s", context.account_id)
     _observe(failed_run)
     result.status, result.retry_in, result.detail = status, retry_in, problem.code
     return result
-
-
-def _stop_at_google(account_id: int, retired: list[tuple[str, str | None]]) -> None:
-    try:
-        enqueue_stop_channels(account_id, retired)
-    except EnqueueError:  # they are stopped on our side already and expire at Google
-        log.warning("channel_stop_not_enqueued account_id=%s", account_id)
 
 
 def _failure_policy(problem: Classified, failures: int) -> tuple[SyncOutcome, str, float | None]:

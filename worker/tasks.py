@@ -1,6 +1,8 @@
 """Celery tasks. Thin: each calls the engine and turns its answer into retry decisions.
 
-Names are explicit and stable (they are what the webhook and beat send); arguments are ids.
+Names are explicit and stable (`TaskNames`: what the webhook and beat send); arguments are
+ids. The base class (worker/task_base.py) acknowledges late, ignores results, retries only
+transient errors and times every run; beat's tasks never retry (the next tick runs them).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from rules import sync_schedule
 from worker import channels, sync_engine
 from worker.celery_app import app
 from worker.enqueue import enqueue_sync
+from worker.task_names import TaskNames
 
 log = logging.getLogger("calsync.tasks")
 
@@ -24,13 +27,7 @@ MAX_RETRIES = 25
 SCHEDULED_TRIGGERS = frozenset(str(kind) for kind in sync_schedule.Due)
 
 
-@app.task(
-    name="calsync.sync_calendar",
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=MAX_RETRIES,
-)
+@app.task(name=str(TaskNames.SYNC_CALENDAR), bind=True, max_retries=MAX_RETRIES)
 def sync_calendar(
     self: Task, calendar_id: int, trigger: str = "push", full: bool = False, force: bool = False
 ) -> str:
@@ -62,7 +59,7 @@ def sync_calendar(
     return result.status
 
 
-@app.task(name="calsync.sweep_dirty", acks_late=True, ignore_result=True)
+@app.task(name=str(TaskNames.SWEEP_DIRTY), max_retries=0)
 def sweep_dirty() -> int:
     """Re-enqueue calendars whose notification was recorded but whose task was lost
     (broker emptied, worker died): the database's dirty mark is the source of truth."""
@@ -101,7 +98,7 @@ def due_calendars(
     return found
 
 
-@app.task(name="calsync.safety_net", acks_late=True, ignore_result=True)
+@app.task(name=str(TaskNames.SAFETY_NET), max_retries=0)
 def safety_net() -> int:
     """Sync every calendar that has gone too long without a sync: push is not 100% reliable,
     so no calendar may depend on it alone (and one without working push is polled)."""
@@ -116,31 +113,27 @@ def safety_net() -> int:
     return len(due)
 
 
+# Transient errors (Google 5xx/429, network, database or broker away) are retried by the
+# base class after 5, 10, 20 … 300 s; anything else fails the task: the channel check in
+# renew_channels opens the watch later, or the calendar stays on polling.
+@app.task(name=str(TaskNames.START_WATCH), max_retries=10)
+def start_watch(calendar_id: int) -> str | None:
+    return channels.start_watch(calendar_id)
+
+
+# Transient errors are retried every 30 s; anything else fails the task: the channels are
+# already stopped on our side and expire at Google.
 @app.task(
-    name="calsync.start_watch",
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    max_retries=10,
+    name=str(TaskNames.STOP_CHANNELS),
+    max_retries=5,
+    transient_backoff=30,
+    transient_backoff_max=30,
 )
-def start_watch(self: Task, calendar_id: int) -> str | None:
-    try:
-        return channels.start_watch(calendar_id)
-    except Exception as exc:
-        raise self.retry(exc=exc, countdown=min(300, 5 * 2**self.request.retries)) from exc
+def stop_channels(account_id: int, channel_list: list[list[str | None]]) -> None:
+    channels.stop_channels_of_account(account_id, [(str(cid), rid) for cid, rid in channel_list])
 
 
-@app.task(name="calsync.stop_channels", bind=True, acks_late=True, max_retries=5)
-def stop_channels(self: Task, account_id: int, channel_list: list[list[str | None]]) -> None:
-    try:
-        channels.stop_channels_of_account(
-            account_id, [(str(cid), rid) for cid, rid in channel_list]
-        )
-    except Exception as exc:
-        raise self.retry(exc=exc, countdown=30) from exc
-
-
-@app.task(name="calsync.renew_channels", acks_late=True, ignore_result=True)
+@app.task(name=str(TaskNames.RENEW_CHANNELS), max_retries=0)
 def renew_channels() -> int:
     """Renew channels before they expire, and open one for every calendar whose channel is
     missing or expired. Each then gets a catch-up sync: whatever changed while channels

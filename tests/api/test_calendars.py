@@ -158,3 +158,57 @@ def test_sync_status_error_sentences(client, hosts, session, code, words) -> Non
     session.commit()
     body = client.get(f"/v1/calendars/{hosts.a.calendar_id}/sync-status", headers=ADMIN).get_json()
     assert body["lastError"]["code"] == code and words in body["lastError"]["message"]
+
+
+def test_attach_sends_its_tasks_only_once_the_calendar_is_committed(
+    client, hosts, tasks, settings, monkeypatch
+) -> None:
+    from models.db import session_factory
+
+    visible: list[int] = []
+    record = tasks._record
+
+    def record_what_a_worker_would_see(*call: object) -> None:
+        with session_factory(settings.database_url)() as other:
+            visible.append(other.scalar(select(func.count()).select_from(Calendar)))
+        record(*call)
+
+    monkeypatch.setattr(tasks, "_record", record_what_a_worker_would_see)
+    answer = client.post(
+        f"/v1/hosts/{hosts.a.id}/calendars",
+        json={"googleCalendarId": "work@example.com", "credentials": CREDENTIALS},
+        headers=ADMIN,
+    )
+    assert answer.status_code == 201
+    assert [kind for kind, *_ in tasks.calls] == ["sync", "watch"]
+    assert visible == [3, 3]  # two seeded calendars and the new one, for both sends
+
+
+def test_attach_whose_commit_fails_sends_nothing(client, hosts, tasks, snapshot) -> None:
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    def refuse(_session: Session) -> None:
+        raise RuntimeError("the database refused the commit")
+
+    before = snapshot()
+    event.listen(Session, "before_commit", refuse)
+    try:
+        answer = client.post(
+            f"/v1/hosts/{hosts.a.id}/calendars",
+            json={"googleCalendarId": "work@example.com", "credentials": CREDENTIALS},
+            headers=ADMIN,
+        )
+    finally:
+        event.remove(Session, "before_commit", refuse)
+    assert answer.status_code == 500
+    assert tasks.calls == []
+    assert snapshot() == before
+
+
+def test_detach_with_broker_down_still_detaches(client, hosts, tasks, session) -> None:
+    tasks.fail = True
+    cal = hosts.a.calendar_id
+    answer = client.delete(f"/v1/hosts/{hosts.a.id}/calendars/{cal}", headers=hosts.a.headers)
+    assert answer.status_code == 204
+    assert session.get(Calendar, cal) is None and tasks.calls == []

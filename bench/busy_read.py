@@ -18,7 +18,7 @@ What is measured.
   ahead). Also this thread's CPU time per request (what a request costs apart from waiting
   for PostgreSQL and for cores other processes hold) and the block query alone
   (`models.busy_queries.host_busy`).
-* HTTP: the Procfile's gunicorn (`calsync.processes.web_argv`, 2 workers x 4 threads) on
+* HTTP: the Procfile's gunicorn (`calsync.processes.web_process`, 2 workers x 4 threads) on
   loopback, one client with a persistent `requests.Session`, one request at a time, host
   tokens rotating over all hosts; send to last byte, client overhead included.
 * Baseline: the emulator (its own process) holding the same events of the same 5 calendars
@@ -575,6 +575,7 @@ def main() -> int:
         report.value("load_average_1min_before", os.getloadavg()[0])
         measure_server(size, fleet, report)
         stack.start_web()
+        stack.wait_ready()
         measure_http(size, fleet, stack.web_url, stack.emulator_url, report)
         report.value("load_average_1min_after", os.getloadavg()[0])
     report.bar(

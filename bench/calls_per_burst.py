@@ -63,8 +63,9 @@ def run(stack: Any, count: int, args: Any, report: Report) -> int:
 
     control = stack.control()
     stack.start_web()
-    stack.start_workers(args.concurrency)
+    stack.start_worker(args.concurrency)
     stack.start_beat()
+    stack.wait_ready()
     calendars, _seeded = fleet.attach_fleet(control, count, "burst")
     ids = [c.calendar_id for c in calendars]
     fleet.wait_until(lambda: fleet.fleet_ready(ids, watched=True), 300, "fleet ready", 0.5)

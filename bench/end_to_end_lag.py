@@ -99,8 +99,9 @@ def run(stack: Any, size: Size, args: Any, report: Report) -> int:
 
     control = stack.control()
     stack.start_web()
-    start_worker_pool(stack, args.pool, args.concurrency)
+    stack.start_worker(args.concurrency, extra_args=pool_args(args.pool))
     stack.start_beat()
+    stack.wait_ready()
 
     push, seeded = fleet.attach_fleet(
         control, size.push_calendars, "push", events_per_calendar=size.seeded_per_calendar
@@ -155,13 +156,9 @@ def run(stack: Any, size: Size, args: Any, report: Report) -> int:
     return report.finish(args.json)
 
 
-def start_worker_pool(stack: Any, pool: str, concurrency: int) -> None:
-    if pool == "prefork":
-        stack.start_workers(concurrency)
-        return
-    from calsync.processes import worker_argv
-
-    stack._start("worker0", [*worker_argv(concurrency, hostname="worker0"), "--pool=threads"])
+def pool_args(pool: str) -> list[str]:
+    """The worker's extra arguments for `--pool`: prefork is Celery's default."""
+    return [] if pool == "prefork" else [f"--pool={pool}"]
 
 
 if __name__ == "__main__":

@@ -27,7 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from calsync.processes import ServiceProcess, free_port, wait_http, web_argv, worker_argv
+from calsync.processes import (
+    PLATFORM_VARIABLES,
+    ProcessStack,
+    child_env,
+    emulator_process,
+    free_port,
+)
 
 PG_ADMIN_URL = os.environ.get(
     "CALSYNC_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -276,56 +282,18 @@ def fresh_database(prefix: str = "calsync_bench") -> Iterator[str]:
 # --- calsync's processes ----------------------------------------------------------------
 
 
-@dataclass
-class BenchStack:
-    """The emulator and calsync's processes, configured alike through one environment."""
+@dataclass(kw_only=True)
+class BenchStack(ProcessStack):
+    """calsync's processes (see ProcessStack) on one benchmark's configuration, with the
+    emulator process they call; start web, workers and beat on it."""
 
     data_dir: Path
-    env: dict[str, str]
     emulator_url: str
-    processes: list[ServiceProcess] = field(default_factory=list)
-    web_port: int | None = None
-
-    @property
-    def web_url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
-
-    @property
-    def logs(self) -> Path:
-        return self.data_dir / "logs"
 
     def control(self) -> Any:
         from emulator.control import EmulatorControl
 
         return EmulatorControl(self.emulator_url, timeout=60)
-
-    def start_web(self, workers: int = 2, app: str | None = None) -> ServiceProcess:
-        assert self.web_port is not None
-        argv = web_argv(self.web_port, workers=workers)
-        if app is not None:
-            argv[-1] = app
-        process = self._start("web", argv)
-        wait_http(self.web_url + "/healthz", timeout=60)
-        return process
-
-    def start_workers(self, concurrency: int = 2) -> ServiceProcess:
-        name = f"worker{sum(p.name.startswith('worker') for p in self.processes)}"
-        return self._start(name, worker_argv(concurrency, hostname=name))
-
-    def start_beat(self) -> ServiceProcess:
-        from calsync.processes import beat_argv
-
-        return self._start("beat", beat_argv(self.data_dir / "beat-schedule"))
-
-    def _start(self, name: str, argv: list[str]) -> ServiceProcess:
-        process = ServiceProcess(name, argv, self.env, self.logs / f"{name}.log").start()
-        self.processes.append(process)
-        return process
-
-    def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.stop()
-        self.processes.clear()
 
 
 def bench_env(database_url: str, broker_url: str, data_dir: Path, **overrides: Any) -> dict:
@@ -350,7 +318,7 @@ def activate(env: dict[str, str]) -> None:
     """Make this process use `env` too: settings, database engine and Celery's broker."""
     for key in [k for k in os.environ if k.startswith("CALSYNC_")]:
         del os.environ[key]
-    for key in ("DATABASE_URL", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR"):
+    for key in PLATFORM_VARIABLES:
         os.environ.pop(key, None)
     os.environ.update(env)
     from core.settings import Settings, configure
@@ -360,32 +328,16 @@ def activate(env: dict[str, str]) -> None:
         raise RuntimeError("activate() must run before worker.celery_app is imported")
 
 
-def child_env(env: dict[str, str]) -> dict[str, str]:
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("CALSYNC_")
-        and k not in ("DATABASE_URL", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")
-    }
-    return base | env
-
-
 @contextlib.contextmanager
-def emulator_process(seed: int = 7, data_dir: Path | None = None) -> Iterator[str]:
+def emulator(seed: int = 7, data_dir: Path | None = None) -> Iterator[str]:
     """The emulator in a child process (its own interpreter, so its work does not share the
     benchmark driver's GIL); yields its base URL."""
     port = free_port()
     log_dir = data_dir or Path(tempfile.mkdtemp(prefix="calsync-bench-emu-"))
-    process = ServiceProcess(
-        "emulator",
-        [sys.executable, "-m", "emulator", "--port", str(port), "--seed", str(seed)],
-        dict(os.environ),
-        log_dir / "emulator.log",
-    ).start()
-    url = f"http://127.0.0.1:{port}"
+    process = emulator_process(port, log_dir / "logs" / "emulator.log", seed).start()
     try:
-        wait_http(url + "/_emulator/faults", timeout=30)
-        yield url
+        process.wait_ready()
+        yield f"http://127.0.0.1:{port}"
     finally:
         process.stop()
 
@@ -400,7 +352,7 @@ def bench_stack(
     with (
         private_redis() as broker_url,
         fresh_database(f"calsync_bench_{name}") as database_url,
-        emulator_process(emulator_seed, data_dir) as emulator_url,
+        emulator(emulator_seed, data_dir) as emulator_url,
     ):
         web_port = free_port()
         env = bench_env(
@@ -413,7 +365,13 @@ def bench_stack(
             **settings,
         )
         activate(env)
-        stack = BenchStack(data_dir, child_env(env), emulator_url, web_port=web_port)
+        stack = BenchStack(
+            env=child_env(env),
+            logs=data_dir / "logs",
+            web_port=web_port,
+            data_dir=data_dir,
+            emulator_url=emulator_url,
+        )
         try:
             yield stack
         finally:

@@ -2,7 +2,7 @@
 `POST /webhooks/google` under gunicorn, against a bare 204 endpoint served the same way.
 
 What is measured. calsync's web process (the Procfile's gunicorn command line, unchanged:
-`calsync.processes.web_argv`, 2 workers x 4 threads) and its beat process (which drains the
+`calsync.processes.web_process`, 2 workers x 4 threads) and its beat process (which drains the
 push intake, intake/drainer.py) on a fresh PostgreSQL database and a private Redis
 broker, loaded by `wrk` on loopback with valid notifications (empty body, the X-Goog-*
 headers Google sends, `Resource-State: exists`) rotating over many watched calendars, each
@@ -59,7 +59,7 @@ from bench.harness import BenchStack, Report, bench_stack, parser
 
 LUA_SCRIPT = Path(__file__).resolve().parent / "webhook_notifications.lua"
 BARE_APP = "bench.bare_app:create_app()"
-WEB_WORKERS = 2  # web_argv's default, what the Procfile runs on a small machine
+WEB_WORKERS = 2  # web_process's default, what the Procfile runs on a small machine
 CONSUME_EVERY = 0.05  # seconds between the stand-in worker's passes in the transition phase
 QUEUE = "calsync"  # worker.celery_factory.QUEUE: the Redis list kombu publishes to
 BAR_RATIO = 0.5
@@ -286,7 +286,7 @@ def measure_calsync(
     broker_url = get_settings().broker_url
     broker = redis.Redis.from_url(broker_url)
     beat = stack.start_beat()  # drains the push intake (intake/drainer.py)
-    web = stack.start_web(workers=WEB_WORKERS)
+    web = stack.start_web(workers=WEB_WORKERS).wait_ready()
     try:
         run_wrk(stack.web_url, channel_file, size, size.warmup_seconds)
         flood = run_wrk(stack.web_url, channel_file, size, size.seconds)
@@ -305,10 +305,8 @@ def measure_calsync(
         )
         report.value("calsync.transition.stand_in_passes", stand_in.passes)
     finally:
-        web.stop()
-        stack.processes.remove(web)
-        beat.stop()
-        stack.processes.remove(beat)
+        stack.stop(web)
+        stack.stop(beat)
 
     effect = database_effect()
     for key, value in effect.items():
@@ -332,13 +330,12 @@ def measure_calsync(
 
 
 def measure_bare(stack: BenchStack, report: Report, size: Size, channel_file: Path) -> LoadResult:
-    web = stack.start_web(workers=WEB_WORKERS, app=BARE_APP)
+    web = stack.start_web(workers=WEB_WORKERS, app=BARE_APP).wait_ready()
     try:
         run_wrk(stack.web_url, channel_file, size, size.warmup_seconds)
         bare = run_wrk(stack.web_url, channel_file, size, size.seconds)
     finally:
-        web.stop()
-        stack.processes.remove(web)
+        stack.stop(web)
     report_load(report, "bare", bare)
     return bare
 

@@ -8,7 +8,6 @@ not block, and the measured notification→applied lag.
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import signal
@@ -25,14 +24,7 @@ from zoneinfo import ZoneInfo
 import click
 from sqlalchemy import func, select
 
-from calsync.processes import (
-    ServiceProcess,
-    beat_argv,
-    free_port,
-    wait_http,
-    web_argv,
-    worker_argv,
-)
+from calsync.processes import ProcessStack, child_env, free_port, settings_vars
 from core.settings import Settings, configure
 
 DEMO_ZONE = "Europe/Berlin"
@@ -146,7 +138,7 @@ class Demo:
         self.web_port = web_port or free_port()
         self.emulator_port = emulator_port
         self.data_dir = Path(tempfile.mkdtemp(prefix="calsync-demo-"))
-        self.processes: list[ServiceProcess] = []
+        self.stack: ProcessStack | None = None
         self.emulator: Any = None
         self.calendar_id: int | None = None
         self.host_id: int | None = None
@@ -168,11 +160,6 @@ class Demo:
             "CALSYNC_SWEEP_AFTER_SECONDS": "5",
             "CALSYNC_LEASE_SECONDS": "20",
         }
-        child_env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("CALSYNC_") and k not in ("DATABASE_URL", "REDIS_URL")
-        } | env
         settings = Settings.from_env(env)
         configure(settings)
         from models.migrate import upgrade
@@ -183,16 +170,11 @@ class Demo:
 
         declare_queue(app)  # before web, worker and beat all race to create it
         logs = self.data_dir / "logs"
-        self.processes = [
-            ServiceProcess("web", web_argv(self.web_port, workers=1), child_env, logs / "web.log"),
-            ServiceProcess("worker", worker_argv(2), child_env, logs / "worker.log"),
-            ServiceProcess(
-                "beat", beat_argv(self.data_dir / "beat-schedule"), child_env, logs / "beat.log"
-            ),
-        ]
-        for process in self.processes:
-            process.start()
-        wait_http(f"http://127.0.0.1:{self.web_port}/healthz", timeout=30)
+        self.stack = ProcessStack(child_env(settings_vars(settings)), logs, self.web_port)
+        self.stack.start_web(workers=1)
+        self.stack.start_worker(concurrency=2)
+        self.stack.start_beat()
+        self.stack.wait_ready()
         click.echo(f"  web      http://127.0.0.1:{self.web_port}  (logs in {logs})")
         click.echo(f"  emulator {self.emulator.url}")
         click.echo(f"  data     {self.data_dir}")
@@ -218,11 +200,10 @@ class Demo:
     # --- observing ----------------------------------------------------------------------
 
     def _check_processes(self) -> None:
-        for process in self.processes:
-            if not process.alive:
-                raise click.ClickException(
-                    f"{process.name} exited; last log lines:\n{process.log_tail()}"
-                )
+        for process in self.stack.dead() if self.stack is not None else []:
+            raise click.ClickException(
+                f"{process.name} exited; last log lines:\n{process.log_tail()}"
+            )
 
     def _run_count(self) -> int:
         from models import SyncRun
@@ -312,8 +293,8 @@ class Demo:
     # --- teardown -----------------------------------------------------------------------
 
     def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.stop()
+        if self.stack is not None:
+            self.stack.stop()
         if self.emulator is not None:
             self.emulator.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)

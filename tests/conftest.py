@@ -4,7 +4,6 @@ emptied between tests, and a clean broker."""
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -52,19 +51,6 @@ def base_settings(backend: Backend, tmp_path_factory: pytest.TempPathFactory) ->
         # and the process stacks (e2e, soak, benchmarks) run the production default, "auto".
         push_intake="direct",
     )
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes a child process (worker, web) see the same settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CALSYNC_")}
-    for field in dataclasses.fields(settings):
-        value = getattr(settings, field.name)
-        if value is not None:
-            env["CALSYNC_" + field.name.upper()] = str(value)
-    env.pop("DATABASE_URL", None)
-    env.pop("REDIS_URL", None)
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # each stack's processes use their data dir's
-    return env
 
 
 _redis_databases = iter(range(1, 12))  # 12 and 13 belong to tests/e2e/test_lifecycle_e2e.py

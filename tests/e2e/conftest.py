@@ -6,21 +6,13 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from calsync.processes import (
-    ServiceProcess,
-    beat_argv,
-    free_port,
-    wait_http,
-    web_argv,
-    worker_argv,
-)
+from calsync.processes import ProcessStack, child_env, free_port, settings_vars
 from core.settings import Settings, configure, get_settings
 from emulator import EmulatorServer
 from intake.redis_intake import intake_holds_notifications
@@ -29,7 +21,7 @@ from models.busy_queries import calendar_busy
 from models.db import session_scope
 from models.registry import attach_calendar, create_host
 from tests.backends import Backend
-from tests.conftest import isolated_settings, point_celery_at, settings_env
+from tests.conftest import isolated_settings, point_celery_at
 from worker.enqueue import enqueue_sync, enqueue_watch
 
 pytestmark = pytest.mark.e2e
@@ -37,51 +29,12 @@ pytestmark = pytest.mark.e2e
 LEASE_SECONDS = 5
 
 
-@dataclass
-class Stack:
+@dataclass(kw_only=True)
+class Stack(ProcessStack):
+    """calsync's processes (see ProcessStack) with the in-process emulator they call."""
+
     settings: Settings
     emulator: EmulatorServer
-    env: dict[str, str]
-    logs: Path
-    web_port: int
-    web: ServiceProcess | None = None
-    workers: list[ServiceProcess] = field(default_factory=list)
-    beat: ServiceProcess | None = None
-
-    @property
-    def web_url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
-
-    def start_worker(self, concurrency: int = 2) -> ServiceProcess:
-        name = f"worker{len(self.workers)}"
-        process = ServiceProcess(
-            name, worker_argv(concurrency, hostname=name), self.env, self.logs / f"{name}.log"
-        ).start()
-        self.workers.append(process)
-        return process
-
-    def start_beat(self) -> ServiceProcess:
-        self.beat = ServiceProcess(
-            "beat", beat_argv(self.logs / "beat-schedule"), self.env, self.logs / "beat.log"
-        ).start()
-        return self.beat
-
-    def stop(self) -> None:
-        for process in [*self.workers, self.beat, self.web]:
-            if process is not None:
-                process.stop()
-
-    def logs_tail(self) -> str:
-        parts = []
-        for process in [*self.workers, self.beat, self.web]:
-            if process is not None:
-                lines = [
-                    line
-                    for line in process.log_tail(400).splitlines()
-                    if "sweep" not in line and "safety" not in line
-                ][-40:]
-                parts.append(f"--- {process.name} ---\n" + "\n".join(lines))
-        return "\n".join(parts)
 
 
 @pytest.fixture(scope="module")
@@ -101,14 +54,18 @@ def stack(
     )
     configure(settings)
     point_celery_at(settings)
-    logs = tmp_path_factory.mktemp("e2e-logs")
-    env = settings_env(settings)
-    stack = Stack(settings, emulator, env, logs, web_port)
-    stack.web = ServiceProcess("web", web_argv(web_port), env, logs / "web.log").start()
+    stack = Stack(
+        env=child_env(settings_vars(settings)),
+        logs=tmp_path_factory.mktemp("e2e-logs"),
+        web_port=web_port,
+        settings=settings,
+        emulator=emulator,
+    )
     try:
-        wait_http(stack.web_url + "/healthz", timeout=30)
+        stack.start_web()
         stack.start_worker()
         stack.start_beat()
+        stack.wait_ready()
         yield stack
     finally:
         stack.stop()

@@ -18,13 +18,14 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from sqlalchemy import update
 
+from calsync.processes import child_env, settings_vars
 from core.settings import Settings, configure
 from emulator import EmulatorServer
 from models import SyncState
 from models.db import session_scope
 from models.registry import attach_calendar, create_host
 from tests.backends import Backend
-from tests.conftest import point_celery_at, settings_env
+from tests.conftest import point_celery_at
 from worker import google_client, rate_limit, sync_engine
 from worker.enqueue import enqueue_sync
 
@@ -53,8 +54,9 @@ def small_stack(
     configure(settings)
     point_celery_at(settings)
     google_client.forget_services()
-    env = settings_env(settings)
-    stack = Stack(settings, emulator, env, logs, web_port=0)
+    stack = Stack(
+        env=child_env(settings_vars(settings)), logs=logs, settings=settings, emulator=emulator
+    )
     try:
         yield stack
     finally:

@@ -4,9 +4,7 @@ client, and after every scenario the busy table equals the emulator's freeBusy a
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -175,7 +173,7 @@ def test_worker_killed_mid_sync_loses_nothing(live: Stack) -> None:
     children = worker.children()
     assert children, "the worker has no pool processes"
     for pid in children:
-        os.kill(pid, signal.SIGKILL)
+        worker.kill_child(pid)
     live.emulator.control.set_faults(latency_ms=0)
     assert_converges(live, calendars, timeout=90)
     assert worker.alive  # the pool replaced its children

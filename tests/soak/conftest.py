@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from calsync.processes import free_port
+from calsync.processes import child_env, free_port, settings_vars
 from core.settings import Settings, configure
 from models.db import dispose_engines
 from models.migrate import upgrade
 from tests.backends import Backend
-from tests.conftest import isolated_settings, point_celery_at, settings_env
+from tests.conftest import isolated_settings, point_celery_at
 from tests.soak.services import PrivatePostgres, PrivateRedis
 from tests.soak.stack import SoakPlan, SoakReport, SoakStack, synced_and_watched, wait_for
 
@@ -91,7 +91,7 @@ def soak_stack(
         point_celery_at(settings)
         stack = SoakStack(
             settings=settings,
-            env=settings_env(settings),
+            env=child_env(settings_vars(settings)),
             logs=tmp_path_factory.mktemp("soak-logs"),
             emulator_url=emulator_url,
             web_port=web_port,

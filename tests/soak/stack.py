@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from calsync.processes import ServiceProcess, beat_argv, wait_http, web_argv, worker_argv
+from calsync.processes import ProcessStack, ServiceProcess
 from core.settings import Settings, get_settings
 from emulator.control import EmulatorControl
 from intake.redis_intake import intake_holds_notifications
@@ -84,33 +83,21 @@ class LiveCalendar:
     google_calendar_id: str
 
 
-@dataclass
-class SoakStack:
-    """Emulator (child process), gunicorn, Celery workers and beat on one configuration;
-    in services mode also the private PostgreSQL and Redis the restart test may break."""
+@dataclass(kw_only=True)
+class SoakStack(ProcessStack):
+    """Emulator (child process), gunicorn, Celery workers and beat on one configuration (see
+    ProcessStack); in services mode also the private PostgreSQL and Redis the restart test
+    may break."""
 
     settings: Settings
-    env: dict[str, str]
-    logs: Path
     emulator_url: str
-    web_port: int
     backend_kind: str
     postgres: PrivatePostgres | None = None
     redis: PrivateRedis | None = None
-    emulator: ServiceProcess | None = None
-    web: ServiceProcess | None = None
-    workers: list[ServiceProcess] = field(default_factory=list)
-    beat: ServiceProcess | None = None
     unexpected_worker_deaths: int = 0
-    # Where each worker's log stood when it was (re)started: its "ready." line comes after.
-    worker_log_starts: list[int] = field(default_factory=list)
     setup_seconds: float = 0.0
     calendars: list[LiveCalendar] = field(default_factory=list)
     canary: LiveCalendar | None = None
-
-    @property
-    def web_url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
 
     @property
     def control(self) -> EmulatorControl:
@@ -119,75 +106,31 @@ class SoakStack:
         return self._control
 
     def start(self, plan: SoakPlan) -> None:
-        port = self.emulator_url.rsplit(":", 1)[1]
-        self.emulator = ServiceProcess(
-            "emulator",
-            [sys.executable, "-m", "emulator", "--port", port, "--seed", str(plan.seed)],
-            dict(os.environ),
-            self.logs / "emulator.log",
-        ).start()
-        self.web = ServiceProcess(
-            "web", web_argv(self.web_port), self.env, self.logs / "web.log"
-        ).start()
-        for index in range(plan.workers):
-            self.worker_log_starts.append(0)
-            self.workers.append(self._worker(index, plan.concurrency))
-            self.restart_worker(index, plan.concurrency)
-        self.beat = ServiceProcess(
-            "beat", beat_argv(self.logs / "beat-schedule"), self.env, self.logs / "beat.log"
-        ).start()
-        wait_http(self.emulator_url + "/_emulator/faults", timeout=60)
-        wait_http(self.web_url + "/healthz", timeout=60)
-
-    def _worker(self, index: int, concurrency: int) -> ServiceProcess:
-        name = f"worker{index}"
-        return ServiceProcess(
-            name, worker_argv(concurrency, hostname=name), self.env, self.logs / f"{name}.log"
-        )
-
-    def restart_worker(self, index: int, concurrency: int) -> None:
-        worker = self._worker(index, concurrency)
-        self.worker_log_starts[index] = _size(worker.log_path)
-        self.workers[index] = worker.start()
+        self.start_emulator(int(self.emulator_url.rsplit(":", 1)[1]), seed=plan.seed)
+        self.start_web()
+        for _ in range(plan.workers):
+            self.start_worker(plan.concurrency)
+        self.start_beat()
+        self.wait_ready()
 
     def ready_workers(self) -> list[ServiceProcess]:
         """Workers whose pool is up. A pool process killed while its worker starts makes
         Celery give up ("Could not start worker processes"): that is a crash at boot, not a
         kill during a sync, so the soak leaves starting workers alone."""
-        ready = []
-        for worker, start in zip(self.workers, self.worker_log_starts, strict=True):
-            with worker.log_path.open("rb") as log:
-                log.seek(start)
-                if b" ready." in log.read():
-                    ready.append(worker)
-        return ready
+        return [worker for worker in self.workers if worker.ready()]
 
-    def revive_dead_workers(self, concurrency: int) -> int:
+    def revive_dead_workers(self) -> int:
         """Restart worker main processes that died without being killed by the soak."""
-        dead = [i for i, worker in enumerate(self.workers) if not worker.alive]
-        for index in dead:
-            self.restart_worker(index, concurrency)
+        dead = [worker for worker in self.workers if not worker.alive]
+        for worker in dead:
+            self.restart(worker)
         self.unexpected_worker_deaths += len(dead)
         return len(dead)
 
-    def stop(self) -> None:
-        for process in [*self.workers, self.beat, self.web, self.emulator]:
-            if process is not None:
-                process.stop()
-        if hasattr(self, "_control"):
+    def stop(self, process: ServiceProcess | None = None) -> None:
+        super().stop(process)
+        if process is None and hasattr(self, "_control"):
             self._control.close()
-
-    def logs_tail(self, lines: int = 30) -> str:
-        parts = []
-        for process in [*self.workers, self.beat, self.web]:
-            if process is not None:
-                kept = [
-                    line
-                    for line in process.log_tail(600).splitlines()
-                    if "sweep" not in line and "safety" not in line
-                ][-lines:]
-                parts.append(f"--- {process.name} ---\n" + "\n".join(kept))
-        return "\n".join(parts)
 
     # ----- calendars --------------------------------------------------------------------
     def attach(self, email: str, time_zone: str = "Europe/Berlin") -> LiveCalendar:
@@ -333,10 +276,3 @@ class SoakReport:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         summary = {"plan": self.plan.__dict__, **self.sections}
         self.path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0

@@ -284,7 +284,7 @@ def test_redis_emptied_and_postgres_restarted_mid_load_converge(
         forged.join(timeout=60)
         forged.stop()
     load_ended = time.monotonic()
-    revived = stack.revive_dead_workers(plan.concurrency)
+    revived = stack.revive_dead_workers()
     converge_seconds = quiesce_and_converge(stack, everything, timeout=240)
     converged = time.monotonic()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import threading
 import time
 from collections import Counter
@@ -316,31 +315,28 @@ class Killer:
         else:
             self._kill_pool_child()
         self.counts["total"] += 1
-        self.stack.revive_dead_workers(self.plan.concurrency)
+        self.stack.revive_dead_workers()
 
     def _kill_pool_child(self) -> None:
         deadline = time.monotonic() + 30
         while not self.stack.ready_workers() and time.monotonic() < deadline:
             time.sleep(0.05)
-        children = [pid for worker in self.stack.ready_workers() for pid in worker.children()]
+        children = [
+            (worker, pid) for worker in self.stack.ready_workers() for pid in worker.children()
+        ]
         if not children:
             self.counts["no_child_to_kill"] += 1
             return
-        busy = [pid for pid in children if looks_busy(pid)]
-        target = self.rng.choice(busy or children)
-        try:
-            os.kill(target, signal.SIGKILL)
-        except ProcessLookupError:
+        busy = [(worker, pid) for worker, pid in children if looks_busy(pid)]
+        worker, target = self.rng.choice(busy or children)
+        if not worker.kill_child(target):
             self.counts["child_already_gone"] += 1
             return
         self.counts["pool_child"] += 1
         self.counts["pool_child_busy"] += bool(busy)
 
     def _kill_whole_worker(self) -> None:
-        index = self.rng.randrange(len(self.stack.workers))
-        worker = self.stack.workers[index]
-        worker.signal_group(signal.SIGKILL)
-        if worker.popen is not None:
-            worker.popen.wait(10)
+        worker = self.rng.choice(self.stack.workers)
+        worker.kill()
         self.counts["whole_worker"] += 1
-        self.stack.restart_worker(index, self.plan.concurrency)
+        self.stack.restart(worker)

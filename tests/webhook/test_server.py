@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from calsync.processes import ServiceProcess, free_port, wait_http
+from calsync.processes import ServiceProcess, child_env, free_port, settings_vars, wait_http
 from core.settings import Settings
-from tests.conftest import settings_env
 from webhook import create_app
 from webhook.app_factory import MAX_CONTENT_LENGTH
 
@@ -99,7 +98,7 @@ def test_gunicorn_serves_the_app_with_the_project_config(
 ) -> None:
     watched: Watched = watch_calendar(session)
     port = free_port()
-    env = {**settings_env(settings), "PORT": str(port), "WEB_CONCURRENCY": "1"}
+    env = {**child_env(settings_vars(settings)), "PORT": str(port), "WEB_CONCURRENCY": "1"}
     argv = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), app_spec]
     web = ServiceProcess("web", argv, env, tmp_path / "web.log").start()
     try:

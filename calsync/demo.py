@@ -256,6 +256,7 @@ class Demo:
 
         now = datetime.now(UTC)
         zone = ZoneInfo(DEMO_ZONE)
+        assert self.host_id is not None, "the demo host is created first"
         with session_scope() as session:
             busy = host_busy(
                 session, self.host_id, now - timedelta(days=1), now + timedelta(days=8)
@@ -280,8 +281,10 @@ class Demo:
         free = [e for e in events if e.decision != "busy"]
         if free:
             click.echo("  not blocking, and why:")
-            for summary, start, decision in free:
-                when = start.astimezone(zone).strftime("%a %d %b %H:%M") if start else "?"
+            for summary, event_start, decision in free:
+                when = (
+                    event_start.astimezone(zone).strftime("%a %d %b %H:%M") if event_start else "?"
+                )
                 click.echo(f"    {when}  {summary or '(no title)'}: {decision}")
         if run is not None:
             lag = f"{run.notification_lag_ms} ms" if run.notification_lag_ms is not None else "n/a"

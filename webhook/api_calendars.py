@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
+from sqlalchemy.orm import Session
 
+from models import Calendar
 from models.credentials_box import CredentialsError
 from models.registry import attach_calendar, detach_calendar
 from models.sync_status import calendar_status
@@ -34,7 +36,7 @@ api_calendars = Blueprint("api_calendars", __name__)
 CALENDAR_ID = f"<int(max={MAX_ID}):calendar_id>"
 
 
-def _calendar_json(session, calendar, now: datetime) -> dict[str, Any]:
+def _calendar_json(session: Session, calendar: Calendar, now: datetime) -> dict[str, Any]:
     return {
         **calendar_freshness(session, calendar, now),
         "hostId": calendar.host_id,

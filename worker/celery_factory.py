@@ -120,7 +120,7 @@ def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 @worker_process_init.connect
-def _fresh_connections_after_fork(**_kwargs) -> None:
+def _fresh_connections_after_fork(**_kwargs: Any) -> None:
     # A forked pool process must not reuse the parent's database sockets.
     from models.db import dispose_engines
 

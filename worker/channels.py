@@ -194,7 +194,8 @@ def renew_expiring(settings: Settings | None = None, now: datetime | None = None
     old: dict[int, list[tuple[str, str | None]]] = {}
     for calendar_id, channel_id, resource_id, expiration in live:
         old.setdefault(calendar_id, []).append((channel_id, resource_id))
-        newest[calendar_id] = expiration
+        if expiration is not None:  # always, by the query; the column is nullable
+            newest[calendar_id] = expiration
     renewed = []
     for calendar_id, expiration in newest.items():
         if expiration > horizon:

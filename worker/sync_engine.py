@@ -254,7 +254,13 @@ def _load_context(session: Session, calendar_id: int) -> CalendarContext | str |
 class _PageReader:
     """Consumes pages into decided events, keeping the lease alive and counting."""
 
-    def __init__(self, context: CalendarContext, owner: str, settings: Settings, now) -> None:
+    def __init__(
+        self,
+        context: CalendarContext,
+        owner: str,
+        settings: Settings,
+        now: Callable[[], datetime],
+    ) -> None:
         self.context, self.owner, self.settings, self.now = context, owner, settings, now
         self.pages = 0
         self.events_seen = 0
@@ -284,7 +290,10 @@ class _PageReader:
 
 
 def _fetch(
-    context: CalendarContext, sync_token: str | None, settings: Settings, now
+    context: CalendarContext,
+    sync_token: str | None,
+    settings: Settings,
+    now: Callable[[], datetime],
 ) -> Iterator[dict]:
     service = google_client.build_service(context.credentials, settings)
     at = now()

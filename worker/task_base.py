@@ -77,7 +77,7 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, google_or_network) and classify(exc).kind is ErrorKind.TRANSIENT
 
 
-class CalsyncTask(Task):
+class CalsyncTask(Task):  # type: ignore[misc]  # Celery is untyped
     acks_late = True
     reject_on_worker_lost = True
     ignore_result = True

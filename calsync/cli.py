@@ -9,12 +9,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
+from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
 
 from core.settings import SettingsError
 
 
-def _create_app():
+def _create_app() -> Flask:
+    # The app factory also checks the encryption keys: every verb stops on a weak one.
     from webhook import create_app
 
     return create_app()
@@ -128,6 +130,32 @@ def calendars_add(
             after_commit(session, enqueue_watch, calendar_id)
     sends.raise_if_failed()  # the calendar is attached; the broker error is the command's
     click.echo(json.dumps({"id": calendar_id}))
+
+
+# --- keys -------------------------------------------------------------------------------
+
+
+@cli.group()
+def keys() -> None:
+    """The key that encrypts stored Google credentials."""
+
+
+@keys.command("rotate")
+@click.option("--batch-size", default=100, show_default=True, type=click.IntRange(min=1))
+@with_appcontext
+def keys_rotate(batch_size: int) -> None:
+    """Re-encrypt every stored credential with CALSYNC_SECRET_KEY (after the old key moved to
+    CALSYNC_SECRET_KEY_PREVIOUS); one transaction per batch, safe to run again."""
+    from models.credentials_box import rotate_credentials
+    from models.db import session_factory
+
+    counts = rotate_credentials(session_factory(), batch_size=batch_size)
+    click.echo(json.dumps(counts.as_dict()))
+    if counts.undecryptable:
+        raise click.ClickException(
+            f"{counts.undecryptable} stored credentials match none of the keys: "
+            "is a previous key missing from CALSYNC_SECRET_KEY_PREVIOUS?"
+        )
 
 
 # --- sync, busy, status -----------------------------------------------------------------

@@ -6,7 +6,9 @@ says exactly what to fix instead of failing later inside a task.
 
 from __future__ import annotations
 
+import math
 import os
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -71,6 +73,61 @@ def _exact_length(name: str, raw: str, length: int) -> str:
     return raw
 
 
+# Keys that encrypt stored credentials (and sign short-lived values) must carry at least 32
+# bytes of entropy: what `secrets.token_urlsafe(32)` or `Fernet.generate_key()` give.
+MIN_KEY_ENTROPY_BITS = 256
+_HEX_DIGITS = frozenset(string.hexdigits)
+_BASE64_CHARACTERS = frozenset(string.ascii_letters + string.digits + "+/-_")
+
+
+def _repeating_unit(text: str) -> int:
+    """Length of the shortest unit that `text` repeats at least twice ("abcabca": 3), else
+    the whole length (a random key's end may match its start by chance: not a repetition)."""
+    prefix = [0] * len(text)  # Knuth-Morris-Pratt: longest proper prefix that is a suffix
+    for i in range(1, len(text)):
+        k = prefix[i - 1]
+        while k and text[i] != text[k]:
+            k = prefix[k - 1]
+        prefix[i] = k + (text[i] == text[k])
+    period = len(text) - prefix[-1]
+    return period if 2 * period <= len(text) else len(text)
+
+
+def key_entropy_bits(key: str) -> float:
+    """An upper bound of a key's entropy: the length of its shortest repeating unit times the
+    bits per character of the smallest usual alphabet holding all its characters (hex 4,
+    base64 6, anything else log2(95), printable ASCII). A random key reaches the bound; an
+    empty, short or repetitive key cannot pass it, whatever it looks like."""
+    text = key.strip().rstrip("=")  # base64 padding carries nothing
+    if not text:
+        return 0.0
+    characters = set(text)
+    if characters <= _HEX_DIGITS:
+        bits_per_character = 4.0
+    elif characters <= _BASE64_CHARACTERS:
+        bits_per_character = 6.0
+    else:
+        bits_per_character = math.log2(95)
+    return _repeating_unit(text) * bits_per_character
+
+
+def _strong_key(name: str, raw: str) -> str:
+    # The value is a secret: the message names the variable, never the value.
+    if key_entropy_bits(raw) < MIN_KEY_ENTROPY_BITS:
+        raise SettingsError(
+            f"{name} is too weak: a key needs at least 32 bytes of entropy, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return raw
+
+
+def _key_list(name: str, raw: str) -> str:
+    keys = [key.strip() for key in raw.split(",")]
+    for key in keys:
+        _strong_key(name, key)
+    return ",".join(keys)
+
+
 def _normalize_database_url(url: str) -> str:
     # Platforms hand out postgres:// URLs; SQLAlchemy wants an explicit driver (psycopg 3).
     for prefix in ("postgres://", "postgresql://"):
@@ -91,6 +148,8 @@ class Settings:
     google_client_id: str | None = None
     google_client_secret: str | None = None
     secret_key: str | None = None
+    # Earlier keys, comma-separated, newest first: still decrypt, never encrypt (rotation).
+    secret_key_previous: str | None = None
     admin_token: str | None = None
     alert_webhook_url: str | None = None
     # "slack" ({"text": ...}) or "pagerduty" (Events v2); empty: PagerDuty when the URL is
@@ -142,11 +201,22 @@ class Settings:
         object.__setattr__(self, "database_url", _normalize_database_url(self.database_url))
         if self.push_spool_dir is None:
             object.__setattr__(self, "push_spool_dir", self.data_dir / "push-spool")
+        # Also here, not only in the parsers: settings built in code are held to the same rule.
+        if self.secret_key is not None:
+            _strong_key("CALSYNC_SECRET_KEY", self.secret_key)
+        if self.secret_key_previous is not None:
+            _key_list("CALSYNC_SECRET_KEY_PREVIOUS", self.secret_key_previous)
         if self.push_intake == "redis" and not self._intake_capable:
             raise SettingsError(
                 "CALSYNC_PUSH_INTAKE=redis needs PostgreSQL (CALSYNC_DATABASE_URL) and a Redis "
                 "broker (CALSYNC_BROKER_URL=redis://...)"
             )
+
+    @property
+    def previous_secret_keys(self) -> tuple[str, ...]:
+        if not self.secret_key_previous:
+            return ()
+        return tuple(key.strip() for key in self.secret_key_previous.split(","))
 
     @property
     def _intake_capable(self) -> bool:
@@ -202,7 +272,8 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "google_auth_uri": _url(("http", "https")),
     "google_client_id": _text,
     "google_client_secret": _text,
-    "secret_key": _text,
+    "secret_key": _strong_key,
+    "secret_key_previous": _key_list,
     "admin_token": _text,
     "alert_webhook_url": _url(("http", "https")),
     "alert_format": lambda name, raw: _choice(name, raw, ("slack", "pagerduty")),

@@ -170,6 +170,7 @@ class PushDispatcher:
                     "calendarId": c.calendar_id,
                     "address": c.address,
                     "account": c.account,
+                    "token": c.token,
                     "expiration": c.expiration_ms(),
                     "stopped": c.stopped,
                     "expired": c.expiration <= self._clock.now(),

@@ -1,6 +1,6 @@
 """A process-local cache of live channels for the push receiver's Redis intake path.
 
-Authenticating a notification needs the channel's token, calendar and resource id. They
+Authenticating a notification needs the channel's token hash, calendar and resource id. They
 never change for a channel id, so each web process keeps them for TTL_SECONDS instead of
 asking the database on every notification. An unknown id is never cached (a forged or
 stopped channel is always looked up, and refused). What the cache may miss is a stop that
@@ -21,7 +21,7 @@ MAX_ENTRIES = 200_000  # bounds memory if ids churn; refilled on demand
 
 @dataclass(frozen=True)
 class LiveChannel:
-    token: str
+    token_hash: str
     calendar_id: int
     resource_id: str | None
 

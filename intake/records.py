@@ -62,7 +62,7 @@ def _later(column: InstrumentedAttribute[Any], value: BindParameter[Any]) -> Cas
     return case((or_(column.is_(None), column < value), value), else_=column)
 
 
-_FIND_LIVE_CHANNEL = select(Channel.token, Channel.calendar_id, Channel.resource_id).where(
+_FIND_LIVE_CHANNEL = select(Channel.token_hash, Channel.calendar_id, Channel.resource_id).where(
     Channel.id == bindparam("for_channel_id"), Channel.stopped_at.is_(None)
 )
 
@@ -117,7 +117,7 @@ _ALONG_WITH_CHANNEL = {
 
 
 def find_live_channel(connection: Connection, channel_id: str) -> Row | None:
-    """(token, calendar_id, resource_id) of a channel that was not stopped."""
+    """(token_hash, calendar_id, resource_id) of a channel that was not stopped."""
     return connection.execute(_FIND_LIVE_CHANNEL, {"for_channel_id": channel_id}).one_or_none()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
@@ -31,6 +32,12 @@ class Calendar(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+def channel_token_hash(token: str) -> str:
+    """The stored form of a channel token. One fast hash suffices: the token is random and
+    long (a slow, salted hash would only cost the push receiver's hot path)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 class Channel(Base):
     """A Google watch channel. Several overlap during renewal; all are accepted."""
 
@@ -40,7 +47,9 @@ class Channel(Base):
     calendar_id: Mapped[int] = mapped_column(
         ForeignKey("calendars.id", ondelete="CASCADE"), index=True
     )
-    token: Mapped[str] = mapped_column(String(256))
+    # SHA-256 (hex) of the channel token: the token goes to Google in events.watch and comes
+    # back in each notification; what is stored cannot be replayed as a notification.
+    token_hash: Mapped[str] = mapped_column(String(64))
     resource_id: Mapped[str | None] = mapped_column(String(256))
     expiration: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,4 +1,9 @@
-"""Encryption at rest for stored Google credentials (Fernet: AES-128-CBC + HMAC)."""
+"""Encryption at rest for stored Google credentials (Fernet: AES-128-CBC + HMAC).
+
+The current key (CALSYNC_SECRET_KEY, else a key file in the data dir with SQLite) encrypts;
+it and the previous keys (CALSYNC_SECRET_KEY_PREVIOUS) decrypt, so a key can be rotated
+without downtime: `calsync keys rotate` then re-encrypts what the old keys wrote.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,80 @@ import base64
 import hashlib
 import json
 import os
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
 
-from core.settings import Settings, SettingsError, get_settings
+from core.private_files import private_directory
+from core.settings import (
+    MIN_KEY_ENTROPY_BITS,
+    Settings,
+    SettingsError,
+    get_settings,
+    key_entropy_bits,
+)
+from models.accounts import GoogleAccount
 
 REQUIRED_FIELDS = ("client_id", "client_secret", "refresh_token")
+KEY_FILE_NAME = "secret.key"
+
+# Key file contents by path: read once per process (the file never changes under us).
+_key_files: dict[Path, str] = {}
 
 
 class CredentialsError(ValueError):
     """Credentials JSON is not a usable authorized-user document."""
+
+
+def _create_key_file(key_file: Path) -> str:
+    """Write a new random key to `key_file` unless another process got there first; returns
+    the key the file holds. The file appears whole or not at all: written and synced under a
+    temporary name, then linked into place. Unlike rename, link never replaces a file, so of
+    two processes starting together the loser reads the winner's key instead of overwriting
+    it after the winner may already have encrypted with it."""
+    private_directory(key_file.parent)
+    material = base64.urlsafe_b64encode(os.urandom(32)).decode()
+    fd, temp_name = tempfile.mkstemp(dir=key_file.parent, prefix=f".{KEY_FILE_NAME}.")  # 0600
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(material)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(temp_name, key_file)
+        except FileExistsError:
+            return key_file.read_text().strip()
+    finally:
+        os.unlink(temp_name)
+    directory = os.open(key_file.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the new name survives a crash too
+    finally:
+        os.close(directory)
+    return material
+
+
+def _key_file_material(settings: Settings) -> str:
+    key_file = settings.data_dir / KEY_FILE_NAME
+    material = _key_files.get(key_file)
+    if material is not None:
+        return material
+    try:
+        material = key_file.read_text().strip()
+    except FileNotFoundError:
+        material = _create_key_file(key_file)
+    if key_entropy_bits(material) < MIN_KEY_ENTROPY_BITS:
+        raise SettingsError(
+            f"the key file {key_file} holds no usable key (empty, or under 32 bytes of "
+            "entropy): set CALSYNC_SECRET_KEY, or remove the file to have a new key made "
+            "(credentials stored under the old one must then be attached again)"
+        )
+    _key_files[key_file] = material
+    return material
 
 
 def _key_material(settings: Settings) -> str:
@@ -25,18 +93,23 @@ def _key_material(settings: Settings) -> str:
     if not settings.database_url.startswith("sqlite"):
         raise SettingsError("CALSYNC_SECRET_KEY must be set when the database is not SQLite")
     # Embedded default: a random key kept next to the database, readable by the owner only.
-    key_file = settings.data_dir / "secret.key"
-    if not key_file.exists():
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(base64.urlsafe_b64encode(os.urandom(32)).decode())
-    return Path(key_file).read_text().strip()
+    return _key_file_material(settings)
 
 
-def _fernet(settings: Settings | None = None) -> Fernet:
-    material = _key_material(settings or get_settings())
+def _fernet_of(material: str) -> Fernet:
+    # Key material of any form (a passphrase, base64, hex) becomes a Fernet key by SHA-256.
     return Fernet(base64.urlsafe_b64encode(hashlib.sha256(material.encode()).digest()))
+
+
+def _fernets(settings: Settings) -> MultiFernet:
+    current = _key_material(settings)
+    return MultiFernet([_fernet_of(current), *map(_fernet_of, settings.previous_secret_keys)])
+
+
+def check_keys(settings: Settings | None = None) -> None:
+    """Raise SettingsError now, at process start, if the keys are missing or unusable, rather
+    than on the first request that touches credentials."""
+    _fernets(settings or get_settings())
 
 
 def validate_authorized_user(info: object) -> dict:
@@ -52,15 +125,16 @@ def validate_authorized_user(info: object) -> dict:
 
 
 def encrypt_credentials(info: dict, settings: Settings | None = None) -> bytes:
-    return _fernet(settings).encrypt(json.dumps(info, sort_keys=True).encode())
+    return _fernets(settings or get_settings()).encrypt(json.dumps(info, sort_keys=True).encode())
 
 
 def decrypt_credentials(blob: bytes, settings: Settings | None = None) -> dict:
     try:
-        return json.loads(_fernet(settings).decrypt(blob))
+        return json.loads(_fernets(settings or get_settings()).decrypt(blob))
     except InvalidToken:
         raise CredentialsError(
-            "stored credentials cannot be decrypted with this SECRET_KEY"
+            "stored credentials cannot be decrypted with CALSYNC_SECRET_KEY or "
+            "CALSYNC_SECRET_KEY_PREVIOUS"
         ) from None
 
 
@@ -69,3 +143,66 @@ def signing_key(purpose: str, settings: Settings | None = None) -> bytes:
     secret serves both, yet separate from the encryption key."""
     material = _key_material(settings or get_settings())
     return hashlib.sha256(f"calsync-sign:{purpose}:{material}".encode()).digest()
+
+
+@dataclass
+class RotationCounts:
+    reencrypted: int = 0
+    already_current: int = 0
+    undecryptable: int = 0  # under none of the keys: left as they are
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "reencrypted": self.reencrypted,
+            "alreadyCurrent": self.already_current,
+            "undecryptable": self.undecryptable,
+        }
+
+
+def rotate_credentials(
+    sessions: sessionmaker[Session], settings: Settings | None = None, batch_size: int = 100
+) -> RotationCounts:
+    """Re-encrypt every stored credential under the current key, `batch_size` accounts per
+    transaction. Idempotent: what the current key already decrypts is left alone. A row
+    changed meanwhile (a reconnect writes under the current key) is not overwritten."""
+    settings = settings or get_settings()
+    current = _fernet_of(_key_material(settings))
+    every_key = _fernets(settings)
+    counts = RotationCounts()
+    after_id = 0
+    while True:
+        with sessions() as session, session.begin():
+            batch = session.execute(
+                select(GoogleAccount.id, GoogleAccount.credentials_encrypted)
+                .where(GoogleAccount.id > after_id)
+                .order_by(GoogleAccount.id)
+                .limit(batch_size)
+            ).all()
+            for account_id, blob in batch:
+                try:
+                    current.decrypt(blob)
+                    counts.already_current += 1
+                    continue
+                except InvalidToken:
+                    pass
+                try:
+                    rotated = every_key.rotate(blob)
+                except InvalidToken:
+                    counts.undecryptable += 1
+                    continue
+                changed = session.execute(
+                    update(GoogleAccount)
+                    .where(
+                        GoogleAccount.id == account_id,
+                        GoogleAccount.credentials_encrypted == blob,
+                    )
+                    .values(credentials_encrypted=rotated)
+                    .execution_options(synchronize_session=False)
+                )
+                if changed.rowcount:  # type: ignore[attr-defined]
+                    counts.reencrypted += 1
+                else:
+                    counts.already_current += 1
+        if len(batch) < batch_size:
+            return counts
+        after_id = batch[-1][0]

@@ -17,7 +17,7 @@ from models import Base
 from models.db import dispose_engines, get_engine
 from tests.backends import Backend, create_backend, drop_backend
 
-TEST_SECRET_KEY = "test-secret-key-not-for-production"
+TEST_SECRET_KEY = "test-key-not-for-production-Xq3vR8tLm2ZpK7wN4bY6cJ"
 TEST_ADMIN_TOKEN = "test-admin-token"
 
 

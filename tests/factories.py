@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from models import Calendar, Channel, GoogleAccount, Host, SyncState
 from models.accounts import AccountState
+from models.calendars import channel_token_hash
 from models.credentials_box import encrypt_credentials
 
 _numbers = itertools.count(1)
@@ -93,14 +94,17 @@ def make_channel(
     expiration: datetime | None = None,
     stopped_at: datetime | None = None,
 ) -> Channel:
+    token = token if token is not None else secrets.token_urlsafe(48)
     channel = Channel(
         id=channel_id or secrets.token_hex(16),
         calendar_id=calendar.id,
-        token=token if token is not None else secrets.token_urlsafe(48),
+        token_hash=channel_token_hash(token),
         resource_id=resource_id,
         expiration=expiration,
         stopped_at=stopped_at,
     )
     session.add(channel)
     session.flush()
+    # Not stored (only its hash is): kept on the object for the test to send, as Google would.
+    channel.plain_token = token  # type: ignore[attr-defined]
     return channel

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Flask
 
 from core.settings import Settings, configure, get_settings
+from models.startup import prepare_process
 from webhook import request_scope
 from webhook.api_blocks import api_blocks
 from webhook.api_busy import api_busy
@@ -31,6 +32,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings = get_settings()
     else:
         configure(settings)
+    # A missing or weak key stops the process here, not as a 500 on first use.
+    prepare_process(settings)
     app = Flask("webhook")
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_CONTENT_LENGTH,

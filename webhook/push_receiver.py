@@ -40,6 +40,7 @@ from intake.records import (
 from intake.runtime import IntakeRuntime, intake_runtime
 from intake.spool import IntakeRecord
 from models.base import utcnow
+from models.calendars import channel_token_hash
 from models.db import DATABASE_UNAVAILABLE_ERRORS
 from webhook.errors import error_response
 from webhook.request_scope import app_settings, request_connection
@@ -161,8 +162,9 @@ def _authenticate(
 ) -> Row | LiveChannel:
     if channel is None:
         raise Rejection(Outcome.UNKNOWN_CHANNEL, 404, "Unknown or stopped channel.")
-    given = (notification.token or "").encode()
-    if not hmac.compare_digest(channel.token.encode(), given):
+    # The stored hash against the hash of what was sent (once per request), in constant time.
+    given = channel_token_hash(notification.token or "")
+    if not hmac.compare_digest(channel.token_hash.encode(), given.encode()):
         raise Rejection(Outcome.BAD_TOKEN, 403, "Channel token does not match.")
     if channel.resource_id is not None and channel.resource_id != notification.resource_id:
         raise Rejection(Outcome.RESOURCE_MISMATCH, 403, "Resource id does not match the channel.")
@@ -200,7 +202,7 @@ def _enqueue_or_undo(connection: Connection, calendar_id: int, received_at: date
 
 def _load_live_channel(channel_id: str) -> LiveChannel | None:
     row = find_live_channel(request_connection(), channel_id)
-    return None if row is None else LiveChannel(row.token, row.calendar_id, row.resource_id)
+    return None if row is None else LiveChannel(row.token_hash, row.calendar_id, row.resource_id)
 
 
 def _hand_to_intake(

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from core.settings import Settings, get_settings
 from models import AccountState, Calendar, Channel, GoogleAccount, SyncState
+from models.calendars import channel_token_hash
 from models.credentials_box import decrypt_credentials
 from models.db import session_scope
 from models.sync_flags import may_call_google
@@ -63,7 +64,9 @@ def start_watch(calendar_id: int, settings: Settings | None = None) -> str | Non
     channel_id = secrets.token_hex(16)
     token = secrets.token_urlsafe(48)
     with session_scope() as session:
-        session.add(Channel(id=channel_id, calendar_id=calendar_id, token=token))
+        session.add(
+            Channel(id=channel_id, calendar_id=calendar_id, token_hash=channel_token_hash(token))
+        )
     body = {
         "id": channel_id,
         "type": "web_hook",

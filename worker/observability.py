@@ -1,5 +1,6 @@
 """Worker-side logging and metrics wiring, connected to Celery's signals on import.
 
+- start: worker and beat stop at once on missing or weak encryption keys (models.startup);
 - logging: our structured setup replaces Celery's (`setup_logging`), in worker and beat;
 - each task runs with task id, task name, run id (one per execution attempt: a retried task
   keeps its task id) and, for calendar tasks, the calendar id bound to its log lines;
@@ -15,14 +16,17 @@ from contextvars import Token
 from typing import Any
 
 from celery.signals import (
+    beat_init,
     setup_logging,
     task_postrun,
     task_prerun,
+    worker_init,
     worker_process_shutdown,
 )
 
 from core import logs, metrics_dir
-from core.settings import get_settings
+from core.settings import SettingsError, get_settings
+from models.startup import prepare_process
 from worker.task_names import CALENDAR_TASKS
 
 _bound: dict[str, Token[dict[str, str]]] = {}
@@ -31,6 +35,17 @@ _bound: dict[str, Token[dict[str, str]]] = {}
 @setup_logging.connect
 def _configure_logging(**_kwargs: Any) -> None:
     logs.configure_logging("worker", fmt=get_settings().log_format)
+
+
+@worker_init.connect
+@beat_init.connect
+def _check_configuration(**_kwargs: Any) -> None:
+    # Celery logs and swallows an Exception from a signal handler; SystemExit stops the
+    # process, with the message naming the variable to fix.
+    try:
+        prepare_process(get_settings())
+    except SettingsError as exc:
+        raise SystemExit(f"configuration error: {exc}") from None
 
 
 def _calendar_id(args: Any, kwargs: Any) -> object:

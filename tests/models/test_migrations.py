@@ -29,3 +29,44 @@ def test_upgrade_downgrade_upgrade_on_a_scratch_sqlite(tmp_path) -> None:
     upgrade(url)
     with get_engine(url).connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_channel_tokens_are_converted_to_their_hashes(tmp_path) -> None:
+    import hashlib
+
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path}/tokens.db"
+    upgrade(url, "0001")
+    with get_engine(url).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO hosts (id, name, time_zone, busy_policy, created_at) "
+                "VALUES (1, 'h', 'UTC', '{}', '2026-01-01 00:00:00.000000')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO google_accounts (id, host_id, credentials_encrypted, "
+                "state, created_at, updated_at) VALUES (1, 1, x'00', 'ok', "
+                "'2026-01-01 00:00:00.000000', '2026-01-01 00:00:00.000000')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO calendars (id, host_id, account_id, google_calendar_id, "
+                "watch_failures, created_at) VALUES (1, 1, 1, 'c', 0, "
+                "'2026-01-01 00:00:00.000000')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO channels (id, calendar_id, token, created_at) VALUES "
+                "('ch-1', 1, 'the-token', '2026-01-01 00:00:00.000000')"
+            )
+        )
+    upgrade(url)
+    with get_engine(url).connect() as conn:
+        rows = conn.execute(text("SELECT * FROM channels")).mappings().all()
+    assert [row["token_hash"] for row in rows] == [hashlib.sha256(b"the-token").hexdigest()]
+    assert "token" not in rows[0]

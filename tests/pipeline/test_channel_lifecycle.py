@@ -88,12 +88,14 @@ def due_kind(calendar_id: int) -> Due | None:
     return dict(tasks.due_calendars(datetime.now(UTC))).get(calendar_id)
 
 
-def push(client, channel: Channel, number: int) -> int:
+def push(client, emulator: EmulatorServer, channel: Channel, number: int) -> int:
+    # The database keeps only the token's hash: the token itself is what Google was sent.
+    token = {c["id"]: c["token"] for c in emulator.control.channels()}[channel.id]
     return client.post(
         "/webhooks/google",
         headers={
             "X-Goog-Channel-ID": channel.id,
-            "X-Goog-Channel-Token": channel.token,
+            "X-Goog-Channel-Token": token,
             "X-Goog-Resource-ID": channel.resource_id or "",
             "X-Goog-Resource-State": "exists",
             "X-Goog-Message-Number": str(number),
@@ -120,7 +122,7 @@ def test_renewal_before_expiry_overlaps_and_catches_up(
         assert new, "the new channel must exist before the old one is stopped"
         emulator.control.insert_event(cal.google_calendar_id, timed(3, 10, 11))
         for number, channel in enumerate([old, new[0]], start=10):
-            seen_during_switch.append((channel.id, push(client, channel, number)))
+            seen_during_switch.append((channel.id, push(client, emulator, channel, number)))
         real_stop(credentials, channel_id, resource_id, settings, account_id)
 
     monkeypatch.setattr(channels, "stop_channel", stop_during_overlap)
@@ -136,8 +138,8 @@ def test_renewal_before_expiry_overlaps_and_catches_up(
         google_side = {c["id"]: c for c in emulator.control.channels()}
         assert google_side[old.id]["stopped"] and not google_side[new.id]["stopped"]
         # The old channel is refused from now on; the new one is accepted.
-        assert push(client, old, 20) == 404
-        assert push(client, new, 21) == 204
+        assert push(client, emulator, old, 20) == 404
+        assert push(client, emulator, new, 21) == 204
         # The catch-up sync picks up the change made during the switch.
         result = sync_engine.sync_calendar(cal.calendar_id, trigger="channel_renewed", force=True)
         assert result.status == "done"
@@ -373,3 +375,14 @@ def test_a_scheduled_sync_queued_twice_runs_once(
         second = tasks.sync_calendar.apply(args=[cal.calendar_id], kwargs=kwargs).get()
     assert (first, second) == ("done", "skipped")
     assert emulator.control.requests(mark) == []
+
+
+def test_google_gets_the_channel_token_and_the_database_only_its_hash(
+    lifecycle_settings: Settings, emulator: EmulatorServer
+) -> None:
+    from models.calendars import channel_token_hash
+
+    cal = synced_and_watched(emulator, "hashed@example.com")
+    [channel] = live_channels(cal.calendar_id)
+    sent = {c["id"]: c["token"] for c in emulator.control.channels()}[channel.id]
+    assert len(sent) >= 43 and channel.token_hash == channel_token_hash(sent)

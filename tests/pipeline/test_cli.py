@@ -153,3 +153,52 @@ def test_db_upgrade_creates_the_schema(tmp_path, settings) -> None:
     finally:
         configure(settings)
     assert {"busy_blocks", "calendar_events", "sync_states", "channels"} <= tables
+
+
+def test_keys_rotate_reencrypts_every_credential_in_batches_and_is_idempotent(
+    db, settings, session
+) -> None:
+    import dataclasses
+    import secrets
+
+    from core.settings import configure
+    from models import GoogleAccount
+    from models.credentials_box import decrypt_credentials, encrypt_credentials
+    from tests.factories import make_account, make_host
+
+    old_key, new_key = settings.secret_key, secrets.token_urlsafe(32)
+    host = make_host(session)
+    accounts = [make_account(session, host) for _ in range(5)]  # under the old key
+    session.commit()
+    rotated = dataclasses.replace(settings, secret_key=new_key, secret_key_previous=old_key)
+    configure(rotated)
+    # One already under the new key: counted, left alone.
+    with session_scope() as scope:
+        scope.get(GoogleAccount, accounts[0].id).credentials_encrypted = encrypt_credentials(
+            {"client_id": "c", "client_secret": "s", "refresh_token": "new"}, rotated
+        )
+
+    first = json.loads(run("keys", "rotate", "--batch-size", "2"))
+    assert first == {"reencrypted": 4, "alreadyCurrent": 1, "undecryptable": 0}
+    again = json.loads(run("keys", "rotate"))
+    assert again == {"reencrypted": 0, "alreadyCurrent": 5, "undecryptable": 0}
+
+    new_only = dataclasses.replace(settings, secret_key=new_key)
+    with session_scope() as scope:
+        for account in scope.scalars(select(GoogleAccount)):
+            assert decrypt_credentials(account.credentials_encrypted, new_only)["client_id"]
+
+
+def test_keys_rotate_reports_credentials_no_key_opens(db, settings, session) -> None:
+    import dataclasses
+    import secrets
+
+    from core.settings import configure
+    from tests.factories import make_account, make_host
+
+    make_account(session, make_host(session))
+    session.commit()
+    configure(dataclasses.replace(settings, secret_key=secrets.token_urlsafe(32)))
+    result = CliRunner().invoke(cli, ["keys", "rotate"])
+    assert result.exit_code == 1
+    assert '"undecryptable": 1' in result.output and "CALSYNC_SECRET_KEY_PREVIOUS" in result.output

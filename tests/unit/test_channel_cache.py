@@ -6,7 +6,7 @@ import pytest
 
 from intake.channel_cache import ChannelCache, LiveChannel
 
-CHANNEL = LiveChannel(token="secret", calendar_id=7, resource_id="r-1")
+CHANNEL = LiveChannel(token_hash="0" * 64, calendar_id=7, resource_id="r-1")
 
 
 class Loader:

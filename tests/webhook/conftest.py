@@ -41,7 +41,7 @@ def watch_calendar(session: Session, *, resource_id: str | None = "resource-1", 
     calendar = make_calendar(session, host, account)
     channel = make_channel(session, calendar, resource_id=resource_id, **channel_kw)
     session.commit()
-    return Watched(calendar.id, channel.id, channel.token, channel.resource_id)
+    return Watched(calendar.id, channel.id, channel.plain_token, channel.resource_id)
 
 
 @pytest.fixture

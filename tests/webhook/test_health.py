@@ -4,6 +4,7 @@ both answer, and otherwise 503 naming what is down (without leaking URLs)."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -73,7 +74,9 @@ def test_readyz_is_503_when_the_embedded_broker_directory_is_missing(
     settings: Settings, db, tmp_path: Path
 ) -> None:
     broker_url = f"sqla+sqlite:///{tmp_path / 'missing' / 'broker.db'}"
-    response = client_for(settings, broker_url=broker_url).get("/readyz")
+    client = client_for(settings, broker_url=broker_url)  # the app makes it, private, at start
+    shutil.rmtree(tmp_path / "missing")  # ... and it is gone later
+    response = client.get("/readyz")
     _assert_not_ready(response, down="broker", up="database")
 
 

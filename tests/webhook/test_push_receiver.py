@@ -219,7 +219,7 @@ def test_an_overlapping_renewed_channel_is_accepted(
     calendar = session.get(Calendar, watched.calendar_id)
     renewed = make_channel(session, calendar, resource_id="resource-2")
     session.commit()
-    renewed_watch = Watched(watched.calendar_id, renewed.id, renewed.token, "resource-2")
+    renewed_watch = Watched(watched.calendar_id, renewed.id, renewed.plain_token, "resource-2")
 
     assert client.post(URL, headers=push_headers(renewed_watch, number=2)).status_code == 204
     assert client.post(URL, headers=push_headers(watched, number=3)).status_code == 204
@@ -532,3 +532,14 @@ def test_the_web_process_never_loads_the_sync_engine_or_google_client(tmp_path) 
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_stored_token_is_a_hash_that_cannot_be_replayed(client, watched, session) -> None:
+    from models import Channel
+    from models.calendars import channel_token_hash
+
+    stored = session.get(Channel, watched.channel_id).token_hash
+    assert stored == channel_token_hash(watched.token) and watched.token not in stored
+    replayed = push_headers(watched, X_Goog_Channel_Token=stored)
+    assert client.post("/webhooks/google", headers=replayed).status_code == 403
+    assert client.post("/webhooks/google", headers=push_headers(watched)).status_code == 204

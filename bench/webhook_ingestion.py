@@ -101,7 +101,7 @@ class LoadResult:
 def watched_calendars(count: int) -> list[dict[str, str]]:
     """`count` calendars of one host and one Google account, each with a live channel."""
     from models.base import utcnow
-    from models.calendars import Channel
+    from models.calendars import Channel, channel_token_hash
     from models.db import session_scope
     from models.registry import attach_calendar, create_host
 
@@ -119,10 +119,11 @@ def watched_calendars(count: int) -> list[dict[str, str]]:
             google_id = f"bench-{number}@group.calendar.google.com"
             calendar, _created = attach_calendar(session, host.id, google_id, credentials)
             # As worker.channels.start_watch makes them; resource id as Google would answer.
+            token = secrets.token_urlsafe(48)
             channel = Channel(
                 id=secrets.token_hex(16),
                 calendar_id=calendar.id,
-                token=secrets.token_urlsafe(48),
+                token_hash=channel_token_hash(token),
                 resource_id=secrets.token_urlsafe(20),
                 expiration=expiration,
             )
@@ -130,7 +131,7 @@ def watched_calendars(count: int) -> list[dict[str, str]]:
             channels.append(
                 {
                     "id": channel.id,
-                    "token": channel.token,
+                    "token": token,
                     "resource": channel.resource_id or "",
                     "uri": "https://www.googleapis.com/calendar/v3/calendars/"
                     f"{google_id}/events?alt=json",

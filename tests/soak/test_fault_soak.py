@@ -53,13 +53,16 @@ def _parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def real_channels(calendars: list[LiveCalendar]) -> list[RealChannel]:
+def real_channels(control: Any, calendars: list[LiveCalendar]) -> list[RealChannel]:
+    """Our live channels, with the token Google holds (the database keeps only its hash)."""
     ids = [cal.calendar_id for cal in calendars]
     with session_scope() as session:
         rows = session.scalars(
             select(Channel).where(Channel.calendar_id.in_(ids), Channel.stopped_at.is_(None))
         ).all()
-        return [RealChannel(c.id, c.token, c.resource_id or "") for c in rows]
+        ours = {c.id: c.resource_id or "" for c in rows}
+    tokens = {c["id"]: c.get("token") or "" for c in control.channels()}
+    return [RealChannel(cid, tokens.get(cid, ""), resource) for cid, resource in ours.items()]
 
 
 def canary_snapshot(canary: LiveCalendar) -> dict[str, Any]:
@@ -146,7 +149,7 @@ def test_kills_google_errors_lost_notifications_and_forgeries_converge(
     everything = [*stack.calendars, stack.canary]
     settle_seconds = quiesce_and_converge(stack, everything, timeout=120)
     canary_before = canary_snapshot(stack.canary)
-    (canary_channel,) = real_channels([stack.canary])
+    (canary_channel,) = real_channels(stack.control, [stack.canary])
     requests_mark, deliveries_mark = len(control.requests()), len(control.deliveries())
     started_wall = datetime.now(UTC)
 
@@ -165,7 +168,7 @@ def test_kills_google_errors_lost_notifications_and_forgeries_converge(
     ).start()
     forged = ForgedTraffic(
         stack.web_url + "/webhooks/google",
-        real_channels(stack.calendars),
+        real_channels(stack.control, stack.calendars),
         canary_channel,
         total=plan.forged,
         seconds=plan.kills * plan.kill_gap_seconds,
@@ -251,8 +254,8 @@ def test_redis_emptied_and_postgres_restarted_mid_load_converge(
     edits = EditStream(control, stack.calendars, plan.seed + 2, plan.change_rate).start()
     forged = ForgedTraffic(
         stack.web_url + "/webhooks/google",
-        real_channels(stack.calendars),
-        real_channels([stack.canary])[0],
+        real_channels(stack.control, stack.calendars),
+        real_channels(stack.control, [stack.canary])[0],
         total=max(50, plan.forged // 10),
         seconds=3 * load,
         seed=plan.seed + 2,

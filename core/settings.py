@@ -92,6 +92,8 @@ class Settings:
     google_client_secret: str | None = None
     secret_key: str | None = None
     admin_token: str | None = None
+    # When set, GET /metrics needs it as a bearer token (401 otherwise).
+    metrics_token: str | None = None
     alert_webhook_url: str | None = None
     # "slack" ({"text": ...}) or "pagerduty" (Events v2); empty: PagerDuty when the URL is
     # PagerDuty's events endpoint, else Slack-compatible.
@@ -204,6 +206,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "google_client_secret": _text,
     "secret_key": _text,
     "admin_token": _text,
+    "metrics_token": _text,
     "alert_webhook_url": _url(("http", "https")),
     "alert_format": lambda name, raw: _choice(name, raw, ("slack", "pagerduty")),
     "pagerduty_routing_key": lambda name, raw: _exact_length(name, raw, 32),

@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
+from flask import Flask
 from flask.cli import FlaskGroup, with_appcontext
 
 from core.settings import SettingsError
 
 
-def _create_app():
+def _create_app() -> Flask:
     from webhook import create_app
 
     return create_app()

@@ -346,7 +346,7 @@ class ConnectQuery(QueryString):
 
     model_config = ConfigDict(json_schema_extra={"required": ["host"]})
 
-    host: QueryId = Field(  # type: ignore[assignment]  # validated when absent: required
+    host: QueryId = Field(  # validated when absent: required
         default=None, validate_default=True, description="the host to connect"
     )
     account: QueryId = Field(  # type: ignore[assignment]  # absent, not null

@@ -33,6 +33,7 @@ READY_CACHE_SECONDS = 1.0
 # (database url, broker url) -> (monotonic time checked, problems found); per process.
 _ready_cache: dict[tuple[str, str], tuple[float, dict[str, str | None]]] = {}
 _ready_lock = threading.Lock()
+_monotonic = time.monotonic  # tests move it
 
 # Each check returns None when healthy, else a short reason (never the URL: it may hold a
 # password).
@@ -143,10 +144,10 @@ def _readiness(database_url: str, broker_url: str) -> dict[str, str | None]:
     key = (database_url, broker_url)
     with _ready_lock:
         cached = _ready_cache.get(key)
-        if cached is not None and time.monotonic() - cached[0] < READY_CACHE_SECONDS:
+        if cached is not None and _monotonic() - cached[0] < READY_CACHE_SECONDS:
             return cached[1]
         problems = {"database": check_database(database_url), "broker": check_broker(broker_url)}
-        _ready_cache[key] = (time.monotonic(), problems)
+        _ready_cache[key] = (_monotonic(), problems)
         return problems
 
 

@@ -34,6 +34,7 @@ from flask import Blueprint, Response, redirect, request
 from google_auth_oauthlib.flow import Flow
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
+from werkzeug.wrappers import Response as BaseResponse
 
 from core.settings import Settings
 from models import Calendar, GoogleAccount, Host
@@ -133,7 +134,7 @@ def _flow(settings: Settings, code_verifier: str | None = None) -> Flow:
 
 
 @oauth_connect.get("/connect/google")
-def start_connect() -> Response:
+def start_connect() -> BaseResponse:
     settings = app_settings()
     query = parse_query(ConnectQuery)
     host_id, account_id = query.host, query.account
@@ -159,7 +160,7 @@ def start_connect() -> Response:
     return response
 
 
-def _set_cookie(response: Response, name: str, value: str, settings: Settings) -> None:
+def _set_cookie(response: BaseResponse, name: str, value: str, settings: Settings) -> None:
     response.set_cookie(
         name,
         value,

@@ -274,9 +274,7 @@ def test_another_hosts_page_is_not_found(client: FlaskClient, scene: Scene) -> N
 
 @pytest.mark.parametrize("ref", ["999999", "abc", "1e3", "99999999999999999999999", "-1"])
 def test_unknown_or_malformed_host_is_not_found(client: FlaskClient, scene: Scene, ref) -> None:
-    response = client.get(
-        f"/status/{ref}", headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
-    )
+    response = client.get(f"/status/{ref}", headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"})
     assert response.status_code == 404
     assert response.mimetype == "text/html"
 

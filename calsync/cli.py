@@ -86,6 +86,71 @@ def hosts_add(name: str, time_zone: str) -> None:
     click.echo(json.dumps({"id": host_id, "apiToken": token}))
 
 
+@hosts.command("rotate-token")
+@click.argument("host_id", type=int)
+@with_appcontext
+def hosts_rotate_token(host_id: int) -> None:
+    """New API token for a host; the old one stops at once. Prints it (shown once)."""
+    from models.db import session_scope
+    from models.hosts import Host
+    from models.registry import rotate_api_token
+
+    with session_scope() as session:
+        host = session.get(Host, host_id)
+        if host is None:
+            raise click.ClickException(f"no host {host_id}")
+        token = rotate_api_token(session, host)
+    click.echo(json.dumps({"id": host_id, "apiToken": token}))
+
+
+@hosts.command("feed-token")
+@click.argument("host_id", type=int)
+@with_appcontext
+def hosts_feed_token(host_id: int) -> None:
+    """New feed token for a host (the old one stops) with its status page link."""
+    from urllib.parse import urlencode
+
+    from core.settings import get_settings
+    from models.db import session_scope
+    from models.hosts import Host
+    from models.registry import rotate_feed_token
+
+    with session_scope() as session:
+        host = session.get(Host, host_id)
+        if host is None:
+            raise click.ClickException(f"no host {host_id}")
+        token = rotate_feed_token(session, host)
+    status = f"{get_settings().public_url.rstrip('/')}/status/{host_id}?" + urlencode(
+        {"token": token}
+    )
+    click.echo(json.dumps({"id": host_id, "feedToken": token, "statusPageUrl": status}))
+
+
+@hosts.command("delete")
+@click.argument("host_id", type=int)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_appcontext
+def hosts_delete(host_id: int, yes: bool) -> None:
+    """Delete a host and all its data; its channels are stopped at Google."""
+    from models.db import session_scope
+    from models.registry import delete_host
+    from worker.enqueue import EnqueueError, enqueue_stop_channels
+
+    if not yes:
+        click.confirm(f"Delete host {host_id} and all its data?", abort=True)
+    with session_scope() as session:
+        to_stop = delete_host(session, host_id)
+        if to_stop is None:
+            raise click.ClickException(f"no host {host_id}")
+    # After the commit: never a stop for a deletion that rolled back.
+    try:
+        for account_id, channels in to_stop.items():
+            enqueue_stop_channels(account_id, [(c.channel_id, c.resource_id) for c in channels])
+    except EnqueueError as exc:
+        click.echo(f"channels not stopped (they lapse at Google): {exc}", err=True)
+    click.echo(json.dumps({"deleted": host_id}))
+
+
 @cli.group()
 def calendars() -> None:
     """Google calendars of a host."""

@@ -2,7 +2,10 @@
 and run ids of the work in progress bound through a context variable.
 
 Every line also passes a redaction step, so a bearer token, an OAuth token or a client
-secret that some library puts into a message is masked before it is written.
+secret that some library puts into a message is masked before it is written: also a
+`token=` in a logged URL (access logs, request errors), calsync's own tokens by their shape
+(`cs_…` API tokens, `csf_…` feed tokens, see models/registry.py) wherever they appear, and
+all of these inside quoted JSON (`\"refresh_token\": \"…\"` in a JSON line).
 """
 
 from __future__ import annotations
@@ -21,14 +24,19 @@ CONTEXT_FIELDS = ("calendar_id", "task_id", "task", "run_id")
 _context: ContextVar[dict[str, str]] = ContextVar("calsync_log_context", default={})  # noqa: B039
 
 REDACTED = "[redacted]"
+_QUOTE = r"(?:\\*['\"])"  # a quote, possibly escaped (a JSON line quoting JSON)
 _SECRET_PATTERNS = (
-    re.compile(r"(?i)(bearer\s+)[^\s'\",]+"),
+    re.compile(r"(?i)(bearer\s+)[^\s'\",\\]+"),
     # key=value, key: value, "key": "value" for credential-like keys
     re.compile(
         r"(?i)((?:access_token|refresh_token|id_token|client_secret|password|api_token|"
-        r"admin_token|channel_token|x-goog-channel-token|authorization)['\"]?\s*[:=]\s*['\"]?)"
-        r"[^\s'\",&}]+"
+        r"apitoken|feed_token|feedtoken|admin_token|metrics_token|channel_token|"
+        r"x-goog-channel-token|authorization|(?<![a-z_])token)"
+        rf"{_QUOTE}?\s*[:=]\s*{_QUOTE}?)"
+        r"[^\s'\",&}\\]+"
     ),
+    # calsync's own tokens by shape: cs_ (API) and csf_ (feed) + 43 URL-safe characters.
+    re.compile(r"(?<![0-9A-Za-z_-])csf?_[0-9A-Za-z_-]{20,}"),
     re.compile(r"ya29\.[0-9A-Za-z._-]+"),  # Google access tokens
     re.compile(r"1//[0-9A-Za-z._-]{10,}"),  # Google refresh tokens
 )

@@ -151,6 +151,8 @@ class Settings:
     # Earlier keys, comma-separated, newest first: still decrypt, never encrypt (rotation).
     secret_key_previous: str | None = None
     admin_token: str | None = None
+    # When set, GET /metrics needs it as a bearer token (401 otherwise).
+    metrics_token: str | None = None
     alert_webhook_url: str | None = None
     # "slack" ({"text": ...}) or "pagerduty" (Events v2); empty: PagerDuty when the URL is
     # PagerDuty's events endpoint, else Slack-compatible.
@@ -275,6 +277,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "secret_key": _strong_key,
     "secret_key_previous": _key_list,
     "admin_token": _text,
+    "metrics_token": _text,
     "alert_webhook_url": _url(("http", "https")),
     "alert_format": lambda name, raw: _choice(name, raw, ("slack", "pagerduty")),
     "pagerduty_routing_key": lambda name, raw: _exact_length(name, raw, 32),

@@ -8,7 +8,7 @@ from models.alerts import AlertDelivery, AlertIncident
 from models.base import Base, utcnow
 from models.calendars import Calendar, Channel, SyncState
 from models.events import BusyBlock, CalendarEvent
-from models.hosts import Host, ManualBlock
+from models.hosts import Host, ManualBlock, UsedOAuthState
 from models.sync_runs import SyncKind, SyncOutcome, SyncRun, SyncRunRecord
 
 __all__ = [
@@ -28,5 +28,6 @@ __all__ = [
     "SyncRun",
     "SyncRunRecord",
     "SyncState",
+    "UsedOAuthState",
     "utcnow",
 ]

@@ -20,7 +20,20 @@ class Host(Base):
     busy_policy: Mapped[dict] = mapped_column(JSON, default=dict)
     # SHA-256 of the host's API token; the token itself is shown once and never stored.
     api_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # SHA-256 of the host's feed token: read-only busy time of this host, the one token a
+    # URL may carry (status page, connect flow, feeds). None until one is issued.
+    feed_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class UsedOAuthState(Base):
+    """A connect-flow state (or confirmation) already used, kept until it would have expired
+    anyway: a state is good for one use, also across web processes."""
+
+    __tablename__ = "oauth_used_states"
+
+    state_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class ManualBlock(Base):

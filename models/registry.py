@@ -6,10 +6,11 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from models.accounts import AccountState, GoogleAccount
+from models.alerts import AlertDelivery, AlertIncident
 from models.base import utcnow
 from models.calendars import Calendar, Channel, SyncState
 from models.credentials_box import (
@@ -17,22 +18,92 @@ from models.credentials_box import (
     encrypt_credentials,
     validate_authorized_user,
 )
-from models.hosts import Host
+from models.events import BusyBlock, CalendarEvent
+from models.hosts import Host, ManualBlock
+from models.sync_runs import SyncRun
+
+# Token prefixes say what a token is when one turns up somewhere (and let core.logs mask
+# them): `cs_` a host's API token, `csf_` a host's feed token.
+API_TOKEN_PREFIX = "cs_"
+FEED_TOKEN_PREFIX = "csf_"
 
 
 def hash_api_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def new_api_token() -> str:
+    return API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def new_feed_token() -> str:
+    return FEED_TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
 def create_host(session: Session, name: str, time_zone: str = "UTC") -> tuple[Host, str]:
     """A new host and its API token (returned once, stored hashed)."""
-    token = "cs_" + secrets.token_urlsafe(32)
+    token = new_api_token()
     host = Host(
         name=name, time_zone=time_zone, busy_policy={}, api_token_hash=hash_api_token(token)
     )
     session.add(host)
     session.flush()
     return host, token
+
+
+def rotate_api_token(session: Session, host: Host) -> str:
+    """A new API token for the host; the old one stops working with this commit."""
+    token = new_api_token()
+    host.api_token_hash = hash_api_token(token)
+    session.flush()
+    return token
+
+
+def rotate_feed_token(session: Session, host: Host) -> str:
+    """A new feed token for the host (the first, or one replacing the old)."""
+    token = new_feed_token()
+    host.feed_token_hash = hash_api_token(token)
+    session.flush()
+    return token
+
+
+def delete_host(session: Session, host_id: int) -> dict[int, list[ChannelToStop]] | None:
+    """Delete the host and everything of it: accounts with their credentials, calendars,
+    events, busy blocks, sync states and runs, channels, manual blocks, its alert records.
+    Returns the live channels per account that the caller must stop at Google once this
+    commits, or None if there was no such host."""
+    host = session.get(Host, host_id)
+    if host is None:
+        return None
+    calendar_ids = list(session.scalars(select(Calendar.id).where(Calendar.host_id == host_id)))
+    account_ids = list(
+        session.scalars(select(GoogleAccount.id).where(GoogleAccount.host_id == host_id))
+    )
+    to_stop: dict[int, list[ChannelToStop]] = {}
+    live = session.execute(
+        select(Calendar.account_id, Channel.id, Channel.resource_id)
+        .join(Channel, Channel.calendar_id == Calendar.id)
+        .where(Calendar.host_id == host_id, Channel.stopped_at.is_(None))
+    )
+    for account_id, channel_id, resource_id in live:
+        to_stop.setdefault(account_id, []).append(ChannelToStop(channel_id, resource_id))
+    # Explicit deletes, children first: the result must not depend on the database
+    # honouring ON DELETE CASCADE (SQLite only does with its foreign_keys pragma).
+    in_calendars = calendar_ids or [-1]
+    for table in (BusyBlock, CalendarEvent, SyncRun, SyncState, Channel):
+        session.execute(delete(table).where(table.calendar_id.in_(in_calendars)))
+    session.execute(delete(Calendar).where(Calendar.host_id == host_id))
+    session.execute(delete(GoogleAccount).where(GoogleAccount.host_id == host_id))
+    session.execute(delete(ManualBlock).where(ManualBlock.host_id == host_id))
+    alert_keys = [f"calsync/calendar-failing/{c}" for c in calendar_ids] + [
+        f"calsync/needs-reauth/{a}" for a in account_ids
+    ]
+    if alert_keys:
+        session.execute(delete(AlertIncident).where(AlertIncident.key.in_(alert_keys)))
+        session.execute(delete(AlertDelivery).where(AlertDelivery.key.in_(alert_keys)))
+    session.execute(delete(Host).where(Host.id == host_id))
+    session.expunge_all()  # rows deleted behind the identity map's back
+    return to_stop
 
 
 def _same_grant(a: dict, b: dict) -> bool:

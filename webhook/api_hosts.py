@@ -1,4 +1,7 @@
-"""Hosts: `POST /v1/hosts` (admin), `GET` and `PATCH /v1/hosts/{host}`.
+"""Hosts: `POST /v1/hosts` (admin), `GET` and `PATCH /v1/hosts/{host}`, `DELETE
+/v1/hosts/{host}` (admin), and their tokens: `POST /v1/hosts/{host}/token` (rotate the API
+token) and `POST /v1/hosts/{host}/feed-token` (issue or rotate the feed token). Answers
+that carry a token are `Cache-Control: no-store`.
 
 A busy-policy change re-decides every stored event of the host from its stored facts and
 rewrites its busy blocks in the same transaction as the policy: frontends see the old policy
@@ -7,20 +10,26 @@ or the new one, never a mix, and Google is not asked again.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, jsonify
 
 from models import Host
 from models.busy_block_writer import redecide_host_events
-from models.registry import create_host
+from models.registry import create_host, delete_host, rotate_api_token, rotate_feed_token
 from rules.busy_rules import BusyPolicy
 from webhook.api_input import bad_field, parse_body
 from webhook.api_schemas import MAX_ID, HostCreate, HostPatch
 from webhook.api_time import format_rfc3339
 from webhook.auth import require_admin, require_host
-from webhook.request_scope import request_session
+from webhook.errors import ApiError
+from webhook.request_scope import app_settings, request_session
+from worker import enqueue as task_queue
+
+log = logging.getLogger("calsync.webhook.hosts")
 
 api_hosts = Blueprint("api_hosts", __name__)
 
@@ -54,7 +63,69 @@ def create() -> tuple[Response, int]:
     if body.busy_policy is not None:
         host.busy_policy = _policy(body.busy_policy.model_dump(exclude_unset=True)).to_json()
     session.commit()
-    return jsonify({**host_json(host), "apiToken": token}), 201
+    return _with_token(jsonify({**host_json(host), "apiToken": token})), 201
+
+
+def _with_token(response: Response) -> Response:
+    """An answer carrying a token: no cache (browser, proxy) may keep it."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+@api_hosts.post(HOST_PATH + "/token")
+def new_api_token(host_id: int) -> Response:
+    """Rotate the host's API token (admin or the host itself): the old token stops working
+    with this commit; the new one is shown only in this answer."""
+    host = require_host(host_id)
+    session = request_session()
+    token = rotate_api_token(session, host)
+    session.commit()
+    log.info("host_api_token_rotated host_id=%s", host_id)
+    return _with_token(jsonify({"id": host_id, "apiToken": token}))
+
+
+@api_hosts.post(HOST_PATH + "/feed-token")
+def new_feed_token(host_id: int) -> Response:
+    """Issue (or rotate) the host's feed token: read-only busy time of this host, the one
+    token a URL may carry. The old one stops working; the new one is shown only here."""
+    host = require_host(host_id)
+    session = request_session()
+    token = rotate_feed_token(session, host)
+    session.commit()
+    log.info("host_feed_token_rotated host_id=%s", host_id)
+    base = app_settings().public_url.rstrip("/")
+    return _with_token(
+        jsonify(
+            {
+                "id": host_id,
+                "feedToken": token,
+                "statusPageUrl": f"{base}/status/{host_id}?" + urlencode({"token": token}),
+            }
+        )
+    )
+
+
+@api_hosts.delete(HOST_PATH)
+def remove(host_id: int) -> tuple[str, int]:
+    """Delete the host and all its data (admin). Its channels are stopped at Google after
+    the deletion commits."""
+    require_admin()
+    session = request_session()
+    to_stop = delete_host(session, host_id)
+    if to_stop is None:
+        raise ApiError(404, "not_found", f"No host {host_id}.")
+    session.commit()
+    log.info("host_deleted host_id=%s accounts=%s", host_id, len(to_stop))
+    try:
+        for account_id, channels in to_stop.items():
+            task_queue.enqueue_stop_channels(
+                account_id, [(c.channel_id, c.resource_id) for c in channels]
+            )
+    except task_queue.EnqueueError:
+        # The rows are gone, so the webhook refuses these channels; they lapse at Google.
+        log.warning("host_delete_stop_enqueue_failed host_id=%s", host_id)
+    return "", 204
 
 
 @api_hosts.get(HOST_PATH)

@@ -93,6 +93,27 @@ def _margin_minutes(value: object) -> int:
     return int(text)
 
 
+def parse_id(value: object) -> int | None:
+    """A database id from text (query string, path segment): 1 to 10 ASCII digits, 1 to
+    MAX_ID; None otherwise. Checked before int(), so no length of digits reaches int() or
+    the database (5,000 nines, 20-digit ids)."""
+    if not (isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10):
+        return None
+    number = int(value)
+    return number if 1 <= number <= MAX_ID else None
+
+
+def _query_id(value: object) -> int:
+    number = parse_id(value)
+    if number is None:
+        raise PydanticCustomError(
+            "invalid_parameter",
+            "{message}",
+            {"message": f"must be a whole number from 1 to {MAX_ID}"},
+        )
+    return number
+
+
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
@@ -107,6 +128,11 @@ def _iana_zone(name: str) -> str:
     return name
 
 
+QueryId = Annotated[
+    int,
+    PlainValidator(_query_id),
+    WithJsonSchema({"type": "integer", "minimum": 1, "maximum": MAX_ID}),
+]
 Rfc3339Time = Annotated[datetime, PlainValidator(_rfc3339), WithJsonSchema(TIME_SCHEMA)]
 QueryFlag = Annotated[bool, PlainValidator(_query_flag), WithJsonSchema({"type": "boolean"})]
 MarginMinutes = Annotated[
@@ -315,6 +341,33 @@ class ExplainQuery(QueryString):
     )
 
 
+class ConnectQuery(QueryString):
+    """The connect link a host opens in the browser."""
+
+    model_config = ConfigDict(json_schema_extra={"required": ["host"]})
+
+    host: QueryId = Field(  # validated when absent: required
+        default=None, validate_default=True, description="the host to connect"
+    )
+    account: QueryId = Field(  # type: ignore[assignment]  # absent, not null
+        default=None, description="reconnect this existing account of the host"
+    )
+    calendar: GoogleCalendarId = Field(  # type: ignore[assignment]  # absent, not null
+        default=None, description="Google calendar id to attach (default: primary)"
+    )
+    token: str = Field(  # type: ignore[assignment]  # absent, not null
+        default=None,
+        description="the host's feed token (never an admin or API token; or send a bearer "
+        "header instead)",
+    )
+
+
+class ConnectConfirmForm(BaseModel):
+    """The confirmation form of the connect flow (POSTed by the page the callback shows)."""
+
+    csrf: str = Field(description="the form's signed anti-forgery value")
+
+
 # --- Responses (documented; the views build them as dicts) ---------------------------------
 
 
@@ -345,6 +398,24 @@ class Host(Answer):
 
 class HostCreated(Host):
     api_token: str = Field(description="The host's token; shown only this once.")
+
+
+class TokenRotated(Answer):
+    id: int
+    api_token: str = Field(
+        description="The host's new API token, shown only this once; the old one no longer works."
+    )
+
+
+class FeedToken(Answer):
+    """A new feed token (the old one stops working). More URLs that take it (CalDAV, ICS
+    feed) join this answer as they are added."""
+
+    id: int
+    feed_token: str = Field(
+        description="Read-only token of this host's busy time for links; shown only this once."
+    )
+    status_page_url: str = Field(description="The host's status page, opened with the token")
 
 
 class Redecided(Answer):

@@ -1,7 +1,11 @@
-"""Bearer-token access for the /v1 API and the status page.
+"""Who may call: bearer tokens for the /v1 API, and the pages a browser opens.
 
-The admin token (CALSYNC_ADMIN_TOKEN) may do everything; a host's token reaches only its own
-host and calendars. Another host's resources answer 404, so ids cannot be probed.
+Scopes: the admin token (CALSYNC_ADMIN_TOKEN) may do everything; a host's API token reaches
+only its own host and calendars; both only ever as an `Authorization: Bearer` header. A URL
+(`?token=`) may carry only a host's feed token: read-only, one host, and accepted only by the
+pages a browser or calendar client opens without headers (status page, connect flow). So an
+admin or API token never ends up in a browser history, a proxy log or a Referer. Another
+host's resources answer 404, so ids cannot be probed.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from webhook.errors import ApiError
 from webhook.request_scope import app_settings, request_session
 
 _HOST_BY_TOKEN_HASH = select(Host).where(Host.api_token_hash == bindparam("hash"))
+_HOST_BY_FEED_TOKEN_HASH = select(Host).where(Host.feed_token_hash == bindparam("hash"))
 
 
 @dataclass(frozen=True)
@@ -28,11 +33,16 @@ class Caller:
 
 
 def _presented_token() -> str | None:
+    """The bearer token of the Authorization header; a token in the URL is never one."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    # The status page is opened by a person in a browser: allow ?token= there.
+    return None
+
+
+def url_token() -> str | None:
+    """The `?token=` of a page's address (only ever checked as a feed token)."""
     return request.args.get("token") or None
 
 
@@ -92,3 +102,38 @@ def require_calendar(calendar_id: int) -> Calendar:
     if calendar is None or not (caller.is_admin or caller.host_id == calendar.host_id):
         raise ApiError(404, "not_found", f"No calendar {calendar_id}.")
     return calendar
+
+
+@dataclass(frozen=True)
+class PageAccess:
+    host: Host
+    # The feed token the page was opened with, for its own links; None with a header.
+    feed_token: str | None
+
+
+def page_access(host_id: int) -> PageAccess:
+    """Access to a page of `host_id` opened in a browser: a bearer header (admin or the
+    host's API token), else `?token=` holding this host's feed token. 401 without a valid
+    one, 404 for another host's feed token."""
+    if request.headers.get("Authorization"):
+        return PageAccess(require_host(host_id), None)
+    token = url_token()
+    if token is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "Open this page with ?token=<the host's feed token>, or send a bearer header.",
+            headers={"WWW-Authenticate": 'Bearer realm="calsync"'},
+        )
+    host = request_session().scalar(_HOST_BY_FEED_TOKEN_HASH, {"hash": hash_api_token(token)})
+    if host is None:
+        raise ApiError(
+            401,
+            "unauthorized",
+            "The token in this link is not valid. A link carries only a host's feed token, "
+            "never an admin or API token.",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    if host.id != host_id:
+        raise ApiError(404, "not_found", f"No host {host_id}.")
+    return PageAccess(host, token)

@@ -1,11 +1,16 @@
 """Liveness (`/healthz`: the process answers, no I/O) and readiness (`/readyz`: the database
-and the broker answer, so Google's pushes can be accepted rather than refused with 503)."""
+and the broker answer, so Google's pushes can be accepted rather than refused with 503).
+
+`/readyz` needs no token, so its answer is kept for a second per process: a flood of probes
+costs at most one database and one broker check per second and process."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 from flask import Blueprint, Response, jsonify
@@ -23,6 +28,12 @@ health = Blueprint("health", __name__)
 
 # Readiness must answer quickly even when a dependency hangs.
 CHECK_TIMEOUT_SECONDS = 1.0
+READY_CACHE_SECONDS = 1.0
+
+# (database url, broker url) -> (monotonic time checked, problems found); per process.
+_ready_cache: dict[tuple[str, str], tuple[float, dict[str, str | None]]] = {}
+_ready_lock = threading.Lock()
+_monotonic = time.monotonic  # tests move it
 
 # Each check returns None when healthy, else a short reason (never the URL: it may hold a
 # password).
@@ -114,10 +125,7 @@ def healthz() -> Response:
 @health.get("/readyz")
 def readyz() -> Response:
     settings = app_settings()
-    problems = {
-        "database": check_database(settings.database_url),
-        "broker": check_broker(settings.broker_url),
-    }
+    problems = _readiness(settings.database_url, settings.broker_url)
     checks = {name: problem or "ok" for name, problem in problems.items()}
     down = [name for name, problem in problems.items() if problem]
     if not down:
@@ -129,3 +137,21 @@ def readyz() -> Response:
         "Not ready: " + ", ".join(f"{name} {problems[name]}" for name in down) + ".",
         extra={"checks": checks},
     )
+
+
+def _readiness(database_url: str, broker_url: str) -> dict[str, str | None]:
+    """The checks' results, at most READY_CACHE_SECONDS old (one check at a time)."""
+    key = (database_url, broker_url)
+    with _ready_lock:
+        cached = _ready_cache.get(key)
+        if cached is not None and _monotonic() - cached[0] < READY_CACHE_SECONDS:
+            return cached[1]
+        problems = {"database": check_database(database_url), "broker": check_broker(broker_url)}
+        _ready_cache[key] = (_monotonic(), problems)
+        return problems
+
+
+def forget_readiness() -> None:
+    """Drop the cached answer (tests that change a dependency's health)."""
+    with _ready_lock:
+        _ready_cache.clear()

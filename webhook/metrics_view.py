@@ -7,16 +7,18 @@ prometheus_client is reached only through core.metrics, which must be imported f
 
 from __future__ import annotations
 
+import hmac
 import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from core import metrics
 from core.settings import Settings
 from models.db import session_scope
 from models.ops_snapshot import OpsSnapshot, take_snapshot
+from webhook.errors import ApiError
 from webhook.request_scope import app_settings
 from worker.queue_depth import queue_depth
 
@@ -31,8 +33,26 @@ metrics_blueprint = Blueprint("metrics", __name__)
 
 @metrics_blueprint.get("/metrics")
 def scrape() -> Response:
-    body, content_type = metrics.exposition(scrape_registry(app_settings()))
+    settings = app_settings()
+    if settings.metrics_token:
+        _require_metrics_token(settings.metrics_token)
+    body, content_type = metrics.exposition(scrape_registry(settings))
     return Response(body, content_type=content_type)
+
+
+def _require_metrics_token(expected: str) -> None:
+    """CALSYNC_METRICS_TOKEN as a bearer header, or 401 before any query runs."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if not (
+        scheme.lower() == "bearer"
+        and hmac.compare_digest(token.strip().encode(), expected.encode())
+    ):
+        raise ApiError(
+            401,
+            "unauthorized",
+            "Send CALSYNC_METRICS_TOKEN as 'Authorization: Bearer <token>'.",
+            headers={"WWW-Authenticate": 'Bearer realm="calsync-metrics"'},
+        )
 
 
 def scrape_registry(settings: Settings) -> CollectorRegistry:

@@ -1,35 +1,54 @@
 """Browser OAuth connect flow: a host grants calsync read access to its Google calendar.
 
-`GET /connect/google?host=<id>&token=<host or admin token>[&calendar=<id>][&account=<id>]`
-redirects to Google's consent page; Google sends the browser back to
-`GET /connect/google/callback?code=&state=`, where the code is exchanged for a refresh token
-that is stored encrypted. Then a sync and a watch are enqueued (the web process never calls
-the Calendar API itself) and a small page says it worked.
+1. `GET /connect/google?host=<id>&token=<the host's feed token>[&calendar=<id>][&account=<id>]`
+   (or a bearer header instead of `token`) redirects to Google's consent page.
+2. Google sends the browser back to `GET /connect/google/callback?code=&state=`: the state is
+   checked (signature, age, the browser's cookie) and spent (one use, across all web
+   processes: `oauth_used_states`), the code is exchanged for a refresh token, and a page
+   asks "Attach ann@example.com's calendar to host Ann Example?". Nothing is attached yet:
+   a connect link forwarded to a stranger must not attach the stranger's calendar silently.
+3. The page's form `POST`s to the same path: with its anti-forgery value and the browser's
+   cookie (holding the grant, encrypted), the calendar is attached (or the account
+   reconnected) once, and a sync and a watch are enqueued (the web process never calls the
+   Calendar API itself).
 
-`state` is signed and short-lived, carries the host (and the account being reconnected), and
-is bound to the browser by a nonce in an HttpOnly cookie, so a code obtained by someone else
-cannot be planted into this host (login CSRF).
+The state, the browser cookie, the pending grant and the form value are signed with one key
+but four salts, so none of them passes for another (the cookie's value is no valid state).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import json
 import logging
 import os
 import secrets
+from datetime import UTC, datetime, timedelta
 from html import escape
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, redirect, request
 from google_auth_oauthlib.flow import Flow
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import select
+from werkzeug.wrappers import Response as BaseResponse
 
 from core.settings import Settings
-from models import Calendar, GoogleAccount
-from models.credentials_box import CredentialsError, signing_key
+from models import Calendar, GoogleAccount, Host
+from models.credentials_box import (
+    CredentialsError,
+    decrypt_credentials,
+    encrypt_credentials,
+    signing_key,
+)
+from models.oauth_states import use_state_once
 from models.registry import attach_calendar, replace_credentials
-from webhook.auth import require_host
+from webhook.api_input import parse_query
+from webhook.api_schemas import ConnectQuery
+from webhook.auth import page_access
 from webhook.errors import ApiError
 from webhook.request_scope import app_settings, request_session
 from worker import enqueue as task_queue
@@ -45,13 +64,31 @@ READ_SCOPES = {
     "https://www.googleapis.com/auth/calendar",
 }
 STATE_MAX_AGE_SECONDS = 15 * 60
-COOKIE = "calsync_oauth"
+COOKIE = "calsync_oauth"  # the browser's half of a state: nonce and PKCE verifier
+PENDING_COOKIE = "calsync_oauth_pending"  # the exchanged grant, until confirmed
 CALLBACK_PATH = "/connect/google/callback"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
+# One salt per kind of signed value: none is accepted in another's place.
+STATE_SALT = "calsync-oauth-state"
+COOKIE_SALT = "calsync-oauth-browser"
+PENDING_SALT = "calsync-oauth-pending"
+CONFIRM_SALT = "calsync-oauth-confirm"
 
-def _serializer(settings: Settings) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(signing_key("oauth-connect", settings), salt="oauth-state")
+# The confirmation page posts its form to this service only; nothing else may run.
+CONFIRM_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def _serializer(settings: Settings, salt: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(signing_key("oauth-connect", settings), salt=salt)
 
 
 def _callback_url(settings: Settings) -> str:
@@ -96,65 +133,68 @@ def _flow(settings: Settings, code_verifier: str | None = None) -> Flow:
     )
 
 
-def _int_arg(name: str) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return None
-    if not (raw.isascii() and raw.isdigit()):
-        raise ApiError(400, "invalid_parameter", f"{name} must be a whole number.")
-    return int(raw)
-
-
 @oauth_connect.get("/connect/google")
-def start_connect() -> Response:
+def start_connect() -> BaseResponse:
     settings = app_settings()
-    host_id = _int_arg("host")
-    if host_id is None:
-        raise ApiError(400, "missing_parameter", "Add ?host=<host id>.")
-    require_host(host_id)
-    account_id = _int_arg("account")
+    query = parse_query(ConnectQuery)
+    host_id, account_id = query.host, query.account
+    page_access(host_id)
     if account_id is not None:
         account = request_session().get(GoogleAccount, account_id)
         if account is None or account.host_id != host_id:
             raise ApiError(404, "not_found", f"No account {account_id} for host {host_id}.")
-    calendar = request.args.get("calendar") or None
-    if calendar is not None and not (0 < len(calendar) <= 1024):
-        raise ApiError(400, "invalid_parameter", "calendar must be 1 to 1024 characters.")
     flow = _flow(settings)
     nonce = secrets.token_urlsafe(24)
-    state = _serializer(settings).dumps(
-        {"host": host_id, "account": account_id, "calendar": calendar, "nonce": nonce}
+    state = _serializer(settings, STATE_SALT).dumps(
+        {"host": host_id, "account": account_id, "calendar": query.calendar, "nonce": nonce}
     )
     url, _ = flow.authorization_url(
         access_type="offline", prompt="consent", include_granted_scopes="true", state=state
     )
     response = redirect(url, code=302)
-    cookie = _serializer(settings).dumps({"nonce": nonce, "verifier": flow.code_verifier})
+    cookie = _serializer(settings, COOKIE_SALT).dumps(
+        {"nonce": nonce, "verifier": flow.code_verifier}
+    )
+    _set_cookie(response, COOKIE, cookie, settings)
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _set_cookie(response: BaseResponse, name: str, value: str, settings: Settings) -> None:
     response.set_cookie(
-        COOKIE,
-        cookie,
+        name,
+        value,
         max_age=STATE_MAX_AGE_SECONDS,
         httponly=True,
         secure=settings.public_url.startswith("https://"),
         samesite="Lax",  # sent on the top-level redirect back from Google
         path=CALLBACK_PATH,
     )
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
 
 
-def _load_signed(value: str | None, what: str) -> dict:
+def _load_signed(value: str | None, what: str, salt: str) -> dict:
     if not value:
         raise ApiError(400, "invalid_state", f"The {what} is missing; start the connection again.")
     try:
-        data = _serializer(app_settings()).loads(value, max_age=STATE_MAX_AGE_SECONDS)
+        data = _serializer(app_settings(), salt).loads(value, max_age=STATE_MAX_AGE_SECONDS)
     except SignatureExpired:
         raise ApiError(400, "state_expired", "The link expired; start again.") from None
     except BadSignature:
         raise ApiError(400, "invalid_state", f"The {what} is not valid.") from None
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not isinstance(data.get("nonce"), str):
         raise ApiError(400, "invalid_state", f"The {what} is not valid.")
     return data
+
+
+def _spend(kind: str, nonce: str) -> None:
+    """Use a state (or a confirmation) once: a second use anywhere is refused."""
+    now = datetime.now(UTC)
+    state_id = hashlib.sha256(f"{kind}:{nonce}".encode()).hexdigest()
+    expires = now + timedelta(seconds=STATE_MAX_AGE_SECONDS + 60)
+    if not use_state_once(request_session(), state_id, expires, now):
+        raise ApiError(
+            400, "state_used", "This connection was already used; start the connection again."
+        )
 
 
 @oauth_connect.get(CALLBACK_PATH)
@@ -162,13 +202,17 @@ def finish_connect() -> Response:
     settings = app_settings()
     if request.args.get("error"):
         raise ApiError(400, "consent_refused", "Google did not grant access; nothing was changed.")
-    state = _load_signed(request.args.get("state"), "state")
-    browser = _load_signed(request.cookies.get(COOKIE), "connection cookie")
-    if not hmac.compare_digest(str(state.get("nonce")), str(browser.get("nonce"))):
+    state = _load_signed(request.args.get("state"), "state", STATE_SALT)
+    browser = _load_signed(request.cookies.get(COOKIE), "connection cookie", COOKIE_SALT)
+    if not hmac.compare_digest(state["nonce"], browser["nonce"]):
         raise ApiError(400, "invalid_state", "This answer belongs to another browser session.")
     code = request.args.get("code")
     if not code:
         raise ApiError(400, "missing_parameter", "Google sent no authorization code.")
+    _spend("state", state["nonce"])
+    host = request_session().get(Host, int(state["host"]))
+    if host is None:
+        raise ApiError(404, "not_found", "The host to connect no longer exists.")
     flow = _flow(settings, code_verifier=browser.get("verifier"))
     try:
         flow.fetch_token(code=code)
@@ -177,9 +221,10 @@ def finish_connect() -> Response:
         raise ApiError(
             502, "oauth_exchange_failed", "Google did not accept the authorization code."
         ) from None
-    granted = set(flow.oauth2session.token.get("scope") or SCOPES)
-    if isinstance(flow.oauth2session.token.get("scope"), str):
-        granted = set(flow.oauth2session.token["scope"].split())
+    token = flow.oauth2session.token
+    granted = set(token.get("scope") or SCOPES)
+    if isinstance(token.get("scope"), str):
+        granted = set(token["scope"].split())
     credentials = flow.credentials
     if not credentials.refresh_token:
         raise ApiError(502, "no_refresh_token", "Google sent no refresh token; try again.")
@@ -192,17 +237,92 @@ def finish_connect() -> Response:
         "refresh_token": credentials.refresh_token,
         "token_uri": settings.google_token_uri,
     }
-    calendar_ids, sends = _store(
-        int(state["host"]), state.get("account"), state.get("calendar"), info
+    email = _email_from_id_token(token.get("id_token"))
+    pending_nonce = secrets.token_urlsafe(24)
+    pending = _serializer(settings, PENDING_SALT).dumps(
+        {
+            "nonce": pending_nonce,
+            "host": host.id,
+            "account": state.get("account"),
+            "calendar": state.get("calendar"),
+            "email": email,
+            # Encrypted with the credential key: a cookie never holds a readable grant.
+            "grant": encrypt_credentials(info).decode("ascii"),
+        }
     )
+    csrf = _serializer(settings, CONFIRM_SALT).dumps({"nonce": pending_nonce})
+    question = _question(host, state.get("account"), state.get("calendar"), email)
+    response = _html(_confirm_page(question, csrf))
+    response.delete_cookie(COOKIE, path=CALLBACK_PATH)
+    _set_cookie(response, PENDING_COOKIE, pending, settings)
+    return response
+
+
+@oauth_connect.post(CALLBACK_PATH)
+def confirm_connect() -> Response:
+    pending = _load_signed(request.cookies.get(PENDING_COOKIE), "connection cookie", PENDING_SALT)
+    form = _load_signed(request.form.get("csrf"), "confirmation form", CONFIRM_SALT)
+    if not hmac.compare_digest(pending["nonce"], form["nonce"]):
+        raise ApiError(400, "invalid_state", "This confirmation belongs to another connection.")
+    _spend("confirm", pending["nonce"])
+    try:
+        info = decrypt_credentials(str(pending["grant"]).encode("ascii"))
+    except (CredentialsError, ValueError, KeyError):
+        raise ApiError(400, "invalid_state", "The connection cookie is not valid.") from None
+    account_id = pending.get("account")
+    calendar_ids, sends = _store(int(pending["host"]), account_id, pending.get("calendar"), info)
     if sends.failed:
         # The data is committed. The work is not lost: the calendars are marked dirty
         # (reconnect) or never synced (attach), and beat's sweeper/safety net and channel
         # check pick them up.
         log.warning("oauth_enqueue_failed calendars=%s", len(calendar_ids))
-    response = Response(_success_page(len(calendar_ids)), mimetype="text/html")
-    response.delete_cookie(COOKIE, path=CALLBACK_PATH)
+    response = _html(_success_page(len(calendar_ids)))
+    response.delete_cookie(PENDING_COOKIE, path=CALLBACK_PATH)
     return response
+
+
+def _email_from_id_token(id_token: object) -> str | None:
+    """The Google account's email from the OpenID id_token, when Google sent one. It came
+    straight from the token endpoint over TLS, so its signature need not be checked (OpenID
+    Connect Core 3.1.3.7); it is only shown to the person who consented, never trusted."""
+    if not isinstance(id_token, str) or id_token.count(".") != 2:
+        return None
+    payload = id_token.split(".")[1]
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except ValueError:
+        return None
+    email = claims.get("email") if isinstance(claims, dict) else None
+    return email if isinstance(email, str) and 0 < len(email) <= 320 else None
+
+
+def _question(host: Host, account_id: Any, calendar: str | None, email: str | None) -> str:
+    if account_id is not None:
+        account = request_session().get(GoogleAccount, int(account_id))
+        who = email or (account.email if account else None) or "this Google account"
+        return f"Reconnect {who} to host {host.name}?"
+    if email:
+        return f"Attach {email}'s calendar to host {host.name}?"
+    return f"Attach the Google calendar \u201c{calendar or 'primary'}\u201d to host {host.name}?"
+
+
+def _html(body: str) -> Response:
+    response = Response(body, mimetype="text/html")
+    response.headers.update(CONFIRM_PAGE_HEADERS)
+    return response
+
+
+def _confirm_page(question: str, csrf: str) -> str:
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Confirm · calsync</title>"
+        "</head><body><h1>Connect Google Calendar</h1>"
+        f"<p id='question'>{escape(question)}</p>"
+        f"<form method='post' action='{CALLBACK_PATH}'>"
+        f"<input type='hidden' name='csrf' value='{escape(csrf)}'>"
+        "<button type='submit'>Yes, attach</button></form>"
+        "<p>Not you, or not this host? Close this page: nothing is attached.</p>"
+        "</body></html>"
+    )
 
 
 def _store(

@@ -155,6 +155,32 @@ PATHS: dict[str, Schema] = {
             parameters=[HOST],
             body=schemas.HostPatch,
         ),
+        "delete": operation(
+            "Delete the host and all its data (admin only): accounts and their credentials, "
+            "calendars, events, busy blocks, sync runs, manual blocks; its channels are "
+            "stopped at Google",
+            {"204": NO_CONTENT, "403": "Forbidden"},
+            tags=["hosts"],
+            parameters=[HOST],
+        ),
+    },
+    "/v1/hosts/{host}/token": {
+        "post": operation(
+            "Rotate the host's API token (admin or the host): the old one stops at once, the "
+            "new one is shown only in this answer",
+            {"200": ok(schemas.TokenRotated)},
+            tags=["hosts"],
+            parameters=[HOST],
+        )
+    },
+    "/v1/hosts/{host}/feed-token": {
+        "post": operation(
+            "Issue or rotate the host's feed token (read-only busy time of this host, the "
+            "only token a URL may carry); shown only in this answer",
+            {"200": ok(schemas.FeedToken)},
+            tags=["hosts"],
+            parameters=[HOST],
+        )
     },
     "/v1/hosts/{host}/calendars": {
         "get": operation(
@@ -248,11 +274,16 @@ PATHS: dict[str, Schema] = {
     "/status/{host}": {
         "get": {
             "summary": "The host's sync status as a page (auto-refreshing, no JavaScript); "
-            "open with ?token=",
+            "open with ?token=<feed token>",
             "tags": ["pages"],
             "parameters": [
                 {"name": "host", "in": "path", "required": True, "schema": STRING},
-                query("token", STRING, "host or admin token (or an Authorization header)"),
+                query(
+                    "token",
+                    STRING,
+                    "the host's feed token (never an admin or API token; or send a bearer "
+                    "header instead)",
+                ),
             ],
             "responses": {
                 status: {"description": words, "content": {"text/html": {"schema": STRING}}}
@@ -267,14 +298,9 @@ PATHS: dict[str, Schema] = {
     "/connect/google": {
         "get": {
             "summary": "Start connecting a Google account in the browser: redirects to "
-            "Google's consent page (open with ?token=)",
+            "Google's consent page (open with ?token=<feed token>)",
             "tags": ["pages"],
-            "parameters": [
-                query("host", ID, "the host to connect", required=True),
-                query("token", STRING, "host or admin token (or an Authorization header)"),
-                query("account", ID, "reconnect this existing account"),
-                query("calendar", STRING, "Google calendar id to attach (default: primary)"),
-            ],
+            "parameters": query_parameters(schemas.ConnectQuery),
             "responses": {
                 "302": {"description": "Redirect to Google's consent page"},
                 "400": "BadRequest",
@@ -286,25 +312,49 @@ PATHS: dict[str, Schema] = {
     },
     "/connect/google/callback": {
         "get": {
-            "summary": "Where Google sends the browser back: stores the grant, starts sync "
-            "and watch, shows a page",
+            "summary": "Where Google sends the browser back: checks the one-time state, "
+            "exchanges the code, and shows a page asking to confirm which host the calendar "
+            "joins (nothing is attached yet)",
             "tags": ["pages"],
             "security": [],
             "parameters": [
                 query("code", STRING, "authorization code from Google"),
-                query("state", STRING, "signed state from /connect/google"),
+                query("state", STRING, "signed one-time state from /connect/google"),
                 query("error", STRING, "set by Google when consent was refused"),
             ],
+            "responses": {
+                "200": {
+                    "description": "The confirmation page (a form)",
+                    "content": {"text/html": {"schema": STRING}},
+                },
+                "400": "BadRequest",
+                "404": "NotFound",
+                "502": json_body(schemas.Error, "Google refused the code or sent no token"),
+                "default": "Error",
+            },
+        },
+        "post": {
+            "summary": "The confirmation: attaches the calendar (or reconnects the account), "
+            "starts sync and watch, shows a page; once per connection",
+            "tags": ["pages"],
+            "security": [],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {"schema": schemas.ConnectConfirmForm}
+                },
+            },
             "responses": {
                 "200": {
                     "description": "Connected (a page saying so)",
                     "content": {"text/html": {"schema": STRING}},
                 },
                 "400": "BadRequest",
-                "502": json_body(schemas.Error, "Google refused the code or sent no token"),
+                "404": "NotFound",
+                "502": json_body(schemas.Error, "The stored grant could not be used"),
                 "default": "Error",
             },
-        }
+        },
     },
     "/webhooks/google": {
         "post": {
@@ -355,14 +405,16 @@ PATHS: dict[str, Schema] = {
     },
     "/metrics": {
         "get": {
-            "summary": "Prometheus exposition",
+            "summary": "Prometheus exposition (with CALSYNC_METRICS_TOKEN set: that token as "
+            "a bearer header)",
             "tags": ["operations"],
-            "security": [],
+            "security": [{}, {"bearerAuth": []}],
             "responses": {
                 "200": {
                     "description": "Prometheus text format",
                     "content": {"text/plain": {"schema": STRING}},
-                }
+                },
+                "401": "Unauthorized",
             },
         }
     },
@@ -438,7 +490,8 @@ def document() -> dict[str, Any]:
         {
             "type": "http",
             "scheme": "bearer",
-            "description": "CALSYNC_ADMIN_TOKEN, or a host's apiToken",
+            "description": "CALSYNC_ADMIN_TOKEN, or a host's apiToken (always as this "
+            "header: a URL carries only a feed token)",
         },
     )
     for path, operations in PATHS.items():

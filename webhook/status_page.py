@@ -1,9 +1,10 @@
 """GET /status/{host}: the sync status as a page a host reads in a browser.
 
 Server-rendered, no JavaScript, refreshes itself every 30 seconds. Opened with
-`?token=<host or admin token>` (or a Bearer header). The token is never shown as text; it
-appears only in the reconnect link to this service's own connect flow (which needs it), and
-the page asks browsers not to send its address (which holds the token) onward as Referer.
+`?token=<the host's feed token>` (a URL never carries an admin or API token; those only as a
+Bearer header). The feed token is never shown as text; it appears only in the reconnect link
+to this service's own connect flow (which accepts it), and the page asks browsers not to send
+its address (which holds the token) onward as Referer.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from rules.status_presenter import (
     local_text,
     timeline,
 )
-from webhook.auth import current_caller, require_host
+from webhook.api_schemas import parse_id
+from webhook.auth import page_access, url_token
 from webhook.errors import ApiError
 from webhook.request_scope import app_settings, request_session
 
@@ -58,24 +60,22 @@ def _page(html: str, status: int = 200, headers: dict[str, str] | None = None) -
 
 @status_page.get("/status/<host_ref>")
 def host_status(host_ref: str) -> Response:
+    host_id = parse_id(host_ref)
     try:
-        current_caller()
+        if host_id is None:
+            raise ApiError(404, "not_found", "No such host.")
+        access = page_access(host_id)
     except ApiError as error:
-        presented = bool(request.args.get("token") or request.headers.get("Authorization"))
-        html = render_template(
-            "status_message.html",
-            title="This page needs your calsync token",
-            problem="The token in this link is not valid."
-            if presented
-            else "This link has no token.",
-            open_path=f"/status/{host_ref}",
-        )
-        return _page(html, 401, error.headers)
-    try:
-        if not (host_ref.isascii() and host_ref.isdigit() and len(host_ref) <= 18):
-            raise ValueError(host_ref)
-        host = require_host(int(host_ref))
-    except (ValueError, ApiError):
+        if error.status == 401:
+            html = render_template(
+                "status_message.html",
+                title="This page needs your calsync token",
+                problem="The token in this link is not valid."
+                if url_token() or request.headers.get("Authorization")
+                else "This link has no token.",
+                open_path=f"/status/{host_id}" if host_id else "/status/HOST",
+            )
+            return _page(html, 401, error.headers)
         html = render_template(
             "status_message.html",
             title="No such status page",
@@ -83,7 +83,7 @@ def host_status(host_ref: str) -> Response:
             open_path=None,
         )
         return _page(html, 404)
-    return _page(_render_host(host))
+    return _page(_render_host(access.host, access.feed_token))
 
 
 def _with_token(url: str, token: str | None, settings: Settings) -> str:
@@ -92,14 +92,14 @@ def _with_token(url: str, token: str | None, settings: Settings) -> str:
     return url + ("&" if "?" in url else "?") + urlencode({"token": token})
 
 
-def _render_host(host: Host) -> str:
+def _render_host(host: Host, link_token: str | None) -> str:
     session = request_session()
     settings = app_settings()
     now = datetime.now(UTC)
     zone, zone_name = host_zone(host.time_zone)
-    # The connect flow needs the same token; only a token that is already in this page's
-    # address (?token=) goes into its link, and only to this service's own public address.
-    link_token = None if request.headers.get("Authorization") else request.args.get("token")
+    # The connect flow accepts the same feed token; only the feed token this page was opened
+    # with (never a header's admin or API token) goes into its link, and only to this
+    # service's own public address.
     fallback_reconnect = (
         settings.public_url.rstrip("/") + "/connect/google?" + urlencode({"host": host.id})
     )

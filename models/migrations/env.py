@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+from sqlalchemy import Connection
 
 from models import Base
 from models.db import get_engine
@@ -21,11 +22,19 @@ def run_migrations_online() -> None:
         _run(connectable)
 
 
-def _run(connection) -> None:
+def _run(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         # Never hang a deploy behind a long-running query's lock.
         connection.exec_driver_sql("SET lock_timeout = '10s'")
         connection.exec_driver_sql("SET statement_timeout = '600s'")
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # Batch migrations rebuild a table (copy, drop, rename): with foreign keys on,
+        # dropping the old `hosts` would cascade-delete every account, calendar and channel.
+        # The pragma only takes effect outside a transaction.
+        if connection.in_transaction():
+            connection.commit()
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -36,6 +45,8 @@ def _run(connection) -> None:
         context.run_migrations()
     if connection.in_transaction():
         connection.commit()
+    if sqlite:
+        connection.exec_driver_sql("PRAGMA foreign_keys=ON")
 
 
 if context.is_offline_mode():

@@ -155,3 +155,40 @@ def test_json_format_carries_the_bound_context() -> None:
     assert entry["msg"] == "hello there"
     assert (entry["calendar_id"], entry["task_id"], entry["run_id"]) == ("5", "t-9", "r-1")
     assert entry["process"] == "worker"
+
+
+def test_redaction_masks_url_tokens_and_calsync_tokens_also_inside_quoted_json() -> None:
+    """Issue 14 item 1: access logs and proxies must not keep `token=` values or calsync's
+    own tokens (made by models.registry), in key=value and in JSON lines alike."""
+    import json
+
+    from models.registry import new_api_token, new_feed_token
+
+    api, feed = new_api_token(), new_feed_token()
+    lines = [
+        f'127.0.0.1 - - "GET /status/3?token={feed} HTTP/1.1" 200 -',
+        "GET /connect/google?host=3&token=plain-secret&calendar=x",
+        f"created host apiToken={api}",
+        f"stray value {api} in a sentence, and ({feed})",
+        json.dumps({"body": json.dumps({"apiToken": api, "token": "plain-secret"})}),
+        json.dumps({"msg": f"GET /status/3?token={feed}"}),
+    ]
+    for line in lines:
+        for out in (logs.redact(line), logs.redact(json.dumps({"msg": line}))):
+            for secret in (api, feed, "plain-secret"):
+                assert secret not in out, (line, out)
+            assert logs.REDACTED in out
+    # Not secrets: Google's sync and page tokens keep their values for debugging.
+    kept = "sync_token=abc nextSyncToken=def pageToken=ghi"
+    assert logs.redact(kept) == kept
+
+
+def test_a_url_token_in_a_formatted_json_line_is_masked() -> None:
+    stream = io.StringIO()
+    handler = logs.configure_logging("web", fmt="json", stream=stream)
+    try:
+        logging.getLogger("gunicorn.access").info('"GET /status/1?token=csf_%s HTTP/1.1"', "x" * 43)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    line = stream.getvalue()
+    assert "x" * 43 not in line and "token=[redacted]" in line

@@ -202,3 +202,50 @@ def test_keys_rotate_reports_credentials_no_key_opens(db, settings, session) -> 
     result = CliRunner().invoke(cli, ["keys", "rotate"])
     assert result.exit_code == 1
     assert '"undecryptable": 1' in result.output and "CALSYNC_SECRET_KEY_PREVIOUS" in result.output
+
+
+def test_hosts_rotate_token_stops_the_old_token(db, settings) -> None:
+    created = json.loads(run("hosts", "add", "Ada"))
+    rotated = json.loads(run("hosts", "rotate-token", str(created["id"])))
+    assert rotated["id"] == created["id"] and rotated["apiToken"] != created["apiToken"]
+    with session_scope() as session:
+        host = session.get(Host, created["id"])
+        assert host.api_token_hash == hash_api_token(rotated["apiToken"])
+    result = CliRunner().invoke(cli, ["hosts", "rotate-token", "999999"])
+    assert result.exit_code != 0 and "no host 999999" in result.output
+
+
+def test_hosts_feed_token_prints_the_status_link(db, settings) -> None:
+    host_id = json.loads(run("hosts", "add", "Ada"))["id"]
+    out = json.loads(run("hosts", "feed-token", str(host_id)))
+    assert out["feedToken"].startswith("csf_")
+    assert out["statusPageUrl"].endswith(f"/status/{host_id}?token={out['feedToken']}")
+    with session_scope() as session:
+        assert session.get(Host, host_id).feed_token_hash == hash_api_token(out["feedToken"])
+
+
+def test_hosts_delete_removes_everything_and_stops_channels(attached: Attached, sent) -> None:
+    from tests.factories import make_channel
+
+    with session_scope() as session:
+        calendar = session.get(Calendar, attached.calendar_id)
+        host_id, account_id = calendar.host_id, calendar.account_id
+        channel = make_channel(session, calendar, resource_id="res-9")
+        channel_id = channel.id
+        session.add(
+            ManualBlock(
+                host_id=host_id,
+                start=datetime.now(UTC),
+                end=datetime.now(UTC) + timedelta(hours=1),
+                note="",
+            )
+        )
+    assert json.loads(run("hosts", "delete", str(host_id), "--yes")) == {"deleted": host_id}
+    with session_scope() as session:
+        assert session.get(Host, host_id) is None
+        assert session.scalars(select(Calendar)).all() == []
+        assert session.scalars(select(ManualBlock)).all() == []
+        assert session.scalars(select(BusyBlock)).all() == []
+    assert ("calsync.stop_channels", (account_id, [[channel_id, "res-9"]]), {}) in sent
+    result = CliRunner().invoke(cli, ["hosts", "delete", str(host_id), "--yes"])
+    assert result.exit_code != 0 and f"no host {host_id}" in result.output

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from models import BusyBlock, ManualBlock, SyncState
 from models.accounts import AccountState
-from models.registry import create_host
+from models.registry import create_host, rotate_feed_token
 from tests.factories import make_account, make_calendar, make_channel
 
 HOST_ZONE = "Europe/Berlin"
@@ -21,13 +21,14 @@ HOST_ZONE = "Europe/Berlin"
 @dataclass
 class Scene:
     host_id: int
-    token: str
+    token: str  # the host's feed token: what a status link carries
     other_host_id: int
-    other_token: str
+    other_token: str  # the other host's feed token
     healthy_id: int
     lagging_id: int
     reauth_id: int
     reauth_account_id: int
+    api_token: str  # the host's API token: a bearer header only, never in a URL
 
 
 def _local(day: date, hour: int, minute: int = 0) -> datetime:
@@ -35,7 +36,8 @@ def _local(day: date, hour: int, minute: int = 0) -> datetime:
 
 
 def build_scene(session: Session, now: datetime, *, host_name: str = "Dana Example") -> Scene:
-    host, token = create_host(session, host_name, HOST_ZONE)
+    host, api_token = create_host(session, host_name, HOST_ZONE)
+    token = rotate_feed_token(session, host)
     account = make_account(session, host)
     revoked = make_account(session, host, state=AccountState.NEEDS_REAUTH)
 
@@ -80,7 +82,8 @@ def build_scene(session: Session, now: datetime, *, host_name: str = "Dana Examp
         ]
     )
 
-    other, other_token = create_host(session, "Other Host", "UTC")
+    other, _other_api_token = create_host(session, "Other Host", "UTC")
+    other_token = rotate_feed_token(session, other)
     other_calendar = make_calendar(
         session, other, make_account(session, other), google_calendar_id="other@example.com"
     )
@@ -89,5 +92,13 @@ def build_scene(session: Session, now: datetime, *, host_name: str = "Dana Examp
     states_other.last_success_at = now
     session.commit()
     return Scene(
-        host.id, token, other.id, other_token, healthy.id, lagging.id, reauth.id, revoked.id
+        host.id,
+        token,
+        other.id,
+        other_token,
+        healthy.id,
+        lagging.id,
+        reauth.id,
+        revoked.id,
+        api_token,
     )

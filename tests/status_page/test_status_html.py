@@ -178,42 +178,74 @@ def test_everything_is_escaped(client: FlaskClient, session: Session, frozen: No
     assert "Dentist &lt;b&gt;bring card&lt;/b&gt;" in html
 
 
-def test_token_appears_only_in_the_reconnect_link(client: FlaskClient, scene: Scene) -> None:
-    for token in (scene.token, TEST_ADMIN_TOKEN):
-        page = _get(client, scene, token).text
-        assert token not in _text(page)  # never shown
-        hrefs = re.findall(r'href="([^"]*)"', page)
-        assert page.count(token) == 1
-        assert [h for h in hrefs if token in h] == [
-            h
-            for h in hrefs
-            if "/connect/google?" in h and f"account={scene.reauth_account_id}" in h
-        ]
-    assert scene.other_token not in _get(client, scene, scene.token).text
+def test_feed_token_appears_only_in_the_reconnect_link(client: FlaskClient, scene: Scene) -> None:
+    page = _get(client, scene, scene.token).text
+    assert scene.token not in _text(page)  # never shown
+    hrefs = re.findall(r'href="([^"]*)"', page)
+    assert page.count(scene.token) == 1
+    assert [h for h in hrefs if scene.token in h] == [
+        h for h in hrefs if "/connect/google?" in h and f"account={scene.reauth_account_id}" in h
+    ]
+    assert scene.other_token not in page
+    assert scene.api_token not in page and TEST_ADMIN_TOKEN not in page
 
 
-def test_a_bearer_token_is_not_copied_into_links(client: FlaskClient, scene: Scene) -> None:
+@pytest.mark.parametrize("which", ["admin", "api"])
+def test_admin_and_api_tokens_are_refused_in_the_url(
+    client: FlaskClient, scene: Scene, which: str
+) -> None:
+    """Issue 14: a URL carries only a feed token; an admin or API token there is refused
+    (and so can never be copied into the page's links)."""
+    token = TEST_ADMIN_TOKEN if which == "admin" else scene.api_token
+    response = _get(client, scene, token)
+    assert response.status_code == 401
+    assert token not in response.text
+    assert "Dana Example" not in response.text
+
+
+@pytest.mark.parametrize("which", ["admin", "api"])
+def test_a_bearer_token_is_not_copied_into_links(
+    client: FlaskClient, scene: Scene, which: str
+) -> None:
+    token = TEST_ADMIN_TOKEN if which == "admin" else scene.api_token
+    # Even with a feed token in the address too: a page opened with a header links nothing.
     page = client.get(
-        f"/status/{scene.host_id}", headers={"Authorization": f"Bearer {scene.token}"}
+        f"/status/{scene.host_id}",
+        query_string={"token": scene.token},
+        headers={"Authorization": f"Bearer {token}"},
     ).text
-    assert scene.token not in page
+    assert "Dana Example" in page
+    assert token not in page and scene.token not in page
     assert "token=" not in page
 
 
 def test_bearer_header_opens_the_page(client: FlaskClient, scene: Scene) -> None:
     response = client.get(
-        f"/status/{scene.host_id}", headers={"Authorization": f"Bearer {scene.token}"}
+        f"/status/{scene.host_id}", headers={"Authorization": f"Bearer {scene.api_token}"}
     )
     assert response.status_code == 200
     assert "Dana Example" in response.text
 
 
-def test_admin_token_opens_any_host(client: FlaskClient, scene: Scene) -> None:
-    assert "Dana Example" in _get(client, scene, TEST_ADMIN_TOKEN).text
-    other = _get(client, scene, TEST_ADMIN_TOKEN, scene.other_host_id)
+def test_admin_header_opens_any_host(client: FlaskClient, scene: Scene) -> None:
+    admin = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+    assert "Dana Example" in client.get(f"/status/{scene.host_id}", headers=admin).text
+    other = client.get(f"/status/{scene.other_host_id}", headers=admin)
     assert other.status_code == 200
     assert "Other Host" in other.text
     assert "Dana Example" not in other.text and "Work" not in other.text
+
+
+def test_a_rotated_feed_token_stops_at_once(
+    client: FlaskClient, scene: Scene, session: Session
+) -> None:
+    from models import Host
+    from models.registry import rotate_feed_token
+
+    new = rotate_feed_token(session, session.get(Host, scene.host_id))
+    session.commit()
+    assert _get(client, scene, scene.token).status_code == 401
+    assert _get(client, scene, new).status_code == 200
 
 
 @pytest.mark.parametrize(("token", "problem"), [(None, "has no token"), ("nope", "not valid")])
@@ -242,7 +274,7 @@ def test_another_hosts_page_is_not_found(client: FlaskClient, scene: Scene) -> N
 
 @pytest.mark.parametrize("ref", ["999999", "abc", "1e3", "99999999999999999999999", "-1"])
 def test_unknown_or_malformed_host_is_not_found(client: FlaskClient, scene: Scene, ref) -> None:
-    response = client.get(f"/status/{ref}", query_string={"token": TEST_ADMIN_TOKEN})
+    response = client.get(f"/status/{ref}", headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"})
     assert response.status_code == 404
     assert response.mimetype == "text/html"
 
@@ -250,9 +282,10 @@ def test_unknown_or_malformed_host_is_not_found(client: FlaskClient, scene: Scen
 def test_host_without_calendars_says_so(
     client: FlaskClient, session: Session, frozen: None
 ) -> None:
-    from models.registry import create_host
+    from models.registry import create_host, rotate_feed_token
 
-    host, token = create_host(session, "New Host", "Not/AZone")
+    host, _api_token = create_host(session, "New Host", "Not/AZone")
+    token = rotate_feed_token(session, host)
     session.commit()
     response = client.get(f"/status/{host.id}", query_string={"token": token})
     assert response.status_code == 200

@@ -92,3 +92,11 @@ def test_embedded_broker_check_opens_an_existing_file(tmp_path: Path) -> None:
 
 def test_memory_broker_is_always_ready() -> None:
     assert health.check_broker("memory://") is None
+
+
+@pytest.fixture(autouse=True)
+def _fresh_readiness():
+    # /readyz answers from a one-second cache; each test here sees its own checks.
+    health.forget_readiness()
+    yield
+    health.forget_readiness()

@@ -8,6 +8,7 @@ from celery import Celery
 from celery.signals import beat_init, worker_process_init
 
 from core.settings import Settings, get_settings
+from rules import sync_schedule
 from worker.publishing import publish_syncs
 from worker.task_names import QueueNames, TaskNames
 
@@ -99,11 +100,13 @@ def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     return {
         "sweep-dirty-calendars": {
             "task": str(TaskNames.SWEEP_DIRTY),
-            "schedule": max(1.0, settings.sweep_after_seconds / 2),
+            "schedule": sync_schedule.sweep_check_seconds(settings),
         },
         "renew-channels": {
             "task": str(TaskNames.RENEW_CHANNELS),
-            "schedule": float(max(1, min(300, settings.poll_seconds))),
+            # Follows RENEW_BEFORE: a check interval longer than the renew-ahead lets
+            # channels expire before they are renewed.
+            "schedule": sync_schedule.renew_check_seconds(settings),
         },
         "evaluate-alerts": {
             "task": str(TaskNames.EVALUATE_ALERTS),

@@ -43,6 +43,10 @@ def create_celery(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # How long the pool waits for the result of a pool process that died before it
+        # reports the task lost (and frees the slot its message holds). Our tasks store no
+        # results, so the 10 s default only delays recovery from a killed pool process.
+        worker_lost_wait=1.0,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         # The webhook must answer 503 within moments when the broker is down, not hang.

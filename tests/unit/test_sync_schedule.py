@@ -16,6 +16,7 @@ from rules.sync_schedule import (
     due,
     jitter_factor,
     push_works,
+    refused_watch_retry_seconds,
     renew_check_seconds,
     sweep_check_seconds,
 )
@@ -205,3 +206,12 @@ def test_sweeper_runs_several_times_per_lease(
 ) -> None:
     settings = Settings(sweep_after_seconds=sweep_after, lease_seconds=lease)
     assert sweep_check_seconds(settings) == expected
+
+
+@given(refusals=st.integers(1, 60), calendar_id=st.integers(1, 10**6))
+def test_a_refused_watch_is_retried_after_hours_never_more_than_a_day(
+    refusals: int, calendar_id: int
+) -> None:
+    delay = refused_watch_retry_seconds(refusals, calendar_id)
+    expected = 3600 * 2 ** min(refusals - 1, 10)
+    assert min(expected * 0.75, 86400) <= delay <= min(expected * 1.25, 86400)

@@ -166,7 +166,9 @@ class Settings:
     renew_before_seconds: int = 24 * 3600
     safety_net_seconds: int = 3600
     sweep_after_seconds: int = 10
-    lease_seconds: int = 60
+    # A sync's lease on its calendar, renewed every quarter of it while the sync runs
+    # (worker/lease_heartbeat.py): a killed worker's calendar is free again within this long.
+    lease_seconds: int = 6
     # A calendar notified again while it syncs is fetched again no sooner than this after
     # the previous fetch began: a burst of notifications costs two fetches, not one each.
     min_sync_interval_ms: int = 1000

@@ -109,11 +109,19 @@ def _health(found: Any, now: datetime) -> Health:
 
 
 def polling_reason(
-    watch_problem: str | None, expiration: datetime | None, now: datetime
+    watch_problem: str | None,
+    expiration: datetime | None,
+    now: datetime,
+    watch_retry_at: datetime | None = None,
 ) -> str | None:
     """Why the calendar is polled instead of pushed, in plain words; None while push works."""
     every = f"polled every {get_settings().poll_seconds} s"
     if watch_problem:
+        if watch_retry_at is not None:
+            return (
+                f"{watch_problem} ({every}). Google refused the watch; next try at "
+                f"{watch_retry_at.isoformat()}."
+            )
         return f"{watch_problem} ({every})"
     if expiration is None:
         return f"No push channel is open; {every}."
@@ -157,7 +165,8 @@ def calendar_status(
         "fullSyncAt": _iso(state.full_sync_at),
         "channelExpiresAt": _iso(expiration),
         "watchProblem": calendar.watch_problem,
-        "polling": polling_reason(calendar.watch_problem, expiration, now),
+        "polling": polling_reason(calendar.watch_problem, expiration, now, calendar.watch_retry_at),
+        "watchRetryAt": _iso(calendar.watch_retry_at) if calendar.watch_problem else None,
         "reconnectUrl": (
             reconnect_url(calendar.host_id, calendar.account_id)
             if account_state == AccountState.NEEDS_REAUTH

@@ -224,6 +224,9 @@ def calendar_card(
         minutes = max(1, round(polling_seconds / 60))
         headline = "Not receiving push notifications — polling every " + _plural(minutes, "minute")
         reason = status.get("watchProblem") or _channel_gone(status, now, zone)
+        retry = moment(status.get("watchRetryAt"), now, zone)
+        if status.get("watchProblem") and retry is not None:
+            reason = f"{reason} Google refused the watch; next try at {retry.local}."
         fix = fix or (
             f"Changes still arrive, but up to {_plural(minutes, 'minute')} late. calsync "
             "retries the watch by itself; if this lasts, tell the operator."

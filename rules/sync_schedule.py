@@ -69,6 +69,34 @@ def due(t: CalendarTiming, now: datetime, settings: Settings) -> Due | None:
     return None
 
 
+def renew_check_seconds(settings: Settings) -> float:
+    """How often beat looks for channels to renew: at most a quarter of the renew-ahead, so a
+    channel is renewed with at least three quarters of RENEW_BEFORE left even if a check is
+    late or Google is slow; never more often than every second, never less than every
+    5 minutes (or POLL_SECONDS), which also bounds how late a missing channel is reopened."""
+    return max(1.0, min(300.0, settings.poll_seconds, settings.renew_before_seconds / 4))
+
+
+def sweep_check_seconds(settings: Settings) -> float:
+    """How often the sweeper looks for forgotten work: half of SWEEP_AFTER, and at least
+    three times per lease, so a killed worker's calendar is picked up within moments of its
+    lease running out; never more often than every second."""
+    return max(1.0, min(settings.sweep_after_seconds / 2, settings.lease_seconds / 3))
+
+
+REFUSED_WATCH_FIRST_RETRY_SECONDS = 3600
+REFUSED_WATCH_MAX_RETRY_SECONDS = 86400
+
+
+def refused_watch_retry_seconds(refusals: int, calendar_id: int) -> float:
+    """How long after its `refusals`-th refusal a watch Google refused is tried again:
+    1 h, 2 h, 4 h ... capped at a day, each ±25% per calendar and attempt (so calendars
+    refused together do not all retry in the same minute). The calendar polls meanwhile."""
+    base = REFUSED_WATCH_FIRST_RETRY_SECONDS * 2 ** min(max(refusals, 1) - 1, 10)
+    spread = base * jitter_factor(calendar_id, f"watch-refused:{refusals}")
+    return min(float(REFUSED_WATCH_MAX_RETRY_SECONDS), spread)
+
+
 def earliest_candidate(now: datetime, settings: Settings) -> tuple[datetime, datetime]:
     """Cut-offs for a database pre-filter: a calendar last synced after the first and fully
     synced after the second cannot be due yet."""

@@ -496,6 +496,9 @@ class SyncStatus(Answer):
     channel_expires_at: datetime | None
     watch_problem: str | None
     polling: str | None = Field(description="why the calendar is polled instead of pushed")
+    watch_retry_at: datetime | None = Field(
+        default=None, description="when a watch Google refused is tried again"
+    )
     reconnect_url: str | None = Field(description="where to grant access again")
     consecutive_failures: int
     last_error: LastError | None

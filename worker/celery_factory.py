@@ -8,6 +8,7 @@ from celery import Celery
 from celery.signals import beat_init, worker_process_init
 
 from core.settings import Settings, get_settings
+from rules import sync_schedule
 from worker.publishing import publish_syncs
 from worker.task_names import QueueNames, TaskNames
 
@@ -42,6 +43,10 @@ def create_celery(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # How long the pool waits for the result of a pool process that died before it
+        # reports the task lost (and frees the slot its message holds). Our tasks store no
+        # results, so the 10 s default only delays recovery from a killed pool process.
+        worker_lost_wait=1.0,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         # The webhook must answer 503 within moments when the broker is down, not hang.
@@ -99,11 +104,13 @@ def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     return {
         "sweep-dirty-calendars": {
             "task": str(TaskNames.SWEEP_DIRTY),
-            "schedule": max(1.0, settings.sweep_after_seconds / 2),
+            "schedule": sync_schedule.sweep_check_seconds(settings),
         },
         "renew-channels": {
             "task": str(TaskNames.RENEW_CHANNELS),
-            "schedule": float(max(1, min(300, settings.poll_seconds))),
+            # Follows RENEW_BEFORE: a check interval longer than the renew-ahead lets
+            # channels expire before they are renewed.
+            "schedule": sync_schedule.renew_check_seconds(settings),
         },
         "evaluate-alerts": {
             "task": str(TaskNames.EVALUATE_ALERTS),

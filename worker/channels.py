@@ -21,6 +21,7 @@ from models.calendars import channel_token_hash
 from models.credentials_box import decrypt_credentials
 from models.db import session_scope
 from models.sync_flags import may_call_google
+from rules import sync_schedule
 from worker import google_client
 from worker.google_errors import ErrorKind, classify
 
@@ -88,12 +89,17 @@ def start_watch(calendar_id: int, settings: Settings | None = None) -> str | Non
         problem = classify(exc)
         if problem.kind is ErrorKind.TRANSIENT:
             raise
+        # Refusals can be temporary (a calendar type, a domain policy): try again after
+        # 1 h, 2 h, 4 h ... a day; the calendar is polled meanwhile.
         with session_scope() as session:
-            session.execute(
-                update(Calendar)
-                .where(Calendar.id == calendar_id)
-                .values(watch_problem=f"Google refused push notifications: {problem.message}")
-            )
+            calendar = session.get(Calendar, calendar_id)
+            if calendar is not None:
+                refusals = (calendar.watch_failures or 0) + 1
+                calendar.watch_failures = refusals
+                calendar.watch_problem = f"Google refused push notifications: {problem.message}"
+                calendar.watch_retry_at = datetime.now(UTC) + timedelta(
+                    seconds=sync_schedule.refused_watch_retry_seconds(refusals, calendar_id)
+                )
         log.warning("watch_refused calendar_id=%s code=%s", calendar_id, problem.code)
         return None
     except Exception:
@@ -226,8 +232,9 @@ def _stop_old(
 
 def unwatched_calendars(session: Session, now: datetime) -> list[int]:
     """Calendars that should have a channel and have none that works: never watched, all
-    expired, or a watch call that never finished. Excludes refused ones (they poll) and
-    ones that may not be called (revoked access, calendar gone) or are backing off."""
+    expired, or a watch call that never finished. Excludes ones that may not be called
+    (revoked access, calendar gone) and ones backing off (refused by Google: they poll until
+    their next try)."""
     working = exists().where(
         Channel.calendar_id == Calendar.id,
         Channel.stopped_at.is_(None),
@@ -243,7 +250,8 @@ def unwatched_calendars(session: Session, now: datetime) -> list[int]:
             .join(SyncState, SyncState.calendar_id == Calendar.id)
             .where(
                 *may_call_google(),
-                Calendar.watch_problem.is_(None),
+                # Backing off: Google unreachable, or it refused the watch (retried hourly
+                # and then less often, up to daily).
                 or_(Calendar.watch_retry_at.is_(None), Calendar.watch_retry_at <= now),
                 ~working,
             )

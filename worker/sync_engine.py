@@ -55,6 +55,7 @@ from worker import google_client
 from worker.channels import retire_channels
 from worker.enqueue import TaskBatch, after_commit, enqueue_stop_channels
 from worker.google_errors import Classified, ErrorKind, classify
+from worker.lease_heartbeat import LeaseHeartbeat
 
 log = logging.getLogger("calsync.sync")
 
@@ -144,8 +145,26 @@ def sync_calendar(
             release_lease(session, calendar_id, owner)
             return SyncResult("blocked" if context else "skipped", detail=context or "gone")
 
-    dirty_since = taken.dirty_since
-    sync_token = None if full else taken.sync_token
+    # A short lease, renewed from a thread while the sync runs: a worker killed mid-sync
+    # holds the calendar for at most one lease (worker/lease_heartbeat.py).
+    with LeaseHeartbeat(calendar_id, owner, settings.lease_seconds, now):
+        return _passes(
+            context, owner, taken.dirty_since, taken.sync_token, trigger, full, settings, now
+        )
+
+
+def _passes(
+    context: CalendarContext,
+    owner: str,
+    dirty_since: datetime | None,
+    stored_token: str | None,
+    trigger: str,
+    full: bool,
+    settings: Settings,
+    now: Callable[[], datetime],
+) -> SyncResult:
+    calendar_id = context.calendar_id
+    sync_token = None if full else stored_token
     result = SyncResult("done")
     for _ in range(MAX_PASSES):
         started = now()

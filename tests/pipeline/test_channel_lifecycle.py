@@ -208,6 +208,24 @@ def test_refused_watch_polls_and_says_why(
         assert calendar_id not in channels.unwatched_calendars(session, datetime.now(UTC))
     with time_machine.travel(datetime.now(UTC) + timedelta(minutes=7), tick=True):
         assert due_kind(calendar_id) is Due.POLL
+    # ... but not forever (issue 14, item 10): retried after about an hour, then after about
+    # two, four ... hours, never more than a day apart; the status says when.
+    first_try = datetime.fromisoformat(report["watchRetryAt"])
+    assert timedelta(minutes=45) <= first_try - datetime.now(UTC) <= timedelta(minutes=76)
+    assert first_try.isoformat() in report["polling"]
+    assert "next try at" in report["polling"]
+    gaps = []
+    at = first_try
+    for _ in range(8):
+        with time_machine.travel(at + timedelta(seconds=1), tick=True):
+            with session_scope() as session:
+                assert calendar_id in channels.unwatched_calendars(session, datetime.now(UTC))
+            assert calendar_id not in channels.ensure_watched()  # refused again
+            retry_at = datetime.fromisoformat(status(calendar_id)["watchRetryAt"])
+            gaps.append((retry_at - datetime.now(UTC)).total_seconds() / 3600)
+            at = retry_at
+    assert 1.5 <= gaps[0] <= 2.5 and 3 <= gaps[1] <= 5
+    assert all(gap <= 24 for gap in gaps) and gaps[-1] >= 18
 
 
 def test_every_notification_dropped_changes_arrive_within_safety_net(

@@ -16,6 +16,9 @@ from rules.sync_schedule import (
     due,
     jitter_factor,
     push_works,
+    refused_watch_retry_seconds,
+    renew_check_seconds,
+    sweep_check_seconds,
 )
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
@@ -158,3 +161,57 @@ def test_debounce_never_waits_past_the_cap_nor_the_quiet_window(
     # timedelta keeps microseconds: allow a couple of them of rounding.
     assert 0 <= wait_ms <= max(0.0, cap - dirty_ago) + 0.002
     assert wait_ms <= quiet + 0.002
+
+
+# --- how often beat checks channels and sweeps (issue 14, items 8 and 9) -------------------
+
+
+@pytest.mark.parametrize(
+    ("ttl", "renew_before", "poll", "expected"),
+    [
+        (20, 10, 300, 2.5),  # the issue's case: checked 4 times inside the renew-ahead
+        (7 * 86400, 86400, 300, 300.0),  # defaults: every 5 minutes as before
+        (7 * 86400, 86400, 60, 60.0),  # short polling still wins
+        (6, 2, 300, 1.0),  # floor: never more often than every second
+    ],
+)
+def test_renew_check_follows_the_renew_ahead(
+    ttl: int, renew_before: int, poll: int, expected: float
+) -> None:
+    from worker.celery_factory import _beat_schedule
+
+    settings = Settings(
+        channel_ttl_seconds=ttl, renew_before_seconds=renew_before, poll_seconds=poll
+    )
+    assert renew_check_seconds(settings) == expected
+    assert _beat_schedule(settings)["renew-channels"]["schedule"] == expected
+
+
+@given(
+    renew_before=st.integers(1, 10 * 86400),
+    poll=st.integers(1, 10 * 86400),
+)
+def test_renew_check_is_at_most_a_quarter_of_the_renew_ahead(renew_before: int, poll: int) -> None:
+    every = renew_check_seconds(Settings(renew_before_seconds=renew_before, poll_seconds=poll))
+    assert 1.0 <= every <= 300.0
+    assert every <= max(1.0, renew_before / 4)
+
+
+@pytest.mark.parametrize(
+    ("sweep_after", "lease", "expected"),
+    [(10, 6, 2.0), (10, 60, 5.0), (2, 6, 1.0), (10, 1, 1.0)],
+)
+def test_sweeper_runs_several_times_per_lease(
+    sweep_after: int, lease: int, expected: float
+) -> None:
+    settings = Settings(sweep_after_seconds=sweep_after, lease_seconds=lease)
+    assert sweep_check_seconds(settings) == expected
+
+
+@given(refusals=st.integers(1, 60), calendar_id=st.integers(1, 10**6))
+def test_a_refused_watch_is_retried_after_hours_never_more_than_a_day(
+    refusals: int, calendar_id: int
+) -> None:
+    delay = refused_watch_retry_seconds(refusals, calendar_id)
+    expected = 3600 * 2 ** min(refusals - 1, 10)
+    assert min(expected * 0.75, 86400) <= delay <= min(expected * 1.25, 86400)

@@ -1,0 +1,91 @@
+"""Issue 14, item 8, on real processes: with short channel lifetimes (TTL 20 s, renewed 10 s
+before expiry) beat's renewal check follows the renew-ahead, so across several renewals
+there is no moment without a live channel at Google (here: the emulator)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from calsync.processes import child_env, free_port, settings_vars
+from core.settings import Settings, configure
+from emulator import EmulatorServer
+from tests.backends import Backend
+from tests.conftest import isolated_settings, point_celery_at
+
+from .conftest import Stack, attach_watched, wait_for, watching_and_synced
+
+pytestmark = pytest.mark.e2e
+
+TTL = 20
+RENEW_BEFORE = 10
+OBSERVED_SECONDS = 60
+SAMPLE_EVERY = 0.1
+
+
+@pytest.fixture(scope="module")
+def stack(
+    backend: Backend, base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    emulator = EmulatorServer(seed=3).start()
+    web_port = free_port()
+    settings = dataclasses.replace(
+        isolated_settings(base_settings, backend, tmp_path_factory),
+        public_url=f"http://127.0.0.1:{web_port}",
+        google_api_endpoint=emulator.api_endpoint,
+        google_token_uri=emulator.token_uri,
+        channel_ttl_seconds=TTL,
+        renew_before_seconds=RENEW_BEFORE,
+    )
+    configure(settings)
+    point_celery_at(settings)
+    stack = Stack(
+        env=child_env(settings_vars(settings)),
+        logs=tmp_path_factory.mktemp("e2e-renewal-logs"),
+        web_port=web_port,
+        settings=settings,
+        emulator=emulator,
+    )
+    try:
+        stack.start_web()
+        stack.start_worker()
+        stack.start_beat()
+        stack.wait_ready()
+        yield stack
+    finally:
+        stack.stop()
+        emulator.stop()
+        configure(None)
+
+
+def live_channels(stack: Stack, google_calendar_id: str) -> list[dict]:
+    return [
+        c
+        for c in stack.emulator.control.channels()
+        if c["calendarId"] == google_calendar_id and not c["stopped"] and not c["expired"]
+    ]
+
+
+def test_no_moment_without_a_live_channel_across_renewals(live: Stack) -> None:
+    cal = attach_watched(live, "renewals@example.com")
+    wait_for(lambda: watching_and_synced([cal.calendar_id]), 30, "the first channel", live)
+    uncovered: list[datetime] = []
+    seen: set[str] = set()
+    deadline = time.monotonic() + OBSERVED_SECONDS
+    while time.monotonic() < deadline:
+        channels = live_channels(live, cal.google_calendar_id)
+        seen.update(c["id"] for c in channels)
+        if not channels:
+            uncovered.append(datetime.now(UTC))
+        time.sleep(SAMPLE_EVERY)
+    # Each channel lives 20 s and is replaced ~10 s before it ends: a minute sees several.
+    assert len(seen) >= 1 + OBSERVED_SECONDS // TTL, f"only {len(seen)} channels were opened"
+    uncovered_seconds = len(uncovered) * SAMPLE_EVERY
+    assert not uncovered, (
+        f"{len(uncovered)} samples ({uncovered_seconds:.1f} s) without a live channel, "
+        f"first at {uncovered[0].isoformat()}\n{live.logs_tail()}"
+    )

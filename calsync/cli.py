@@ -144,8 +144,10 @@ def hosts_delete(host_id: int, yes: bool) -> None:
             raise click.ClickException(f"no host {host_id}")
     # After the commit: never a stop for a deletion that rolled back.
     try:
-        for account_id, channels in to_stop.items():
-            enqueue_stop_channels(account_id, [(c.channel_id, c.resource_id) for c in channels])
+        for account_id, stops in to_stop.items():
+            enqueue_stop_channels(
+                account_id, stops.channel_pairs(), sealed_credentials=stops.sealed_text()
+            )
     except EnqueueError as exc:
         click.echo(f"channels not stopped (they lapse at Google): {exc}", err=True)
     click.echo(json.dumps({"deleted": host_id}))

@@ -67,11 +67,12 @@ def rotate_feed_token(session: Session, host: Host) -> str:
     return token
 
 
-def delete_host(session: Session, host_id: int) -> dict[int, list[ChannelToStop]] | None:
+def delete_host(session: Session, host_id: int) -> dict[int, AccountStops] | None:
     """Delete the host and everything of it: accounts with their credentials, calendars,
     events, busy blocks, sync states and runs, channels, manual blocks, its alert records.
     Returns the live channels per account that the caller must stop at Google once this
-    commits, or None if there was no such host."""
+    commits, each with the account's credentials as stored (encrypted: the row is gone by
+    the time the stop runs), or None if there was no such host."""
     host = session.get(Host, host_id)
     if host is None:
         return None
@@ -79,14 +80,24 @@ def delete_host(session: Session, host_id: int) -> dict[int, list[ChannelToStop]
     account_ids = list(
         session.scalars(select(GoogleAccount.id).where(GoogleAccount.host_id == host_id))
     )
-    to_stop: dict[int, list[ChannelToStop]] = {}
+    to_stop: dict[int, AccountStops] = {}
     live = session.execute(
-        select(Calendar.account_id, Channel.id, Channel.resource_id)
+        select(
+            Calendar.account_id,
+            GoogleAccount.credentials_encrypted,
+            GoogleAccount.state,
+            Channel.id,
+            Channel.resource_id,
+        )
         .join(Channel, Channel.calendar_id == Calendar.id)
+        .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
         .where(Calendar.host_id == host_id, Channel.stopped_at.is_(None))
     )
-    for account_id, channel_id, resource_id in live:
-        to_stop.setdefault(account_id, []).append(ChannelToStop(channel_id, resource_id))
+    for account_id, sealed, state, channel_id, resource_id in live:
+        # Revoked credentials may call nothing: those channels just lapse at Google.
+        usable = sealed if state == AccountState.OK else None
+        stops = to_stop.setdefault(account_id, AccountStops(usable, []))
+        stops.channels.append(ChannelToStop(channel_id, resource_id))
     # Explicit deletes, children first: the result must not depend on the database
     # honouring ON DELETE CASCADE (SQLite only does with its foreign_keys pragma).
     in_calendars = calendar_ids or [-1]
@@ -206,6 +217,20 @@ def attach_calendar(
 class ChannelToStop:
     channel_id: str
     resource_id: str | None
+
+
+@dataclass
+class AccountStops:
+    """A deleted account's live channels and its credentials as stored (encrypted)."""
+
+    sealed_credentials: bytes | None
+    channels: list[ChannelToStop]
+
+    def channel_pairs(self) -> list[tuple[str, str | None]]:
+        return [(c.channel_id, c.resource_id) for c in self.channels]
+
+    def sealed_text(self) -> str | None:
+        return self.sealed_credentials.decode("ascii") if self.sealed_credentials else None
 
 
 def detach_calendar(session: Session, calendar_id: int) -> tuple[int, list[ChannelToStop]] | None:

@@ -118,9 +118,9 @@ def remove(host_id: int) -> tuple[str, int]:
     session.commit()
     log.info("host_deleted host_id=%s accounts=%s", host_id, len(to_stop))
     try:
-        for account_id, channels in to_stop.items():
+        for account_id, stops in to_stop.items():
             task_queue.enqueue_stop_channels(
-                account_id, [(c.channel_id, c.resource_id) for c in channels]
+                account_id, stops.channel_pairs(), sealed_credentials=stops.sealed_text()
             )
     except task_queue.EnqueueError:
         # The rows are gone, so the webhook refuses these channels; they lapse at Google.

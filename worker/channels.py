@@ -152,15 +152,23 @@ def stop_channel(
 
 
 def stop_channels_of_account(
-    account_id: int, channels: list[tuple[str, str | None]], settings: Settings | None = None
+    account_id: int,
+    channels: list[tuple[str, str | None]],
+    settings: Settings | None = None,
+    *,
+    sealed_credentials: bytes | None = None,
 ) -> None:
+    """Stop the channels at Google with the account's credentials; a deleted account's come
+    with the task (`sealed_credentials`, encrypted as they were stored)."""
     with session_scope() as session:
         blob = session.scalar(
             select(GoogleAccount.credentials_encrypted).where(
                 GoogleAccount.id == account_id, GoogleAccount.state == AccountState.OK
             )
         )
-    if blob is None:  # deleted or revoked: nothing may be called; the channels expire
+    if blob is None:
+        blob = sealed_credentials
+    if blob is None:  # revoked (or deleted without usable credentials): the channels expire
         return
     credentials = decrypt_credentials(blob)
     for channel_id, resource_id in channels:

@@ -55,8 +55,23 @@ def enqueue_watch(calendar_id: int) -> None:
     send(TaskNames.START_WATCH, calendar_id)
 
 
-def enqueue_stop_channels(account_id: int, channels: list[tuple[str, str | None]]) -> None:
-    send(TaskNames.STOP_CHANNELS, account_id, [list(c) for c in channels])
+def enqueue_stop_channels(
+    account_id: int,
+    channels: list[tuple[str, str | None]],
+    *,
+    sealed_credentials: str | None = None,
+) -> None:
+    """`sealed_credentials`: the account's credentials as stored (encrypted), for an account
+    deleted before its channels could be stopped."""
+    if sealed_credentials is None:
+        send(TaskNames.STOP_CHANNELS, account_id, [list(c) for c in channels])
+    else:
+        send(
+            TaskNames.STOP_CHANNELS,
+            account_id,
+            [list(c) for c in channels],
+            sealed_credentials=sealed_credentials,
+        )
 
 
 log = logging.getLogger("calsync.enqueue")

@@ -129,8 +129,14 @@ def start_watch(calendar_id: int) -> str | None:
     transient_backoff=30,
     transient_backoff_max=30,
 )
-def stop_channels(account_id: int, channel_list: list[list[str | None]]) -> None:
-    channels.stop_channels_of_account(account_id, [(str(cid), rid) for cid, rid in channel_list])
+def stop_channels(
+    account_id: int, channel_list: list[list[str | None]], sealed_credentials: str | None = None
+) -> None:
+    channels.stop_channels_of_account(
+        account_id,
+        [(str(cid), rid) for cid, rid in channel_list],
+        sealed_credentials=sealed_credentials.encode("ascii") if sealed_credentials else None,
+    )
 
 
 @app.task(name=str(TaskNames.RENEW_CHANNELS), max_retries=0)

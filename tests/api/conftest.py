@@ -55,7 +55,7 @@ def tasks(monkeypatch: pytest.MonkeyPatch) -> TaskRecorder:
     monkeypatch.setattr(
         task_queue,
         "enqueue_stop_channels",
-        lambda account, channels: recorder._record("stop", account, channels),
+        lambda account, channels, **_sealed: recorder._record("stop", account, channels),
     )
     return recorder
 

@@ -152,7 +152,7 @@ def test_a_stop_is_enqueued_only_after_the_deletion_commits(
 
     seen: list[int] = []
 
-    def stop(account_id, channels) -> None:
+    def stop(account_id, channels, **_sealed) -> None:
         seen.append(_rows(settings)["hosts"])  # what another process sees at that moment
 
     monkeypatch.setattr(task_queue, "enqueue_stop_channels", stop)

@@ -54,7 +54,8 @@ def stopped(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, list]]:
     """Channel stops the sync engine hands to the queue."""
     calls: list[tuple[int, list]] = []
     monkeypatch.setattr(
-        "worker.sync_engine.enqueue_stop_channels", lambda acc, chans: calls.append((acc, chans))
+        "worker.sync_engine.enqueue_stop_channels",
+        lambda acc, chans, **_sealed: calls.append((acc, chans)),
     )
     return calls
 
@@ -404,3 +405,29 @@ def test_google_gets_the_channel_token_and_the_database_only_its_hash(
     [channel] = live_channels(cal.calendar_id)
     sent = {c["id"]: c["token"] for c in emulator.control.channels()}[channel.id]
     assert len(sent) >= 43 and channel.token_hash == channel_token_hash(sent)
+
+
+def test_a_deleted_hosts_channels_are_stopped_at_google(
+    lifecycle_settings: Settings, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models.registry import delete_host
+
+    cal = synced_and_watched(emulator, "deleted-host@example.com")
+    (channel,) = live_channels(cal.calendar_id)
+    sent: list[tuple] = []
+    monkeypatch.setattr(
+        enqueue, "send", lambda name, *args, **kwargs: sent.append((name, args, kwargs))
+    )
+    with session_scope() as session:
+        host_id = session.get(Calendar, cal.calendar_id).host_id
+        to_stop = delete_host(session, host_id)
+    assert to_stop is not None
+    for account_id, stops in to_stop.items():
+        enqueue.enqueue_stop_channels(
+            account_id, stops.channel_pairs(), sealed_credentials=stops.sealed_text()
+        )
+    # What the worker does with the message; the account row no longer exists.
+    ((_name, args, kwargs),) = sent
+    tasks.stop_channels.run(*args, **kwargs)
+    at_google = {c["id"]: c for c in emulator.control.channels()}
+    assert at_google[channel.id]["stopped"]

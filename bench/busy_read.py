@@ -341,12 +341,12 @@ def load(size: Size, stack: Any, report: Report) -> Fleet:
         _copy(
             cursor,
             "channels",
-            ("id", "calendar_id", "token", "resource_id", "expiration", "created_at"),
+            ("id", "calendar_id", "token_hash", "resource_id", "expiration", "created_at"),
             (
                 (
                     secrets.token_hex(16),
                     cid,
-                    secrets.token_hex(16),
+                    secrets.token_hex(32),  # a sha256 hex, as stored
                     f"res-{cid}",
                     now + timedelta(days=6),
                     now,

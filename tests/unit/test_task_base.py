@@ -103,7 +103,7 @@ def test_stop_channels_retries_only_transient_errors(monkeypatch: pytest.MonkeyP
     attempts: list[int] = []
     errors: list[Exception] = [http_error(500), RuntimeError("a bug")]
 
-    def failing(account_id: int, channel_list: list) -> None:
+    def failing(account_id: int, channel_list: list, **_sealed: object) -> None:
         attempts.append(account_id)
         raise errors.pop(0)
 

@@ -1,5 +1,5 @@
 """The web process's Flask app: Google push receiver, health probes, the /v1 API, the status
-page, the OAuth connect flow and metrics, one blueprint each."""
+page, the OAuth connect flow, metrics and the ICS feed, one blueprint each."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from webhook.api_explain import api_explain
 from webhook.api_hosts import api_hosts
 from webhook.errors import register_error_handlers
 from webhook.health import health
+from webhook.ics_feed import ics_feed
 from webhook.metrics_view import metrics_blueprint
 from webhook.oauth_connect import oauth_connect
 from webhook.openapi import openapi
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         status_page,
         oauth_connect,
         metrics_blueprint,
+        ics_feed,
     ):
         app.register_blueprint(blueprint)
     return app

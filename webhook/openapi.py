@@ -295,6 +295,38 @@ PATHS: dict[str, Schema] = {
             },
         }
     },
+    "/feeds/{host}/{feed_file}": {
+        "get": {
+            "summary": "The host's busy time as an ICS feed (iCalendar): one VEVENT per busy "
+            "block (SUMMARY:Busy, the source as CATEGORIES) from now - 1 day to now + "
+            "CALSYNC_FEED_DAYS; stale calendars named in X-CALSYNC-STALE and X-WR-CALDESC",
+            "tags": ["feeds"],
+            "security": [],
+            "parameters": [
+                {"name": "host", "in": "path", "required": True, "schema": STRING},
+                {
+                    "name": "feed_file",
+                    "in": "path",
+                    "required": True,
+                    "schema": STRING,
+                    "description": "`<the host's feed token>.ics`",
+                },
+                query("freebusy", STRING, "`1`: one VFREEBUSY instead of VEVENTs"),
+                query("strict", STRING, "`1`: 503 while any of the host's calendars is stale"),
+            ],
+            "responses": {
+                "200": {
+                    "description": "The feed (ETag, Last-Modified; Cache-Control: private, "
+                    "no-cache)",
+                    "content": {"text/calendar": {"schema": STRING}},
+                },
+                "304": {"description": "Unchanged since the ETag in If-None-Match"},
+                "404": "NotFound",
+                "503": "Unavailable",
+                "default": "Error",
+            },
+        }
+    },
     "/connect/google": {
         "get": {
             "summary": "Start connecting a Google account in the browser: redirects to "

@@ -242,3 +242,17 @@ def set_tag(sources: Iterable[BusySource], stale: Sequence[StaleCalendar]) -> st
             f"stale\x1f{calendar_state.google_calendar_id}\x1f{calendar_state.state}".encode()
         )
     return digest.hexdigest()[:32]
+
+
+def connection_values(public_url: str, host_id: int, feed_token: str) -> dict[str, str | int]:
+    """What a host pastes into a booking tool, as the feed-token answers show it (once)."""
+    base = public_url.rstrip("/")
+    return {
+        "id": host_id,
+        "feedToken": feed_token,
+        "statusPageUrl": f"{base}/status/{host_id}?token={quote(feed_token, safe='')}",
+        "caldavUrl": f"{base}/dav/",
+        "username": str(host_id),
+        "password": feed_token,
+        "icsUrl": f"{base}/feeds/{host_id}/{quote(feed_token, safe='')}.ics",
+    }

@@ -1,5 +1,6 @@
 """The web process's Flask app: Google push receiver, health probes, the /v1 API, the status
-page, the OAuth connect flow, metrics and the ICS feed, one blueprint each."""
+page, the OAuth connect flow, metrics, the ICS feed and
+read-only CalDAV, one blueprint each."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from webhook.api_busy import api_busy
 from webhook.api_calendars import api_calendars
 from webhook.api_explain import api_explain
 from webhook.api_hosts import api_hosts
+from webhook.caldav import caldav
 from webhook.errors import register_error_handlers
 from webhook.health import health
 from webhook.ics_feed import ics_feed
@@ -58,6 +60,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         oauth_connect,
         metrics_blueprint,
         ics_feed,
+        caldav,
     ):
         app.register_blueprint(blueprint)
     return app

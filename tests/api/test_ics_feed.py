@@ -190,3 +190,15 @@ def test_freebusy_is_one_vfreebusy_equal_to_busy(client, hosts, session, flag) -
     assert spans == merged(spans, start, end)  # merged, ordered, inside the window
     assert spans == api_busy(client, hosts.a, start, end)
     assert answer.headers["ETag"] != client.get(feed_url(client, hosts.a)).headers["ETag"]
+
+
+def test_feed_token_answer_gives_what_a_booking_tool_needs(client, hosts, settings) -> None:
+    answer = client.post(f"/v1/hosts/{hosts.a.id}/feed-token", headers=hosts.a.headers)
+    assert answer.headers["Cache-Control"] == "no-store"
+    values = answer.get_json()
+    token = values["feedToken"]
+    base = settings.public_url.rstrip("/")
+    assert values["caldavUrl"] == f"{base}/dav/"
+    assert (values["username"], values["password"]) == (str(hosts.a.id), token)
+    assert values["icsUrl"] == f"{base}/feeds/{hosts.a.id}/{token}.ics"
+    assert client.get(values["icsUrl"].removeprefix(base)).status_code == 200

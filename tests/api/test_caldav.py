@@ -193,3 +193,20 @@ def test_ctag_etag_and_sync_collection_follow_the_busy_set(client, hosts, server
     client.delete(f"/v1/hosts/{hosts.a.id}/blocks/{block['id']}", headers=hosts.a.headers)
     assert ctag() == before
     assert _dav(server, "GET", resource, auth).status_code == 404
+
+
+def test_multiget_answers_known_objects_only_never_a_404_response(client, hosts, server) -> None:
+    user, password = credentials(client, hosts.a)
+    calendar = f"/dav/calendars/{user}/busy/"
+    known = f"{calendar}{hosts.a.calendar_id}-busy-1.ics"
+    body = (
+        '<c:calendar-multiget xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
+        "<d:prop><d:getetag/><c:calendar-data/></d:prop>"
+        f"<d:href>{known}</d:href><d:href>{calendar}manual-999999.ics</d:href>"
+        f"<d:href>/dav/calendars/{hosts.b.id}/busy/manual-{hosts.b.block_id}.ics</d:href>"
+        "</c:calendar-multiget>"
+    )
+    answer = _dav(server, "REPORT", calendar, basic(user, password), body, Depth="1")
+    assert answer.status_code == 207
+    assert answer.text.count("<d:response>") == 1 and "404" not in answer.text
+    assert known in answer.text and "SUMMARY:Busy" in answer.text

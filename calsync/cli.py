@@ -103,27 +103,28 @@ def hosts_rotate_token(host_id: int) -> None:
     click.echo(json.dumps({"id": host_id, "apiToken": token}))
 
 
-@hosts.command("feed-token")
+@hosts.command("feeds")
 @click.argument("host_id", type=int)
 @with_appcontext
-def hosts_feed_token(host_id: int) -> None:
-    """New feed token for a host (the old one stops) with its status page link."""
-    from urllib.parse import urlencode
-
+def hosts_feeds(host_id: int) -> None:
+    """New feed token for a host (the old one stops), with everything a booking tool needs:
+    CalDAV URL, username and password, ICS URL, and the status page link (shown once)."""
     from core.settings import get_settings
     from models.db import session_scope
     from models.hosts import Host
     from models.registry import rotate_feed_token
+    from rules.busy_feed import connection_values
 
     with session_scope() as session:
         host = session.get(Host, host_id)
         if host is None:
             raise click.ClickException(f"no host {host_id}")
         token = rotate_feed_token(session, host)
-    status = f"{get_settings().public_url.rstrip('/')}/status/{host_id}?" + urlencode(
-        {"token": token}
-    )
-    click.echo(json.dumps({"id": host_id, "feedToken": token, "statusPageUrl": status}))
+    click.echo(json.dumps(connection_values(get_settings().public_url, host_id, token)))
+
+
+# The earlier name of the same command.
+hosts.add_command(hosts_feeds, "feed-token")
 
 
 @hosts.command("delete")

@@ -33,6 +33,13 @@ def _positive_int(name: str, raw: str) -> int:
     return value
 
 
+def _int_in_range(name: str, raw: str, lowest: int, highest: int) -> int:
+    value = _positive_int(name, raw)
+    if not lowest <= value <= highest:
+        raise SettingsError(f"{name} must be between {lowest} and {highest}, got {value}")
+    return value
+
+
 def _non_negative_int(name: str, raw: str) -> int:
     try:
         value = int(raw)
@@ -180,6 +187,9 @@ class Settings:
     full_resync_seconds: int = 7 * 24 * 3600
     # Longest window a busy read may ask for: bounds the work of one API request.
     max_window_days: int = 92
+    # How far ahead the ICS feed and CalDAV calendar reach (from now - 1 day): bounds the
+    # work of one feed request; booking tools look a few weeks ahead.
+    feed_days: int = 90
     # How often a calendar without working push (no channel, expired, refused, silent) is
     # polled instead.
     poll_seconds: int = 300
@@ -297,6 +307,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "debounce_max_ms": _non_negative_int,
     "full_resync_seconds": _positive_int,
     "max_window_days": _positive_int,
+    "feed_days": lambda name, raw: _int_in_range(name, raw, 1, 366),
     "poll_seconds": _positive_int,
     "channel_silent_seconds": _positive_int,
     "account_rate_per_minute": _positive_int,

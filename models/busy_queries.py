@@ -6,12 +6,19 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, String, bindparam, literal, select, union_all
+from sqlalchemy import Select, String, bindparam, literal, select, tuple_, union_all
 from sqlalchemy.orm import Session
 
 from models.calendars import Calendar
 from models.events import BusyBlock
 from models.hosts import ManualBlock
+from rules.busy_feed import (
+    MANUAL_CATEGORY,
+    BusySource,
+    SourceRef,
+    calendar_source_name,
+    manual_source_name,
+)
 from rules.intervals import Interval, clip, merge
 
 
@@ -122,3 +129,110 @@ def calendar_busy(
     session: Session, calendar_id: int, time_min: datetime, time_max: datetime
 ) -> list[Interval]:
     return calendars_busy(session, [calendar_id], time_min, time_max)[calendar_id]
+
+
+# The busy sources of one host (feeds and CalDAV): each block with its calendar's Google id
+# and the instant it was last written.
+_HOST_SOURCES = union_all(
+    select(
+        literal("calendar"),
+        BusyBlock.calendar_id,
+        BusyBlock.event_key,
+        Calendar.google_calendar_id,
+        BusyBlock.start,
+        BusyBlock.end,
+        BusyBlock.applied_at,
+    )
+    .join(Calendar, Calendar.id == BusyBlock.calendar_id)
+    .where(
+        Calendar.host_id == bindparam("host_id"),
+        BusyBlock.start < bindparam("time_max"),
+        BusyBlock.end > bindparam("time_min"),
+    ),
+    select(
+        literal("manual"),
+        ManualBlock.id,
+        literal(None, String),
+        literal(MANUAL_CATEGORY, String),
+        ManualBlock.start,
+        ManualBlock.end,
+        ManualBlock.created_at,
+    ).where(
+        ManualBlock.host_id == bindparam("host_id"),
+        ManualBlock.start < bindparam("time_max"),
+        ManualBlock.end > bindparam("time_min"),
+    ),
+)
+
+
+def _source(row: Any, stale_calendars: frozenset[int]) -> BusySource:
+    kind, owner_id, key, category, start, end, changed_at = row
+    if kind == "calendar":
+        return BusySource(
+            calendar_source_name(owner_id, key),
+            start,
+            end,
+            category,
+            changed_at,
+            owner_id in stale_calendars,
+        )
+    return BusySource(manual_source_name(owner_id), start, end, category, changed_at)
+
+
+def host_busy_sources(
+    session: Session,
+    host_id: int,
+    time_min: datetime,
+    time_max: datetime,
+    *,
+    stale_calendars: frozenset[int] = frozenset(),
+) -> list[BusySource]:
+    """Every busy source of the host (calendar blocks, manual blocks) overlapping the
+    window, unclipped; those of `stale_calendars` are marked stale."""
+    window = {"host_id": host_id, "time_min": time_min, "time_max": time_max}
+    return [_source(row, stale_calendars) for row in session.execute(_HOST_SOURCES, window)]
+
+
+def host_sources_named(
+    session: Session,
+    host_id: int,
+    refs: list[SourceRef],
+    *,
+    stale_calendars: frozenset[int] = frozenset(),
+) -> list[BusySource]:
+    """The host's busy sources among `refs` (CalDAV multiget); others are left out."""
+    found: list[BusySource] = []
+    manual_ids = [r.manual_block_id for r in refs if r.manual_block_id is not None]
+    keyed = [(r.calendar_id, r.event_key) for r in refs if r.calendar_id is not None]
+    if manual_ids:
+        rows = session.execute(
+            select(
+                literal("manual"),
+                ManualBlock.id,
+                literal(None, String),
+                literal(MANUAL_CATEGORY, String),
+                ManualBlock.start,
+                ManualBlock.end,
+                ManualBlock.created_at,
+            ).where(ManualBlock.host_id == host_id, ManualBlock.id.in_(manual_ids))
+        )
+        found.extend(_source(row, stale_calendars) for row in rows)
+    if keyed:
+        rows = session.execute(
+            select(
+                literal("calendar"),
+                BusyBlock.calendar_id,
+                BusyBlock.event_key,
+                Calendar.google_calendar_id,
+                BusyBlock.start,
+                BusyBlock.end,
+                BusyBlock.applied_at,
+            )
+            .join(Calendar, Calendar.id == BusyBlock.calendar_id)
+            .where(
+                Calendar.host_id == host_id,
+                tuple_(BusyBlock.calendar_id, BusyBlock.event_key).in_(keyed),
+            )
+        )
+        found.extend(_source(row, stale_calendars) for row in rows)
+    return found

@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
 
 from flask import Blueprint, Response, jsonify
 
 from models import Host
 from models.busy_block_writer import redecide_host_events
 from models.registry import create_host, delete_host, rotate_api_token, rotate_feed_token
+from rules.busy_feed import connection_values
 from rules.busy_rules import BusyPolicy
 from webhook.api_input import bad_field, parse_body
 from webhook.api_schemas import MAX_ID, HostCreate, HostPatch
@@ -94,16 +94,7 @@ def new_feed_token(host_id: int) -> Response:
     token = rotate_feed_token(session, host)
     session.commit()
     log.info("host_feed_token_rotated host_id=%s", host_id)
-    base = app_settings().public_url.rstrip("/")
-    return _with_token(
-        jsonify(
-            {
-                "id": host_id,
-                "feedToken": token,
-                "statusPageUrl": f"{base}/status/{host_id}?" + urlencode({"token": token}),
-            }
-        )
-    )
+    return _with_token(jsonify(connection_values(app_settings().public_url, host_id, token)))
 
 
 @api_hosts.delete(HOST_PATH)

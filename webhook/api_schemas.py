@@ -408,14 +408,18 @@ class TokenRotated(Answer):
 
 
 class FeedToken(Answer):
-    """A new feed token (the old one stops working). More URLs that take it (CalDAV, ICS
-    feed) join this answer as they are added."""
+    """A new feed token (the old one stops working), with what a booking tool needs to read
+    the host's busy time: the CalDAV account and the ICS feed URL. Shown only this once."""
 
     id: int
     feed_token: str = Field(
         description="Read-only token of this host's busy time for links; shown only this once."
     )
     status_page_url: str = Field(description="The host's status page, opened with the token")
+    caldav_url: str = Field(description="CalDAV server URL (discovery finds the calendar)")
+    username: str = Field(description="CalDAV username: the host id")
+    password: str = Field(description="CalDAV password: the feed token")
+    ics_url: str = Field(description="The ICS feed of the host's busy time")
 
 
 class Redecided(Answer):

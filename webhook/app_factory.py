@@ -1,5 +1,6 @@
 """The web process's Flask app: Google push receiver, health probes, the /v1 API, the status
-page, the OAuth connect flow and metrics, one blueprint each."""
+page, the OAuth connect flow, metrics, the ICS feed and
+read-only CalDAV, one blueprint each."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from webhook.api_busy import api_busy
 from webhook.api_calendars import api_calendars
 from webhook.api_explain import api_explain
 from webhook.api_hosts import api_hosts
+from webhook.caldav import caldav
 from webhook.errors import register_error_handlers
 from webhook.health import health
+from webhook.ics_feed import ics_feed
 from webhook.metrics_view import metrics_blueprint
 from webhook.oauth_connect import oauth_connect
 from webhook.openapi import openapi
@@ -56,6 +59,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         status_page,
         oauth_connect,
         metrics_blueprint,
+        ics_feed,
+        caldav,
     ):
         app.register_blueprint(blueprint)
     return app

@@ -17,7 +17,7 @@ from flask import g, request
 from sqlalchemy import bindparam, select
 
 from models import Calendar, Host
-from models.registry import hash_api_token
+from models.registry import FEED_TOKEN_PREFIX, hash_api_token
 from webhook.errors import ApiError
 from webhook.request_scope import app_settings, request_session
 
@@ -137,3 +137,14 @@ def page_access(host_id: int) -> PageAccess:
     if host.id != host_id:
         raise ApiError(404, "not_found", f"No host {host_id}.")
     return PageAccess(host, token)
+
+
+def feed_token_host(host_id: int, token: str) -> Host | None:
+    """The host `token` is the feed token of, if it is `host_id`; None otherwise (a wrong,
+    rotated or another host's token: the caller answers without saying which)."""
+    if not token.startswith(FEED_TOKEN_PREFIX) or len(token) > 200:
+        return None
+    host = request_session().scalar(_HOST_BY_FEED_TOKEN_HASH, {"hash": hash_api_token(token)})
+    if host is None or host.id != host_id:
+        return None
+    return host

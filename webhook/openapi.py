@@ -136,6 +136,32 @@ def operation(
     return op
 
 
+def _dav_operations(summary: str, parameters: list[Schema]) -> Schema:
+    """WebDAV routes: OpenAPI 3.1 cannot name PROPFIND or REPORT, so the summary does; the
+    HTTP methods it can name are listed (GET reads, the writes answer 403)."""
+    read = {
+        "summary": summary,
+        "tags": ["caldav"],
+        "security": [{"basicAuth": []}],
+        "parameters": parameters,
+        "responses": {
+            "200": {"description": "The object or calendar (text/calendar)"},
+            "207": {"description": "Multi-status (PROPFIND, REPORT)"},
+            "301": {"description": "Redirect to /dav/ (/.well-known/caldav)"},
+            "401": {"description": "No or wrong Basic credentials (no body)"},
+            "403": {"description": "A write, Depth: infinity, or an unsupported report"},
+            "404": {"description": "Nothing here, or another host's path"},
+        },
+    }
+    write = {**read, "summary": "Refused: the calendar is read-only (403, DAV error body)"}
+    return {"get": read, **{method: write for method in ("put", "post", "delete", "patch")}}
+
+
+DAV_SUMMARY = (
+    "Read-only CalDAV (HTTP Basic: host id + feed token): OPTIONS, GET, PROPFIND (Depth 0/1), "
+    "REPORT calendar-query, calendar-multiget, free-busy-query, sync-collection"
+)
+
 PATHS: dict[str, Schema] = {
     "/v1/hosts": {
         "post": operation(
@@ -295,6 +321,53 @@ PATHS: dict[str, Schema] = {
             },
         }
     },
+    "/feeds/{host}/{feed_file}": {
+        "get": {
+            "summary": "The host's busy time as an ICS feed (iCalendar): one VEVENT per busy "
+            "block (SUMMARY:Busy, the source as CATEGORIES) from now - 1 day to now + "
+            "CALSYNC_FEED_DAYS; stale calendars named in X-CALSYNC-STALE and X-WR-CALDESC",
+            "tags": ["feeds"],
+            "security": [],
+            "parameters": [
+                {"name": "host", "in": "path", "required": True, "schema": STRING},
+                {
+                    "name": "feed_file",
+                    "in": "path",
+                    "required": True,
+                    "schema": STRING,
+                    "description": "`<the host's feed token>.ics`",
+                },
+                query("freebusy", STRING, "`1`: one VFREEBUSY instead of VEVENTs"),
+                query("strict", STRING, "`1`: 503 while any of the host's calendars is stale"),
+            ],
+            "responses": {
+                "200": {
+                    "description": "The feed (ETag, Last-Modified; Cache-Control: private, "
+                    "no-cache)",
+                    "content": {"text/calendar": {"schema": STRING}},
+                },
+                "304": {"description": "Unchanged since the ETag in If-None-Match"},
+                "404": "NotFound",
+                "503": "Unavailable",
+                "default": "Error",
+            },
+        }
+    },
+    "/.well-known/caldav": _dav_operations("CalDAV discovery: redirects to /dav/", []),
+    "/dav/": _dav_operations(DAV_SUMMARY, []),
+    "/dav/{subpath}": _dav_operations(
+        DAV_SUMMARY,
+        [
+            {
+                "name": "subpath",
+                "in": "path",
+                "required": True,
+                "schema": STRING,
+                "description": "principals/{host}/, calendars/{host}/, calendars/{host}/busy/, "
+                "calendars/{host}/busy/{object}.ics",
+            }
+        ],
+    ),
     "/connect/google": {
         "get": {
             "summary": "Start connecting a Google account in the browser: redirects to "
@@ -492,6 +565,14 @@ def document() -> dict[str, Any]:
             "scheme": "bearer",
             "description": "CALSYNC_ADMIN_TOKEN, or a host's apiToken (always as this "
             "header: a URL carries only a feed token)",
+        },
+    )
+    spec.components.security_scheme(
+        "basicAuth",
+        {
+            "type": "http",
+            "scheme": "basic",
+            "description": "CalDAV only: username the host id, password its feed token",
         },
     )
     for path, operations in PATHS.items():

@@ -215,11 +215,16 @@ def test_hosts_rotate_token_stops_the_old_token(db, settings) -> None:
     assert result.exit_code != 0 and "no host 999999" in result.output
 
 
-def test_hosts_feed_token_prints_the_status_link(db, settings) -> None:
+@pytest.mark.parametrize("command", ["feeds", "feed-token"])
+def test_hosts_feeds_prints_the_connect_values(db, settings, command) -> None:
     host_id = json.loads(run("hosts", "add", "Ada"))["id"]
-    out = json.loads(run("hosts", "feed-token", str(host_id)))
-    assert out["feedToken"].startswith("csf_")
-    assert out["statusPageUrl"].endswith(f"/status/{host_id}?token={out['feedToken']}")
+    out = json.loads(run("hosts", command, str(host_id)))
+    token = out["feedToken"]
+    assert token.startswith("csf_")
+    assert out["statusPageUrl"].endswith(f"/status/{host_id}?token={token}")
+    assert out["caldavUrl"].endswith("/dav/") and out["username"] == str(host_id)
+    assert out["password"] == token
+    assert out["icsUrl"].endswith(f"/feeds/{host_id}/{token}.ics")
     with session_scope() as session:
         assert session.get(Host, host_id).feed_token_hash == hash_api_token(out["feedToken"])
 

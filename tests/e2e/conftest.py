@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -37,10 +39,17 @@ class Stack(ProcessStack):
     emulator: EmulatorServer
 
 
-@pytest.fixture(scope="module")
-def stack(
-    backend: Backend, base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def running_stack(
+    backend: Backend,
+    base_settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+    logs_name: str,
+    worker_concurrency: int | None = None,
+    **overrides: Any,
 ) -> Iterator[Stack]:
+    """web + worker + beat on the suite's backend (its own broker and data dir), calling the
+    in-process emulator; `overrides` are settings of the test module."""
     emulator = EmulatorServer(seed=3).start()
     web_port = free_port()
     settings = dataclasses.replace(
@@ -48,22 +57,23 @@ def stack(
         public_url=f"http://127.0.0.1:{web_port}",
         google_api_endpoint=emulator.api_endpoint,
         google_token_uri=emulator.token_uri,
-        lease_seconds=LEASE_SECONDS,
-        sweep_after_seconds=3,
-        push_intake="auto",  # the production default: the Redis intake on PG + Redis
+        **overrides,
     )
     configure(settings)
     point_celery_at(settings)
     stack = Stack(
         env=child_env(settings_vars(settings)),
-        logs=tmp_path_factory.mktemp("e2e-logs"),
+        logs=tmp_path_factory.mktemp(logs_name),
         web_port=web_port,
         settings=settings,
         emulator=emulator,
     )
     try:
         stack.start_web()
-        stack.start_worker()
+        if worker_concurrency is None:
+            stack.start_worker()
+        else:
+            stack.start_worker(concurrency=worker_concurrency)
         stack.start_beat()
         stack.wait_ready()
         yield stack
@@ -71,6 +81,22 @@ def stack(
         stack.stop()
         emulator.stop()
         configure(None)
+
+
+@pytest.fixture(scope="module")
+def stack(
+    backend: Backend, base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    with running_stack(
+        backend,
+        base_settings,
+        tmp_path_factory,
+        "e2e-logs",
+        lease_seconds=LEASE_SECONDS,
+        sweep_after_seconds=3,
+        push_intake="auto",  # the production default: the Redis intake on PG + Redis
+    ) as running:
+        yield running
 
 
 @pytest.fixture

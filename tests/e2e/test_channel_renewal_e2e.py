@@ -4,20 +4,16 @@ there is no moment without a live channel at Google (here: the emulator)."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
-from calsync.processes import child_env, free_port, settings_vars
-from core.settings import Settings, configure
-from emulator import EmulatorServer
+from core.settings import Settings
 from tests.backends import Backend
-from tests.conftest import isolated_settings, point_celery_at
 
-from .conftest import Stack, attach_watched, wait_for, watching_and_synced
+from .conftest import Stack, attach_watched, running_stack, wait_for, watching_and_synced
 
 pytestmark = pytest.mark.e2e
 
@@ -31,35 +27,15 @@ SAMPLE_EVERY = 0.1
 def stack(
     backend: Backend, base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    emulator = EmulatorServer(seed=3).start()
-    web_port = free_port()
-    settings = dataclasses.replace(
-        isolated_settings(base_settings, backend, tmp_path_factory),
-        public_url=f"http://127.0.0.1:{web_port}",
-        google_api_endpoint=emulator.api_endpoint,
-        google_token_uri=emulator.token_uri,
+    with running_stack(
+        backend,
+        base_settings,
+        tmp_path_factory,
+        "e2e-renewal-logs",
         channel_ttl_seconds=TTL,
         renew_before_seconds=RENEW_BEFORE,
-    )
-    configure(settings)
-    point_celery_at(settings)
-    stack = Stack(
-        env=child_env(settings_vars(settings)),
-        logs=tmp_path_factory.mktemp("e2e-renewal-logs"),
-        web_port=web_port,
-        settings=settings,
-        emulator=emulator,
-    )
-    try:
-        stack.start_web()
-        stack.start_worker()
-        stack.start_beat()
-        stack.wait_ready()
-        yield stack
-    finally:
-        stack.stop()
-        emulator.stop()
-        configure(None)
+    ) as running:
+        yield running
 
 
 def live_channels(stack: Stack, google_calendar_id: str) -> list[dict]:

@@ -8,7 +8,6 @@ here is generous on purpose (shared, noisy machines)."""
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 import time
 from collections.abc import Iterator
@@ -17,15 +16,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from calsync.processes import child_env, free_port, settings_vars
-from core.settings import Settings, configure
-from emulator import EmulatorServer
+from core.settings import Settings
 from models import SyncState
 from models.db import session_scope
 from tests.backends import Backend
-from tests.conftest import isolated_settings, point_celery_at
 
-from .conftest import Stack, attach_watched, busy_matches, wait_for, watching_and_synced
+from .conftest import (
+    Stack,
+    attach_watched,
+    busy_matches,
+    running_stack,
+    wait_for,
+    watching_and_synced,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -38,35 +41,16 @@ RECOVERY_BOUND_SECONDS = 10  # the issue's goal; measured p50 6.0 s, max 6.1 s
 def stack(
     backend: Backend, base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    emulator = EmulatorServer(seed=3).start()
-    web_port = free_port()
-    settings = dataclasses.replace(
-        isolated_settings(base_settings, backend, tmp_path_factory),
-        public_url=f"http://127.0.0.1:{web_port}",
-        google_api_endpoint=emulator.api_endpoint,
-        google_token_uri=emulator.token_uri,
+    with running_stack(
+        backend,
+        base_settings,
+        tmp_path_factory,
+        "e2e-kill-logs",
+        worker_concurrency=1,  # one pool process: the one killed holds the sync
         lease_seconds=Settings().lease_seconds,  # the default is what is measured
         sweep_after_seconds=Settings().sweep_after_seconds,
-    )
-    configure(settings)
-    point_celery_at(settings)
-    stack = Stack(
-        env=child_env(settings_vars(settings)),
-        logs=tmp_path_factory.mktemp("e2e-kill-logs"),
-        web_port=web_port,
-        settings=settings,
-        emulator=emulator,
-    )
-    try:
-        stack.start_web()
-        stack.start_worker(concurrency=1)
-        stack.start_beat()
-        stack.wait_ready()
-        yield stack
-    finally:
-        stack.stop()
-        emulator.stop()
-        configure(None)
+    ) as running:
+        yield running
 
 
 def mid_sync(calendar_id: int) -> bool:

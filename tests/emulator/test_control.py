@@ -221,7 +221,7 @@ def test_silent_changes_reach_freebusy_and_full_listings_but_not_incrementals(
     control.patch_event(
         calendar.calendar_id,
         moved["id"],
-        {"start": {"dateTime": "2026-12-01T12:00:00Z"}, "end": {"dateTime": "2026-12-01T13:00:00Z"}},
+        timed("2026-12-01T12:00:00Z", "2026-12-01T13:00:00Z"),
         silent=True,
     )
     incremental = calendar.pages(syncToken=token)

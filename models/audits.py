@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, String, select
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, String, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
@@ -49,3 +49,24 @@ def differs_from_google(audit: Audit | None) -> bool:
     """The calendar's state says "differs from Google" from a surviving mismatch until an
     audit matches."""
     return audit is not None and audit.outcome == AuditOutcome.PERSISTENT
+
+
+def audit_candidates(session: Session) -> list[tuple[int, int, datetime | None]]:
+    """Every calendar of a usable account: (calendar id, account id, last audit time)."""
+    from models.accounts import AccountState, GoogleAccount
+    from models.calendars import Calendar, SyncState
+
+    last = (
+        select(Audit.calendar_id, func.max(Audit.at).label("last_at"))
+        .group_by(Audit.calendar_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Calendar.id, Calendar.account_id, last.c.last_at)
+        .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
+        .join(SyncState, SyncState.calendar_id == Calendar.id)
+        .outerjoin(last, last.c.calendar_id == Calendar.id)
+        .where(GoogleAccount.state == AccountState.OK, SyncState.blocked_reason.is_(None))
+        .order_by(Calendar.account_id, Calendar.id)
+    )
+    return [(calendar_id, account_id, at) for calendar_id, account_id, at in rows]

@@ -131,3 +131,26 @@ def _seconds(intervals: Iterable[Interval]) -> float:
 
 def _z(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _spread(calendar_id: int) -> float:
+    """A fixed number in [0, 1) per calendar (Knuth's multiplicative hash): its jitter."""
+    return ((calendar_id * 2654435761) % 2**32) / 2**32
+
+
+def audit_due(
+    calendar_id: int, last_audit_at: datetime | None, now: datetime, audit_seconds: float
+) -> bool:
+    """Whether the calendar is due for an audit: every `audit_seconds` ±25% (fixed per
+    calendar, so a deployment's audits stay spread); a calendar never audited waits for its
+    own moment within one period, so a new deployment does not ask for all at once."""
+    spread = _spread(calendar_id)
+    if last_audit_at is None:
+        return now.timestamp() % audit_seconds >= spread * audit_seconds
+    interval = audit_seconds * (0.75 + 0.5 * spread)
+    return (now - last_audit_at).total_seconds() >= interval
+
+
+def audit_check_seconds(audit_seconds: float) -> float:
+    """How often beat looks for due audits: fine enough to keep the spread, never busy."""
+    return max(1.0, min(3600.0, audit_seconds / 48))

@@ -61,6 +61,7 @@ class AuditReport:
     differing_seconds: float = 0.0
     policy_touched: int = 0
     healed: bool = False  # a first mismatch that the full resync repaired
+    healed_differences: list[dict[str, str]] = field(default_factory=list)  # ... its ranges
 
 
 def _now() -> datetime:
@@ -200,6 +201,7 @@ def _heal(
     second = audit_calendars([context.calendar_id], settings=settings, now=now, heal=False)[0]
     if second.outcome == AuditOutcome.MATCHED:
         second.healed = True
+        second.healed_differences = first.differences
         return second
     if second.outcome == AuditOutcome.MISMATCH:
         with session_scope() as session:

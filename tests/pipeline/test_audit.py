@@ -162,3 +162,21 @@ def test_one_freebusy_request_per_account(google_settings: Any, emulator: Any) -
         if entry["methodId"] == "calendar.freebusy.query"
     ]
     assert len(calls) == 2  # two accounts: one request each
+
+
+def test_schedule_audits_enqueues_one_task_per_account_for_due_calendars(
+    google_settings: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from worker import tasks
+
+    first = attach(emulator, "ann@example.com")
+    second = attach(emulator, "bob@example.com")
+    sent: list[list[int]] = []
+    monkeypatch.setattr(tasks, "enqueue_audit", lambda ids, *, reason: sent.append(ids))
+    monkeypatch.setattr(tasks, "audit_due", lambda cal, last, now, period: last is None)
+    assert tasks.schedule_audits() == 2
+    assert sorted(sent) == [[first.calendar_id], [second.calendar_id]]
+    assert sync_calendar(first.calendar_id, force=True).status == "done"
+    audit.audit_calendars([first.calendar_id])
+    sent.clear()
+    assert tasks.schedule_audits() == 1 and sent == [[second.calendar_id]]

@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 
 from rules.audit import (
     StoredBlock,
+    audit_check_seconds,
+    audit_due,
     compare,
     differences_json,
     google_busy,
@@ -158,3 +160,22 @@ def test_differences_are_exactly_the_symmetric_difference(
     for (_, end), (start, _) in pairwise(found):
         assert end < start  # merged: no overlapping or touching ranges
     assert result.differing_seconds == 60 * sum(end - start for start, end in found)
+
+
+def test_audit_due_every_period_within_a_quarter_either_way() -> None:
+    period = 86400
+    for calendar_id in range(1, 200):
+        last = BASE
+        assert not audit_due(calendar_id, last, last + timedelta(seconds=0.75 * period - 1), period)
+        assert audit_due(calendar_id, last, last + timedelta(seconds=1.25 * period), period)
+
+
+def test_first_audits_are_spread_over_one_period() -> None:
+    period = 86400
+    start = datetime(2026, 12, 7, tzinfo=UTC)  # a multiple of the period since the epoch
+    due_at_start = sum(audit_due(c, None, start, period) for c in range(1, 1001))
+    halfway = start + timedelta(seconds=period / 2)
+    due_halfway = sum(audit_due(c, None, halfway, period) for c in range(1, 1001))
+    assert due_at_start <= 5
+    assert 350 <= due_halfway <= 650
+    assert audit_check_seconds(86400) == 1800 and audit_check_seconds(10) == 1.0

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, String, func, select
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, String, case, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
@@ -70,3 +70,35 @@ def audit_candidates(session: Session) -> list[tuple[int, int, datetime | None]]
         .order_by(Calendar.account_id, Calendar.id)
     )
     return [(calendar_id, account_id, at) for calendar_id, account_id, at in rows]
+
+
+def audit_gauges(session: Session, now: datetime) -> tuple[float, int]:
+    """(largest time since a calendar's last matching audit, calendars differing from Google).
+
+    Over calendars audited at least once; one never matched counts from its first audit."""
+    per_calendar = session.execute(
+        select(
+            Audit.calendar_id,
+            func.max(case((Audit.matched.is_(True), Audit.at))),
+            func.min(Audit.at),
+        ).group_by(Audit.calendar_id)
+    ).all()
+    oldest = 0.0
+    for _calendar_id, last_match, first in per_calendar:
+        since = last_match or first
+        if since is not None:
+            if since.tzinfo is None:  # SQLite returns aggregates without the type's zone
+                since = since.replace(tzinfo=now.tzinfo)
+            oldest = max(oldest, (now - since).total_seconds())
+    newest = (
+        select(Audit.calendar_id, func.max(Audit.id).label("last_id"))
+        .group_by(Audit.calendar_id)
+        .subquery()
+    )
+    differing = session.scalar(
+        select(func.count())
+        .select_from(Audit)
+        .join(newest, newest.c.last_id == Audit.id)
+        .where(Audit.outcome == AuditOutcome.PERSISTENT)
+    )
+    return oldest, int(differing or 0)

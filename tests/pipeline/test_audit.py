@@ -109,6 +109,10 @@ def test_a_mismatch_surviving_the_full_resync_is_persistent_until_an_audit_match
     assert status is not None and status["differsFromGoogle"] is True
     assert status["lastAudit"]["differences"] == report.differences
     assert [row.outcome for row in audits(synced.calendar_id)] == ["mismatch", "persistent"]
+    from models.audits import audit_gauges
+
+    with session_scope() as session:
+        assert audit_gauges(session, datetime.now(UTC))[1] == 1
 
     monkeypatch.setattr(sync_engine, "decide", real_decide)
     [fixed] = audit.audit_calendars([synced.calendar_id])
@@ -180,3 +184,15 @@ def test_schedule_audits_enqueues_one_task_per_account_for_due_calendars(
     audit.audit_calendars([first.calendar_id])
     sent.clear()
     assert tasks.schedule_audits() == 1 and sent == [[second.calendar_id]]
+
+
+def test_gauges_at_scrape_last_match_age_and_calendars_differing(synced: Attached) -> None:
+    from models.audits import audit_gauges
+
+    with session_scope() as session:
+        assert audit_gauges(session, datetime.now(UTC)) == (0.0, 0)
+    audit.audit_calendars([synced.calendar_id])
+    later = datetime.now(UTC) + timedelta(hours=3)
+    with session_scope() as session:
+        age, differing = audit_gauges(session, later)
+    assert 3 * 3600 - 60 < age <= 3 * 3600 + 60 and differing == 0

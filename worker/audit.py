@@ -195,9 +195,13 @@ def _heal(
     context: CalendarContext, first: AuditReport, settings: Settings, now: Callable[[], datetime]
 ) -> AuditReport:
     """A full resync swapped in atomically, then a second audit of this calendar alone."""
-    sync_engine.sync_calendar(
+    resync = sync_engine.sync_calendar(
         context.calendar_id, trigger="audit", full=True, force=True, settings=settings
     )
+    if resync.status != "done":
+        # No resync, no second verdict: the first mismatch stands, never "persistent".
+        first.detail = f"full resync {resync.status}"
+        return first
     second = audit_calendars([context.calendar_id], settings=settings, now=now, heal=False)[0]
     if second.outcome == AuditOutcome.MATCHED:
         second.healed = True

@@ -250,6 +250,36 @@ def sync(calendar_id: int, full: bool, inline: bool) -> None:
     click.echo(json.dumps({"enqueued": calendar_id}))
 
 
+@cli.command("audit")
+@click.argument("calendar_id", type=int)
+@with_appcontext
+def audit(calendar_id: int) -> None:
+    """Compare one calendar's busy table with Google's freeBusy now (in this process) and
+    print the outcome with the differing ranges (UTC, no titles). Exit 1 unless it matched."""
+    from worker.audit import audit_calendars
+
+    [report] = audit_calendars([calendar_id])
+    click.echo(
+        json.dumps(
+            {
+                "calendarId": report.calendar_id,
+                "outcome": str(report.outcome),
+                "healedByFullResync": report.healed,
+                "differencesBeforeResync": report.healed_differences,
+                "detail": report.detail or None,
+                "windowStart": report.window_start.isoformat() if report.window_start else None,
+                "windowEnd": report.window_end.isoformat() if report.window_end else None,
+                "differences": report.differences,
+                "differingSeconds": report.differing_seconds,
+                "policyTouchedEvents": report.policy_touched,
+            },
+            indent=2,
+        )
+    )
+    if report.outcome != "matched":
+        sys.exit(1)
+
+
 @cli.command("busy")
 @click.argument("host_id", type=int)
 @click.option("--from", "time_from", help="Window start, ISO 8601 (default: now).")

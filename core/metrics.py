@@ -79,6 +79,18 @@ TASK_DURATION = Histogram(
     buckets=TASK_BUCKETS,
 )
 
+# An audit: matched; differed (a full resync and a second audit follow); still differed after
+# it (alerted); deferred (the calendar changed meanwhile: no verdict); error (Google failed).
+AUDIT_OUTCOMES = ("matched", "mismatch", "persistent", "deferred", "error")
+AUDITS = Counter("calsync_audits", "Busy-table audits against Google's freeBusy.", ["outcome"])
+AUDIT_DIFFERING_SECONDS = Histogram(
+    "calsync_audit_differing_seconds",
+    "Busy time that differed from Google's freeBusy in one audit (0 when it matched).",
+    buckets=(0, 60, 900, 3600, 4 * 3600, 86400, 7 * 86400),
+)
+for _outcome in AUDIT_OUTCOMES:
+    AUDITS.labels(_outcome)
+
 for _kind in SYNC_KINDS:
     # Series exist from the start, so rate() and alerts see zeros rather than nothing.
     for _outcome in SYNC_OUTCOMES:
@@ -100,6 +112,13 @@ def observe_webhook_outcome(outcome: str) -> None:
 def init_webhook_outcomes(outcomes: tuple[str, ...]) -> None:
     for outcome in outcomes:
         WEBHOOK_NOTIFICATIONS.labels(outcome)
+
+
+def observe_audit(outcome: str, differing_seconds: float | None = None) -> None:
+    """One audit; `differing_seconds` only when a comparison was made."""
+    AUDITS.labels(outcome).inc()
+    if differing_seconds is not None:
+        AUDIT_DIFFERING_SECONDS.observe(max(0.0, differing_seconds))
 
 
 def observe_task_run(task: str, outcome: str, seconds: float) -> None:

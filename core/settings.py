@@ -173,6 +173,10 @@ class Settings:
     renew_before_seconds: int = 24 * 3600
     safety_net_seconds: int = 3600
     sweep_after_seconds: int = 10
+    # Every calendar is compared with Google's freeBusy at least this often (±25%), over
+    # [now, now + audit_days): Google answers freeBusy for about 90 days at most.
+    audit_seconds: int = 86400
+    audit_days: int = 14
     # A sync's lease on its calendar, renewed every quarter of it while the sync runs
     # (worker/lease_heartbeat.py): a killed worker's calendar is free again within this long.
     lease_seconds: int = 6
@@ -301,6 +305,8 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "renew_before_seconds": _positive_int,
     "safety_net_seconds": _positive_int,
     "sweep_after_seconds": _positive_int,
+    "audit_seconds": _positive_int,
+    "audit_days": lambda name, raw: _int_in_range(name, raw, 1, 90),
     "lease_seconds": _positive_int,
     "min_sync_interval_ms": _positive_int,
     "debounce_ms": _non_negative_int,

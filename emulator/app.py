@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
@@ -602,9 +603,16 @@ def _register_control(app: Flask, state: EmulatorState) -> None:
         state.push.stop_calendar(calendar_id)
         return 204, None
 
+    def change_scope() -> contextlib.AbstractContextManager[None]:
+        # ?silent=true: the silent-divergence fault (stored, but no change-sequence position
+        # and no push), so the product's incremental view drifts from freeBusy.
+        silent = request.args.get("silent", "").lower() in ("1", "true")
+        return store.silently() if silent else contextlib.nullcontext()
+
     @control("/calendars/<calendar_id>/events", ["POST"])
     def insert_event(calendar_id: str) -> tuple[int, dict[str, Any]]:
-        return 200, store.insert_event(calendar_id, body())
+        with change_scope():
+            return 200, store.insert_event(calendar_id, body())
 
     @control("/calendars/<calendar_id>/events/<event_id>", ["GET"])
     def get_event(calendar_id: str, event_id: str) -> dict[str, Any]:
@@ -612,15 +620,18 @@ def _register_control(app: Flask, state: EmulatorState) -> None:
 
     @control("/calendars/<calendar_id>/events/<event_id>", ["PATCH"])
     def patch_event(calendar_id: str, event_id: str) -> dict[str, Any]:
-        return store.modify_event(calendar_id, event_id, body(), replace=False)
+        with change_scope():
+            return store.modify_event(calendar_id, event_id, body(), replace=False)
 
     @control("/calendars/<calendar_id>/events/<event_id>", ["PUT"])
     def update_event(calendar_id: str, event_id: str) -> dict[str, Any]:
-        return store.modify_event(calendar_id, event_id, body(), replace=True)
+        with change_scope():
+            return store.modify_event(calendar_id, event_id, body(), replace=True)
 
     @control("/calendars/<calendar_id>/events/<event_id>", ["DELETE"])
     def delete_event(calendar_id: str, event_id: str) -> tuple[int, None]:
-        store.delete_event(calendar_id, event_id)
+        with change_scope():
+            store.delete_event(calendar_id, event_id)
         return 204, None
 
     @control("/calendars/<calendar_id>/invalidate-sync-tokens", ["POST"])

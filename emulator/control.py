@@ -104,20 +104,35 @@ class EmulatorControl:
     def delete_calendar(self, calendar_id: str) -> None:
         self._call("DELETE", f"/calendars/{self._q(calendar_id)}")
 
-    def insert_event(self, calendar_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", f"/calendars/{self._q(calendar_id)}/events", body)
+    def insert_event(
+        self, calendar_id: str, body: dict[str, Any], silent: bool = False
+    ) -> dict[str, Any]:
+        path = f"/calendars/{self._q(calendar_id)}/events"
+        return self._call("POST", path, body, params=self._silent(silent))
 
     def get_event(self, calendar_id: str, event_id: str) -> dict[str, Any]:
         return self._call("GET", f"/calendars/{self._q(calendar_id)}/events/{event_id}")
 
-    def patch_event(self, calendar_id: str, event_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("PATCH", f"/calendars/{self._q(calendar_id)}/events/{event_id}", body)
+    def patch_event(
+        self, calendar_id: str, event_id: str, body: dict[str, Any], silent: bool = False
+    ) -> dict[str, Any]:
+        path = f"/calendars/{self._q(calendar_id)}/events/{event_id}"
+        return self._call("PATCH", path, body, params=self._silent(silent))
 
-    def update_event(self, calendar_id: str, event_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("PUT", f"/calendars/{self._q(calendar_id)}/events/{event_id}", body)
+    def update_event(
+        self, calendar_id: str, event_id: str, body: dict[str, Any], silent: bool = False
+    ) -> dict[str, Any]:
+        path = f"/calendars/{self._q(calendar_id)}/events/{event_id}"
+        return self._call("PUT", path, body, params=self._silent(silent))
 
-    def delete_event(self, calendar_id: str, event_id: str) -> None:
-        self._call("DELETE", f"/calendars/{self._q(calendar_id)}/events/{event_id}")
+    def delete_event(self, calendar_id: str, event_id: str, silent: bool = False) -> None:
+        path = f"/calendars/{self._q(calendar_id)}/events/{event_id}"
+        self._call("DELETE", path, params=self._silent(silent))
+
+    @staticmethod
+    def _silent(silent: bool) -> dict[str, str] | None:
+        """The silent-divergence fault: the change gets no sync-token position and no push."""
+        return {"silent": "true"} if silent else None
 
     def invalidate_sync_tokens(self, calendar_id: str) -> None:
         self._call("POST", f"/calendars/{self._q(calendar_id)}/invalidate-sync-tokens")

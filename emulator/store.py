@@ -13,6 +13,7 @@ import re
 import secrets
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -258,6 +259,18 @@ class Store:
         self._ids = random.Random(f"{seed}-ids")
         self._etag_counter = 0
         self._token_serial = 0
+        self._silent = False
+
+    @contextmanager
+    def silently(self) -> Iterator[None]:
+        """Fault: changes made inside are stored but not recorded in the change sequence and
+        not pushed, so incremental syncs never see them (full listings and freeBusy do)."""
+        with self.lock:
+            self._silent = True
+            try:
+                yield
+            finally:
+                self._silent = False
 
     def reset(self, seed: int) -> None:
         with self.lock:
@@ -333,6 +346,8 @@ class Store:
 
     # ----- change log -------------------------------------------------------------------
     def _record_change(self, calendar: CalendarState, changed_id: str) -> None:
+        if self._silent:
+            return
         calendar.seq += 1
         calendar.change_seqs.append(calendar.seq)
         calendar.change_ids.append(changed_id)

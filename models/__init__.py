@@ -5,6 +5,7 @@
 
 from models.accounts import AccountState, GoogleAccount
 from models.alerts import AlertDelivery, AlertIncident
+from models.audits import Audit, AuditOutcome
 from models.base import Base, utcnow
 from models.calendars import Calendar, Channel, SyncState
 from models.events import BusyBlock, CalendarEvent
@@ -15,6 +16,8 @@ __all__ = [
     "AccountState",
     "AlertDelivery",
     "AlertIncident",
+    "Audit",
+    "AuditOutcome",
     "Base",
     "BusyBlock",
     "Calendar",

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from models.accounts import AccountState, GoogleAccount
 from models.alerts import AlertDelivery, AlertIncident
+from models.audits import Audit
 from models.base import utcnow
 from models.calendars import Calendar, Channel, SyncState
 from models.credentials_box import (
@@ -101,7 +102,7 @@ def delete_host(session: Session, host_id: int) -> dict[int, AccountStops] | Non
     # Explicit deletes, children first: the result must not depend on the database
     # honouring ON DELETE CASCADE (SQLite only does with its foreign_keys pragma).
     in_calendars = calendar_ids or [-1]
-    for table in (BusyBlock, CalendarEvent, SyncRun, SyncState, Channel):
+    for table in (BusyBlock, CalendarEvent, SyncRun, Audit, SyncState, Channel):
         session.execute(delete(table).where(table.calendar_id.in_(in_calendars)))
     session.execute(delete(Calendar).where(Calendar.host_id == host_id))
     session.execute(delete(GoogleAccount).where(GoogleAccount.host_id == host_id))
@@ -246,6 +247,7 @@ def detach_calendar(session: Session, calendar_id: int) -> tuple[int, list[Chann
         )
     ]
     account_id = calendar.account_id
+    session.execute(delete(Audit).where(Audit.calendar_id == calendar_id))
     session.delete(calendar)
     session.flush()
     return account_id, channels

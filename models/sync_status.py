@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from core.settings import get_settings
 from models.accounts import AccountState, GoogleAccount
+from models.audits import differs_from_google, last_audit
 from models.calendars import Calendar, Channel, SyncState
 from models.sync_flags import earliest
 from models.sync_runs import SyncRun
@@ -145,6 +146,7 @@ def calendar_status(
         return None
     calendar, state, account_state, expiration = found
     health = _health(found, now)
+    audit = last_audit(session, calendar_id)
     recent = session.scalars(
         select(SyncRun)
         .where(SyncRun.calendar_id == calendar_id)
@@ -176,6 +178,21 @@ def calendar_status(
         "lastError": (
             {"code": state.last_error_code, "message": state.last_error_message}
             if state.last_error_code
+            else None
+        ),
+        "differsFromGoogle": differs_from_google(audit),
+        "lastAudit": (
+            {
+                "at": _iso(audit.at),
+                "matched": audit.matched,
+                "outcome": audit.outcome,
+                "windowStart": _iso(audit.window_start),
+                "windowEnd": _iso(audit.window_end),
+                "differences": audit.differences,
+                "differingSeconds": audit.differing_seconds,
+                "policyTouchedEvents": audit.policy_touched,
+            }
+            if audit is not None
             else None
         ),
         "recentRuns": [

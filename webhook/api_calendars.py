@@ -129,3 +129,22 @@ def sync_status(calendar_id: int) -> Response:
         }
     )
     return jsonify(report)
+
+
+@api_calendars.post("/v1/calendars/" + CALENDAR_ID + "/audit")
+def audit(calendar_id: int) -> tuple[Response, int]:
+    """The web process never calls Google: the audit is queued for the worker, and its
+    outcome shows as `lastAudit` in the sync status."""
+    calendar = require_calendar(calendar_id)
+    session = request_session()
+    sends = task_queue.after_commit(session, task_queue.enqueue_audit, [calendar.id], reason="api")
+    session.commit()
+    if sends.failed:
+        log.warning("audit_enqueue_failed calendar_id=%s error=%s", calendar.id, sends.error)
+        raise ApiError(503, "unavailable", "The audit could not be queued; try again.")
+    answer = {
+        "calendarId": calendar.id,
+        "queued": True,
+        "syncStatusUrl": f"/v1/calendars/{calendar.id}/sync-status",
+    }
+    return jsonify(answer), 202

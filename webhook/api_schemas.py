@@ -484,6 +484,31 @@ class LastError(Answer):
     detail: str | None
 
 
+class AuditRange(Answer):
+    start: str
+    end: str
+
+
+class LastAudit(Answer):
+    at: datetime
+    matched: bool
+    outcome: Literal["matched", "mismatch", "persistent"]
+    window_start: datetime
+    window_end: datetime
+    differences: list[AuditRange] = Field(description="UTC ranges busy on one side only")
+    differing_seconds: float
+    policy_touched_events: int = Field(
+        description="events the host's busy policy decides otherwise than Google's semantics; "
+        "compared by their stored facts under the default policy"
+    )
+
+
+class AuditQueued(Answer):
+    calendar_id: int
+    queued: bool
+    sync_status_url: str
+
+
 class SyncStatus(Answer):
     calendar_id: int
     host_id: int
@@ -506,6 +531,10 @@ class SyncStatus(Answer):
     reconnect_url: str | None = Field(description="where to grant access again")
     consecutive_failures: int
     last_error: LastError | None
+    differs_from_google: bool = Field(
+        description="the last audit still differed from Google's freeBusy after a full resync"
+    )
+    last_audit: LastAudit | None
     recent_runs: list[SyncRun]
 
 

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, request
 
 from core import metrics
 from core.settings import Settings
+from models.audits import audit_gauges
 from models.db import session_scope
 from models.ops_snapshot import OpsSnapshot, take_snapshot
 from webhook.errors import ApiError
@@ -85,6 +86,7 @@ class DatabaseCollector(Collector):
                     stale_after_seconds=self.settings.stale_after_seconds,
                     safety_net_seconds=self.settings.safety_net_seconds,
                 )
+                last_match_age, differing = audit_gauges(session, self.now())
         except Exception as exc:
             log.warning("metrics_database_unavailable error=%s", type(exc).__name__)
             up.add_metric([], 0)
@@ -93,6 +95,17 @@ class DatabaseCollector(Collector):
             up.add_metric([], 1)
             yield up
             yield from _snapshot_gauges(snapshot)
+            yield GaugeMetricFamily(
+                "calsync_audit_last_match_age_seconds",
+                "Largest time since a calendar's last audit that matched Google's freeBusy "
+                "(over audited calendars; one never matched counts from its first audit).",
+                value=last_match_age,
+            )
+            yield GaugeMetricFamily(
+                "calsync_calendars_differing_from_google",
+                "Calendars whose busy table still differed from Google after a full resync.",
+                value=differing,
+            )
         depth = queue_depth(self.settings)
         if depth is not None:
             yield GaugeMetricFamily(

@@ -239,6 +239,15 @@ PATHS: dict[str, Schema] = {
             parameters=[CAL],
         )
     },
+    "/v1/calendars/{cal}/audit": {
+        "post": operation(
+            "Queue an audit of the busy table against Google's freeBusy (the worker runs it; "
+            "the outcome appears as lastAudit in the sync status)",
+            {"202": ok(schemas.AuditQueued)},
+            tags=["calendars"],
+            parameters=[CAL],
+        )
+    },
     "/v1/hosts/{host}/busy": {
         "get": operation(
             "Merged busy intervals of all the host's calendars and manual blocks, with sources "

@@ -9,6 +9,7 @@ from celery.signals import beat_init, worker_process_init
 
 from core.settings import Settings, get_settings
 from rules import sync_schedule
+from rules.audit import audit_check_seconds
 from worker.publishing import publish_syncs
 from worker.task_names import QueueNames, TaskNames
 
@@ -115,6 +116,10 @@ def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "evaluate-alerts": {
             "task": str(TaskNames.EVALUATE_ALERTS),
             "schedule": 30.0,
+        },
+        "schedule-audits": {
+            "task": str(TaskNames.SCHEDULE_AUDITS),
+            "schedule": audit_check_seconds(settings.audit_seconds),
         },
         "safety-net-sync": {
             "task": str(TaskNames.SAFETY_NET),

@@ -23,6 +23,7 @@ __all__ = [
     "EnqueueError",
     "TaskBatch",
     "after_commit",
+    "enqueue_audit",
     "enqueue_stop_channels",
     "enqueue_sync",
     "enqueue_syncs",
@@ -49,6 +50,10 @@ def enqueue_sync(calendar_id: int, *, reason: str, full: bool = False, force: bo
 
 def enqueue_syncs(calendar_ids: list[int], *, reason: str) -> None:
     publishing.publish_syncs(_app(), calendar_ids, reason=reason)
+
+
+def enqueue_audit(calendar_ids: list[int], *, reason: str) -> None:
+    send(TaskNames.AUDIT_CALENDARS, calendar_ids, reason=reason)
 
 
 def enqueue_watch(calendar_id: int) -> None:

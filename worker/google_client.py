@@ -219,3 +219,25 @@ def get_calendar(service: Any, google_calendar_id: str, account_id: int | None =
     return execute_with_retry(
         service.calendars().get(calendarId=google_calendar_id), "calendars.get", account_id
     )
+
+
+def query_freebusy(
+    service: Any,
+    google_calendar_ids: list[str],
+    time_min: datetime,
+    time_max: datetime,
+    *,
+    account_id: int | None = None,
+    settings: Settings | None = None,
+) -> dict:
+    """One freeBusy.query for up to 50 calendars of one account (Google's limit)."""
+    if not 0 < len(google_calendar_ids) <= 50:
+        raise ValueError("freeBusy.query takes 1 to 50 calendars")
+    body = {
+        "timeMin": time_min.isoformat(),
+        "timeMax": time_max.isoformat(),
+        "items": [{"id": calendar_id} for calendar_id in google_calendar_ids],
+    }
+    return execute_with_retry(
+        service.freebusy().query(body=body), "freebusy.query", account_id, settings
+    )

@@ -245,6 +245,12 @@ def _why_not_claimed(session: Session, calendar_id: int, at: datetime) -> SyncRe
     return SyncResult("skipped", detail="clean")
 
 
+def load_context(session: Session, calendar_id: int) -> CalendarContext | str | None:
+    """The calendar's context for Google calls; a reason string when it may not call Google
+    now (revoked access, blocked), None when it is gone."""
+    return _load_context(session, calendar_id)
+
+
 def _load_context(session: Session, calendar_id: int) -> CalendarContext | str | None:
     row = session.execute(
         select(Calendar, GoogleAccount, Host, SyncState)

@@ -20,6 +20,8 @@ class TaskNames(StrEnum):
     SAFETY_NET = "calsync.safety_net"
     RENEW_CHANNELS = "calsync.renew_channels"
     EVALUATE_ALERTS = "calsync.evaluate_alerts"
+    AUDIT_CALENDARS = "calsync.audit_calendars"
+    SCHEDULE_AUDITS = "calsync.schedule_audits"
 
 
 # Tasks about one calendar: their first argument is its id (bound to their log lines).

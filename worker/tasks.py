@@ -13,12 +13,14 @@ from datetime import UTC, datetime
 from celery import Task
 
 from core.settings import Settings, get_settings
+from models.audits import audit_candidates
 from models.db import session_scope
 from models.sync_flags import forgotten_dirty, schedule_candidates
 from rules import sync_schedule
-from worker import channels, sync_engine
+from rules.audit import audit_due
+from worker import audit, channels, sync_engine
 from worker.celery_app import app
-from worker.enqueue import enqueue_sync
+from worker.enqueue import enqueue_audit, enqueue_sync
 from worker.task_names import TaskNames
 
 log = logging.getLogger("calsync.tasks")
@@ -149,3 +151,32 @@ def renew_channels() -> int:
     for calendar_id in [*renewed, *opened]:
         enqueue_sync(calendar_id, reason="channel_renewed", force=True)
     return len(renewed) + len(opened)
+
+
+# An audit that could not decide (the calendar changed meanwhile, Google failed) leaves no
+# row: the calendar stays due and beat asks again at its next check, so no retries here.
+@app.task(name=str(TaskNames.AUDIT_CALENDARS), max_retries=0)
+def audit_calendars(calendar_ids: list[int], reason: str = "schedule") -> dict[str, int]:
+    reports = audit.audit_calendars(calendar_ids)
+    counts: dict[str, int] = {}
+    for report in reports:
+        counts[report.outcome] = counts.get(report.outcome, 0) + 1
+    log.info("audit_done reason=%s outcomes=%s", reason, counts)
+    return counts
+
+
+@app.task(name=str(TaskNames.SCHEDULE_AUDITS), max_retries=0)
+def schedule_audits() -> int:
+    """Enqueue one audit task per Google account for its calendars that are due (one
+    freeBusy request per account and round)."""
+    settings = get_settings()
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        candidates = audit_candidates(session)
+    due: dict[int, list[int]] = {}
+    for calendar_id, account_id, last_at in candidates:
+        if audit_due(calendar_id, last_at, now, settings.audit_seconds):
+            due.setdefault(account_id, []).append(calendar_id)
+    for calendar_ids in due.values():
+        enqueue_audit(calendar_ids, reason="schedule")
+    return sum(len(ids) for ids in due.values())

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from models import AccountState, BusyBlock, Calendar, CalendarEvent, GoogleAccount, SyncState
+from worker import enqueue as task_queue
 
 from .conftest import ADMIN
 
@@ -212,3 +213,26 @@ def test_detach_with_broker_down_still_detaches(client, hosts, tasks, session) -
     answer = client.delete(f"/v1/hosts/{hosts.a.id}/calendars/{cal}", headers=hosts.a.headers)
     assert answer.status_code == 204
     assert session.get(Calendar, cal) is None and tasks.calls == []
+
+
+def test_audit_is_queued_for_the_worker_and_answers_202(
+    client, hosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queued: list[tuple[list[int], str]] = []
+    monkeypatch.setattr(
+        task_queue, "enqueue_audit", lambda ids, *, reason: queued.append((ids, reason))
+    )
+    cal = hosts.a.calendar_id
+    answer = client.post(f"/v1/calendars/{cal}/audit", headers=hosts.a.headers)
+    assert answer.status_code == 202
+    assert answer.get_json() == {
+        "calendarId": cal,
+        "queued": True,
+        "syncStatusUrl": f"/v1/calendars/{cal}/sync-status",
+    }
+    assert queued == [([cal], "api")]
+    # Another host's calendar is 404, and nothing is queued.
+    other = client.post(f"/v1/calendars/{hosts.b.calendar_id}/audit", headers=hosts.a.headers)
+    assert other.status_code == 404 and len(queued) == 1
+    status = client.get(f"/v1/calendars/{cal}/sync-status", headers=hosts.a.headers).get_json()
+    assert status["lastAudit"] is None and status["differsFromGoogle"] is False

@@ -92,8 +92,8 @@ def test_every_operation_documents_its_errors(client) -> None:
         for method, operation in operations.items():
             responses = operation["responses"]
             assert {"400", "401", "404", "default"} <= set(responses), (method, path)
-            # POSTs without a body are actions on their path (issue a new token).
-            bodyless = method in ("get", "delete") or path.endswith("token")
+            # POSTs without a body are actions on their path (issue a new token, audit).
+            bodyless = method in ("get", "delete") or path.endswith(("token", "/audit"))
             assert "requestBody" in operation or bodyless, (method, path)
 
 

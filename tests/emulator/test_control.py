@@ -203,3 +203,44 @@ def test_control_calls_bypass_faults(emulator: EmulatorServer, calendar: Calenda
     assert emulator.control.get_event(ACCOUNT_EMAIL, made["id"])["id"] == made["id"]
     with pytest.raises(HttpError):
         calendar.get(made["id"])
+
+
+def test_silent_changes_reach_freebusy_and_full_listings_but_not_incrementals(
+    emulator: EmulatorServer, calendar: CalendarHelper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The silent-divergence fault: stored, but no change-sequence position and no push."""
+    control = emulator.control
+    moved = calendar.insert(timed("2026-12-01T10:00:00Z", "2026-12-01T11:00:00Z"))
+    token = calendar.pages()[-1]["nextSyncToken"]
+    notified: list[str] = []
+    monkeypatch.setattr(emulator.state.store, "on_change", notified.append)
+    seq_before = emulator.state.store.get_calendar(calendar.calendar_id).seq
+    added = control.insert_event(
+        calendar.calendar_id, timed("2026-12-02T10:00:00Z", "2026-12-02T11:00:00Z"), silent=True
+    )
+    control.patch_event(
+        calendar.calendar_id,
+        moved["id"],
+        timed("2026-12-01T12:00:00Z", "2026-12-01T13:00:00Z"),
+        silent=True,
+    )
+    incremental = calendar.pages(syncToken=token)
+    assert [item for page in incremental for item in page.get("items", [])] == []
+    assert emulator.state.store.get_calendar(calendar.calendar_id).seq == seq_before
+    assert notified == []  # nothing pushed
+    full = {item["id"] for page in calendar.pages() for item in page.get("items", [])}
+    assert {added["id"], moved["id"]} <= full
+    busy = control.reference_busy(
+        calendar.calendar_id,
+        datetime(2026, 12, 1, tzinfo=UTC),
+        datetime(2026, 12, 3, tzinfo=UTC),
+    )
+    assert (datetime(2026, 12, 1, 12, tzinfo=UTC), datetime(2026, 12, 1, 13, tzinfo=UTC)) in busy
+    assert (datetime(2026, 12, 2, 10, tzinfo=UTC), datetime(2026, 12, 2, 11, tzinfo=UTC)) in busy
+    # A normal change afterwards is recorded again.
+    calendar.delete(added["id"])
+    assert any(
+        item["id"] == added["id"]
+        for page in calendar.pages(syncToken=token)
+        for item in page.get("items", [])
+    )

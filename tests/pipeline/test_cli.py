@@ -260,3 +260,28 @@ def test_hosts_delete_removes_everything_and_stops_channels(attached: Attached, 
     assert decrypt_credentials(stop[1]["sealed_credentials"].encode())["refresh_token"]
     result = CliRunner().invoke(cli, ["hosts", "delete", str(host_id), "--yes"])
     assert result.exit_code != 0 and f"no host {host_id}" in result.output
+
+
+def test_audit_runs_now_and_prints_the_differences(emulator, attached: Attached) -> None:
+    assert json.loads(run("sync", str(attached.calendar_id), "--inline"))["status"] == "done"
+    start = (datetime.now(UTC) + timedelta(days=1)).replace(microsecond=0)
+    emulator.control.insert_event(
+        attached.google_calendar_id,
+        {
+            "start": {"dateTime": start.isoformat()},
+            "end": {"dateTime": (start + timedelta(hours=1)).isoformat()},
+        },
+        silent=True,
+    )
+    report = json.loads(run("audit", str(attached.calendar_id)))
+    assert report["outcome"] == "matched" and report["healedByFullResync"] is True
+    assert report["differencesBeforeResync"] == [
+        {
+            "start": start.isoformat().replace("+00:00", "Z"),
+            "end": (start + timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
+        }
+    ]
+    status = json.loads(run("status", str(attached.calendar_id)))
+    assert status["lastAudit"]["matched"] is True
+    result = CliRunner().invoke(cli, ["audit", "999"])
+    assert result.exit_code == 1 and '"skipped"' in result.output

@@ -1,0 +1,181 @@
+"""Audit comparison (rules/audit.py): tables, host-policy handling, and a minute-by-minute
+property against a brute-force symmetric difference."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rules.audit import (
+    StoredBlock,
+    audit_check_seconds,
+    audit_due,
+    compare,
+    differences_json,
+    google_busy,
+    our_busy,
+)
+from rules.busy_rules import BusyPolicy, EventFacts
+from rules.intervals import Interval
+
+BASE = datetime(2026, 12, 7, tzinfo=UTC)
+
+
+def at(minute: int) -> datetime:
+    return BASE + timedelta(minutes=minute)
+
+
+def iv(start: int, end: int) -> Interval:
+    return Interval(at(start), at(end))
+
+
+def spans(intervals: list[Interval]) -> list[tuple[int, int]]:
+    return [
+        (int((i.start - BASE).total_seconds() // 60), int((i.end - BASE).total_seconds() // 60))
+        for i in intervals
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ours", "google", "expected"),
+    [
+        ([], [], []),
+        ([(0, 60)], [(0, 60)], []),
+        ([(0, 30), (30, 60)], [(0, 60)], []),  # touching blocks equal one freeBusy range
+        ([], [(10, 20)], [(10, 20)]),  # missed at calsync: the double-booking side
+        ([(10, 20)], [], [(10, 20)]),  # ghost block
+        ([(0, 60)], [(30, 90)], [(0, 30), (60, 90)]),  # moved
+        ([(0, 60)], [(0, 30), (40, 60)], [(30, 40)]),
+        ([(-30, 10)], [], [(0, 10)]),  # clipped to the window
+        ([(1000, 2000)], [], [(1000, 1440)]),
+        ([(0, 10)], [(10, 20)], [(0, 20)]),  # adjacent differences merge into one range
+    ],
+)
+def test_compare_table(
+    ours: list[tuple[int, int]], google: list[tuple[int, int]], expected: list[tuple[int, int]]
+) -> None:
+    result = compare([iv(*o) for o in ours], [iv(*g) for g in google], at(0), at(1440))
+    assert spans(result.differences) == expected
+    assert result.matched is (expected == [])
+    assert result.differing_seconds == sum(60 * (end - start) for start, end in expected)
+
+
+def test_compare_splits_seconds_by_side() -> None:
+    result = compare([iv(0, 60)], [iv(30, 120)], at(0), at(1440))
+    assert result.ours_only_seconds == 30 * 60
+    assert result.google_only_seconds == 60 * 60
+
+
+def test_differences_json_is_utc_ranges_only() -> None:
+    assert differences_json([iv(0, 30)]) == [
+        {"start": "2026-12-07T00:00:00Z", "end": "2026-12-07T00:30:00Z"}
+    ]
+
+
+def test_google_busy_drops_empty_ranges() -> None:
+    busy = [{"start": at(0), "end": at(10)}, {"start": at(5), "end": at(5)}]
+    assert spans(google_busy(busy)) == [(0, 10)]
+
+
+def facts(event_id: str, start: int, end: int, **fields: object) -> EventFacts:
+    base = EventFacts(
+        google_event_id=event_id,
+        status="confirmed",
+        start=at(start),
+        end=at(end),
+        all_day=False,
+        transparency="opaque",
+        event_type="default",
+        response_status=None,
+        summary="secret title",
+        updated=None,
+        recurring_event_id=None,
+    )
+    return replace(base, **fields)  # type: ignore[arg-type]
+
+
+def test_our_busy_uses_stored_blocks_when_the_policy_agrees_with_google() -> None:
+    events = [facts("a", 0, 60), facts("free", 60, 120, transparency="transparent")]
+    # The stored block, not the facts, is compared: a wrong block must show.
+    blocks = [StoredBlock("a", at(0), at(45))]
+    side = our_busy(blocks, events, BusyPolicy())
+    assert spans(side.busy) == [(0, 45)]
+    assert side.policy_touched == 0
+
+
+def test_tentative_as_free_host_is_compared_under_google_semantics() -> None:
+    policy = BusyPolicy(tentative_busy=False)
+    events = [
+        facts("plain", 0, 60),
+        facts("maybe", 120, 180, response_status="tentative"),
+        facts("unanswered", 200, 260, response_status="needsAction"),
+    ]
+    blocks = [StoredBlock("plain", at(0), at(60))]  # the host's table has no block for them
+    side = our_busy(blocks, events, policy)
+    assert spans(side.busy) == [(0, 60), (120, 180), (200, 260)]
+    assert side.policy_touched == 2
+    google = [iv(0, 60), iv(120, 180), iv(200, 260)]
+    assert compare(side.busy, google, at(0), at(1440)).matched
+
+
+def test_declined_as_busy_host_sets_the_block_aside() -> None:
+    policy = BusyPolicy(declined_busy=True)
+    events = [facts("no", 0, 60, response_status="declined")]
+    blocks = [StoredBlock("no", at(0), at(60))]  # busy for this host, free at Google
+    side = our_busy(blocks, events, policy)
+    assert side.busy == []
+    assert side.policy_touched == 1
+
+
+def test_a_missing_block_of_an_untouched_event_is_a_difference() -> None:
+    side = our_busy([], [facts("a", 0, 60)], BusyPolicy(tentative_busy=False))
+    result = compare(side.busy, [iv(0, 60)], at(0), at(1440))
+    assert spans(result.differences) == [(0, 60)]
+
+
+interval_lists = st.lists(
+    st.tuples(st.integers(-50, 300), st.integers(0, 120)).map(lambda p: (p[0], p[0] + p[1])),
+    max_size=8,
+)
+
+
+@given(interval_lists, interval_lists)
+def test_differences_are_exactly_the_symmetric_difference(
+    ours: list[tuple[int, int]], google: list[tuple[int, int]]
+) -> None:
+    result = compare([iv(*o) for o in ours], [iv(*g) for g in google], at(0), at(240))
+
+    def covered(spans_: list[tuple[int, int]], minute: int) -> bool:
+        return any(start <= minute < end for start, end in spans_)
+
+    found = spans(result.differences)
+    for minute in range(0, 240):
+        expected = covered(ours, minute) != covered(google, minute)
+        assert covered(found, minute) == expected, minute
+    for (_, end), (start, _) in pairwise(found):
+        assert end < start  # merged: no overlapping or touching ranges
+    assert result.differing_seconds == 60 * sum(end - start for start, end in found)
+
+
+def test_audit_due_every_period_within_a_quarter_either_way() -> None:
+    period = 86400
+    for calendar_id in range(1, 200):
+        last = BASE
+        assert not audit_due(calendar_id, last, last + timedelta(seconds=0.75 * period - 1), period)
+        assert audit_due(calendar_id, last, last + timedelta(seconds=1.25 * period), period)
+
+
+def test_first_audits_are_spread_over_one_period() -> None:
+    period = 86400
+    start = datetime(2026, 12, 7, tzinfo=UTC)  # a multiple of the period since the epoch
+    due_at_start = sum(audit_due(c, None, start, period) for c in range(1, 1001))
+    halfway = start + timedelta(seconds=period / 2)
+    due_halfway = sum(audit_due(c, None, halfway, period) for c in range(1, 1001))
+    assert due_at_start <= 5
+    assert 350 <= due_halfway <= 650
+    assert audit_check_seconds(86400) == 1800 and audit_check_seconds(10) == 1.0

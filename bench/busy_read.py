@@ -38,6 +38,7 @@ in-memory freeBusy next door.
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 import secrets
@@ -56,6 +57,9 @@ CALENDARS_PER_HOST = 5
 WINDOW = timedelta(days=14)
 BAR_SERVER_P99_MS = 5.0
 BAR_HTTP_P99_MS = 15.0
+# Issue 15: the same busy time read by booking tools, server time at 1M rows.
+BAR_CALDAV_REPORT_SERVER_P99_MS = 15.0
+BAR_ICS_SERVER_P99_MS = 25.0
 ACCOUNT_DOMAIN = "bench.example"
 
 
@@ -165,6 +169,7 @@ def merged(intervals: list[tuple[str, str]]) -> list[tuple[str, str]]:
 class Fleet:
     host_ids: list[int]  # index = host number
     tokens: list[str]
+    feed_tokens: list[str]  # index = host number: the CalDAV password, in the ICS URL
     google_ids: dict[int, list[str]]  # host number -> its calendars' Google ids (sampled only)
     access_tokens: dict[int, str]  # host number -> emulator access token (sampled only)
 
@@ -220,7 +225,13 @@ def load(size: Size, stack: Any, report: Report) -> Fleet:
 
     from models.credentials_box import encrypt_credentials
     from models.db import get_engine, session_scope
-    from models.registry import attach_calendar, create_host, hash_api_token
+    from models.registry import (
+        attach_calendar,
+        create_host,
+        hash_api_token,
+        new_feed_token,
+        rotate_feed_token,
+    )
 
     now = datetime.now(UTC)
     rng = random.Random(20240607)
@@ -235,12 +246,13 @@ def load(size: Size, stack: Any, report: Report) -> Fleet:
     # The sampled hosts: the same events in the emulator, attached through the registry.
     answer = stack.control().load_scenario(emulator_scenario(size, blocks))
     credentials = answer["accounts"]
-    fleet = Fleet([], [], {}, {})
+    fleet = Fleet([], [], [], {}, {})
     with session_scope() as session:
         for h in range(size.baseline_hosts):
             host, token = create_host(session, f"bench host {h}", "UTC")
             fleet.host_ids.append(host.id)
             fleet.tokens.append(token)
+            fleet.feed_tokens.append(rotate_feed_token(session, host))
             fleet.google_ids[h] = [google_calendar_id(h, k) for k in range(CALENDARS_PER_HOST)]
             for gid in fleet.google_ids[h]:
                 attach_calendar(session, host.id, gid, credentials[account_email(h)])
@@ -259,10 +271,19 @@ def load(size: Size, stack: Any, report: Report) -> Fleet:
         for offset in range(len(bulk)):
             fleet.host_ids.append(first_id + offset)
             fleet.tokens.append(f"cs_{secrets.token_urlsafe(32)}")
+            fleet.feed_tokens.append(new_feed_token())
         _copy(
             cursor,
             "hosts",
-            ("id", "name", "time_zone", "busy_policy", "api_token_hash", "created_at"),
+            (
+                "id",
+                "name",
+                "time_zone",
+                "busy_policy",
+                "api_token_hash",
+                "feed_token_hash",
+                "created_at",
+            ),
             (
                 (
                     fleet.host_ids[h],
@@ -270,6 +291,7 @@ def load(size: Size, stack: Any, report: Report) -> Fleet:
                     "UTC",
                     "{}",
                     hash_api_token(fleet.tokens[h]),
+                    hash_api_token(fleet.feed_tokens[h]),
                     now,
                 )
                 for h in bulk
@@ -434,9 +456,136 @@ def freebusy_body(google_ids: list[str], window: tuple[datetime, datetime]) -> d
     }
 
 
-def expect_ok(status: int, body: Any, what: str) -> None:
-    if status != 200:
+def expect_ok(status: int, body: Any, what: str, ok: int = 200) -> None:
+    if status != ok:
         raise SystemExit(f"{what}: HTTP {status}: {str(body)[:500]}")
+
+
+# --- booking tools: CalDAV and the ICS feed (issue 15) ------------------------------------
+
+# The calendar-query REPORT tsdav sends for Cal.com (fetchCalendarObjects, expand: true).
+CALDAV_QUERY = (
+    '<?xml version="1.0" encoding="UTF-8"?>'
+    '<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
+    '<d:prop><d:getetag/><c:calendar-data><c:expand start="{start}" end="{end}"/>'
+    '</c:calendar-data></d:prop><c:filter><c:comp-filter name="VCALENDAR">'
+    '<c:comp-filter name="VEVENT"><c:time-range start="{start}" end="{end}"/>'
+    "</c:comp-filter></c:comp-filter></c:filter></c:calendar-query>"
+)
+
+
+def ical_stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+@dataclass(frozen=True)
+class DavRequest:
+    path: str
+    headers: dict[str, str]
+    body: str
+
+
+def caldav_report(fleet: Fleet, h: int, window: tuple[datetime, datetime]) -> DavRequest:
+    """Cal.com's busy read over CalDAV: Basic auth with the host id and its feed token."""
+    credentials = f"{fleet.host_ids[h]}:{fleet.feed_tokens[h]}".encode()
+    return DavRequest(
+        f"/dav/calendars/{fleet.host_ids[h]}/busy/",
+        {
+            "Authorization": "Basic " + base64.b64encode(credentials).decode(),
+            "Depth": "1",
+            "Content-Type": "application/xml; charset=utf-8",
+        },
+        CALDAV_QUERY.format(start=ical_stamp(window[0]), end=ical_stamp(window[1])),
+    )
+
+
+def ics_path(fleet: Fleet, h: int) -> str:
+    return f"/feeds/{fleet.host_ids[h]}/{fleet.feed_tokens[h]}.ics"
+
+
+def ical_spans(texts: list[str], window: tuple[datetime, datetime]) -> list[tuple[str, str]]:
+    """Merged busy time of iCalendar texts (flattened UTC VEVENTs), clipped to the window."""
+    from icalendar import Calendar
+
+    spans = []
+    for text in texts:
+        for event in Calendar.from_ical(text).walk("VEVENT"):
+            start = max(event.decoded("DTSTART"), window[0])
+            end = min(event.decoded("DTEND"), window[1])
+            if start < end:
+                spans.append((rfc3339(start), rfc3339(end)))
+    return merged(spans)
+
+
+def report_calendar_data(xml: bytes) -> list[str]:
+    from defusedxml.ElementTree import fromstring
+
+    root = fromstring(xml)
+    found = root.iter("{urn:ietf:params:xml:ns:caldav}calendar-data")
+    return [element.text or "" for element in found]
+
+
+def measure_booking_tools(size: Size, fleet: Fleet, client: Any, report: Report) -> None:
+    """Server time of what booking tools ask: the CalDAV calendar-query REPORT for 14 days
+    (Cal.com's CalDAV app) and the whole 90-day ICS feed (its ICS-feed app), in-process like
+    the busy read; first checked to give the same busy time as `/busy`."""
+    rng = random.Random(7)
+    now = datetime.now(UTC)
+
+    def busy(h: int, window: tuple[datetime, datetime]) -> list[tuple[str, str]]:
+        answer = client.get(
+            busy_path(fleet.host_ids[h], window),
+            headers={"Authorization": f"Bearer {fleet.tokens[h]}"},
+        )
+        expect_ok(answer.status_code, answer.data, "busy")
+        return [(b["start"], b["end"]) for b in answer.json["busy"]]
+
+    def report_answer(h: int, window: tuple[datetime, datetime]) -> bytes:
+        dav = caldav_report(fleet, h, window)
+        answer = client.open(dav.path, method="REPORT", headers=dav.headers, data=dav.body)
+        expect_ok(answer.status_code, answer.data, "CalDAV REPORT", ok=207)
+        return answer.data
+
+    def feed_answer(h: int) -> bytes:
+        answer = client.get(ics_path(fleet, h))
+        expect_ok(answer.status_code, answer.data, "ICS feed")
+        return answer.data
+
+    # Same answers, for windows inside the feed's (now - 1 day .. now + 90 days).
+    mismatched = 0
+    checks = min(50, size.server_requests)
+    for _ in range(checks):
+        h = rng.randrange(size.hosts)
+        window = random_window(rng, now + timedelta(days=1))
+        expected = busy(h, window)
+        over_caldav = ical_spans(report_calendar_data(report_answer(h, window)), window)
+        over_ics = ical_spans([feed_answer(h).decode()], window)
+        mismatched += over_caldav != expected or over_ics != expected
+    report.value("booking_tool_answers_compared", checks)
+    report.value("booking_tool_answers_mismatched", mismatched)
+    if mismatched:
+        raise SystemExit(f"{mismatched} of {checks} CalDAV/ICS answers differ from /busy")
+
+    def caldav_call(h: int) -> Callable[[], Any]:
+        window = random_window(rng, now)
+        return lambda: report_answer(h, window)
+
+    def ics_call(h: int) -> Callable[[], Any]:
+        return lambda: feed_answer(h)
+
+    def pick() -> int:
+        return rng.randrange(size.hosts)
+
+    timed([caldav_call(pick()) for _ in range(size.warmup_requests)])
+    report_latency(
+        report,
+        "caldav_report_server",
+        timed([caldav_call(pick()) for _ in range(size.server_requests)]),
+    )
+    timed([ics_call(pick()) for _ in range(size.warmup_requests)])
+    report_latency(
+        report, "ics_server", timed([ics_call(pick()) for _ in range(size.server_requests)])
+    )
 
 
 def measure_server(size: Size, fleet: Fleet, report: Report) -> None:
@@ -477,6 +626,7 @@ def measure_server(size: Size, fleet: Fleet, report: Report) -> None:
 
     report_latency(report, "query", timed([query(pick()) for _ in range(size.server_requests)]))
     session.close()
+    measure_booking_tools(size, fleet, client, report)
 
 
 def measure_http(size: Size, fleet: Fleet, web_url: str, emulator_url: str, report: Report) -> None:
@@ -538,6 +688,23 @@ def measure_http(size: Size, fleet: Fleet, web_url: str, emulator_url: str, repo
     load = [(rng.randrange(size.hosts), random_window(rng, now)) for _ in range(size.http_requests)]
     report_latency(report, "http", timed([lambda q=q: ask_ours(*q) for q in load]))
 
+    # Booking tools over HTTP: the CalDAV REPORT (Basic auth) and the ICS feed (no headers).
+    def ask_caldav(h: int, window: tuple[datetime, datetime]) -> None:
+        dav = caldav_report(fleet, h, window)
+        answer = ours.request(
+            "REPORT", web_url + dav.path, headers=dav.headers, data=dav.body, timeout=30
+        )
+        expect_ok(answer.status_code, answer.text, "CalDAV REPORT", ok=207)
+
+    def ask_feed(h: int) -> None:
+        answer = ours.get(web_url + ics_path(fleet, h), timeout=30)
+        expect_ok(answer.status_code, answer.text, "ICS feed")
+
+    timed([lambda q=q: ask_caldav(*q) for q in warm])
+    report_latency(report, "caldav_report_http", timed([lambda q=q: ask_caldav(*q) for q in load]))
+    timed([lambda q=q: ask_feed(q[0]) for q in warm])
+    report_latency(report, "ics_http", timed([lambda q=q: ask_feed(q[0]) for q in load]))
+
     # The baseline question set: sampled hosts only, asked of both sides alike.
     same = [
         (rng.randrange(size.baseline_hosts), random_window(rng, now))
@@ -588,6 +755,18 @@ def main() -> int:
         "HTTP p99 ms (host busy, 14 days, 5 calendars)",
         report.values["http_p99_ms"],
         BAR_HTTP_P99_MS,
+        at_least=False,
+    )
+    report.bar(
+        "CalDAV REPORT server p99 ms (calendar-query, 14 days, 5 calendars)",
+        report.values["caldav_report_server_p99_ms"],
+        BAR_CALDAV_REPORT_SERVER_P99_MS,
+        at_least=False,
+    )
+    report.bar(
+        "ICS feed server p99 ms (90 days, 5 calendars)",
+        report.values["ics_server_p99_ms"],
+        BAR_ICS_SERVER_P99_MS,
         at_least=False,
     )
     return report.finish(args.json)

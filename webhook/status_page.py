@@ -2,13 +2,16 @@
 
 Server-rendered, no JavaScript, refreshes itself every 30 seconds. Opened with
 `?token=<the host's feed token>` (a URL never carries an admin or API token; those only as a
-Bearer header). The feed token is never shown as text; it appears only in the reconnect link
-to this service's own connect flow (which accepts it), and the page asks browsers not to send
-its address (which holds the token) onward as Referer.
+Bearer header). The feed token appears in the reconnect link to this service's own connect
+flow (which accepts it) and, folded away until opened, as the password and in the ICS URL of
+"Connect to Cal.com" (it is the token already in the page's address); and the page asks
+browsers not to send its address onward as Referer. Opened with a bearer header, the page
+shows no token at all: "Connect to Cal.com" then says how to get the password.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlencode
 
@@ -19,6 +22,7 @@ from models.busy_queries import host_busy
 from models.hosts import Host
 from models.status_view import busy_by_calendar, host_calendars, manual_blocks_with_notes
 from models.sync_status import calendar_status
+from rules.busy_feed import connection_values
 from rules.status_presenter import (
     CALENDAR_COLOURS,
     MANUAL_COLOUR,
@@ -92,6 +96,27 @@ def _with_token(url: str, token: str | None, settings: Settings) -> str:
     return url + ("&" if "?" in url else "?") + urlencode({"token": token})
 
 
+@dataclass(frozen=True)
+class ConnectValues:
+    """What a host pastes into a booking tool. `password` and `ics_url` only when the page
+    was opened with the feed token (the password itself): never an admin or API token."""
+
+    caldav_url: str
+    username: str
+    password: str | None
+    ics_url: str | None
+
+
+def connect_values(settings: Settings, host_id: int, feed_token: str | None) -> ConnectValues:
+    values = connection_values(settings.public_url, host_id, feed_token or "")
+    return ConnectValues(
+        caldav_url=str(values["caldavUrl"]),
+        username=str(values["username"]),
+        password=feed_token or None,
+        ics_url=str(values["icsUrl"]) if feed_token else None,
+    )
+
+
 def _render_host(host: Host, link_token: str | None) -> str:
     session = request_session()
     settings = app_settings()
@@ -154,4 +179,5 @@ def _render_host(host: Host, link_token: str | None) -> str:
         refresh_seconds=REFRESH_SECONDS,
         data_as_of=local_text(now, zone, seconds=True),
         data_as_of_iso=now.isoformat(),
+        connect=connect_values(settings, host.id, link_token),
     )

@@ -4,12 +4,14 @@ block, committed where the app sees them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.orm import Session
+from werkzeug.serving import make_server
 
 from core.settings import Settings
 from models import BusyBlock, CalendarEvent, ManualBlock, SyncState
@@ -151,3 +153,16 @@ def hosts(session: Session) -> TwoHosts:
 @pytest.fixture
 def snapshot(settings: Settings) -> Callable[[], Snapshot]:
     return lambda: take_snapshot(settings.database_url)
+
+
+@pytest.fixture
+def server(app) -> Iterator[str]:
+    """The app on a real werkzeug server (for client libraries that speak HTTP themselves)."""
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        thread.join(timeout=5)

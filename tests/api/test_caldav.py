@@ -6,30 +6,14 @@ edges (auth, writes, depth, bad bodies, ctag/etag, sync-collection)."""
 from __future__ import annotations
 
 import base64
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import caldav
-import pytest
 import requests
 from icalendar import Calendar
-from werkzeug.serving import make_server
 
 from .conftest import SeededHost
 from .feed_helpers import add_realistic_busy_set, api_busy, ical_busy, merged
-
-
-@pytest.fixture
-def server(app) -> Iterator[str]:
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        thread.join(timeout=5)
 
 
 def credentials(client, host: SeededHost) -> tuple[str, str]:

@@ -1,5 +1,6 @@
 """bench.busy_read --smoke: loads blocks, answers host busy reads in-process and over HTTP,
-agrees with the emulator's freeBusy, and reports every promised number."""
+agrees with the emulator's freeBusy, serves the same busy time over CalDAV and the ICS feed,
+and reports every promised number."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ LATENCIES = (
     "http_same_questions",
     "http_freebusy_same_questions",
     "baseline_emulator_freebusy",
+    "caldav_report_server",
+    "ics_server",
+    "caldav_report_http",
+    "ics_http",
 )
 RATIOS = (
     "baseline_over_ours_p50",
@@ -37,4 +42,11 @@ def test_busy_read_smoke(tmp_path) -> None:
     assert 0 < values["server_cpu_p50_ms"] <= values["server_cpu_p99_ms"]
     for key in RATIOS:
         assert math.isfinite(values[key]) and values[key] > 0, key
-    assert {bar["what"].split(" ")[0] for bar in report["bars"]} == {"server", "HTTP"}
+    assert values["booking_tool_answers_compared"] > 0
+    assert values["booking_tool_answers_mismatched"] == 0
+    assert {bar["what"].split(" ")[0] for bar in report["bars"]} == {
+        "server",
+        "HTTP",
+        "CalDAV",
+        "ICS",
+    }

@@ -3,9 +3,11 @@ state, the timeline, and who may open which page."""
 
 from __future__ import annotations
 
+import base64
 import re
 from datetime import UTC, datetime, timedelta
 from html import unescape
+from urllib.parse import urlsplit
 
 import pytest
 import time_machine
@@ -178,11 +180,20 @@ def test_everything_is_escaped(client: FlaskClient, session: Session, frozen: No
     assert "Dentist &lt;b&gt;bring card&lt;/b&gt;" in html
 
 
-def test_feed_token_appears_only_in_the_reconnect_link(client: FlaskClient, scene: Scene) -> None:
+def _secret(html: str) -> str:
+    match = re.search(r'<details class="secret">.*?</details>', html, re.S)
+    assert match, "no folded connect values"
+    return match.group(0)
+
+
+def test_feed_token_appears_only_in_the_reconnect_link_and_the_folded_connect_values(
+    client: FlaskClient, scene: Scene
+) -> None:
     page = _get(client, scene, scene.token).text
-    assert scene.token not in _text(page)  # never shown
+    outside = page.replace(_secret(page), "")
+    assert scene.token not in _text(outside)  # shown only when the host unfolds it
     hrefs = re.findall(r'href="([^"]*)"', page)
-    assert page.count(scene.token) == 1
+    assert outside.count(scene.token) == 1
     assert [h for h in hrefs if scene.token in h] == [
         h for h in hrefs if "/connect/google?" in h and f"account={scene.reauth_account_id}" in h
     ]
@@ -299,3 +310,59 @@ def test_stale_old_sync_is_said_in_days(client: FlaskClient, scene: Scene, sessi
     state.last_success_at = NOW - timedelta(days=3)
     session.commit()
     assert "3 days ago" in _text(_card(_get(client, scene, scene.token).text, scene.healthy_id))
+
+
+def _connect(html: str) -> str:
+    match = re.search(r'<section class="connect".*?</section>', html, re.S)
+    assert match, "no Connect to Cal.com block"
+    return match.group(0)
+
+
+def test_connect_to_calcom_gives_the_values_to_paste(
+    client: FlaskClient, scene: Scene, settings
+) -> None:
+    """Issue 15: opened with the feed token, the page gives exactly what the feed-token answer
+    gives (CalDAV URL, username, password, ICS URL), and those values work."""
+    from rules.busy_feed import connection_values
+
+    page = _get(client, scene, scene.token).text
+    block = _connect(page)
+    assert "Connect to Cal.com" in page and "CalDAV" in _text(block)
+    expected = connection_values(settings.public_url, scene.host_id, scene.token)
+
+    def value(css: str) -> str:
+        match = re.search(rf'<code class="{css}">([^<]*)</code>', block)
+        assert match, css
+        return unescape(match.group(1))
+
+    assert value("caldav-url") == expected["caldavUrl"]
+    assert value("username") == expected["username"] == str(scene.host_id)
+    secret = _secret(block)
+    assert value("password-value") == expected["password"] == scene.token
+    assert value("ics-url") == expected["icsUrl"]
+    assert scene.token in secret and scene.other_token not in block
+    assert scene.api_token not in page and TEST_ADMIN_TOKEN not in page
+    # The values work: CalDAV with Basic auth, and the ICS feed by its URL's path.
+    basic = base64.b64encode(f"{value('username')}:{value('password-value')}".encode()).decode()
+    dav_path = urlsplit(value("caldav-url")).path
+    propfind = client.open(
+        dav_path, method="PROPFIND", headers={"Authorization": f"Basic {basic}", "Depth": "0"}
+    )
+    assert propfind.status_code == 207
+    assert client.get(urlsplit(value("ics-url")).path).status_code == 200
+
+
+@pytest.mark.parametrize("which", ["admin", "api"])
+def test_connect_to_calcom_opened_with_a_header_says_how_to_get_the_password(
+    client: FlaskClient, scene: Scene, which: str, settings
+) -> None:
+    token = TEST_ADMIN_TOKEN if which == "admin" else scene.api_token
+    page = client.get(f"/status/{scene.host_id}", headers={"Authorization": f"Bearer {token}"}).text
+    block = _connect(page)
+    text = _text(block)
+    assert settings.public_url.rstrip("/") + "/dav/" in text
+    assert f"Username {scene.host_id}" in text
+    assert f"POST /v1/hosts/{scene.host_id}/feed-token" in text
+    assert f"calsync hosts feeds {scene.host_id}" in text
+    assert "<details" not in block and "/feeds/" not in block
+    assert token not in page and scene.token not in page

@@ -202,6 +202,10 @@ class Settings:
     # Google allows 600 requests/min per user and 10,000/min per project; keep a margin.
     account_rate_per_minute: int = 500
     project_rate_per_minute: int = 9000
+    # Google requests of the whole deployment per day (Google's billed "Scaled" tier counts
+    # its free allowance per day); None: no daily budget. The limiter spreads it over the
+    # day, and safety-net syncs yield while less than a fifth of it is left.
+    project_requests_per_day: int | None = None
     # How the webhook hands a notification on (intake/redis_intake.py): "redis" records it
     # in the broker's Redis and a drainer thread writes batches to the database; "direct"
     # writes the database inside the request; "auto" picks redis for PostgreSQL + Redis.
@@ -318,6 +322,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "channel_silent_seconds": _positive_int,
     "account_rate_per_minute": _positive_int,
     "project_rate_per_minute": _positive_int,
+    "project_requests_per_day": _positive_int,
     "push_intake": lambda name, raw: _choice(name, raw, ("auto", "direct", "redis")),
     "push_spool_dir": lambda _name, raw: Path(raw).resolve(),
 }

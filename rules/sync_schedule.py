@@ -5,6 +5,8 @@
   expired, refused by Google, or silent for CHANNEL_SILENT_SECONDS).
 - Periodic full resync every FULL_RESYNC_SECONDS refills the far horizon of recurring series.
 - Debounce: a notified calendar waits for its burst of notifications to end before fetching.
+- Daily budget: while less than a fifth of CALSYNC_PROJECT_REQUESTS_PER_DAY is left, these
+  scheduled syncs yield (push-driven syncs and channel renewals keep the permits).
 
 Each interval is stretched or shrunk by a stable per-calendar factor in [0.75, 1.25], so
 calendars attached together do not all sync in the same minute.
@@ -67,6 +69,21 @@ def due(t: CalendarTiming, now: datetime, settings: Settings) -> Due | None:
     if (now - t.last_success_at).total_seconds() >= sync_interval_seconds(t, now, settings):
         return Due.SAFETY_NET if push_works(t, now, settings) else Due.POLL
     return None
+
+
+# With this share of the daily budget used (less than a fifth left), scheduled syncs wait
+# until the budget recovers. The same 80% is where the alert warns.
+BUDGET_LOW_USED_RATIO = 0.8
+
+
+def yields_to_budget(t: CalendarTiming, budget_used: float | None) -> bool:
+    """Whether a calendar's scheduled sync (safety net, poll, periodic full resync) waits
+    because the daily budget runs low (`budget_used`: share of the day's budget used in the
+    last 24 hours; None = no daily budget). A calendar never synced still gets its first
+    sync: that is not upkeep, it has no busy time at all yet."""
+    if budget_used is None or budget_used < BUDGET_LOW_USED_RATIO:
+        return False
+    return t.last_success_at is not None
 
 
 def renew_check_seconds(settings: Settings) -> float:

@@ -20,6 +20,7 @@ WEBHOOK_MAY_USE_FROM_WORKER = {
     "worker.task_names",
     "worker.celery_app",
     "worker.queue_depth",
+    "worker.rate_limit",  # the daily budget gauge reads the limiter's shared state
 }
 PRODUCT = set(RANK)
 

@@ -22,6 +22,7 @@ from models.ops_snapshot import OpsSnapshot, take_snapshot
 from webhook.errors import ApiError
 from webhook.request_scope import app_settings
 from worker.queue_depth import queue_depth
+from worker.rate_limit import daily_budget_used_ratio
 
 from prometheus_client import CollectorRegistry  # isort: skip  (after core.metrics)
 from prometheus_client.core import GaugeMetricFamily, Metric  # isort: skip
@@ -111,6 +112,24 @@ class DatabaseCollector(Collector):
             yield GaugeMetricFamily(
                 "calsync_queue_depth", "Task messages waiting in the calsync queue.", value=depth
             )
+        yield from _budget_gauge(self.settings)
+
+
+def _budget_gauge(settings: Settings) -> Iterator[Metric]:
+    """Share of CALSYNC_PROJECT_REQUESTS_PER_DAY used in the last 24 hours, read from the
+    rate limiter's shared state (Redis or its SQLite file); absent without a daily budget or
+    while the limiter's store does not answer."""
+    try:
+        used = daily_budget_used_ratio(settings)
+    except Exception as exc:
+        log.warning("metrics_rate_limiter_unavailable error=%s", type(exc).__name__)
+        return
+    if used is not None:
+        yield GaugeMetricFamily(
+            "calsync_google_daily_budget_used_ratio",
+            "Share (0..1) of the daily Google request budget used in the last 24 hours.",
+            value=used,
+        )
 
 
 def _snapshot_gauges(snapshot: OpsSnapshot) -> Iterator[Metric]:

@@ -125,14 +125,9 @@ def _freebusy(
     window_end: datetime,
     settings: Settings,
 ) -> dict[str, Any]:
-    service = google_client.build_service(contexts[0].credentials, settings)
+    service = google_client.build_service(contexts[0].credentials, settings, contexts[0].email)
     return google_client.query_freebusy(
-        service,
-        [context.google_calendar_id for context in contexts],
-        window_start,
-        window_end,
-        account_id=contexts[0].account_id,
-        settings=settings,
+        service, [context.google_calendar_id for context in contexts], window_start, window_end
     )
 
 

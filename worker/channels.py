@@ -33,13 +33,15 @@ WATCH_CALL_GRACE = timedelta(minutes=10)
 MAX_WATCH_RETRY_SECONDS = 3600
 
 
-def _credentials_for(calendar_id: int) -> tuple[str, dict, int] | None:
+def _credentials_for(calendar_id: int) -> tuple[str, dict, str | None] | None:
+    """The calendar's Google id, its account's credentials and the account's email (which
+    names the Google user the rate limiter counts)."""
     with session_scope() as session:
         row = session.execute(
             select(
                 Calendar.google_calendar_id,
                 GoogleAccount.credentials_encrypted,
-                GoogleAccount.id,
+                GoogleAccount.email,
             )
             .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
             .join(SyncState, SyncState.calendar_id == Calendar.id)
@@ -61,7 +63,7 @@ def start_watch(calendar_id: int, settings: Settings | None = None) -> str | Non
     found = _credentials_for(calendar_id)
     if found is None:
         return None
-    google_calendar_id, credentials, account_id = found
+    google_calendar_id, credentials, email = found
     channel_id = secrets.token_hex(16)
     token = secrets.token_urlsafe(48)
     with session_scope() as session:
@@ -75,13 +77,10 @@ def start_watch(calendar_id: int, settings: Settings | None = None) -> str | Non
         "token": token,
         "params": {"ttl": str(settings.channel_ttl_seconds)},
     }
-    service = google_client.build_service(credentials, settings)
+    service = google_client.build_service(credentials, settings, email)
     try:
         response = google_client.execute_with_retry(
-            service.events().watch(calendarId=google_calendar_id, body=body),
-            "events.watch",
-            account_id,
-            settings,
+            service.events().watch(calendarId=google_calendar_id, body=body), "events.watch"
         )
     except HttpError as exc:
         with session_scope() as session:
@@ -132,19 +131,17 @@ def stop_channel(
     channel_id: str,
     resource_id: str | None,
     settings: Settings | None = None,
-    account_id: int | None = None,
+    email: str | None = None,
 ) -> None:
     """Ask Google to stop a channel; one Google no longer knows is already stopped."""
     if resource_id is None:
         return
     settings = settings or get_settings()
-    service = google_client.build_service(credentials, settings)
+    service = google_client.build_service(credentials, settings, email)
     try:
         google_client.execute_with_retry(
             service.channels().stop(body={"id": channel_id, "resourceId": resource_id}),
             "channels.stop",
-            account_id,
-            settings,
         )
     except HttpError as exc:
         if int(exc.resp.status) != 404:
@@ -161,18 +158,19 @@ def stop_channels_of_account(
     """Stop the channels at Google with the account's credentials; a deleted account's come
     with the task (`sealed_credentials`, encrypted as they were stored)."""
     with session_scope() as session:
-        blob = session.scalar(
-            select(GoogleAccount.credentials_encrypted).where(
+        row = session.execute(
+            select(GoogleAccount.credentials_encrypted, GoogleAccount.email).where(
                 GoogleAccount.id == account_id, GoogleAccount.state == AccountState.OK
             )
-        )
+        ).one_or_none()
+    blob, email = (row[0], row[1]) if row is not None else (None, None)
     if blob is None:
         blob = sealed_credentials
     if blob is None:  # revoked (or deleted without usable credentials): the channels expire
         return
     credentials = decrypt_credentials(blob)
     for channel_id, resource_id in channels:
-        stop_channel(credentials, channel_id, resource_id, settings, account_id)
+        stop_channel(credentials, channel_id, resource_id, settings, email)
 
 
 def retire_channels(

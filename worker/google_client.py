@@ -3,6 +3,10 @@
 Every request goes through `execute_with_retry`: tenacity retries transient errors with
 truncated exponential backoff and full jitter, then gives up by re-raising (the task decides
 what a give-up means: a Celery retry with countdown).
+
+Every HTTP request to Google (an API call, its repeat after a 401, a token refresh) first
+waits for a permit of the shared rate limiter (worker/rate_limit.py), counted for the Google
+user the credentials belong to: the account's transport takes it (`_PermitHttp`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,44 @@ RETRY_MAX_TOTAL_SECONDS = 30
 _services: dict[tuple[int, str], AccountService] = {}
 _shared: dict[tuple[int, str], tuple[Any, httplib2.Http]] = {}
 MAX_CACHED_ACCOUNTS = 5000
+
+
+def google_user_key(credentials_info: dict, email: str | None = None) -> str:
+    """Who Google counts a request against ("600 per minute per user per project"), as a
+    key for the limiter: a hash, so no address is kept in Redis or the limiter file.
+
+    The user is named by the Google account's email: the one the connect flow read from the
+    id_token (the account row's `email`), else the `account` field google-auth and the
+    emulator put into authorized-user JSON. Two calsync accounts of one Google user thus
+    share a budget. The OAuth client id is part of the key: the quota is per project, and
+    the client belongs to one. Credentials that name no user fall back to their grant
+    (client id + refresh token): one grant is one user, so such an account is counted on its
+    own (two such grants of one user are not recognized as one without asking Google)."""
+    who = (email or credentials_info.get("account") or "").strip().lower()
+    client = str(credentials_info.get("client_id", ""))
+    if who:
+        identity = f"user:{client}:{who}"
+    else:
+        identity = f"grant:{client}:{credentials_info.get('refresh_token', '')}"
+    return hashlib.sha256(identity.encode()).hexdigest()[:32]
+
+
+class _PermitHttp:
+    """The thread's transport as seen by one Google user's client: each request waits for a
+    permit of that user (and of the project) first. Token refreshes go through it too:
+    google-auth refreshes through a `Request` wrapped around this same object."""
+
+    def __init__(self, transport: httplib2.Http, user_key: str, settings: Settings) -> None:
+        self._transport = transport
+        self.user_key = user_key
+        self._settings = settings
+
+    def request(self, *args: Any, **kwargs: Any) -> Any:
+        rate_limit.acquire(self.user_key, self._settings)
+        return self._transport.request(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 class AccountService:
@@ -109,14 +151,22 @@ def _shared_service(settings: Settings) -> tuple[Any, httplib2.Http]:
     return found
 
 
-def build_service(credentials_info: dict, settings: Settings) -> AccountService:
+def build_service(
+    credentials_info: dict, settings: Settings, email: str | None = None
+) -> AccountService:
     """A Calendar v3 client for these credentials, cached per process (and thread).
+    `email`: the Google account's address when known (the account row's), which names the
+    user the rate limiter counts (`google_user_key`).
 
     The cache key is a hash of the credentials, so new credentials get a new client and the
     access token is refreshed once per process rather than once per task.
     """
     key = hashlib.sha256(
-        (json.dumps(credentials_info, sort_keys=True) + settings.google_api_endpoint).encode()
+        (
+            json.dumps(credentials_info, sort_keys=True)
+            + settings.google_api_endpoint
+            + (email or "")
+        ).encode()
     ).hexdigest()
     cache_key = (threading.get_ident(), key)
     service = _services.get(cache_key)
@@ -129,8 +179,9 @@ def build_service(credentials_info: dict, settings: Settings) -> AccountService:
         credentials = Credentials.from_authorized_user_info(credentials_info).with_token_uri(
             settings.google_token_uri
         )
+        permits = _PermitHttp(transport, google_user_key(credentials_info, email), settings)
         service = _services[cache_key] = AccountService(
-            shared, AuthorizedHttp(credentials, http=transport)
+            shared, AuthorizedHttp(credentials, http=permits)
         )
     return service
 
@@ -146,14 +197,11 @@ def _is_transient(exc: BaseException) -> bool:
     return classify(exc).kind is ErrorKind.TRANSIENT
 
 
-def execute_with_retry(
-    request: Any, method: str, account_id: int | None = None, settings: Settings | None = None
-) -> dict:
+def execute_with_retry(request: Any, method: str) -> dict:
     """Run one API request; transient failures are retried here, briefly. Every attempt
-    first waits for a permit of the shared per-account and per-project rate limiter."""
+    waits for a permit of the shared rate limiter in the account's transport."""
 
     def attempt() -> dict:
-        rate_limit.acquire(account_id, settings)
         try:
             response = request.execute(num_retries=0)
         except HttpError as exc:
@@ -182,8 +230,6 @@ def list_event_pages(
     sync_token: str | None,
     time_min: datetime | None = None,
     time_max: datetime | None = None,
-    account_id: int | None = None,
-    settings: Settings | None = None,
 ) -> Iterator[dict]:
     """Pages of events.list: incremental with a sync token, else a full listing in a window.
 
@@ -206,18 +252,16 @@ def list_event_pages(
     while True:
         if page_token:
             params["pageToken"] = page_token
-        page = execute_with_retry(
-            service.events().list(**params), "events.list", account_id, settings
-        )
+        page = execute_with_retry(service.events().list(**params), "events.list")
         yield page
         page_token = page.get("nextPageToken")
         if not page_token:
             return
 
 
-def get_calendar(service: Any, google_calendar_id: str, account_id: int | None = None) -> dict:
+def get_calendar(service: Any, google_calendar_id: str) -> dict:
     return execute_with_retry(
-        service.calendars().get(calendarId=google_calendar_id), "calendars.get", account_id
+        service.calendars().get(calendarId=google_calendar_id), "calendars.get"
     )
 
 
@@ -226,11 +270,9 @@ def query_freebusy(
     google_calendar_ids: list[str],
     time_min: datetime,
     time_max: datetime,
-    *,
-    account_id: int | None = None,
-    settings: Settings | None = None,
 ) -> dict:
-    """One freeBusy.query for up to 50 calendars of one account (Google's limit)."""
+    """One freeBusy.query for up to 50 calendars of one account (Google's limit); the
+    permit is taken by the account's transport (`build_service`)."""
     if not 0 < len(google_calendar_ids) <= 50:
         raise ValueError("freeBusy.query takes 1 to 50 calendars")
     body = {
@@ -238,6 +280,4 @@ def query_freebusy(
         "timeMax": time_max.isoformat(),
         "items": [{"id": calendar_id} for calendar_id in google_calendar_ids],
     }
-    return execute_with_retry(
-        service.freebusy().query(body=body), "freebusy.query", account_id, settings
-    )
+    return execute_with_retry(service.freebusy().query(body=body), "freebusy.query")

@@ -101,6 +101,8 @@ class CalendarContext:
     time_zone: str
     policy: BusyPolicy
     credentials: dict
+    # The Google account's address when known: names the user the rate limiter counts.
+    email: str | None = None
 
 
 def _now() -> datetime:
@@ -273,6 +275,7 @@ def _load_context(session: Session, calendar_id: int) -> CalendarContext | str |
         time_zone=calendar.time_zone or host.time_zone or "UTC",
         policy=BusyPolicy.from_json(host.busy_policy or {}),
         credentials=decrypt_credentials(account.credentials_encrypted),
+        email=account.email,
     )
 
 
@@ -320,7 +323,7 @@ def _fetch(
     settings: Settings,
     now: Callable[[], datetime],
 ) -> Iterator[dict]:
-    service = google_client.build_service(context.credentials, settings)
+    service = google_client.build_service(context.credentials, settings, context.email)
     at = now()
     return google_client.list_event_pages(
         service,
@@ -328,8 +331,6 @@ def _fetch(
         sync_token=sync_token,
         time_min=None if sync_token else at - HORIZON_PAST,
         time_max=None if sync_token else at + timedelta(days=settings.sync_horizon_days),
-        account_id=context.account_id,
-        settings=settings,
     )
 
 

@@ -18,7 +18,7 @@ from models.db import session_scope
 from models.sync_flags import forgotten_dirty, schedule_candidates
 from rules import sync_schedule
 from rules.audit import audit_due
-from worker import audit, channels, sync_engine
+from worker import audit, channels, rate_limit, sync_engine
 from worker.celery_app import app
 from worker.enqueue import enqueue_audit, enqueue_sync
 from worker.task_names import TaskNames
@@ -79,11 +79,14 @@ def due_calendars(
     now: datetime, settings: Settings | None = None, only: int | None = None
 ) -> list[tuple[int, sync_schedule.Due]]:
     """Calendars (or just `only`) due for a safety-net, poll or periodic full sync now, and
-    not being synced."""
+    not being synced. While the daily budget runs low, only never-synced calendars are due
+    (`sync_schedule.yields_to_budget`): the rest wait until it recovers."""
     settings = settings or get_settings()
     synced_before, fully_synced_before = sync_schedule.earliest_candidate(now, settings)
     with session_scope() as session:
         rows = schedule_candidates(session, now, synced_before, fully_synced_before, only)
+    budget_used = rate_limit.daily_budget_used_ratio(settings) if rows else None
+    deferred = 0
     found = []
     for calendar_id, last_success, full_sync_at, expiration, last_heard, problem in rows:
         timing = sync_schedule.CalendarTiming(
@@ -95,8 +98,14 @@ def due_calendars(
             watch_refused=problem is not None,
         )
         kind = sync_schedule.due(timing, now, settings)
-        if kind is not None:
+        if kind is None:
+            continue
+        if sync_schedule.yields_to_budget(timing, budget_used):
+            deferred += 1
+        else:
             found.append((calendar_id, kind))
+    if deferred and only is None:
+        log.info("scheduled_syncs_deferred count=%s budget_used=%.3f", deferred, budget_used)
     return found
 
 

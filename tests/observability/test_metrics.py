@@ -3,6 +3,7 @@ multiprocess directory's fresh-start wipe."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from models import SyncState
 from models.db import session_scope
 from tests.factories import make_account, make_calendar, make_channel, make_host
 from webhook import create_app, metrics_view
+from worker import rate_limit
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -134,6 +136,29 @@ def test_database_gauges(settings: Settings, db: None) -> None:
     # Embedded broker: a count of waiting messages is always available.
     assert ("calsync_queue_depth", ()) in values
     assert all("calendar" not in dict(labels) for _name, labels in values)
+
+
+def test_daily_budget_used_ratio_is_a_scrape_gauge(settings: Settings, db: None) -> None:
+    def gauge(configured: Settings) -> float | None:
+        registry = CollectorRegistry()
+        registry.register(metrics_view.DatabaseCollector(configured, now=lambda: NOW))
+        families = _families(generate_latest(registry).decode())
+        samples = families.get("calsync_google_daily_budget_used_ratio")
+        return samples[0].value if samples else None
+
+    assert gauge(settings) is None  # no daily budget: no gauge
+    budgeted = dataclasses.replace(settings, project_requests_per_day=240)  # a burst of 10
+    rate_limit._limiters.clear()
+    for suffix in ("", "-wal", "-shm"):  # permits of other tests
+        (settings.data_dir / f"rate_limit.db{suffix}").unlink(missing_ok=True)
+    try:
+        for _ in range(8):
+            rate_limit.acquire("user", budgeted)
+        assert gauge(budgeted) == pytest.approx(8 / 240)
+    finally:
+        rate_limit._limiters.clear()
+        for suffix in ("", "-wal", "-shm"):
+            (settings.data_dir / f"rate_limit.db{suffix}").unlink(missing_ok=True)
 
 
 def test_database_down_is_reported_not_raised(settings: Settings) -> None:

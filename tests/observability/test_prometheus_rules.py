@@ -54,6 +54,7 @@ def test_every_alert_has_a_firing_and_a_silent_case() -> None:
         "CalsyncWebhookRejectionsSpiking",
         "CalsyncNoNotifications",
         "CalsyncQueueBackingUp",
+        "CalsyncGoogleDailyBudgetLow",
     }
     assert required <= alerts
     tests = yaml.safe_load((RULES_DIR / "alerts_test.yml").read_text())["tests"]

@@ -40,6 +40,8 @@ def test_project_names_win_over_platform_names() -> None:
         ("CALSYNC_BROKER_URL", "kafka://x", "scheme"),
         ("CALSYNC_ADMIN_TOKEN", "   ", "must not be empty"),
         ("REDIS_URL", "http://x", "scheme"),
+        ("CALSYNC_PROJECT_REQUESTS_PER_DAY", "a million", "whole number"),
+        ("CALSYNC_PROJECT_REQUESTS_PER_DAY", "0", "greater than zero"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str, fragment: str) -> None:
@@ -47,6 +49,12 @@ def test_bad_values_name_the_variable(name: str, value: str, fragment: str) -> N
         Settings.from_env({name: value})
     assert name in str(excinfo.value)
     assert fragment in str(excinfo.value)
+
+
+def test_daily_budget_is_optional() -> None:
+    assert Settings.from_env({}).project_requests_per_day is None
+    settings = Settings.from_env({"CALSYNC_PROJECT_REQUESTS_PER_DAY": "1000000"})
+    assert settings.project_requests_per_day == 1_000_000
 
 
 def test_webhook_address_is_public_url_plus_path() -> None:

@@ -75,6 +75,13 @@ def budget_settings(google_settings: Settings) -> Iterator[Settings]:
     configure(configured)
     rate_limit._limiters.clear()
     yield configured
+    limiter = rate_limit.limiter_for(configured)
+    if isinstance(limiter, rate_limit.RedisLimiter):
+        hours = rate_limit.counted_hours(time.time())
+        limiter._client.delete(
+            *[limiter._prefix + f"{rate_limit.DAILY_KEY}:hour:{h}" for h in hours],
+            limiter._prefix + rate_limit.DAILY_KEY + ":bucket",
+        )
     rate_limit._limiters.clear()
     # The permits counted here must not count for the next test on this data directory.
     for suffix in ("", "-wal", "-shm"):
@@ -83,12 +90,18 @@ def budget_settings(google_settings: Settings) -> Iterator[Settings]:
 
 
 def _spent_earlier_today(settings: Settings, permits: int) -> None:
-    """Permits handed out over the past hours (their hourly counts in the limiter file)."""
-    rate_limit.limiter_for(settings)  # creates the file and its tables
-    hour = int(time.time() // 3600) - 3
+    """Permits handed out over the past hours: their hourly counts where the limiter keeps
+    them (Redis with a Redis broker, else the limiter's SQLite file)."""
+    limiter = rate_limit.limiter_for(settings)  # creates the file and its tables
+    hours = rate_limit.counted_hours(time.time())
+    if isinstance(limiter, rate_limit.RedisLimiter):
+        keys = [limiter._prefix + f"{rate_limit.DAILY_KEY}:hour:{h}" for h in hours]
+        limiter._client.delete(*keys)
+        limiter._client.set(keys[-4], permits, ex=2 * 86400)
+        return
     with sqlite3.connect(settings.data_dir / "rate_limit.db") as conn:
         conn.execute("DELETE FROM hourly_counts")
-        conn.execute("INSERT INTO hourly_counts (hour, count) VALUES (?, ?)", (hour, permits))
+        conn.execute("INSERT INTO hourly_counts (hour, count) VALUES (?, ?)", (hours[-4], permits))
 
 
 def test_scheduled_syncs_yield_while_the_daily_budget_runs_low(

@@ -126,6 +126,81 @@ def busy_event(source: BusySource) -> Event:
     return event
 
 
+def _escape_text(text: str) -> str:
+    """A TEXT value escaped as icalendar escapes it (RFC 5545 §3.3.11, same order)."""
+    return (
+        text.replace(r"\N", "\n")
+        .replace("\\", "\\\\")
+        .replace(";", r"\;")
+        .replace(",", r"\,")
+        .replace("\r\n", r"\n")
+        .replace("\n", r"\n")
+        .replace("\r", r"\n")
+    )
+
+
+def _fold(line: str) -> bytes:
+    """A content line folded as icalendar folds it: a break before the character that would
+    bring a piece to 75 octets, never just after a backslash or caret (icalendar #1501)."""
+    encoded = line.encode()
+    if len(encoded) < 75:
+        return encoded + b"\r\n"
+    pieces: list[str] = []
+    current: list[str] = []
+    octets = 0
+    for char in line:
+        width = len(char.encode())
+        if current and octets + width >= 75:
+            if len(current) > 1 and current[-1] in "\\^":
+                carried = current.pop()
+                pieces.append("".join(current))
+                current = [carried]
+                octets = len(carried.encode())
+            else:
+                pieces.append("".join(current))
+                current = []
+                octets = 0
+        current.append(char)
+        octets += width
+    pieces.append("".join(current))
+    return "\r\n ".join(pieces).encode() + b"\r\n"
+
+
+def _ical_utc(moment: datetime) -> str:
+    return (
+        f"{moment.year:04}{moment.month:02}{moment.day:02}"
+        f"T{moment.hour:02}{moment.minute:02}{moment.second:02}Z"
+    )
+
+
+def busy_event_ical(source: BusySource) -> bytes:
+    """The bytes of `busy_event(source).to_ical()`, written directly.
+
+    A feed holds hundreds of these and icalendar spends about 0.1 ms on each (one `add` and
+    one content line object per property); this writes the same fixed shape in a few
+    microseconds. `busy_event` (icalendar) stays the reference: a hypothesis test
+    (tests/unit/test_busy_feed_ical.py) proves the two byte-identical for any source, so a
+    change of shape goes into both. Property order is icalendar's canonical one."""
+    stamp = _ical_utc(_floor_second(source.changed_at))
+    lines = [
+        b"BEGIN:VEVENT\r\nSUMMARY:Busy\r\nDTSTART:",
+        _ical_utc(_floor_second(source.start)).encode(),
+        b"\r\nDTEND:",
+        _ical_utc(_ceil_second(source.end)).encode(),
+        b"\r\nDTSTAMP:",
+        stamp.encode(),
+        b"\r\n",
+        _fold("UID:" + _escape_text(source.uid)),
+        _fold("CATEGORIES:" + _escape_text(source.category)),
+        b"LAST-MODIFIED:",
+        stamp.encode(),
+        b"\r\nSTATUS:CONFIRMED\r\nTRANSP:OPAQUE\r\n",
+        b"X-CALSYNC-STALE:TRUE\r\n" if source.stale else b"",
+        b"END:VEVENT\r\n",
+    ]
+    return b"".join(lines)
+
+
 def stale_description(stale: Sequence[StaleCalendar]) -> str:
     """X-WR-CALDESC: what this calendar is, and in words whether it can be trusted now."""
     text = "Busy time from calsync: every calendar of the host plus manual blocks."
@@ -161,22 +236,38 @@ def _ordered(sources: Iterable[BusySource]) -> list[BusySource]:
     return sorted(sources, key=lambda s: (s.start, s.end, s.name))
 
 
+_CALENDAR_END = b"END:VCALENDAR\r\n"
+
+
+def _with_events(calendar: Calendar, events: Iterable[bytes]) -> bytes:
+    """`calendar` (icalendar, properties only) with VEVENT bytes where icalendar puts its
+    subcomponents: after the properties, before END:VCALENDAR."""
+    shell = calendar.to_ical()
+    assert shell.endswith(_CALENDAR_END)
+    return shell[: -len(_CALENDAR_END)] + b"".join(events) + _CALENDAR_END
+
+
+def _resource_shell() -> Calendar:
+    calendar = Calendar()
+    calendar.add("prodid", PRODID)
+    calendar.add("version", "2.0")
+    return calendar
+
+
+# The same for every resource: serialized once by icalendar.
+_RESOURCE_HEAD = _resource_shell().to_ical()[: -len(_CALENDAR_END)]
+
+
 def busy_calendar(sources: Iterable[BusySource], stale: Sequence[StaleCalendar]) -> bytes:
     """The ICS feed: one VEVENT per source, ordered by time (the same set gives the same
-    bytes)."""
-    calendar = _calendar_shell(stale)
-    for source in _ordered(sources):
-        calendar.add_component(busy_event(source))
-    return calendar.to_ical()
+    bytes). icalendar writes the calendar's own properties; the VEVENTs are
+    `busy_event_ical`'s, byte-identical to icalendar's."""
+    return _with_events(_calendar_shell(stale), map(busy_event_ical, _ordered(sources)))
 
 
 def single_event_calendar(source: BusySource) -> bytes:
     """One CalDAV resource: a VCALENDAR holding the one VEVENT of `source`."""
-    calendar = Calendar()
-    calendar.add("prodid", PRODID)
-    calendar.add("version", "2.0")
-    calendar.add_component(busy_event(source))
-    return calendar.to_ical()
+    return _RESOURCE_HEAD + busy_event_ical(source) + _CALENDAR_END
 
 
 def busy_intervals(sources: Iterable[BusySource], start: datetime, end: datetime) -> list[Interval]:

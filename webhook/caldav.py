@@ -182,9 +182,14 @@ class Collection:
         return f"urn:calsync:sync:{self.tag}"
 
     def in_range(self, start: datetime | None, end: datetime | None) -> list[BusySource]:
+        """The sources overlapping [start, end) clipped to the window. A query asks the
+        database for that range only (14 of the window's 91 days, for Cal.com), unless the
+        whole window is loaded already."""
         start = max(start or self.window.start, self.window.start)
         end = min(end or self.window.end, self.window.end)
-        return [s for s in self.sources if s.start < end and s.end > start]
+        if self._sources is None:
+            return window_sources(self.session, self.host.id, start, end, self.freshness)
+        return [s for s in self._sources if s.start < end and s.end > start]
 
 
 @dataclass(frozen=True)

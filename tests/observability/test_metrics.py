@@ -19,6 +19,7 @@ from core.settings import Settings
 from models import SyncState
 from models.db import session_scope
 from tests.factories import make_account, make_calendar, make_channel, make_host
+from tests.support.limiter import clear_daily_state
 from webhook import create_app, metrics_view
 from worker import rate_limit
 
@@ -148,17 +149,13 @@ def test_daily_budget_used_ratio_is_a_scrape_gauge(settings: Settings, db: None)
 
     assert gauge(settings) is None  # no daily budget: no gauge
     budgeted = dataclasses.replace(settings, project_requests_per_day=240)  # a burst of 10
-    rate_limit._limiters.clear()
-    for suffix in ("", "-wal", "-shm"):  # permits of other tests
-        (settings.data_dir / f"rate_limit.db{suffix}").unlink(missing_ok=True)
+    clear_daily_state(budgeted)  # permits of other tests
     try:
         for _ in range(8):
             rate_limit.acquire("user", budgeted)
         assert gauge(budgeted) == pytest.approx(8 / 240)
     finally:
-        rate_limit._limiters.clear()
-        for suffix in ("", "-wal", "-shm"):
-            (settings.data_dir / f"rate_limit.db{suffix}").unlink(missing_ok=True)
+        clear_daily_state(budgeted)
 
 
 def test_database_down_is_reported_not_raised(settings: Settings) -> None:

@@ -16,6 +16,7 @@ from core.settings import Settings, configure
 from emulator import EmulatorServer
 from models.db import session_scope
 from models.registry import attach_calendar, create_host
+from tests.support.limiter import clear_daily_state
 from worker import google_client, rate_limit, sync_engine, tasks
 
 from .conftest import Attached, attach
@@ -73,19 +74,10 @@ def budget_settings(google_settings: Settings) -> Iterator[Settings]:
         google_settings, project_requests_per_day=1000, poll_seconds=300
     )
     configure(configured)
-    rate_limit._limiters.clear()
+    clear_daily_state(configured)
     yield configured
-    limiter = rate_limit.limiter_for(configured)
-    if isinstance(limiter, rate_limit.RedisLimiter):
-        hours = rate_limit.counted_hours(time.time())
-        limiter._client.delete(
-            *[limiter._prefix + f"{rate_limit.DAILY_KEY}:hour:{h}" for h in hours],
-            limiter._prefix + rate_limit.DAILY_KEY + ":bucket",
-        )
-    rate_limit._limiters.clear()
-    # The permits counted here must not count for the next test on this data directory.
-    for suffix in ("", "-wal", "-shm"):
-        (configured.data_dir / f"rate_limit.db{suffix}").unlink(missing_ok=True)
+    # The permits counted here must not count for the next test.
+    clear_daily_state(configured)
     configure(google_settings)
 
 

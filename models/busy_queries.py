@@ -132,32 +132,32 @@ def calendar_busy(
 
 
 # The busy sources of one host (feeds and CalDAV): each block with its calendar's Google id
-# and the instant it was last written.
+# and the instant it was last written; the same columns for both kinds (see `_source`).
+_CALENDAR_SOURCES = select(
+    literal("calendar"),
+    BusyBlock.calendar_id,
+    BusyBlock.event_key,
+    Calendar.google_calendar_id,
+    BusyBlock.start,
+    BusyBlock.end,
+    BusyBlock.applied_at,
+).join(Calendar, Calendar.id == BusyBlock.calendar_id)
+_MANUAL_SOURCES = select(
+    literal("manual"),
+    ManualBlock.id,
+    literal(None, String),
+    literal(MANUAL_CATEGORY, String),
+    ManualBlock.start,
+    ManualBlock.end,
+    ManualBlock.created_at,
+)
 _HOST_SOURCES = union_all(
-    select(
-        literal("calendar"),
-        BusyBlock.calendar_id,
-        BusyBlock.event_key,
-        Calendar.google_calendar_id,
-        BusyBlock.start,
-        BusyBlock.end,
-        BusyBlock.applied_at,
-    )
-    .join(Calendar, Calendar.id == BusyBlock.calendar_id)
-    .where(
+    _CALENDAR_SOURCES.where(
         Calendar.host_id == bindparam("host_id"),
         BusyBlock.start < bindparam("time_max"),
         BusyBlock.end > bindparam("time_min"),
     ),
-    select(
-        literal("manual"),
-        ManualBlock.id,
-        literal(None, String),
-        literal(MANUAL_CATEGORY, String),
-        ManualBlock.start,
-        ManualBlock.end,
-        ManualBlock.created_at,
-    ).where(
+    _MANUAL_SOURCES.where(
         ManualBlock.host_id == bindparam("host_id"),
         ManualBlock.start < bindparam("time_max"),
         ManualBlock.end > bindparam("time_min"),
@@ -206,30 +206,12 @@ def host_sources_named(
     keyed = [(r.calendar_id, r.event_key) for r in refs if r.calendar_id is not None]
     if manual_ids:
         rows = session.execute(
-            select(
-                literal("manual"),
-                ManualBlock.id,
-                literal(None, String),
-                literal(MANUAL_CATEGORY, String),
-                ManualBlock.start,
-                ManualBlock.end,
-                ManualBlock.created_at,
-            ).where(ManualBlock.host_id == host_id, ManualBlock.id.in_(manual_ids))
+            _MANUAL_SOURCES.where(ManualBlock.host_id == host_id, ManualBlock.id.in_(manual_ids))
         )
         found.extend(_source(row, stale_calendars) for row in rows)
     if keyed:
         rows = session.execute(
-            select(
-                literal("calendar"),
-                BusyBlock.calendar_id,
-                BusyBlock.event_key,
-                Calendar.google_calendar_id,
-                BusyBlock.start,
-                BusyBlock.end,
-                BusyBlock.applied_at,
-            )
-            .join(Calendar, Calendar.id == BusyBlock.calendar_id)
-            .where(
+            _CALENDAR_SOURCES.where(
                 Calendar.host_id == host_id,
                 tuple_(BusyBlock.calendar_id, BusyBlock.event_key).in_(keyed),
             )

@@ -4,20 +4,19 @@ block, committed where the app sees them."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy.orm import Session
-from werkzeug.serving import make_server
 
 from core.settings import Settings
 from models import BusyBlock, CalendarEvent, ManualBlock, SyncState
 from models.registry import create_host
 from tests.conftest import TEST_ADMIN_TOKEN
 from tests.factories import make_account, make_calendar, make_channel
+from tests.support.http_server import serving
 from tests.webhook.conftest import Snapshot, take_snapshot
 from worker import enqueue as task_queue
 
@@ -158,11 +157,5 @@ def snapshot(settings: Settings) -> Callable[[], Snapshot]:
 @pytest.fixture
 def server(app) -> Iterator[str]:
     """The app on a real werkzeug server (for client libraries that speak HTTP themselves)."""
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        thread.join(timeout=5)
+    with serving(app) as url:
+        yield url

@@ -9,7 +9,6 @@ as tests/api/test_tsdav_client.py does; in CI that is a failure."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from urllib.parse import urlsplit
@@ -17,12 +16,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from icalendar import Calendar
-from werkzeug.serving import make_server
 
 from core.settings import Settings
 from tests.api.conftest import ADMIN, z
 from tests.api.feed_helpers import Span, ical_busy, merged, parse_z
 from tests.api.test_tsdav_client import run_script, spans
+from tests.support.http_server import serving
 from worker.sync_engine import sync_calendar
 
 from .conftest import attach
@@ -36,14 +35,8 @@ def live_server(google_settings: Settings) -> Iterator[str]:
     """The app (on the emulator's settings) on a real werkzeug server."""
     from webhook import create_app
 
-    httpd = make_server("127.0.0.1", 0, create_app(google_settings), threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        thread.join(timeout=5)
+    with serving(create_app(google_settings)) as url:
+        yield url
 
 
 def local(day: date, hour: int, minute: int = 0) -> datetime:

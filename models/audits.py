@@ -16,6 +16,13 @@ class AuditOutcome(enum.StrEnum):
     MATCHED = "matched"
     MISMATCH = "mismatch"  # differed; a full resync and a second audit follow
     PERSISTENT = "persistent"  # still differed after the full resync: alerted
+    # Undecided (no verdict, `matched` is null): the calendar changed during the audit, or
+    # Google failed. Recorded so the log shows it and the schedule counts the attempt.
+    DEFERRED = "deferred"
+    ERROR = "error"
+
+
+DECIDED = (AuditOutcome.MATCHED, AuditOutcome.MISMATCH, AuditOutcome.PERSISTENT)
 
 
 class Audit(Base):
@@ -27,8 +34,9 @@ class Audit(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime)
     window_end: Mapped[datetime] = mapped_column(UTCDateTime)
-    matched: Mapped[bool] = mapped_column(Boolean)
+    matched: Mapped[bool | None] = mapped_column(Boolean)  # null: undecided
     outcome: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str | None] = mapped_column(String(200))  # why undecided, in words
     # [{"start", "end"}] in UTC: ranges only, never titles.
     differences: Mapped[list[Any]] = mapped_column(JSON, default=list)
     differing_seconds: Mapped[float] = mapped_column(Float, default=0.0)
@@ -37,12 +45,56 @@ class Audit(Base):
 
 
 def last_audit(session: Session, calendar_id: int) -> Audit | None:
+    """The calendar's newest audit with a verdict (undecided attempts are skipped)."""
     return session.scalars(
         select(Audit)
-        .where(Audit.calendar_id == calendar_id)
+        .where(Audit.calendar_id == calendar_id, Audit.outcome.in_(DECIDED))
         .order_by(Audit.at.desc(), Audit.id.desc())
         .limit(1)
     ).first()
+
+
+def audits_for_host(
+    session: Session, host_id: int, since: datetime, limit: int = 500
+) -> list[Audit]:
+    """A host's audits (every outcome, undecided ones included) at or after `since`,
+    newest first: for the host's log page."""
+    from models.calendars import Calendar
+
+    return list(
+        session.scalars(
+            select(Audit)
+            .join(Calendar, Calendar.id == Audit.calendar_id)
+            .where(Calendar.host_id == host_id, Audit.at >= since)
+            .order_by(Audit.at.desc(), Audit.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def persistent_differences(session: Session) -> list[tuple[Audit, int]]:
+    """Calendars whose newest verdict is a mismatch that survived the full resync, with
+    that audit and the calendar's host id: what the alert notifier reports."""
+    from models.calendars import Calendar
+
+    newest = _newest_decided()
+    rows = session.execute(
+        select(Audit, Calendar.host_id)
+        .join(newest, newest.c.last_id == Audit.id)
+        .join(Calendar, Calendar.id == Audit.calendar_id)
+        .where(Audit.outcome == AuditOutcome.PERSISTENT)
+        .order_by(Audit.calendar_id)
+    ).all()
+    return [(audit, host_id) for audit, host_id in rows]
+
+
+def _newest_decided() -> Any:
+    return (
+        select(Audit.calendar_id, func.max(Audit.id).label("last_id"))
+        .where(Audit.outcome.in_(DECIDED))
+        .group_by(Audit.calendar_id)
+        .subquery()
+    )
 
 
 def differs_from_google(audit: Audit | None) -> bool:
@@ -90,11 +142,7 @@ def audit_gauges(session: Session, now: datetime) -> tuple[float, int]:
             if since.tzinfo is None:  # SQLite returns aggregates without the type's zone
                 since = since.replace(tzinfo=now.tzinfo)
             oldest = max(oldest, (now - since).total_seconds())
-    newest = (
-        select(Audit.calendar_id, func.max(Audit.id).label("last_id"))
-        .group_by(Audit.calendar_id)
-        .subquery()
-    )
+    newest = _newest_decided()
     differing = session.scalar(
         select(func.count())
         .select_from(Audit)

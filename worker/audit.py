@@ -2,15 +2,23 @@
 
 One freeBusy request per Google account (at most 50 calendars each), through
 `google_client.execute_with_retry` like every Google call (rate-limiter permits, tenacity on
-429/403 rate limits/5xx). Race-free: after the freeBusy answer an incremental sync of each
-calendar runs; only if it found no further change is the table known to be what Google
-answered from, and only then are the two compared. A calendar that changed meanwhile is
-audited again later ("deferred"), never reported as a mismatch; a Google error is "error",
-never a mismatch either.
+429/403 rate limits/5xx).
+
+Race-free without a listing per calendar: each calendar's sync position (its stored sync
+token) is read before the request. The table is read with its position before and after; a
+table that matches the answer is a match (it agreed with Google at that moment) and costs
+nothing more. Only a table that differs is checked for a change in flight: if its position
+moved since before the request (a sync applied something meanwhile) the audit is
+"deferred"; otherwise `events.list(syncToken=<that position>)` asks Google whether anything
+changed since: a change means "deferred" (and the change is synced now), none means the
+difference is real. An undecided audit ("deferred", or "error" when Google failed after
+retries) is a row without a verdict and never a mismatch; the task tries it again soon
+(`rules.audit.undecided_retry_seconds`).
 
 A mismatch triggers a full resync (swapped in atomically by the sync engine) and a second
 audit; a mismatch that survives it is "persistent": recorded, counted, logged with its ranges
-(never titles) and shown as `differsFromGoogle` in the sync status until an audit matches.
+(never titles), alerted by the built-in notifier and shown as `differsFromGoogle` in the sync
+status until an audit matches.
 """
 
 from __future__ import annotations
@@ -22,15 +30,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from googleapiclient.errors import HttpError
 from sqlalchemy import select
 
 from core import metrics
 from core.settings import Settings, get_settings
-from models.audits import Audit, AuditOutcome
+from models.audits import DECIDED, Audit, AuditOutcome
+from models.calendars import SyncState
 from models.db import session_scope
 from models.events import BusyBlock, CalendarEvent
 from rules.audit import (
-    AuditComparison,
+    OurSide,
     StoredBlock,
     compare,
     differences_json,
@@ -40,6 +50,7 @@ from rules.busy_rules import EventFacts
 from rules.intervals import Interval
 from rules.rfc3339 import parse_rfc3339
 from worker import google_client, sync_engine
+from worker.google_errors import ErrorKind, classify
 from worker.sync_engine import CalendarContext
 
 log = logging.getLogger("calsync.audit")
@@ -101,18 +112,35 @@ def _audit_chunk(
 ) -> list[AuditReport]:
     window_start = now().replace(microsecond=0)
     window_end = window_start + timedelta(days=settings.audit_days)
+    positions = _positions([context.calendar_id for context in contexts])
     try:
         answer = _freebusy(contexts, window_start, window_end, settings)
     except Exception as exc:  # Google failed even after retries: no verdict, never a mismatch
         log.warning("audit_freebusy_failed account_id=%s error=%s", contexts[0].account_id, exc)
         reports = []
         for context in contexts:
+            report = AuditReport(
+                context.calendar_id,
+                AuditOutcome.ERROR,
+                detail=f"freeBusy failed: {_error_words(exc)}",
+                window_start=window_start,
+                window_end=window_end,
+            )
+            _store(report, now())
             metrics.observe_audit("error")
-            reports.append(AuditReport(context.calendar_id, "error", detail=type(exc).__name__))
+            reports.append(report)
         return reports
     reports = []
     for context in contexts:
-        report = _audit_one(context, answer, window_start, window_end, settings, now)
+        report = _audit_one(
+            context,
+            answer,
+            positions.get(context.calendar_id),
+            window_start,
+            window_end,
+            settings,
+            now,
+        )
         if report.outcome == AuditOutcome.MISMATCH and heal:
             report = _heal(context, report, settings, now)
         reports.append(report)
@@ -134,46 +162,54 @@ def _freebusy(
 def _audit_one(
     context: CalendarContext,
     answer: dict[str, Any],
+    position: str | None,
     window_start: datetime,
     window_end: datetime,
     settings: Settings,
     now: Callable[[], datetime],
 ) -> AuditReport:
     calendar_id = context.calendar_id
-    report = AuditReport(calendar_id, "deferred", window_start=window_start, window_end=window_end)
+    report = AuditReport(
+        calendar_id, AuditOutcome.DEFERRED, window_start=window_start, window_end=window_end
+    )
     entry = (answer.get("calendars") or {}).get(context.google_calendar_id)
     if entry is None or entry.get("errors"):
         reason = (entry or {}).get("errors", [{}])[0].get("reason", "missing") if entry else ""
-        report.outcome, report.detail = "error", f"freeBusy: {reason or 'missing'}"
-        metrics.observe_audit("error")
-        return report
+        return _undecided(report, AuditOutcome.ERROR, f"freeBusy: {reason or 'missing'}", now)
     try:
         google = [
             Interval(parse_rfc3339(item["start"]), parse_rfc3339(item["end"]))
             for item in entry.get("busy", [])
         ]
     except (KeyError, ValueError) as exc:
-        report.outcome, report.detail = "error", f"freeBusy answer unreadable: {exc}"
-        metrics.observe_audit("error")
-        return report
+        return _undecided(report, AuditOutcome.ERROR, f"freeBusy answer unreadable: {exc}", now)
+    if position is None:
+        return _undecided(report, AuditOutcome.DEFERRED, "not synced yet", now)
 
-    # Race-free: the table is compared only if a sync that started after the answer finds
-    # that nothing changed since the table's sync-token position.
-    result = sync_engine.sync_calendar(calendar_id, trigger="audit", force=True, settings=settings)
-    if result.status != "done":
-        report.detail = f"sync {result.status}"
-        metrics.observe_audit("deferred")
-        return report
-    if any(run.events_seen or run.kind != "incremental" for run in result.runs):
-        report.detail = "calendar changed during the audit"
-        metrics.observe_audit("deferred")
-        return report
-
-    comparison, touched = _compare_stored(context, google, window_start, window_end)
+    table = _read_table(context, window_start, window_end)
+    comparison = compare(table.ours.busy, google, window_start, window_end, table.ours.certain)
+    if not comparison.matched:
+        # A change in flight makes both sides differ for a moment: decide only if the table
+        # is still at the position read before the request and Google has nothing newer.
+        if table.positions != (position, position):
+            return _undecided(report, AuditOutcome.DEFERRED, "synced during the audit", now)
+        changed = _changed_since(context, position, settings)
+        if changed is None:
+            return _undecided(report, AuditOutcome.ERROR, "change check failed", now)
+        if changed:
+            # Apply what Google has (a lost notification is healed here), decide next time.
+            sync_engine.sync_calendar(calendar_id, trigger="audit", force=True, settings=settings)
+            return _undecided(report, AuditOutcome.DEFERRED, "changed during the audit", now)
     report.outcome = AuditOutcome.MATCHED if comparison.matched else AuditOutcome.MISMATCH
     report.differences = differences_json(comparison.differences)
     report.differing_seconds = comparison.differing_seconds
-    report.policy_touched = touched
+    report.policy_touched = table.ours.policy_touched
+    report.detail = (
+        f"{comparison.tolerated_seconds:.0f} s of unanswered invitations free at Google "
+        "(undocumented, tolerated)"
+        if comparison.tolerated_seconds
+        else ""
+    )
     _store(report, now())
     metrics.observe_audit(str(report.outcome), comparison.differing_seconds)
     if not comparison.matched:
@@ -184,6 +220,51 @@ def _audit_one(
             report.differences,
         )
     return report
+
+
+def _undecided(
+    report: AuditReport, outcome: AuditOutcome, detail: str, now: Callable[[], datetime]
+) -> AuditReport:
+    """No verdict: a row for the log and the schedule, never a mismatch."""
+    report.outcome, report.detail = outcome, detail
+    _store(report, now())
+    metrics.observe_audit(str(outcome))
+    return report
+
+
+def _error_words(exc: BaseException) -> str:
+    status = getattr(getattr(exc, "resp", None), "status", None)
+    return f"{type(exc).__name__} {status}" if status else type(exc).__name__
+
+
+def _positions(calendar_ids: list[int]) -> dict[int, str | None]:
+    with session_scope() as session:
+        rows = session.execute(
+            select(SyncState.calendar_id, SyncState.sync_token).where(
+                SyncState.calendar_id.in_(calendar_ids)
+            )
+        )
+        return {calendar_id: token for calendar_id, token in rows}
+
+
+def _changed_since(context: CalendarContext, position: str, settings: Settings) -> bool | None:
+    """Whether Google lists any change since `position` (one events.list page is enough);
+    None when it could not tell. A dead token (410) counts as a change: a sync resolves it."""
+    service = google_client.build_service(context.credentials, settings, context.email)
+    try:
+        for page in google_client.list_event_pages(
+            service, context.google_calendar_id, sync_token=position
+        ):
+            return bool(page.get("items"))
+    except HttpError as exc:
+        if classify(exc).kind is ErrorKind.SYNC_TOKEN_GONE:
+            return True
+        log.warning("audit_change_check_failed calendar_id=%s error=%s", context.calendar_id, exc)
+        return None
+    except Exception as exc:
+        log.warning("audit_change_check_failed calendar_id=%s error=%s", context.calendar_id, exc)
+        return None
+    return False
 
 
 def _heal(
@@ -232,18 +313,26 @@ def _last_id(calendar_id: int) -> int:
     return found or -1
 
 
-def _compare_stored(
-    context: CalendarContext,
-    google: list[Interval],
-    window_start: datetime,
-    window_end: datetime,
-) -> tuple[AuditComparison, int]:
+@dataclass(frozen=True)
+class _Table:
+    ours: OurSide
+    positions: tuple[str | None, str | None]  # sync position before and after the read
+
+
+def _read_table(context: CalendarContext, window_start: datetime, window_end: datetime) -> _Table:
+    """The calendar's blocks and event facts in the window, with its sync position read
+    before and after (a sync commits blocks and position together: equal positions mean
+    the rows are of that position, on any isolation level)."""
+    calendar_id = context.calendar_id
     with session_scope() as session:
+        before = session.scalar(
+            select(SyncState.sync_token).where(SyncState.calendar_id == calendar_id)
+        )
         blocks = [
             StoredBlock(key, start, end)
             for key, start, end in session.execute(
                 select(BusyBlock.event_key, BusyBlock.start, BusyBlock.end).where(
-                    BusyBlock.calendar_id == context.calendar_id,
+                    BusyBlock.calendar_id == calendar_id,
                     BusyBlock.start < window_end,
                     BusyBlock.end > window_start,
                 )
@@ -253,14 +342,16 @@ def _compare_stored(
             _facts(row)
             for row in session.scalars(
                 select(CalendarEvent).where(
-                    CalendarEvent.calendar_id == context.calendar_id,
+                    CalendarEvent.calendar_id == calendar_id,
                     CalendarEvent.start < window_end,
                     CalendarEvent.end > window_start,
                 )
             )
         ]
-    ours = our_busy(blocks, events, context.policy)
-    return compare(ours.busy, google, window_start, window_end), ours.policy_touched
+        after = session.scalar(
+            select(SyncState.sync_token).where(SyncState.calendar_id == calendar_id)
+        )
+    return _Table(our_busy(blocks, events, context.policy), (before, after))
 
 
 def _facts(row: CalendarEvent) -> EventFacts:
@@ -288,8 +379,11 @@ def _store(report: AuditReport, at: datetime) -> None:
                 at=at,
                 window_start=report.window_start,
                 window_end=report.window_end,
-                matched=report.outcome == AuditOutcome.MATCHED,
+                matched=(
+                    report.outcome == AuditOutcome.MATCHED if report.outcome in DECIDED else None
+                ),
                 outcome=str(report.outcome),
+                detail=report.detail[:200] or None,
                 differences=report.differences,
                 differing_seconds=report.differing_seconds,
                 policy_touched=report.policy_touched,

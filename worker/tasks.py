@@ -8,6 +8,7 @@ transient errors and times every run; beat's tasks never retry (the next tick ru
 from __future__ import annotations
 
 import logging
+import random
 from datetime import UTC, datetime
 
 from celery import Task
@@ -17,7 +18,7 @@ from models.audits import audit_candidates
 from models.db import session_scope
 from models.sync_flags import forgotten_dirty, schedule_candidates
 from rules import sync_schedule
-from rules.audit import audit_due
+from rules.audit import audit_due, undecided_retry_seconds
 from worker import audit, channels, rate_limit, sync_engine
 from worker.celery_app import app
 from worker.enqueue import enqueue_audit, enqueue_sync
@@ -162,24 +163,45 @@ def renew_channels() -> int:
     return len(renewed) + len(opened)
 
 
-# An audit that could not decide (the calendar changed meanwhile, Google failed) leaves no
-# row: the calendar stays due and beat asks again at its next check, so no retries here.
+# An audit that could not decide (the calendar changed meanwhile, Google failed after the
+# request's own retries) is tried again soon, a bounded number of times
+# (rules.audit.undecided_retry_seconds); after that the calendar waits for its next regular
+# audit, which beat schedules from the last attempt.
 @app.task(name=str(TaskNames.AUDIT_CALENDARS), max_retries=0)
-def audit_calendars(calendar_ids: list[int], reason: str = "schedule") -> dict[str, int]:
+def audit_calendars(
+    calendar_ids: list[int], reason: str = "schedule", attempt: int = 0
+) -> dict[str, int]:
     reports = audit.audit_calendars(calendar_ids)
     counts: dict[str, int] = {}
     for report in reports:
         counts[report.outcome] = counts.get(report.outcome, 0) + 1
-    log.info("audit_done reason=%s outcomes=%s", reason, counts)
+    log.info("audit_done reason=%s attempt=%s outcomes=%s", reason, attempt, counts)
+    undecided = [r.calendar_id for r in reports if r.outcome in ("deferred", "error")]
+    delay = (
+        undecided_retry_seconds(attempt, get_settings().audit_seconds, random.random())
+        if undecided
+        else None
+    )
+    if delay is not None:
+        audit_calendars.apply_async(
+            args=[undecided],
+            kwargs={"reason": "undecided", "attempt": attempt + 1},
+            countdown=delay,
+        )
     return counts
 
 
 @app.task(name=str(TaskNames.SCHEDULE_AUDITS), max_retries=0)
 def schedule_audits() -> int:
     """Enqueue one audit task per Google account for its calendars that are due (one
-    freeBusy request per account and round)."""
+    freeBusy request per account and round). Audits are upkeep: while the daily budget
+    runs low they wait, like scheduled syncs, so they never take what syncs need."""
     settings = get_settings()
     now = datetime.now(UTC)
+    budget_used = rate_limit.daily_budget_used_ratio(settings)
+    if budget_used is not None and budget_used >= sync_schedule.BUDGET_LOW_USED_RATIO:
+        log.info("audits_deferred_for_budget budget_used=%.3f", budget_used)
+        return 0
     with session_scope() as session:
         candidates = audit_candidates(session)
     due: dict[int, list[int]] = {}

@@ -15,7 +15,7 @@ from models.audits import Audit
 from models.db import session_scope
 from models.sync_status import calendar_status
 from rules.busy_rules import Reason
-from worker import audit, google_client, sync_engine
+from worker import audit, google_client, rate_limit, sync_engine
 from worker.sync_engine import sync_calendar
 
 from .conftest import Attached, attach
@@ -122,34 +122,97 @@ def test_a_mismatch_surviving_the_full_resync_is_persistent_until_an_audit_match
     assert status is not None and status["differsFromGoogle"] is False
 
 
-def test_a_change_after_the_freebusy_answer_defers_instead_of_a_false_alarm(
+def methods(emulator: Any, since: int) -> list[str]:
+    return [entry["methodId"] for entry in emulator.control.requests(since=since)]
+
+
+def test_a_matching_audit_costs_one_freebusy_request_and_no_listing(
+    synced: Attached, emulator: Any
+) -> None:
+    since = len(emulator.control.requests())
+    [report] = audit.audit_calendars([synced.calendar_id])
+    assert report.outcome == "matched"
+    assert methods(emulator, since) == ["calendar.freebusy.query"]
+
+
+def test_a_change_in_flight_defers_is_synced_and_the_retry_matches(
+    synced: Attached, emulator: Any
+) -> None:
+    # At Google before the answer, not yet synced (its notification is on its way).
+    emulator.control.insert_event(synced.google_calendar_id, timed(5, 9, 11))
+    since = len(emulator.control.requests())
+    [report] = audit.audit_calendars([synced.calendar_id])
+    assert (report.outcome, report.detail) == ("deferred", "changed during the audit")
+    # The race check asked Google for changes since the table's position, then synced them.
+    assert methods(emulator, since) == [
+        "calendar.freebusy.query",
+        "calendar.events.list",
+        "calendar.events.list",
+    ]
+    [row] = audits(synced.calendar_id)
+    assert (row.outcome, row.matched, row.differences) == ("deferred", None, [])
+    [retry] = audit.audit_calendars([synced.calendar_id])
+    assert retry.outcome == "matched"
+    with session_scope() as session:
+        status = calendar_status(session, synced.calendar_id, datetime.now(UTC))
+    assert status is not None and status["lastAudit"]["matched"] is True
+
+
+def test_a_change_synced_after_the_answer_defers_instead_of_a_false_alarm(
     synced: Attached, emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real_query = google_client.query_freebusy
 
-    def answer_then_change(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    def answer_then_change_and_sync(*args: Any, **kwargs: Any) -> dict[str, Any]:
         answer = real_query(*args, **kwargs)
         emulator.control.insert_event(synced.google_calendar_id, timed(5, 9, 11))
+        assert sync_calendar(synced.calendar_id, force=True).status == "done"
         return answer
 
-    monkeypatch.setattr(google_client, "query_freebusy", answer_then_change)
+    monkeypatch.setattr(google_client, "query_freebusy", answer_then_change_and_sync)
     [report] = audit.audit_calendars([synced.calendar_id])
-    assert report.outcome == "deferred"
-    assert audits(synced.calendar_id) == []
+    assert (report.outcome, report.detail) == ("deferred", "synced during the audit")
     monkeypatch.setattr(google_client, "query_freebusy", real_query)
     [report] = audit.audit_calendars([synced.calendar_id])
     assert report.outcome == "matched"
+    assert [row.outcome for row in audits(synced.calendar_id)] == ["deferred", "matched"]
 
 
-def test_audits_under_injected_429_and_503_never_mark_a_mismatch(
-    synced: Attached, emulator: Any
+def test_audits_under_30_percent_injected_429_and_503_never_mark_a_mismatch(
+    google_settings: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    cals = [attach(emulator, f"u{n}@example.com") for n in range(3)]
+    for cal in cals:
+        emulator.control.insert_event(cal.google_calendar_id, timed(1, 9, 10))
+        assert sync_calendar(cal.calendar_id, force=True).status == "done"
+    since = len(emulator.control.requests())
+    permits: list[str | None] = []
+    real_acquire = rate_limit.acquire
+
+    def counted(user_key: str | None, *args: Any, **kwargs: Any) -> float:
+        permits.append(user_key)
+        return real_acquire(user_key, *args, **kwargs)
+
+    monkeypatch.setattr(rate_limit, "acquire", counted)
     emulator.control.set_faults(error_rates={"429": 0.15, "503": 0.15}, seed=3)
-    outcomes = [audit.audit_calendars([synced.calendar_id])[0].outcome for _ in range(8)]
-    emulator.control.set_faults(error_rates={})
-    assert set(outcomes) <= {"matched", "deferred", "error"}, outcomes
-    assert "matched" in outcomes
-    assert all(row.matched for row in audits(synced.calendar_id))
+    try:
+        reports = [
+            r for _ in range(20) for r in audit.audit_calendars([c.calendar_id for c in cals])
+        ]
+    finally:
+        emulator.control.set_faults(error_rates={})
+    outcomes = [r.outcome for r in reports]
+    assert len(outcomes) == 60 and set(outcomes) <= {"matched", "error"}, outcomes
+    assert outcomes.count("matched") >= 55  # 5 tries per request: 0.3**5 fail at all
+    answers = [e for e in emulator.control.requests(since=since) if "freebusy" in e["methodId"]]
+    failed = [e for e in answers if e["status"] in (429, 503)]
+    # The injected rate really was ~30%, and every failure was retried (same policy as syncs).
+    assert 0.15 < len(failed) / len(answers) < 0.45
+    assert len(answers) - len(failed) == 60 - outcomes.count("error")
+    # Each attempt, failed or not, took a rate-limiter permit first.
+    assert len(permits) == len(emulator.control.requests(since=since))
+    rows = [row for cal in cals for row in audits(cal.calendar_id)]
+    assert len(rows) == 60 and not [r for r in rows if r.matched is False]
 
 
 def test_one_freebusy_request_per_account(google_settings: Any, emulator: Any) -> None:

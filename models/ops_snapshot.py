@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models.accounts import AccountState, GoogleAccount
+from models.audits import persistent_differences
 from models.calendars import Calendar, Channel, SyncState
 from rules.health import CalendarState, evaluate_state_row
 
@@ -32,6 +33,17 @@ class CalendarHealthRow:
 
 
 @dataclass(frozen=True)
+class DifferingCalendar:
+    """A calendar whose newest audit verdict is a mismatch that survived the full resync."""
+
+    calendar_id: int
+    host_id: int
+    audited_at: datetime
+    differences: list[dict[str, str]]  # [{"start", "end"}] UTC: ranges only, never titles
+    differing_seconds: float
+
+
+@dataclass(frozen=True)
 class OpsSnapshot:
     taken_at: datetime
     calendars: list[CalendarHealthRow] = field(default_factory=list)
@@ -43,6 +55,7 @@ class OpsSnapshot:
     oldest_live_channel_at: datetime | None = None
     # Over watched calendars: the soonest expiry of a calendar's newest live channel.
     soonest_channel_expiry: datetime | None = None
+    differing_from_google: list[DifferingCalendar] = field(default_factory=list)
 
     def count_by_state(self) -> dict[str, int]:
         counts = Counter(str(row.state) for row in self.calendars)
@@ -122,6 +135,12 @@ def take_snapshot(
         ).where(live)
     ).one()
     last_notification = session.scalar(select(func.max(Channel.last_notification_at)))
+    differing = [
+        DifferingCalendar(
+            audit.calendar_id, host_id, audit.at, list(audit.differences), audit.differing_seconds
+        )
+        for audit, host_id in persistent_differences(session)
+    ]
     return OpsSnapshot(
         taken_at=now,
         calendars=calendars,
@@ -130,6 +149,7 @@ def take_snapshot(
         last_notification_at=_aware(last_notification),
         oldest_live_channel_at=_aware(oldest),
         soonest_channel_expiry=min(future_expiries, default=None),
+        differing_from_google=differing,
     )
 
 

@@ -103,6 +103,18 @@ class CalendarCard:
     action_label: str | None = None
     action_url: str | None = None
     colour: str = CALENDAR_COLOURS[0]
+    audit: AuditLine | None = None  # None: never audited
+    differs_from_google: bool = False
+
+
+@dataclass(frozen=True)
+class AuditLine:
+    """The calendar's last audit against Google's own free/busy answer, in words."""
+
+    at: Moment
+    matched: bool
+    words: str
+    differences: list[str]  # local time ranges, never titles
 
 
 @dataclass(frozen=True)
@@ -242,12 +254,28 @@ def calendar_card(
     else:  # failing
         headline = "Sync is failing"
         fix = fix or UNKNOWN_ERROR_FIX
+    audit = audit_line(status.get("lastAudit"), now, zone)
+    differs = bool(status.get("differsFromGoogle"))
+    tone = TONES.get(state, "bad")
+    if differs and state not in (CalendarState.FAILING, CalendarState.NEEDS_REAUTH):
+        # Sync itself works, but its result disagrees with Google: the louder news.
+        headline, tone = "Differs from Google", "bad"
+        reason = (
+            "An audit found busy time that differs from Google's own free/busy answer, and "
+            "a full re-sync did not repair it."
+        )
+        fix = (
+            "Booking pages may offer times you are busy (or hide free ones) in the ranges "
+            "shown under Last audit. Check the events at those times in Google Calendar. "
+            "calsync audits again by itself and this clears when an audit matches; if it "
+            "stays, tell the operator."
+        )
     return CalendarCard(
         calendar_id=status["calendarId"],
         name=name,
         google_calendar_id=status["googleCalendarId"],
         state=state,
-        tone=TONES.get(state, "bad"),
+        tone=tone,
         headline=headline,
         reason=reason,
         lag=(
@@ -263,7 +291,32 @@ def calendar_card(
         action_label=action_label,
         action_url=action_url,
         colour=colour,
+        audit=audit,
+        differs_from_google=differs,
     )
+
+
+def audit_line(last: dict[str, Any] | None, now: datetime, zone: tzinfo) -> AuditLine | None:
+    """From the sync status's `lastAudit` (the newest audit with a verdict)."""
+    if not last:
+        return None
+    at = moment(last["at"], now, zone)
+    assert at is not None
+    ranges = [_range_words(r["start"], r["end"], zone) for r in last.get("differences") or []]
+    if last["matched"]:
+        words = f"Matched Google {at.relative}"
+    else:
+        differing = duration_words(last["differingSeconds"])
+        words = f"Differed from Google {at.relative} ({differing} differing)"
+    return AuditLine(at, bool(last["matched"]), words, ranges)
+
+
+def _range_words(start: str, end: str, zone: tzinfo) -> str:
+    begin = datetime.fromisoformat(start.replace("Z", "+00:00")).astimezone(zone)
+    finish = datetime.fromisoformat(end.replace("Z", "+00:00")).astimezone(zone)
+    same_day = begin.date() == finish.date()
+    tail = finish.strftime("%H:%M") if same_day else local_text(finish, zone)
+    return f"{local_text(begin, zone)}{EN_DASH}{tail}"
 
 
 def _channel_gone(status: dict[str, Any], now: datetime, zone: tzinfo) -> str:

@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from core.settings import Settings
-from models.ops_snapshot import OpsSnapshot
+from models.ops_snapshot import DifferingCalendar, OpsSnapshot
 from rules.health import CalendarState
 
 
@@ -53,6 +53,31 @@ class AlertThresholds:
 
 def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
+RANGES_IN_SUMMARY = 5  # a summary stays short (PagerDuty keeps 1,024 characters)
+
+
+def _differs_from_google(row: DifferingCalendar) -> Alert:
+    """One incident per calendar, open until an audit of it matches; the differing UTC
+    ranges are named (never an event's title: the audit stores none)."""
+    ranges = [f"{r['start']}..{r['end']}" for r in row.differences]
+    shown = ", ".join(ranges[:RANGES_IN_SUMMARY])
+    if len(ranges) > RANGES_IN_SUMMARY:
+        shown += f" and {len(ranges) - RANGES_IN_SUMMARY} more"
+    return Alert(
+        key=f"calsync/differs-from-google/{row.calendar_id}",
+        rule="differs_from_google",
+        severity=Severity.ERROR,
+        summary=f"calsync: calendar {row.calendar_id} of host {row.host_id} differs from "
+        f"Google's freeBusy after a full resync ({row.differing_seconds:.0f} s): {shown}",
+        details={
+            "calendar_id": row.calendar_id,
+            "host_id": row.host_id,
+            "differing_seconds": round(row.differing_seconds),
+            "ranges": "; ".join(ranges),
+        },
+    )
 
 
 def evaluate_alerts(
@@ -144,6 +169,8 @@ def evaluate_alerts(
                 details={"silent_seconds": round(silent), "channels": snapshot.channels_live},
             )
         )
+    for differing in snapshot.differing_from_google:
+        alerts.append(_differs_from_google(differing))
     if queue_depth is not None and queue_depth > thresholds.queue_depth:
         alerts.append(
             Alert(

@@ -96,3 +96,27 @@ def test_messages_hold_ids_and_codes_only() -> None:
         "calsync: calendar 3 of host 7 is failing to sync (last error: forbidden)"
     )
     assert alert.severity == "error"
+
+
+def test_differs_from_google_names_each_calendar_and_its_ranges_briefly() -> None:
+    from models.ops_snapshot import DifferingCalendar
+
+    ranges = [
+        {"start": f"2025-03-0{day}T09:00:00Z", "end": f"2025-03-0{day}T10:00:00Z"}
+        for day in range(2, 9)
+    ]
+    differing = [
+        DifferingCalendar(5, 7, NOW, ranges[:1], 3600.0),
+        DifferingCalendar(6, 8, NOW, ranges, 7 * 3600.0),
+    ]
+    alerts = evaluate_alerts(snap(row(), differing_from_google=differing), None, LIMITS)
+    by_key = {alert.key: alert for alert in alerts}
+    one = by_key["calsync/differs-from-google/5"]
+    assert one.rule == "differs_from_google" and one.severity == "error"
+    assert one.summary == (
+        "calsync: calendar 5 of host 7 differs from Google's freeBusy after a full resync "
+        "(3600 s): 2025-03-02T09:00:00Z..2025-03-02T10:00:00Z"
+    )
+    many = by_key["calsync/differs-from-google/6"].summary
+    assert many.endswith("2025-03-06T09:00:00Z..2025-03-06T10:00:00Z and 2 more")
+    assert len(many) < 1024

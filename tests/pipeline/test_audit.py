@@ -4,6 +4,9 @@ persistent and shown; errors and changes in flight never count as a mismatch."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -11,11 +14,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from models.audits import Audit
+from models.audits import Audit, audits_for_host
 from models.db import session_scope
 from models.sync_status import calendar_status
 from rules.busy_rules import Reason
+from tests.support.http_server import serving
 from worker import audit, google_client, rate_limit, sync_engine
+from worker.alert_notifier import run_cycle
 from worker.sync_engine import sync_calendar
 
 from .conftest import Attached, attach
@@ -87,8 +92,26 @@ def test_silent_divergence_is_found_named_healed_and_the_next_audit_matches(
     assert status["lastAudit"]["matched"] is True and status["differsFromGoogle"] is False
 
 
+@pytest.fixture
+def alert_receiver(google_settings: Any) -> Iterator[tuple[Any, list[dict[str, Any]]]]:
+    """A Slack-style receiver over real HTTP, and settings that send alerts to it."""
+    bodies: list[dict[str, Any]] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        bodies.append(json.loads(environ["wsgi.input"].read(length)))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    with serving(app) as url:
+        yield dataclasses.replace(google_settings, alert_webhook_url=url + "/hook"), bodies
+
+
 def test_a_mismatch_surviving_the_full_resync_is_persistent_until_an_audit_matches(
-    synced: Attached, emulator: Any, monkeypatch: pytest.MonkeyPatch
+    synced: Attached,
+    emulator: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    alert_receiver: tuple[Any, list[dict[str, Any]]],
 ) -> None:
     # A busy-rule bug: the engine drops one event that Google counts as busy.
     real_decide = sync_engine.decide
@@ -114,12 +137,32 @@ def test_a_mismatch_surviving_the_full_resync_is_persistent_until_an_audit_match
     with session_scope() as session:
         assert audit_gauges(session, datetime.now(UTC))[1] == 1
 
+    # The built-in notifier alerts once, naming the calendar and the UTC range, no title.
+    alert_settings, bodies = alert_receiver
+    key = f"calsync/differs-from-google/{synced.calendar_id}"
+    assert key in run_cycle(alert_settings).firing
+    [trigger] = bodies
+    assert f"calendar {synced.calendar_id} of host {synced.host_id} differs" in trigger["text"]
+    assert f"{z(at(4, 8))}..{z(at(4, 12))}" in trigger["text"]
+    assert "bug" not in trigger["text"]
+    assert run_cycle(alert_settings).sent == [] and len(bodies) == 1  # once per incident
+
     monkeypatch.setattr(sync_engine, "decide", real_decide)
     [fixed] = audit.audit_calendars([synced.calendar_id])
     assert fixed.outcome == "matched"  # healed by the full resync after the rule was fixed
     with session_scope() as session:
         status = calendar_status(session, synced.calendar_id, datetime.now(UTC))
     assert status is not None and status["differsFromGoogle"] is False
+    assert run_cycle(alert_settings).sent == [("resolve", key)]
+    assert bodies[-1]["text"].startswith(":white_check_mark: RESOLVED")
+
+    # The host's log reads every audit of its calendars since a moment, newest first.
+    with session_scope() as session:
+        logged = audits_for_host(session, synced.host_id, datetime.now(UTC) - timedelta(hours=1))
+        assert [row.outcome for row in logged][:3] == ["matched", "mismatch", "persistent"]
+        assert (
+            audits_for_host(session, synced.host_id + 999, datetime.min.replace(tzinfo=UTC)) == []
+        )
 
 
 def methods(emulator: Any, since: int) -> list[str]:

@@ -366,3 +366,53 @@ def test_connect_to_calcom_opened_with_a_header_says_how_to_get_the_password(
     assert f"calsync hosts feeds {scene.host_id}" in text
     assert "<details" not in block and "/feeds/" not in block
     assert token not in page and scene.token not in page
+
+
+def _audit(session: Session, calendar_id: int, at: datetime, outcome: str, ranges=()) -> None:
+    from models import Audit
+
+    session.add(
+        Audit(
+            calendar_id=calendar_id,
+            at=at,
+            window_start=at,
+            window_end=at + timedelta(days=14),
+            matched={"matched": True, "deferred": None}.get(outcome, False),
+            outcome=outcome,
+            differences=[{"start": s, "end": e} for s, e in ranges],
+            differing_seconds=3600.0 * len(ranges),
+            policy_touched=0,
+        )
+    )
+    session.commit()
+
+
+def test_last_audit_is_shown_and_a_persistent_difference_says_differs_from_google(
+    client: FlaskClient, scene: Scene, session: Session
+) -> None:
+    text = _text(_card(_get(client, scene, scene.token).text, scene.healthy_id))
+    assert "Last audit Not audited yet" in text
+    _audit(session, scene.healthy_id, NOW - timedelta(hours=3), "matched")
+    _audit(session, scene.healthy_id, NOW - timedelta(hours=1), "deferred")  # no verdict
+    card = _card(_get(client, scene, scene.token).text, scene.healthy_id)
+    assert "Matched Google 3 hours ago" in _text(card) and "Up to date" in _text(card)
+    assert 'class="badge tone-good"' in card
+
+    _audit(
+        session,
+        scene.healthy_id,
+        NOW - timedelta(minutes=20),
+        "persistent",
+        [("2025-06-11T07:00:00Z", "2025-06-11T08:00:00Z")],
+    )
+    card = _card(_get(client, scene, scene.token).text, scene.healthy_id)
+    text = _text(card)
+    assert 'class="badge tone-bad"' in card and "Differs from Google" in text
+    assert "Differed from Google 20 minutes ago (60 minutes differing)" in text
+    assert f"Wed 11 Jun 2025, 09:00 CEST{DASH}10:00" in text  # the range, in the host's zone
+    assert "a full re-sync did not repair it" in text
+    assert "clears when an audit matches" in text
+
+    _audit(session, scene.healthy_id, NOW - timedelta(minutes=1), "matched")
+    card = _card(_get(client, scene, scene.token).text, scene.healthy_id)
+    assert "Differs from Google" not in _text(card) and 'class="badge tone-good"' in card

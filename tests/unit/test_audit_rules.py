@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rules.audit import (
+    UNDECIDED_RETRIES,
     StoredBlock,
     audit_check_seconds,
     audit_due,
@@ -19,6 +20,7 @@ from rules.audit import (
     differences_json,
     google_busy,
     our_busy,
+    undecided_retry_seconds,
 )
 from rules.busy_rules import BusyPolicy, EventFacts
 from rules.intervals import Interval
@@ -179,3 +181,37 @@ def test_first_audits_are_spread_over_one_period() -> None:
     assert due_at_start <= 5
     assert 350 <= due_halfway <= 650
     assert audit_check_seconds(86400) == 1800 and audit_check_seconds(10) == 1.0
+
+
+def test_unanswered_invitations_are_the_one_tolerated_difference() -> None:
+    events = [
+        facts("accepted", 0, 60, response_status="accepted"),
+        facts("unanswered", 30, 120, response_status="needsAction"),
+        facts("maybe", 200, 260, response_status="tentative"),
+    ]
+    blocks = [StoredBlock(e.google_event_id, e.start, e.end) for e in events]  # type: ignore[arg-type]
+    side = our_busy(blocks, events, BusyPolicy())
+    assert spans(side.busy) == [(0, 120), (200, 260)]
+    assert side.certain is not None and spans(side.certain) == [(0, 60), (200, 260)]
+    # Google free over the unanswered invitation only (the undocumented choice): matched.
+    free = compare(side.busy, [iv(0, 60), iv(200, 260)], at(0), at(1440), side.certain)
+    assert free.matched and free.tolerated_seconds == 60 * 60
+    # ... or busy there (the emulator's choice): matched, nothing tolerated.
+    busy = compare(side.busy, [iv(0, 120), iv(200, 260)], at(0), at(1440), side.certain)
+    assert busy.matched and busy.tolerated_seconds == 0
+    # Free where the accepted event overlaps it, or over the tentative answer: a difference.
+    overlap = compare(side.busy, [iv(60, 120), iv(200, 260)], at(0), at(1440), side.certain)
+    assert spans(overlap.differences) == [(0, 60)]
+    tentative = compare(side.busy, [iv(0, 60)], at(0), at(1440), side.certain)
+    assert spans(tentative.differences) == [(200, 260)]
+    # Busy at Google beyond any event of ours is never tolerated.
+    extra = compare(side.busy, [iv(0, 130), iv(200, 260)], at(0), at(1440), side.certain)
+    assert spans(extra.differences) == [(120, 130)]
+
+
+def test_undecided_audits_are_retried_soon_then_wait_for_the_next_round() -> None:
+    delays = [undecided_retry_seconds(n, 86400, 0.5) for n in range(UNDECIDED_RETRIES + 1)]
+    assert delays == [60.0, 240.0, 960.0, None]
+    assert undecided_retry_seconds(0, 86400, 0.0) == 45.0  # ±25% jitter
+    assert undecided_retry_seconds(0, 86400, 0.999) < 75.0
+    assert undecided_retry_seconds(2, 600, 0.5) == 150.0  # at most a quarter period

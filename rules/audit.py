@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from rules.busy_rules import BusyPolicy, EventFacts, Reason, decide
 from rules.intervals import Interval, clip, merge
@@ -166,17 +166,49 @@ def _spread(calendar_id: int) -> float:
     return ((calendar_id * 2654435761) % 2**32) / 2**32
 
 
+def audit_interval_seconds(spread_key: int, audit_seconds: float) -> float:
+    """The fixed interval of a `spread_key` (the Google account: its calendars stay in step,
+    so one freeBusy request asks for all of them): `audit_seconds` ±25%, jittered in the
+    rate (between 0.83 and 1.25 periods, rate 0.8 to 1.2 per period) so the audits of a
+    deployment average exactly one per calendar and period, never more."""
+    return audit_seconds / (0.8 + 0.4 * _spread(spread_key))
+
+
 def audit_due(
-    calendar_id: int, last_audit_at: datetime | None, now: datetime, audit_seconds: float
+    spread_key: int, last_audit_at: datetime | None, now: datetime, audit_seconds: float
 ) -> bool:
-    """Whether the calendar is due for an audit: every `audit_seconds` ±25% (fixed per
-    calendar, so a deployment's audits stay spread); a calendar never audited waits for its
-    own moment within one period, so a new deployment does not ask for all at once."""
-    spread = _spread(calendar_id)
+    """Whether a calendar is due for an audit: `audit_interval_seconds` after its last
+    attempt; a calendar never audited waits for its account's moment within one period, so
+    a new deployment does not ask for all at once."""
     if last_audit_at is None:
-        return now.timestamp() % audit_seconds >= spread * audit_seconds
-    interval = audit_seconds * (0.75 + 0.5 * spread)
+        return now.timestamp() % audit_seconds >= _spread(spread_key) * audit_seconds
+    interval = audit_interval_seconds(spread_key, audit_seconds)
     return (now - last_audit_at).total_seconds() >= interval
+
+
+def due_by_account(
+    candidates: Iterable[tuple[int, int, datetime | None]],
+    now: datetime,
+    audit_seconds: float,
+    check_seconds: float,
+) -> dict[int, list[int]]:
+    """Calendars to audit now, per Google account, from (calendar, account, last attempt).
+
+    An account with a calendar due takes along its calendars due before the next check:
+    they share the one freeBusy request instead of asking again half an hour later."""
+    by_account: dict[int, list[tuple[int, datetime | None]]] = {}
+    for calendar_id, account_id, last_at in candidates:
+        by_account.setdefault(account_id, []).append((calendar_id, last_at))
+    soon = now + timedelta(seconds=check_seconds)
+    due: dict[int, list[int]] = {}
+    for account_id, calendars in by_account.items():
+        if any(audit_due(account_id, last, now, audit_seconds) for _c, last in calendars):
+            due[account_id] = [
+                calendar_id
+                for calendar_id, last in calendars
+                if audit_due(account_id, last, soon, audit_seconds)
+            ]
+    return due
 
 
 def audit_check_seconds(audit_seconds: float) -> float:

@@ -18,7 +18,7 @@ from models.audits import audit_candidates
 from models.db import session_scope
 from models.sync_flags import forgotten_dirty, schedule_candidates
 from rules import sync_schedule
-from rules.audit import audit_due, undecided_retry_seconds
+from rules.audit import audit_check_seconds, due_by_account, undecided_retry_seconds
 from worker import audit, channels, rate_limit, sync_engine
 from worker.celery_app import app
 from worker.enqueue import enqueue_audit, enqueue_sync
@@ -204,10 +204,9 @@ def schedule_audits() -> int:
         return 0
     with session_scope() as session:
         candidates = audit_candidates(session)
-    due: dict[int, list[int]] = {}
-    for calendar_id, account_id, last_at in candidates:
-        if audit_due(calendar_id, last_at, now, settings.audit_seconds):
-            due.setdefault(account_id, []).append(calendar_id)
+    due = due_by_account(
+        candidates, now, settings.audit_seconds, audit_check_seconds(settings.audit_seconds)
+    )
     for calendar_ids in due.values():
         enqueue_audit(calendar_ids, reason="schedule")
     return sum(len(ids) for ids in due.values())

@@ -283,7 +283,7 @@ def test_schedule_audits_enqueues_one_task_per_account_for_due_calendars(
     second = attach(emulator, "bob@example.com")
     sent: list[list[int]] = []
     monkeypatch.setattr(tasks, "enqueue_audit", lambda ids, *, reason: sent.append(ids))
-    monkeypatch.setattr(tasks, "audit_due", lambda cal, last, now, period: last is None)
+    monkeypatch.setattr("rules.audit.audit_due", lambda key, last, now, period: last is None)
     assert tasks.schedule_audits() == 2
     assert sorted(sent) == [[first.calendar_id], [second.calendar_id]]
     assert sync_calendar(first.calendar_id, force=True).status == "done"

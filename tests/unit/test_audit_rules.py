@@ -16,8 +16,10 @@ from rules.audit import (
     StoredBlock,
     audit_check_seconds,
     audit_due,
+    audit_interval_seconds,
     compare,
     differences_json,
+    due_by_account,
     google_busy,
     our_busy,
     undecided_retry_seconds,
@@ -168,8 +170,16 @@ def test_audit_due_every_period_within_a_quarter_either_way() -> None:
     period = 86400
     for calendar_id in range(1, 200):
         last = BASE
-        assert not audit_due(calendar_id, last, last + timedelta(seconds=0.75 * period - 1), period)
+        assert not audit_due(calendar_id, last, last + timedelta(seconds=0.8 * period), period)
         assert audit_due(calendar_id, last, last + timedelta(seconds=1.25 * period), period)
+
+
+def test_audits_average_at_most_one_per_calendar_and_period() -> None:
+    """The cost bar: ≤ 1 freeBusy question per calendar per period, even for an account
+    with one calendar (jitter in the rate, not the interval, keeps the mean exact)."""
+    rates = [86400 / audit_interval_seconds(c, 86400) for c in range(1, 10001)]
+    assert 0.99 < sum(rates) / len(rates) <= 1.0 + 1e-3
+    assert min(rates) >= 0.8 and max(rates) <= 1.2
 
 
 def test_first_audits_are_spread_over_one_period() -> None:
@@ -215,3 +225,24 @@ def test_undecided_audits_are_retried_soon_then_wait_for_the_next_round() -> Non
     assert undecided_retry_seconds(0, 86400, 0.0) == 45.0  # ±25% jitter
     assert undecided_retry_seconds(0, 86400, 0.999) < 75.0
     assert undecided_retry_seconds(2, 600, 0.5) == 150.0  # at most a quarter period
+
+
+def test_an_accounts_calendars_are_audited_together_in_one_request() -> None:
+    period, check = 86400.0, audit_check_seconds(86400)
+    interval = audit_interval_seconds(7, period)
+    now = BASE + timedelta(days=3)
+    ago = lambda seconds: now - timedelta(seconds=seconds)  # noqa: E731
+    candidates = [
+        (1, 7, ago(interval + 5)),  # due
+        (2, 7, ago(interval - check / 2)),  # due before the next check: comes along
+        (3, 7, ago(interval / 2)),  # audited recently: waits
+        (4, 8, ago(1)),  # another account, nothing due
+    ]
+    assert due_by_account(candidates, now, period, check) == {7: [1, 2]}
+    # Never audited: all of an account's calendars share the account's first moment.
+    fresh = [(c, 9, None) for c in (10, 11, 12)]
+    moments = [
+        due_by_account(fresh, BASE + timedelta(seconds=s), period, check)
+        for s in range(0, 86400, int(check))
+    ]
+    assert {tuple(m.get(9, [])) for m in moments} == {(), (10, 11, 12)}

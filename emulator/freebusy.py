@@ -20,7 +20,13 @@ Interval = tuple[datetime, datetime]
 
 
 def is_busy(event: Mapping[str, Any]) -> bool:
-    """Whether an event blocks time, its length aside."""
+    """Whether an event blocks time, its length aside.
+
+    Google documents no freeBusy treatment of invitations the owner has not answered
+    (`responseStatus: needsAction`) or answered "maybe" (`tentative`). The emulator's
+    choice: both are busy (what vendors report of Google), as is an organizer-level
+    `status: tentative`. calsync's audit accepts either answer for unanswered invitations
+    only (rules/audit.py); see README.md "freeBusy.query"."""
     if event.get("status") == "cancelled":
         return False
     if event.get("transparency") == "transparent":

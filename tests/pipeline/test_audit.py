@@ -302,3 +302,68 @@ def test_gauges_at_scrape_last_match_age_and_calendars_differing(synced: Attache
     with session_scope() as session:
         age, differing = audit_gauges(session, later)
     assert 3 * 3600 - 60 < age <= 3 * 3600 + 60 and differing == 0
+
+
+def test_google_semantics_every_kind_of_event_matches_and_only_unanswered_is_tolerated(
+    attached: Attached, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The emulator's freeBusy follows Google's documented semantics, and calsync's table
+    agrees under them, also for a host whose policy differs (tentative as free). Where
+    Google documents nothing (unanswered invitations) either answer is accepted; a Google
+    that differed anywhere else would be a mismatch."""
+    from emulator import freebusy
+    from models.hosts import Host
+
+    gid = attached.google_calendar_id
+    me = {"email": gid, "self": True}
+    kinds = {
+        "busy": timed(1, 9, 10),
+        "transparent": timed(1, 11, 12, transparency="transparent"),
+        "declined": timed(1, 13, 14, attendees=[{**me, "responseStatus": "declined"}]),
+        "working location": timed(2, 8, 17, eventType="workingLocation"),
+        "out of office": timed(3, 9, 18, eventType="outOfOffice"),
+        "unanswered": timed(4, 15, 16, attendees=[{**me, "responseStatus": "needsAction"}]),
+        "tentative answer": timed(4, 17, 18, attendees=[{**me, "responseStatus": "tentative"}]),
+    }
+    for body in kinds.values():
+        emulator.control.insert_event(gid, body)
+    day = (datetime.now(BERLIN) + timedelta(days=5)).date()
+    emulator.control.insert_event(
+        gid,
+        {
+            "start": {"date": day.isoformat()},
+            "end": {"date": (day + timedelta(days=1)).isoformat()},
+        },
+    )
+    with session_scope() as session:
+        host = session.get(Host, attached.host_id)
+        assert host is not None
+        host.busy_policy = {"tentativeBusy": False}  # the host's own choice, not Google's
+    assert sync_calendar(attached.calendar_id, force=True).status == "done"
+
+    [report] = audit.audit_calendars([attached.calendar_id])
+    assert report.outcome == "matched" and report.policy_touched == 2
+    with session_scope() as session:
+        status = calendar_status(session, attached.calendar_id, datetime.now(UTC))
+    assert status is not None and status["lastAudit"]["policyTouchedEvents"] == 2
+
+    real_is_busy = freebusy.is_busy
+
+    def google_with(response: str) -> Any:
+        def is_busy(event: Any) -> bool:
+            own = [a for a in event.get("attendees") or [] if a.get("self")]
+            if own and own[0].get("responseStatus") == response:
+                return response != "needsAction"  # the other answer for this one event
+            return real_is_busy(event)
+
+        return is_busy
+
+    # Google answers an unanswered invitation as free (undocumented): tolerated, said so.
+    monkeypatch.setattr(freebusy, "is_busy", google_with("needsAction"))
+    [report] = audit.audit_calendars([attached.calendar_id])
+    assert report.outcome == "matched" and "unanswered invitations" in report.detail
+    # Google answering a declined invitation as busy is not tolerated: named, persistent.
+    monkeypatch.setattr(freebusy, "is_busy", google_with("declined"))
+    [report] = audit.audit_calendars([attached.calendar_id])
+    assert report.outcome == "persistent"
+    assert report.differences == [{"start": z(at(1, 13)), "end": z(at(1, 14))}]

@@ -367,3 +367,33 @@ def test_google_semantics_every_kind_of_event_matches_and_only_unanswered_is_tol
     [report] = audit.audit_calendars([attached.calendar_id])
     assert report.outcome == "persistent"
     assert report.differences == [{"start": z(at(1, 13)), "end": z(at(1, 14))}]
+
+
+def test_an_undecided_audit_is_retried_soon_a_bounded_number_of_times(
+    synced: Attached, emulator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models.audits import audit_candidates
+    from worker import tasks
+
+    sent: list[tuple[list[int], dict[str, Any], float]] = []
+    monkeypatch.setattr(
+        tasks.audit_calendars,
+        "apply_async",
+        lambda args, kwargs, countdown: sent.append((args[0], kwargs, countdown)),
+    )
+    emulator.control.insert_event(synced.google_calendar_id, timed(6, 9, 10))  # in flight
+    assert tasks.audit_calendars([synced.calendar_id]) == {"deferred": 1}
+    [(ids, kwargs, countdown)] = sent
+    assert ids == [synced.calendar_id] and kwargs == {"reason": "undecided", "attempt": 1}
+    assert 45 <= countdown <= 75  # about a minute: the change's own sync has run by then
+    # The attempt counts for beat's schedule: the retry chain, not beat, asks next.
+    with session_scope() as session:
+        [(calendar_id, _account, last_at)] = audit_candidates(session)
+    assert calendar_id == synced.calendar_id and last_at is not None
+
+    sent.clear()
+    assert tasks.audit_calendars([synced.calendar_id], attempt=1) == {"matched": 1}
+    assert sent == []  # decided: nothing more
+    emulator.control.insert_event(synced.google_calendar_id, timed(6, 11, 12))
+    assert tasks.audit_calendars([synced.calendar_id], attempt=3) == {"deferred": 1}
+    assert sent == []  # the last retry: the next regular audit decides

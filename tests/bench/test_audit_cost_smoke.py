@@ -13,6 +13,7 @@ def test_audit_cost_smoke(tmp_path) -> None:
         assert values[f"{fleet}.quiet.matched"] == calendars
         assert values[f"{fleet}.quiet.events_list_requests"] == 0  # a match needs no listing
         assert values[f"{fleet}.quiet.round_cpu_s"] > 0
+        assert values[f"{fleet}.cold.token_refreshes"] > 0
         assert values[f"{fleet}.changed.calendars_changed"] > 0
         assert values[f"{fleet}.changed.mismatch"] == 0
         assert values[f"{fleet}.changed.deferred"] == values[f"{fleet}.changed.calendars_changed"]

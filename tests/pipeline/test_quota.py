@@ -134,3 +134,17 @@ def test_scheduled_syncs_yield_while_the_daily_budget_runs_low(
             tasks.sync_calendar.apply(args=[cal.calendar_id], kwargs={"force": True}).get()
             == "done"
         )
+
+
+def test_audits_wait_while_the_daily_budget_runs_low(
+    budget_settings: Settings, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cal = attach(emulator, "audited@example.com")
+    sent: list[list[int]] = []
+    monkeypatch.setattr(tasks, "enqueue_audit", lambda ids, *, reason: sent.append(ids))
+    monkeypatch.setattr("rules.audit.audit_due", lambda key, last, now, period: True)
+    _spent_earlier_today(budget_settings, 700)
+    assert tasks.schedule_audits() == 1 and sent == [[cal.calendar_id]]
+    sent.clear()
+    _spent_earlier_today(budget_settings, 850)  # less than 20% left: upkeep waits
+    assert tasks.schedule_audits() == 0 and sent == []

@@ -32,6 +32,7 @@ from typing import Any
 
 from googleapiclient.errors import HttpError
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from core import metrics
 from core.settings import Settings, get_settings
@@ -126,24 +127,26 @@ def _audit_chunk(
                 window_start=window_start,
                 window_end=window_end,
             )
-            _store(report, now())
             metrics.observe_audit("error")
             reports.append(report)
+        _store(reports, now())
         return reports
-    reports = []
-    for context in contexts:
-        report = _audit_one(
+    tables = _read_tables(contexts, window_start, window_end)
+    reports = [
+        _audit_one(
             context,
             answer,
             positions.get(context.calendar_id),
-            window_start,
-            window_end,
+            tables[context.calendar_id],
             settings,
-            now,
         )
-        if report.outcome == AuditOutcome.MISMATCH and heal:
-            report = _heal(context, report, settings, now)
-        reports.append(report)
+        for context in contexts
+    ]
+    _store(reports, now())
+    if heal:
+        for index, (context, report) in enumerate(zip(contexts, reports, strict=True)):
+            if report.outcome == AuditOutcome.MISMATCH:
+                reports[index] = _heal(context, report, settings, now)
     return reports
 
 
@@ -163,43 +166,42 @@ def _audit_one(
     context: CalendarContext,
     answer: dict[str, Any],
     position: str | None,
-    window_start: datetime,
-    window_end: datetime,
+    table: _Table,
     settings: Settings,
-    now: Callable[[], datetime],
 ) -> AuditReport:
+    """The verdict for one calendar (stored by the caller, with the chunk's)."""
     calendar_id = context.calendar_id
+    window_start, window_end = table.window
     report = AuditReport(
         calendar_id, AuditOutcome.DEFERRED, window_start=window_start, window_end=window_end
     )
     entry = (answer.get("calendars") or {}).get(context.google_calendar_id)
     if entry is None or entry.get("errors"):
         reason = (entry or {}).get("errors", [{}])[0].get("reason", "missing") if entry else ""
-        return _undecided(report, AuditOutcome.ERROR, f"freeBusy: {reason or 'missing'}", now)
+        return _undecided(report, AuditOutcome.ERROR, f"freeBusy: {reason or 'missing'}")
     try:
         google = [
             Interval(parse_rfc3339(item["start"]), parse_rfc3339(item["end"]))
             for item in entry.get("busy", [])
         ]
     except (KeyError, ValueError) as exc:
-        return _undecided(report, AuditOutcome.ERROR, f"freeBusy answer unreadable: {exc}", now)
+        return _undecided(report, AuditOutcome.ERROR, f"freeBusy answer unreadable: {exc}")
     if position is None:
-        return _undecided(report, AuditOutcome.DEFERRED, "not synced yet", now)
+        return _undecided(report, AuditOutcome.DEFERRED, "not synced yet")
 
-    table = _read_table(context, window_start, window_end)
     comparison = compare(table.ours.busy, google, window_start, window_end, table.ours.certain)
     if not comparison.matched:
         # A change in flight makes both sides differ for a moment: decide only if the table
         # is still at the position read before the request and Google has nothing newer.
         if table.positions != (position, position):
-            return _undecided(report, AuditOutcome.DEFERRED, "synced during the audit", now)
+            return _undecided(report, AuditOutcome.DEFERRED, "synced during the audit")
         changed = _changed_since(context, position, settings)
         if changed is None:
-            return _undecided(report, AuditOutcome.ERROR, "change check failed", now)
+            return _undecided(report, AuditOutcome.ERROR, "change check failed")
         if changed:
             # Apply what Google has (a lost notification is healed here), decide next time.
             sync_engine.sync_calendar(calendar_id, trigger="audit", force=True, settings=settings)
-            return _undecided(report, AuditOutcome.DEFERRED, "changed during the audit", now)
+            return _undecided(report, AuditOutcome.DEFERRED, "changed during the audit")
     report.outcome = AuditOutcome.MATCHED if comparison.matched else AuditOutcome.MISMATCH
     report.differences = differences_json(comparison.differences)
     report.differing_seconds = comparison.differing_seconds
@@ -210,7 +212,6 @@ def _audit_one(
         if comparison.tolerated_seconds
         else ""
     )
-    _store(report, now())
     metrics.observe_audit(str(report.outcome), comparison.differing_seconds)
     if not comparison.matched:
         log.warning(
@@ -222,12 +223,9 @@ def _audit_one(
     return report
 
 
-def _undecided(
-    report: AuditReport, outcome: AuditOutcome, detail: str, now: Callable[[], datetime]
-) -> AuditReport:
+def _undecided(report: AuditReport, outcome: AuditOutcome, detail: str) -> AuditReport:
     """No verdict: a row for the log and the schedule, never a mismatch."""
     report.outcome, report.detail = outcome, detail
-    _store(report, now())
     metrics.observe_audit(str(outcome))
     return report
 
@@ -239,12 +237,16 @@ def _error_words(exc: BaseException) -> str:
 
 def _positions(calendar_ids: list[int]) -> dict[int, str | None]:
     with session_scope() as session:
-        rows = session.execute(
-            select(SyncState.calendar_id, SyncState.sync_token).where(
-                SyncState.calendar_id.in_(calendar_ids)
-            )
+        return _positions_in(session, calendar_ids)
+
+
+def _positions_in(session: Session, calendar_ids: list[int]) -> dict[int, str | None]:
+    rows = session.execute(
+        select(SyncState.calendar_id, SyncState.sync_token).where(
+            SyncState.calendar_id.in_(calendar_ids)
         )
-        return {calendar_id: token for calendar_id, token in rows}
+    )
+    return {calendar_id: token for calendar_id, token in rows}
 
 
 def _changed_since(context: CalendarContext, position: str, settings: Settings) -> bool | None:
@@ -317,41 +319,48 @@ def _last_id(calendar_id: int) -> int:
 class _Table:
     ours: OurSide
     positions: tuple[str | None, str | None]  # sync position before and after the read
+    window: tuple[datetime, datetime]
 
 
-def _read_table(context: CalendarContext, window_start: datetime, window_end: datetime) -> _Table:
-    """The calendar's blocks and event facts in the window, with its sync position read
+def _read_tables(
+    contexts: list[CalendarContext], window_start: datetime, window_end: datetime
+) -> dict[int, _Table]:
+    """Each calendar's blocks and event facts in the window, with its sync position read
     before and after (a sync commits blocks and position together: equal positions mean
-    the rows are of that position, on any isolation level)."""
-    calendar_id = context.calendar_id
+    the rows are of that position, on any isolation level). One query of each kind for the
+    whole chunk."""
+    ids = [context.calendar_id for context in contexts]
+    blocks: dict[int, list[StoredBlock]] = defaultdict(list)
+    events: dict[int, list[EventFacts]] = defaultdict(list)
     with session_scope() as session:
-        before = session.scalar(
-            select(SyncState.sync_token).where(SyncState.calendar_id == calendar_id)
-        )
-        blocks = [
-            StoredBlock(key, start, end)
-            for key, start, end in session.execute(
-                select(BusyBlock.event_key, BusyBlock.start, BusyBlock.end).where(
-                    BusyBlock.calendar_id == calendar_id,
-                    BusyBlock.start < window_end,
-                    BusyBlock.end > window_start,
-                )
+        before = _positions_in(session, ids)
+        for calendar_id, key, start, end in session.execute(
+            select(
+                BusyBlock.calendar_id, BusyBlock.event_key, BusyBlock.start, BusyBlock.end
+            ).where(
+                BusyBlock.calendar_id.in_(ids),
+                BusyBlock.start < window_end,
+                BusyBlock.end > window_start,
             )
-        ]
-        events = [
-            _facts(row)
-            for row in session.scalars(
-                select(CalendarEvent).where(
-                    CalendarEvent.calendar_id == calendar_id,
-                    CalendarEvent.start < window_end,
-                    CalendarEvent.end > window_start,
-                )
+        ):
+            blocks[calendar_id].append(StoredBlock(key, start, end))
+        for row in session.scalars(
+            select(CalendarEvent).where(
+                CalendarEvent.calendar_id.in_(ids),
+                CalendarEvent.start < window_end,
+                CalendarEvent.end > window_start,
             )
-        ]
-        after = session.scalar(
-            select(SyncState.sync_token).where(SyncState.calendar_id == calendar_id)
+        ):
+            events[row.calendar_id].append(_facts(row))
+        after = _positions_in(session, ids)
+    return {
+        context.calendar_id: _Table(
+            our_busy(blocks[context.calendar_id], events[context.calendar_id], context.policy),
+            (before.get(context.calendar_id), after.get(context.calendar_id)),
+            (window_start, window_end),
         )
-    return _Table(our_busy(blocks, events, context.policy), (before, after))
+        for context in contexts
+    }
 
 
 def _facts(row: CalendarEvent) -> EventFacts:
@@ -370,10 +379,10 @@ def _facts(row: CalendarEvent) -> EventFacts:
     )
 
 
-def _store(report: AuditReport, at: datetime) -> None:
-    assert report.window_start is not None and report.window_end is not None
+def _store(reports: list[AuditReport], at: datetime) -> None:
+    """The chunk's audit rows, in one transaction ("skipped" calendars get none)."""
     with session_scope() as session:
-        session.add(
+        session.add_all(
             Audit(
                 calendar_id=report.calendar_id,
                 at=at,
@@ -388,4 +397,6 @@ def _store(report: AuditReport, at: datetime) -> None:
                 differing_seconds=report.differing_seconds,
                 policy_touched=report.policy_touched,
             )
+            for report in reports
+            if report.window_start is not None and report.window_end is not None
         )

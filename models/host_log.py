@@ -1,0 +1,61 @@
+"""Read queries behind the host's sync log, and the pruning of old sync runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from models.audits import Audit
+from models.calendars import Calendar, Channel
+from models.sync_runs import SyncRun
+
+MAX_LOG_ROWS = 5000  # a week of a busy host; the page says when it cut the list
+
+
+def host_runs(
+    session: Session, host_id: int, since: datetime, *, failures_only: bool = False
+) -> list[tuple[SyncRun, int]]:
+    """The host's sync runs since `since`, newest first, each with its calendar id."""
+    query = (
+        select(SyncRun, SyncRun.calendar_id)
+        .join(Calendar, Calendar.id == SyncRun.calendar_id)
+        .where(Calendar.host_id == host_id, SyncRun.started_at >= since)
+    )
+    if failures_only:
+        query = query.where(SyncRun.outcome.not_in(("ok", "running")))
+    rows = session.execute(
+        query.order_by(SyncRun.started_at.desc(), SyncRun.id.desc()).limit(MAX_LOG_ROWS)
+    )
+    return [(run, calendar_id) for run, calendar_id in rows]
+
+
+def host_channel_openings(session: Session, host_id: int, since: datetime) -> list[datetime]:
+    """When the host's watch channels were opened (first watch or renewal) since `since`."""
+    rows = session.scalars(
+        select(Channel.created_at)
+        .join(Calendar, Calendar.id == Channel.calendar_id)
+        .where(Calendar.host_id == host_id, Channel.created_at >= since)
+        .order_by(Channel.created_at)
+    )
+    return list(rows)
+
+
+def host_audits(session: Session, host_id: int, since: datetime) -> list[Audit]:
+    """The host's audits (busy table compared with Google's freeBusy) since `since`."""
+    return list(
+        session.scalars(
+            select(Audit)
+            .join(Calendar, Calendar.id == Audit.calendar_id)
+            .where(Calendar.host_id == host_id, Audit.at >= since)
+            .order_by(Audit.at.desc(), Audit.id.desc())
+            .limit(MAX_LOG_ROWS)
+        )
+    )
+
+
+def prune_sync_runs(session: Session, before: datetime) -> int:
+    """Delete sync runs started before `before` (CALSYNC_SYNC_RUN_RETENTION_DAYS)."""
+    result = session.execute(delete(SyncRun).where(SyncRun.started_at < before))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

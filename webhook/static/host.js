@@ -231,6 +231,15 @@
     if (event.key === "Escape" && popover && !popover.hidden) { closePopover(true); }
   });
 
+  // On a narrow screen the grid scrolls sideways: start with today in view.
+  (function showToday() {
+    var scroller = live.querySelector(".scroller");
+    var today = live.querySelector(".day.today");
+    if (scroller && today && scroller.scrollWidth > scroller.clientWidth) {
+      scroller.scrollLeft = Math.max(0, today.offsetLeft - 44);
+    }
+  })();
+
   // --- Refresh the banners, freshness and grid every few seconds (not while selecting).
   var refreshMs = (parseInt(live.getAttribute("data-refresh"), 10) || 3) * 1000;
   var stopped = false;

@@ -14,10 +14,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
+from click.testing import CliRunner
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from calsync.cli import cli
 from core.settings import Settings, SettingsError, configure
 from models import CalendarEvent, ManualBlock, SignInLink, SyncRun
 from models.host_log import prune_sync_runs
@@ -369,3 +371,14 @@ def test_retention_setting_is_read_and_checked() -> None:
 def test_status_page_offers_to_sign_in(client: FlaskClient, scene: Scene) -> None:
     html = client.get(f"/status/{scene.host_id}?token={scene.token}").get_data(as_text=True)
     assert "calsync hosts link" in html and 'href="/me"' in html
+
+
+def test_cli_hosts_link_prints_a_working_one_time_link(client: FlaskClient, scene: Scene) -> None:
+    result = CliRunner().invoke(cli, ["hosts", "link", str(scene.host_id)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    url = result.output.strip()
+    assert url.startswith("http://127.0.0.1:8000/sign-in/csl_")
+    assert client.get(urlsplit(url).path).status_code == 303
+    assert client.get("/me").status_code == 200
+    missing = CliRunner().invoke(cli, ["hosts", "link", "999999"])
+    assert missing.exit_code != 0 and "no host 999999" in missing.output

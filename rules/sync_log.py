@@ -36,6 +36,8 @@ def is_failure(outcome: str) -> bool:
 def seconds_text(milliseconds: int | None) -> str:
     if milliseconds is None:
         return "—"
+    if milliseconds < 1000:
+        return f"{milliseconds} ms"
     seconds = milliseconds / 1000
     if seconds < 10:
         return f"{seconds:.1f} s"

@@ -30,6 +30,7 @@ from flask.testing import FlaskClient
 from emulator import EmulatorServer
 from models import Calendar
 from models.db import session_scope
+from tests.factories import make_channel
 from tests.pipeline import conftest as pipeline
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_browser
 from tests.support.http_server import serving
@@ -149,6 +150,8 @@ def test_host_page_flows_in_chromium(
         calendar = session.get(Calendar, cal.calendar_id)
         assert calendar is not None
         calendar.summary = "Work"
+        # A live push channel (as the worker's watch opens one): the calendar reads "ok".
+        make_channel(session, calendar, expiration=datetime.now(UTC) + timedelta(days=5))
     assert sync_calendar(cal.calendar_id, force=True).status == "done"
 
     csp_problems: list[str] = []
@@ -172,6 +175,8 @@ def test_host_page_flows_in_chromium(
         page.goto(f"{base}/me?week={tomorrow.isoformat()}")
         day_column = page.locator(f'.slots[data-date="{tomorrow.isoformat()}"]')
         assert "09:00\u201310:00 Work" in day_column.inner_text()
+        assert "Work: synced" in page.locator(".freshness").inner_text()
+        assert page.locator(".banner").count() == 0
 
         # An event created at Google shows up in the open page by itself.
         planning = _timed(tomorrow, 10, 11, summary="Planning")

@@ -551,23 +551,57 @@ class LogRow:
     failed: bool
 
 
-def _log_rows(
-    host: Host, now: datetime, failures_only: bool
-) -> tuple[list[LogRow], list[RunFacts]]:
-    session = request_session()
+@dataclass(frozen=True)
+class LogFilter:
+    """`?failures=1` and `?calendar=ID` of the log and its CSV."""
+
+    failures_only: bool
+    calendar_id: int | None
+
+    def query(self, **extra: Any) -> dict[str, Any]:
+        """The filter as query arguments for a link (only what is set)."""
+        args: dict[str, Any] = {}
+        if self.failures_only:
+            args["failures"] = 1
+        if self.calendar_id is not None:
+            args["calendar"] = self.calendar_id
+        return {**args, **extra}
+
+
+def _log_filter(names: dict[int, str]) -> LogFilter:
+    calendar_text = request.args.get("calendar", "")
+    calendar_id = None
+    if calendar_text:
+        calendar_id = int(calendar_text) if calendar_text.isdigit() else -1
+        if calendar_id not in names:
+            raise ApiError(404, "not_found", "There is no such calendar on your page.")
+    return LogFilter(request.args.get("failures") == "1", calendar_id)
+
+
+def _calendar_names(host: Host) -> dict[int, str]:
+    return {
+        c.calendar_id: c.summary or c.google_calendar_id
+        for c in host_calendars(request_session(), host.id)
+    }
+
+
+def _log_rows(host: Host, now: datetime, names: dict[int, str], chosen: LogFilter) -> list[LogRow]:
     zone, _ = host_zone(host.time_zone)
     since = now - timedelta(days=LOG_DAYS)
-    names = {
-        c.calendar_id: c.summary or c.google_calendar_id for c in host_calendars(session, host.id)
-    }
+    found = host_runs(
+        request_session(),
+        host.id,
+        since,
+        failures_only=chosen.failures_only,
+        calendar_id=chosen.calendar_id,
+    )
     rows = []
-    for run, calendar_id in host_runs(session, host.id, since, failures_only=failures_only):
+    for run, calendar_id in found:
         error = None
         if run.error_code or run.error_message:
-            words, _fix = error_words(
+            error, _fix = error_words(
                 {"code": run.error_code or "", "message": run.error_message or ""}
             )
-            error = words
         facts = RunFacts(
             calendar=names.get(calendar_id, f"calendar {calendar_id}"),
             started_at=run.started_at,
@@ -589,8 +623,7 @@ def _log_rows(
                 is_failure(run.outcome),
             )
         )
-    all_facts = [row.facts for row in rows]
-    return rows, all_facts
+    return rows
 
 
 @host_pages.get("/me/log")
@@ -598,16 +631,14 @@ def sync_log() -> Response:
     host = _signed_in()
     now = datetime.now(UTC)
     zone, zone_name = host_zone(host.time_zone)
-    failures_only = request.args.get("failures") == "1"
+    names = _calendar_names(host)
+    chosen = _log_filter(names)
     since = now - timedelta(days=LOG_DAYS)
-    rows, _ = _log_rows(host, now, failures_only)
-    _all_rows, all_facts = (
-        _log_rows(host, now, False) if failures_only else (rows, [r.facts for r in rows])
-    )
+    rows = _log_rows(host, now, names, chosen)
+    # The summary covers every run of the chosen calendars, also when only failures show.
+    everything = LogFilter(False, chosen.calendar_id)
+    all_rows = _log_rows(host, now, names, everything) if chosen.failures_only else rows
     session = request_session()
-    names = {
-        c.calendar_id: c.summary or c.google_calendar_id for c in host_calendars(session, host.id)
-    }
     audits = [
         {
             "calendar": names.get(audit.calendar_id, str(audit.calendar_id)),
@@ -618,14 +649,17 @@ def sync_log() -> Response:
             else f"Differed from Google by {seconds_text(int(audit.differing_seconds * 1000))}",
         }
         for audit in host_audits(session, host.id, since)
+        if chosen.calendar_id in (None, audit.calendar_id)
     ]
+    renewals = host_channel_openings(session, host.id, since, calendar_id=chosen.calendar_id)
     html = render_template(
         "host_log.html",
         host=host,
         zone_name=zone_name,
         rows=rows,
-        failures_only=failures_only,
-        summary=week_summary(all_facts, host_channel_openings(session, host.id, since), zone),
+        chosen=chosen,
+        calendars=names,
+        summary=week_summary([row.facts for row in all_rows], renewals, zone),
         audits=audits,
         seconds_text=seconds_text,
         csrf_token=csrf_token(),
@@ -652,7 +686,8 @@ CSV_COLUMNS = (
 @host_pages.get("/me/log.csv")
 def sync_log_csv() -> Response:
     host = _signed_in()
-    rows, _ = _log_rows(host, datetime.now(UTC), request.args.get("failures") == "1")
+    names = _calendar_names(host)
+    rows = _log_rows(host, datetime.now(UTC), names, _log_filter(names))
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)

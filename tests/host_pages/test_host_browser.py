@@ -32,6 +32,7 @@ from models import Calendar
 from models.db import session_scope
 from tests.factories import make_channel
 from tests.pipeline import conftest as pipeline
+from tests.status_page.conftest import build_scene
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_browser
 from tests.support.http_server import serving
 from webhook import create_app
@@ -208,6 +209,13 @@ def test_host_page_flows_in_chromium(
         page.keyboard.press("Escape")
         assert popover.is_hidden()
 
+        # Click a start, then an end: the form holds that range.
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + 49.5 * QUARTER_PX)
+        popover.get_by_role("button", name="Start a block here").click()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + 51.5 * QUARTER_PX)
+        assert page.locator("#f-start").input_value() == "12:15"
+        assert page.locator("#f-end").input_value() == "13:00"
+
         # Drag-select 14:00-16:30 tomorrow and save: /busy has it at once.
         _drag(page, tomorrow, 56, 65)
         assert page.locator("#f-start").input_value() == "14:00"
@@ -286,3 +294,41 @@ def test_host_page_flows_in_chromium(
     assert not csp_problems, csp_problems
     # No address the browser asked for held a token, but the sign-in link itself.
     assert [url for url in requested if TOKEN.search(url)] == [base + urlsplit(link["url"]).path]
+
+
+def test_blocks_with_javascript_off(browser: Any, settings: Any, session: Any) -> None:
+    """The form path alone, in a phone-sized Chromium with JavaScript disabled: create,
+    edit and delete a block, each counted in /busy at once; then sign out."""
+    scene = build_scene(session, datetime.now(UTC))
+    app = create_app(settings)
+    client = app.test_client()
+    day = datetime.now(BERLIN).date() + timedelta(days=2)
+    context = browser.new_context(java_script_enabled=False, viewport={"width": 390, "height": 800})
+    page = context.new_page()
+    with serving(app) as base:
+        link = client.post(f"/v1/hosts/{scene.host_id}/sign-in-link", headers=ADMIN).get_json()
+        page.goto(base + urlsplit(link["url"]).path)
+        assert page.url == base + "/me"
+        page.fill("#f-date", day.isoformat())
+        page.select_option("#f-start", "07:15")
+        page.select_option("#f-end", "08:00")
+        page.fill("#f-note", "School run")
+        page.click("#save-block")
+        assert "Blocked " in page.locator(".flash").inner_text()
+        span = (_z(_local(day, 7, 15)), _z(_local(day, 8)))
+        assert span in _busy(client, scene.host_id, day)
+
+        page.locator("ul.blocks li", has_text="School run").get_by_role("link").click()
+        page.select_option("#f-end", "08:30")
+        page.get_by_role("button", name="Save changes").click()
+        assert "Block changed" in page.locator(".flash").inner_text()
+        assert (_z(_local(day, 7, 15)), _z(_local(day, 8, 30))) in _busy(client, scene.host_id, day)
+
+        page.locator("ul.blocks li", has_text="School run").get_by_role("button").click()
+        assert "deleted" in page.locator(".flash").inner_text()
+        assert _busy(client, scene.host_id, day) == []
+
+        page.get_by_role("button", name="Sign out").click()
+        assert "You are signed out" in page.locator("h1").inner_text()
+        assert page.goto(base + "/me").status == 401
+    context.close()

@@ -9,6 +9,7 @@ import csv
 import dataclasses
 import io
 from datetime import UTC, date, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -24,6 +25,7 @@ from core.settings import Settings, SettingsError, configure
 from models import CalendarEvent, ManualBlock, SignInLink, SyncRun
 from models.host_log import prune_sync_runs
 from tests.status_page.conftest import HOST_ZONE, Scene
+from webhook import create_app
 from worker.celery_factory import _beat_schedule
 from worker.tasks import prune_history
 
@@ -336,6 +338,14 @@ def test_log_lists_runs_filters_failures_and_downloads_csv(
     )
     assert [row["outcome"] for row in failed] == ["needs_reauth"]
 
+    # One calendar: its runs only, and its own summary; another host's calendar is 404.
+    work = client.get(f"/me/log?calendar={scene.healthy_id}").get_data(as_text=True)
+    assert "2 syncs, 0 failures" in work and "Family" not in work.split("<table")[1]
+    per_calendar = client.get(f"/me/log.csv?calendar={scene.reauth_id}").get_data(as_text=True)
+    assert [row["calendar"] for row in csv.DictReader(io.StringIO(per_calendar))] == ["Family"]
+    assert client.get("/me/log?calendar=999999").status_code == 404
+    assert client.get("/me/log?calendar=x").status_code == 404
+
 
 def test_beat_prunes_runs_past_the_retention_and_spent_links(
     session: Session, scene: Scene, settings: Settings, client: FlaskClient
@@ -382,3 +392,17 @@ def test_cli_hosts_link_prints_a_working_one_time_link(client: FlaskClient, scen
     assert client.get("/me").status_code == 200
     missing = CliRunner().invoke(cli, ["hosts", "link", "999999"])
     assert missing.exit_code != 0 and "no host 999999" in missing.output
+
+
+def test_the_cookie_is_secure_behind_https_and_lasts_30_days(
+    settings: Settings, scene: Scene
+) -> None:
+    app = create_app(dataclasses.replace(settings, public_url="https://calsync.example.com"))
+    client = app.test_client()
+    url = sign_in_link(client, scene.host_id)
+    assert url.startswith("https://calsync.example.com/sign-in/csl_")
+    answer = client.get(urlsplit(url).path)
+    cookie = answer.headers["Set-Cookie"]
+    assert "; Secure" in cookie and "HttpOnly" in cookie
+    expires = parsedate_to_datetime(cookie.split("Expires=")[1].split(";")[0])
+    assert abs(expires - (datetime.now(UTC) + timedelta(days=30))) < timedelta(minutes=1)

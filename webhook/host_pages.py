@@ -54,6 +54,7 @@ from rules.week_grid import (
     Span,
     clock_choices,
     clock_text,
+    local_midnight,
     local_range,
     monday_of,
     parse_clock,
@@ -215,6 +216,8 @@ class BlockForm:
     repeat_until: str
     errors: dict[str, str]
     block_id: int | None = None
+    # A block longer than its first local day (made with the API): this form cannot hold it.
+    spans_days: str = ""
 
 
 def _empty_form(default_day: date) -> BlockForm:
@@ -440,6 +443,22 @@ def _parse_form(form: BlockForm, allow_repeat: bool) -> ParsedBlock | BlockForm:
     return ParsedBlock(weekly_dates(day, until), start, end, form.note)
 
 
+def _utc_ranges(parsed: ParsedBlock, form: BlockForm, zone: Any) -> list[tuple] | BlockForm:
+    """Each day's [start, end) in UTC; the form with a problem when the clocks change inside
+    the range so that nothing (or less than nothing) is left of it that day."""
+    ranges = []
+    for day in parsed.days:
+        start, end = local_range(day, parsed.start_minutes, parsed.end_minutes, zone)
+        if end <= start:
+            problem = (
+                f"On {day.strftime('%a %d %b')} the clocks change and {form.start}\u2013"
+                f"{form.end} does not exist; pick another time."
+            )
+            return BlockForm(**{**form.__dict__, "errors": {"start": problem}})
+        ranges.append((start, end))
+    return ranges
+
+
 def _week_of(day_text: str, host: Host) -> date:
     zone, _ = host_zone(host.time_zone)
     return parse_week(day_text, datetime.now(UTC).astimezone(zone).date())
@@ -454,9 +473,11 @@ def create_block() -> BaseResponse:
     if isinstance(parsed, BlockForm):
         return _render_week(host, _week_of(form.day, host), parsed, 400)
     zone, _ = host_zone(host.time_zone)
+    ranges = _utc_ranges(parsed, form, zone)
+    if isinstance(ranges, BlockForm):
+        return _render_week(host, _week_of(form.day, host), ranges, 400)
     session = request_session()
-    for day in parsed.days:
-        start, end = local_range(day, parsed.start_minutes, parsed.end_minutes, zone)
+    for start, end in ranges:
         session.add(ManualBlock(host_id=host.id, start=start, end=end, note=parsed.note))
     session.commit()
     first = parsed.days[0]
@@ -478,6 +499,12 @@ def _own_block(host: Host, block_id: int) -> ManualBlock:
 def _form_of(block: ManualBlock, host: Host) -> BlockForm:
     zone, _ = host_zone(host.time_zone)
     day = block.start.astimezone(zone).date()
+    spans_days = ""
+    if block.end > local_midnight(day + timedelta(days=1), zone):
+        spans_days = (
+            f"{local_text(block.start, zone)} to {local_text(block.end, zone)}: longer than "
+            "one day, so this form cannot change it. Delete it here, or change it with the API."
+        )
     return BlockForm(
         day.isoformat(),
         clock_text(block.start, zone, day),
@@ -486,6 +513,7 @@ def _form_of(block: ManualBlock, host: Host) -> BlockForm:
         "",
         {},
         block.id,
+        spans_days,
     )
 
 
@@ -512,14 +540,19 @@ def update_block(block_id: int) -> BaseResponse:
     host = _signed_in()
     block = _own_block(host, block_id)
     check_csrf()
+    if _form_of(block, host).spans_days:
+        raise ApiError(
+            400, "spans_days", "This block is longer than a day; change it with the API."
+        )
     form = _form_from_request(block_id)
     parsed = _parse_form(form, allow_repeat=False)
     if isinstance(parsed, BlockForm):
         return _render_edit(host, parsed, 400)
     zone, _ = host_zone(host.time_zone)
-    block.start, block.end = local_range(
-        parsed.days[0], parsed.start_minutes, parsed.end_minutes, zone
-    )
+    ranges = _utc_ranges(parsed, form, zone)
+    if isinstance(ranges, BlockForm):
+        return _render_edit(host, ranges, 400)
+    block.start, block.end = ranges[0]
     block.note = parsed.note
     request_session().commit()
     flash(f"Block changed to {parsed.days[0].strftime('%a %d %b')} {form.start}\u2013{form.end}.")

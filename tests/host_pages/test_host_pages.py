@@ -406,3 +406,39 @@ def test_the_cookie_is_secure_behind_https_and_lasts_30_days(
     assert "; Secure" in cookie and "HttpOnly" in cookie
     expires = parsedate_to_datetime(cookie.split("Expires=")[1].split(";")[0])
     assert abs(expires - (datetime.now(UTC) + timedelta(days=30))) < timedelta(minutes=1)
+
+
+def test_a_time_the_clocks_skip_is_refused_not_a_500(
+    client: FlaskClient, scene: Scene, session: Session
+) -> None:
+    csrf = signed_in(client, scene.host_id)
+    # Berlin skips 02:00-03:00 on the last Sunday of March.
+    form = {"csrf_token": csrf, "date": "2027-03-28", "start": "02:00", "end": "03:00"}
+    answer = client.post("/me/blocks", data=form)
+    assert answer.status_code == 400
+    assert "the clocks change" in answer.get_data(as_text=True)
+    weekly = {**form, "date": "2027-03-21", "repeat_until": "2027-04-04"}
+    assert client.post("/me/blocks", data=weekly).status_code == 400
+    session.expire_all()
+    assert (
+        session.scalar(
+            select(ManualBlock.id).where(ManualBlock.start > datetime(2027, 1, 1, tzinfo=UTC))
+        )
+        is None
+    )
+
+
+def test_a_block_longer_than_a_day_is_not_cut_by_the_edit_form(
+    client: FlaskClient, scene: Scene, session: Session
+) -> None:
+    start = datetime.now(UTC) + timedelta(days=3)
+    block = ManualBlock(host_id=scene.host_id, start=start, end=start + timedelta(days=2), note="")
+    session.add(block)
+    session.commit()
+    csrf = signed_in(client, scene.host_id)
+    page = client.get(f"/me/blocks/{block.id}").get_data(as_text=True)
+    assert "longer than one day" in page and "Save changes" not in page
+    form = {"csrf_token": csrf, "date": start.date().isoformat(), "start": "09:00", "end": "10:00"}
+    assert client.post(f"/me/blocks/{block.id}", data=form).status_code == 400
+    session.expire_all()
+    assert session.get(ManualBlock, block.id).end == start + timedelta(days=2)

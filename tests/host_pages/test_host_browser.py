@@ -33,7 +33,7 @@ from models.db import session_scope
 from tests.factories import make_channel
 from tests.pipeline import conftest as pipeline
 from tests.status_page.conftest import build_scene
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_browser
+from tests.support.browser import launched_chromium
 from tests.support.http_server import serving
 from webhook import create_app
 from worker.sync_engine import sync_calendar
@@ -56,18 +56,9 @@ TOKEN = re.compile(r"cs[lf]?_[A-Za-z0-9_-]{20,}|token=")  # --q in webhook/stati
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    require_browser(
-        "host page browser test",
-        {"tests/clients/node_modules/axe-core (run `npm ci` in tests/clients)": AXE},
-    )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    axe = {"tests/clients/node_modules/axe-core (run `npm ci` in tests/clients)": AXE}
+    with launched_chromium("host page browser test", axe) as launched:
+        yield launched
 
 
 def _local(day: date, hour: int, minute: int = 0) -> datetime:

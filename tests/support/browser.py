@@ -4,7 +4,10 @@ outside CI a missing tool skips the test with a message naming it; in CI it fail
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,3 +41,17 @@ def require_browser(test_name: str, extra: dict[str, Path] | None = None) -> Non
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+@contextmanager
+def launched_chromium(test_name: str, extra: dict[str, Path] | None = None) -> Iterator[Any]:
+    """A headless Chromium browser (Playwright's `Browser`) for the length of the block."""
+    require_browser(test_name, extra)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

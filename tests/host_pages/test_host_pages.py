@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from calsync.cli import cli
+from core.logs import redact
 from core.settings import Settings, SettingsError, configure
 from models import CalendarEvent, ManualBlock, SignInLink, SyncRun
 from models.host_log import prune_sync_runs
@@ -442,3 +443,9 @@ def test_a_block_longer_than_a_day_is_not_cut_by_the_edit_form(
     assert client.post(f"/me/blocks/{block.id}", data=form).status_code == 400
     session.expire_all()
     assert session.get(ManualBlock, block.id).end == start + timedelta(days=2)
+
+
+def test_a_sign_in_link_in_an_access_log_line_is_masked(client: FlaskClient, scene: Scene) -> None:
+    path = urlsplit(sign_in_link(client, scene.host_id)).path
+    line = redact(f'127.0.0.1 - - "GET {path} HTTP/1.1" 303 -')
+    assert "csl_" not in line and "/sign-in/[redacted]" in line

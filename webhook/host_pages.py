@@ -33,6 +33,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from models import Host, ManualBlock
 from models.host_log import host_audits, host_channel_openings, host_runs
+from models.registry import rotate_feed_token
 from models.sign_in_links import LinkProblem, use_sign_in_link
 from models.status_view import (
     busy_by_calendar,
@@ -41,6 +42,7 @@ from models.status_view import (
     nonblocking_events,
 )
 from models.sync_status import calendar_status
+from rules.busy_feed import connection_values
 from rules.status_presenter import (
     CALENDAR_COLOURS,
     CalendarCard,
@@ -305,6 +307,8 @@ def _week_context(host: Host, monday: date, now: datetime) -> dict[str, Any]:
         "data_as_of_iso": now.isoformat(),
         "refresh_seconds": REFRESH_SECONDS,
         "csrf_token": csrf_token(),
+        "booking_tool": connection_values(app_settings().public_url, host.id, ""),
+        "has_feed_token": host.feed_token_hash is not None,
     }
 
 
@@ -571,6 +575,26 @@ def delete_block(block_id: int) -> BaseResponse:
     session.commit()
     flash(f"Block on {day.strftime('%a %d %b')} deleted.")
     return redirect(url_for("host_pages.week_view", week=day.isoformat()), code=303)
+
+
+# Booking tool --------------------------------------------------------------------------------
+
+
+@host_pages.post("/me/booking-tool")
+def new_booking_tool_password() -> Response:
+    """A new feed token (the booking tool's password), shown on this answer only: the old
+    one stops working, so a connected booking tool needs the new values."""
+    host = _signed_in()
+    check_csrf()
+    session = request_session()
+    token = rotate_feed_token(session, host)
+    session.commit()
+    log.info("host_feed_token_rotated host_id=%s by=session", host.id)
+    values = connection_values(app_settings().public_url, host.id, token)
+    html = render_template(
+        "host_booking_tool.html", host=host, values=values, csrf_token=csrf_token()
+    )
+    return _html(html)
 
 
 # Sync log ------------------------------------------------------------------------------------

@@ -223,6 +223,17 @@ HOST_PAGES: dict[str, Schema] = {
         "post": _host_page("Save one block from the edit form", _FORM, [_BLOCK_ID]),
     },
     "/me/blocks/{id}/delete": {"post": _host_page("Delete one block", _FORM, [_BLOCK_ID])},
+    "/me/booking-tool": {
+        "post": _host_page(
+            "A new booking-tool password (feed token), shown on this page only; the old one "
+            "stops working",
+            {
+                "200": "The new CalDAV and ICS values",
+                "400": "The form's CSRF token is missing or wrong",
+                **_SIGNED_OUT,
+            },
+        )
+    },
     "/me/log": {
         "get": _host_page(
             "The sync log of the last 7 days with the week's summary",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import re
 from datetime import UTC, date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
@@ -449,3 +450,19 @@ def test_a_sign_in_link_in_an_access_log_line_is_masked(client: FlaskClient, sce
     path = urlsplit(sign_in_link(client, scene.host_id)).path
     line = redact(f'127.0.0.1 - - "GET {path} HTTP/1.1" 303 -')
     assert "csl_" not in line and "/sign-in/[redacted]" in line
+
+
+def test_the_page_makes_a_new_booking_tool_password_once(client: FlaskClient, scene: Scene) -> None:
+    csrf = signed_in(client, scene.host_id)
+    week = client.get("/me").get_data(as_text=True)
+    assert "/dav/" in week and "Make a new password" in week and "csf_" not in week
+    assert client.post("/me/booking-tool", data={}).status_code == 400
+    answer = client.post("/me/booking-tool", data={"csrf_token": csrf})
+    assert answer.status_code == 200 and answer.headers["Cache-Control"] == "no-store"
+    page = answer.get_data(as_text=True)
+    password = re.search(r'id="caldav-password">(csf_[^<]+)<', page)
+    assert password and f"/feeds/{scene.host_id}/{password.group(1)}.ics" in page
+    # The old feed token stops; the new one opens the read-only status page.
+    assert client.get(f"/status/{scene.host_id}?token={scene.token}").status_code == 401
+    fresh = client.application.test_client()
+    assert fresh.get(f"/status/{scene.host_id}?token={password.group(1)}").status_code == 200

@@ -45,7 +45,14 @@ def sign_in(host: Host) -> None:
     session.permanent = True
     session["host"] = host.id
     session["epoch"] = host.session_epoch or 0
+    session["born"] = _born(host)
     session[CSRF_FIELD] = secrets.token_urlsafe(32)
+
+
+def _born(host: Host) -> int:
+    """When the host was created (microseconds): a database that reuses a deleted host's id
+    (SQLite may) must not hand the new host to the old host's cookie."""
+    return int(host.created_at.timestamp() * 1_000_000)
 
 
 def sign_out() -> None:
@@ -60,7 +67,11 @@ def session_host() -> Host | None:
     host_id, epoch = session.get("host"), session.get("epoch")
     if isinstance(host_id, int) and isinstance(epoch, int):
         found = request_session().get(Host, host_id)
-        if found is not None and (found.session_epoch or 0) == epoch:
+        if (
+            found is not None
+            and (found.session_epoch or 0) == epoch
+            and session.get("born") == _born(found)
+        ):
             host = found
     g.calsync_session_host = host
     return host

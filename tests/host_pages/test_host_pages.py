@@ -466,3 +466,13 @@ def test_the_page_makes_a_new_booking_tool_password_once(client: FlaskClient, sc
     assert client.get(f"/status/{scene.host_id}?token={scene.token}").status_code == 401
     fresh = client.application.test_client()
     assert fresh.get(f"/status/{scene.host_id}?token={password.group(1)}").status_code == 200
+
+
+def test_a_deleted_hosts_session_never_opens_a_new_host(client: FlaskClient, scene: Scene) -> None:
+    signed_in(client, scene.other_host_id)  # the newest host: SQLite may give its id again
+    assert client.delete(f"/v1/hosts/{scene.other_host_id}", headers=ADMIN).status_code == 204
+    assert client.get("/me").status_code == 401
+    # On SQLite the new host gets the deleted one's id (and the same session epoch, 0).
+    client.post("/v1/hosts", json={"name": "Newcomer"}, headers=ADMIN)
+    answer = client.get("/me")
+    assert answer.status_code == 401 and "Newcomer" not in answer.get_data(as_text=True)

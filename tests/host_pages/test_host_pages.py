@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from calsync.cli import cli
 from core.logs import redact
 from core.settings import Settings, SettingsError, configure
-from models import CalendarEvent, ManualBlock, SignInLink, SyncRun
+from models import Audit, CalendarEvent, ManualBlock, SignInLink, SyncRun
 from models.host_log import prune_sync_runs
 from tests.status_page.conftest import HOST_ZONE, Scene
 from webhook import create_app
@@ -476,3 +476,42 @@ def test_a_deleted_hosts_session_never_opens_a_new_host(client: FlaskClient, sce
     client.post("/v1/hosts", json={"name": "Newcomer"}, headers=ADMIN)
     answer = client.get("/me")
     assert answer.status_code == 401 and "Newcomer" not in answer.get_data(as_text=True)
+
+
+def test_log_shows_the_calendars_audits(
+    client: FlaskClient, scene: Scene, session: Session
+) -> None:
+    now = datetime.now(UTC)
+    window = {"window_start": now, "window_end": now + timedelta(days=14)}
+    session.add_all(
+        [
+            Audit(
+                calendar_id=scene.healthy_id,
+                at=now - timedelta(hours=2),
+                matched=True,
+                outcome="matched",
+                **window,
+            ),
+            Audit(
+                calendar_id=scene.lagging_id,
+                at=now - timedelta(hours=1),
+                matched=False,
+                outcome="mismatch",
+                differing_seconds=1800.0,
+                **window,
+            ),
+            Audit(
+                calendar_id=scene.healthy_id,
+                at=now - timedelta(days=9),
+                matched=True,
+                outcome="matched",
+                **window,
+            ),
+        ]
+    )
+    session.commit()
+    signed_in(client, scene.host_id)
+    audits = client.get("/me/log").get_data(as_text=True).split('id="audits"')[1]
+    assert audits.count("<li>") == 2
+    assert "Work · Matched Google (matched)" in audits
+    assert "Side project · Differed from Google by 30 min (mismatch)" in audits

@@ -142,7 +142,7 @@ def _host_page(
     parameters: list[Schema] | None = None,
     content: str = "text/html",
 ) -> Schema:
-    """A host page (webhook/host_pages.py): the session cookie from a sign-in link, no bearer."""
+    """A host page (webhook/host_pages/): the session cookie from a sign-in link, no bearer."""
     responses: Schema = {
         status: {
             "description": words,

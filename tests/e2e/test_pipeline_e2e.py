@@ -233,7 +233,7 @@ def test_wrong_token_on_a_real_channel_changes_nothing(live: Stack) -> None:
 
 
 def test_a_google_change_reaches_the_open_week_view(live: Stack) -> None:
-    """The host's page (webhook/host_pages.py) open in Chromium: an event created at Google
+    """The host's page (webhook/host_pages/) open in Chromium: an event created at Google
     reaches its week view through the whole path (push to gunicorn, a worker's sync, the
     page's own refresh) within seconds, and its deletion too. Here, not in a module of its
     own, to share this module's running stack."""

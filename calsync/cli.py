@@ -123,6 +123,25 @@ def hosts_feeds(host_id: int) -> None:
     click.echo(json.dumps(connection_values(get_settings().public_url, host_id, token)))
 
 
+@hosts.command("link")
+@click.argument("host_id", type=int)
+@with_appcontext
+def hosts_link(host_id: int) -> None:
+    """A one-time sign-in link to the host's own page (week view, blocks, sync log): good
+    for 15 minutes, once; the browser that opens it stays signed in for 30 days."""
+    from core.settings import get_settings
+    from models.db import session_scope
+    from models.hosts import Host
+    from models.sign_in_links import issue_sign_in_link, sign_in_url
+
+    with session_scope() as session:
+        host = session.get(Host, host_id)
+        if host is None:
+            raise click.ClickException(f"no host {host_id}")
+        token = issue_sign_in_link(session, host, datetime.now(UTC))
+    click.echo(sign_in_url(get_settings().public_url, token))
+
+
 # The earlier name of the same command.
 hosts.add_command(hosts_feeds, "feed-token")
 

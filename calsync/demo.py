@@ -197,6 +197,32 @@ class Demo:
         enqueue_watch(self.calendar_id)
         return DEMO_ACCOUNT
 
+    def print_host_links(self) -> None:
+        """The host's sign-in link (open it to watch the changes land in the week view) and
+        what a booking tool needs to read the busy time."""
+        from core.settings import get_settings
+        from models.db import session_scope
+        from models.hosts import Host
+        from models.registry import rotate_feed_token
+        from models.sign_in_links import issue_sign_in_link, sign_in_url
+        from rules.busy_feed import connection_values
+
+        public_url = get_settings().public_url
+        with session_scope() as session:
+            host = session.get(Host, self.host_id)
+            assert host is not None
+            link = issue_sign_in_link(session, host, datetime.now(UTC))
+            feed_token = rotate_feed_token(session, host)
+        assert self.host_id is not None
+        values = connection_values(public_url, self.host_id, feed_token)
+        click.echo("\nThe host's own page (week view, blocks by the hour, sync log):")
+        click.echo(f"  sign in  {sign_in_url(public_url, link)}  (once, within 15 minutes)")
+        click.echo("Booking-tool values (Cal.com: CalDAV; others: the ICS feed):")
+        click.echo(f"  CalDAV URL {values['caldavUrl']}")
+        click.echo(f"  username   {values['username']}")
+        click.echo(f"  password   {values['password']}")
+        click.echo(f"  ICS feed   {values['icsUrl']}")
+
     # --- observing ----------------------------------------------------------------------
 
     def _check_processes(self) -> None:
@@ -311,6 +337,7 @@ def run_demo(web_port: int = 8000, emulator_port: int = 0, keep_running: bool = 
         click.echo("calsync demo: starting emulator, web, worker and beat ...")
         demo.start()
         calendar = demo.attach()
+        demo.print_host_links()
         click.echo(f"\nAttached Google calendar {calendar!r}; first full sync ...")
         demo.wait_applied(0, "the first full sync")
         demo.wait_watching()

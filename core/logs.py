@@ -4,7 +4,8 @@ and run ids of the work in progress bound through a context variable.
 Every line also passes a redaction step, so a bearer token, an OAuth token or a client
 secret that some library puts into a message is masked before it is written: also a
 `token=` in a logged URL (access logs, request errors), calsync's own tokens by their shape
-(`cs_…` API tokens, `csf_…` feed tokens, see models/registry.py) wherever they appear, and
+(`cs_…` API tokens, `csf_…` feed tokens, `csl_…` sign-in links; see models/registry.py and
+models/sign_in_links.py) wherever they appear, and
 all of these inside quoted JSON (`\"refresh_token\": \"…\"` in a JSON line).
 """
 
@@ -35,8 +36,9 @@ _SECRET_PATTERNS = (
         rf"{_QUOTE}?\s*[:=]\s*{_QUOTE}?)"
         r"[^\s'\",&}\\]+"
     ),
-    # calsync's own tokens by shape: cs_ (API) and csf_ (feed) + 43 URL-safe characters.
-    re.compile(r"(?<![0-9A-Za-z_-])csf?_[0-9A-Za-z_-]{20,}"),
+    # calsync's own tokens by shape: cs_ (API), csf_ (feed) and csl_ (sign-in link, in an
+    # access log's path) + 43 URL-safe characters.
+    re.compile(r"(?<![0-9A-Za-z_-])cs[fl]?_[0-9A-Za-z_-]{20,}"),
     re.compile(r"ya29\.[0-9A-Za-z._-]+"),  # Google access tokens
     re.compile(r"1//[0-9A-Za-z._-]{10,}"),  # Google refresh tokens
 )

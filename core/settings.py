@@ -158,6 +158,11 @@ class Settings:
     # Earlier keys, comma-separated, newest first: still decrypt, never encrypt (rotation).
     secret_key_previous: str | None = None
     admin_token: str | None = None
+    # Signs the host pages' session cookie; unset: derived from SECRET_KEY (its own purpose),
+    # so rotating either signs everyone out.
+    session_secret: str | None = None
+    # Sync runs older than this many days are deleted by beat (the host's log shows 7).
+    sync_run_retention_days: int = 30
     # When set, GET /metrics needs it as a bearer token (401 otherwise).
     metrics_token: str | None = None
     alert_webhook_url: str | None = None
@@ -297,6 +302,8 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "secret_key": _strong_key,
     "secret_key_previous": _key_list,
     "admin_token": _text,
+    "session_secret": _strong_key,
+    "sync_run_retention_days": lambda name, raw: _int_in_range(name, raw, 7, 3650),
     "metrics_token": _text,
     "alert_webhook_url": _url(("http", "https")),
     "alert_format": lambda name, raw: _choice(name, raw, ("slack", "pagerduty")),

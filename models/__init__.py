@@ -9,7 +9,7 @@ from models.audits import Audit, AuditOutcome
 from models.base import Base, utcnow
 from models.calendars import Calendar, Channel, SyncState
 from models.events import BusyBlock, CalendarEvent
-from models.hosts import Host, ManualBlock, UsedOAuthState
+from models.hosts import Host, ManualBlock, SignInLink, UsedOAuthState
 from models.sync_runs import SyncKind, SyncOutcome, SyncRun, SyncRunRecord
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "GoogleAccount",
     "Host",
     "ManualBlock",
+    "SignInLink",
     "SyncKind",
     "SyncOutcome",
     "SyncRun",

@@ -20,7 +20,7 @@ from models.credentials_box import (
     validate_authorized_user,
 )
 from models.events import BusyBlock, CalendarEvent
-from models.hosts import Host, ManualBlock
+from models.hosts import Host, ManualBlock, SignInLink
 from models.sync_runs import SyncRun
 
 # Token prefixes say what a token is when one turns up somewhere (and let core.logs mask
@@ -56,6 +56,9 @@ def rotate_api_token(session: Session, host: Host) -> str:
     """A new API token for the host; the old one stops working with this commit."""
     token = new_api_token()
     host.api_token_hash = hash_api_token(token)
+    # Signs the host out of its pages everywhere too: a leaked token is rotated, and so
+    # is anything a holder of it may have opened.
+    host.session_epoch = (host.session_epoch or 0) + 1
     session.flush()
     return token
 
@@ -107,6 +110,7 @@ def delete_host(session: Session, host_id: int) -> dict[int, AccountStops] | Non
     session.execute(delete(Calendar).where(Calendar.host_id == host_id))
     session.execute(delete(GoogleAccount).where(GoogleAccount.host_id == host_id))
     session.execute(delete(ManualBlock).where(ManualBlock.host_id == host_id))
+    session.execute(delete(SignInLink).where(SignInLink.host_id == host_id))
     alert_keys = [f"calsync/calendar-failing/{c}" for c in calendar_ids] + [
         f"calsync/needs-reauth/{a}" for a in account_ids
     ]

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from models.busy_queries import calendar_blocks
 from models.calendars import Calendar
+from models.events import CalendarEvent
 from models.hosts import ManualBlock
 from rules.intervals import Interval, clip, merge
 
@@ -70,3 +71,44 @@ def manual_blocks_with_notes(
         .order_by(ManualBlock.start, ManualBlock.id)
     )
     return [NotedBlock(block_id, start, end, note or "") for block_id, start, end, note in rows]
+
+
+@dataclass(frozen=True)
+class NonBlockingEvent:
+    """An event that does not block bookings, with the reason code (rules.busy_rules)."""
+
+    calendar_id: int
+    start: datetime
+    end: datetime
+    summary: str | None
+    reason: str
+
+
+def nonblocking_events(
+    session: Session, calendar_ids: list[int], time_min: datetime, time_max: datetime
+) -> list[NonBlockingEvent]:
+    """Events in the window that do not block (Free, declined, ...), cancelled ones left out."""
+    if not calendar_ids:
+        return []
+    rows = session.execute(
+        select(
+            CalendarEvent.calendar_id,
+            CalendarEvent.start,
+            CalendarEvent.end,
+            CalendarEvent.summary,
+            CalendarEvent.decision,
+        )
+        .where(
+            CalendarEvent.calendar_id.in_(calendar_ids),
+            CalendarEvent.decision.not_in(("busy", "cancelled")),
+            CalendarEvent.start < time_max,
+            CalendarEvent.end > time_min,
+        )
+        .order_by(CalendarEvent.start, CalendarEvent.id)
+        .limit(2000)
+    )
+    return [
+        NonBlockingEvent(calendar_id, start, end, summary, reason)
+        for calendar_id, start, end, summary, reason in rows
+        if start is not None and end is not None
+    ]

@@ -334,6 +334,11 @@ def _lag_words(lag_seconds: float | None) -> str:
     return f"{duration_words(lag_seconds)} since the first unapplied change"
 
 
+def error_words(last_error: dict[str, str] | None) -> tuple[str | None, str | None]:
+    """An error code (and Google's message) as what happened and what to do, in words."""
+    return _error_words(last_error)
+
+
 def _error_words(last_error: dict[str, str] | None) -> tuple[str | None, str | None]:
     if not last_error:
         return None, None

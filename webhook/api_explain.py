@@ -133,11 +133,14 @@ def _summary(at_text: str, items: list[dict], calendars: list[dict]) -> str:
 def explain(host_id: int) -> Response:
     host = require_host(host_id)
     query = parse_query(ExplainQuery)
-    at = query.at
-    margin = timedelta(minutes=query.margin_minutes)
+    return jsonify(explain_answer(host.id, query.at, timedelta(minutes=query.margin_minutes)))
+
+
+def explain_answer(host_id: int, at: datetime, margin: timedelta) -> dict[str, Any]:
+    """The explain answer for `at` ± `margin` (also the host page's "why is this free")."""
     session = request_session()
     now = datetime.now(UTC)
-    calendar_ids = [c.id for c in host_calendars(session, host.id)]
+    calendar_ids = [c.id for c in host_calendars(session, host_id)]
     events = session.scalars(
         select(CalendarEvent)
         .where(
@@ -150,7 +153,7 @@ def explain(host_id: int) -> Response:
     blocks = session.scalars(
         select(ManualBlock)
         .where(
-            ManualBlock.host_id == host.id,
+            ManualBlock.host_id == host_id,
             _overlaps(ManualBlock.start, ManualBlock.end, at, margin),
         )
         .order_by(ManualBlock.start, ManualBlock.id)
@@ -161,16 +164,14 @@ def explain(host_id: int) -> Response:
     items = [item for *_key, item in sorted(ordered, key=lambda row: row[:3])]
     horizon_days = app_settings().sync_horizon_days
     calendars = [
-        {**c, **_coverage(c, at, now, horizon_days)} for c in host_freshness(session, host.id, now)
+        {**c, **_coverage(c, at, now, horizon_days)} for c in host_freshness(session, host_id, now)
     ]
     at_text = format_rfc3339(at)
-    return jsonify(
-        {
-            "at": at_text,
-            "marginMinutes": int(margin.total_seconds() // 60),
-            "busy": any(item["busy"] and item["coversAt"] for item in items),
-            "summary": _summary(at_text, items, calendars),
-            "items": items,
-            "calendars": calendars,
-        }
-    )
+    return {
+        "at": at_text,
+        "marginMinutes": int(margin.total_seconds() // 60),
+        "busy": any(item["busy"] and item["coversAt"] for item in items),
+        "summary": _summary(at_text, items, calendars),
+        "items": items,
+        "calendars": calendars,
+    }

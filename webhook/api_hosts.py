@@ -19,6 +19,7 @@ from flask import Blueprint, Response, jsonify
 from models import Host
 from models.busy_block_writer import redecide_host_events
 from models.registry import create_host, delete_host, rotate_api_token, rotate_feed_token
+from models.sign_in_links import LINK_LIFETIME, issue_sign_in_link, sign_in_url
 from rules.busy_feed import connection_values
 from rules.busy_rules import BusyPolicy
 from webhook.api_input import bad_field, parse_body
@@ -95,6 +96,26 @@ def new_feed_token(host_id: int) -> Response:
     session.commit()
     log.info("host_feed_token_rotated host_id=%s", host_id)
     return _with_token(jsonify(connection_values(app_settings().public_url, host_id, token)))
+
+
+@api_hosts.post(HOST_PATH + "/sign-in-link")
+def new_sign_in_link(host_id: int) -> tuple[Response, int]:
+    """A one-time sign-in link to the host's own pages (admin): good for 15 minutes, once.
+    Give it to the host; opening it signs that browser in for 30 days."""
+    require_admin()
+    host = request_session().get(Host, host_id)
+    if host is None:
+        raise ApiError(404, "not_found", f"No host {host_id}.")
+    now = datetime.now(UTC)
+    token = issue_sign_in_link(request_session(), host, now)
+    request_session().commit()
+    log.info("host_sign_in_link_issued host_id=%s", host_id)
+    answer = {
+        "id": host_id,
+        "url": sign_in_url(app_settings().public_url, token),
+        "expiresAt": format_rfc3339(now + LINK_LIFETIME),
+    }
+    return _with_token(jsonify(answer)), 201
 
 
 @api_hosts.delete(HOST_PATH)

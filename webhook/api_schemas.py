@@ -407,6 +407,14 @@ class TokenRotated(Answer):
     )
 
 
+class SignInLink(Answer):
+    """A one-time sign-in link to the host's own pages: good for 15 minutes, once."""
+
+    id: int
+    url: str = Field(description="Open in the host's browser: signs it in for 30 days")
+    expires_at: str = Field(description="RFC 3339; the link stops working then, used or not")
+
+
 class FeedToken(Answer):
     """A new feed token (the old one stops working), with what a booking tool needs to read
     the host's busy time: the CalDAV account and the ICS feed URL. Shown only this once."""

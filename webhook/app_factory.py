@@ -8,7 +8,7 @@ from flask import Flask
 
 from core.settings import Settings, configure, get_settings
 from models.startup import prepare_process
-from webhook import request_scope
+from webhook import host_session, request_scope
 from webhook.api_blocks import api_blocks
 from webhook.api_busy import api_busy
 from webhook.api_calendars import api_calendars
@@ -17,6 +17,7 @@ from webhook.api_hosts import api_hosts
 from webhook.caldav import caldav
 from webhook.errors import register_error_handlers
 from webhook.health import health
+from webhook.host_pages import host_pages
 from webhook.ics_feed import ics_feed
 from webhook.metrics_view import metrics_blueprint
 from webhook.oauth_connect import oauth_connect
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         TRAP_BAD_REQUEST_ERRORS=False,
     )
     request_scope.init_app(app, settings)
+    host_session.init_app(app, settings)
     register_error_handlers(app)
     app.register_blueprint(push_receiver)
     app.register_blueprint(health)
@@ -61,6 +63,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         metrics_blueprint,
         ics_feed,
         caldav,
+        host_pages,
     ):
         app.register_blueprint(blueprint)
     return app

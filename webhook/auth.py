@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, select
 from models import Calendar, Host
 from models.registry import FEED_TOKEN_PREFIX, hash_api_token
 from webhook.errors import ApiError
+from webhook.host_session import session_host
 from webhook.request_scope import app_settings, request_session
 
 _HOST_BY_TOKEN_HASH = select(Host).where(Host.api_token_hash == bindparam("hash"))
@@ -113,11 +114,15 @@ class PageAccess:
 
 def page_access(host_id: int) -> PageAccess:
     """Access to a page of `host_id` opened in a browser: a bearer header (admin or the
-    host's API token), else `?token=` holding this host's feed token. 401 without a valid
-    one, 404 for another host's feed token."""
+    host's API token), else `?token=` holding this host's feed token, else the host's
+    signed-in session (webhook/host_session.py). 401 without a valid one, 404 for another
+    host's feed token."""
     if request.headers.get("Authorization"):
         return PageAccess(require_host(host_id), None)
     token = url_token()
+    signed_in = session_host() if token is None else None
+    if signed_in is not None and signed_in.id == host_id:
+        return PageAccess(signed_in, None)
     if token is None:
         raise ApiError(
             401,

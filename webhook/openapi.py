@@ -136,6 +136,122 @@ def operation(
     return op
 
 
+def _host_page(
+    summary: str,
+    answers: dict[str, str],
+    parameters: list[Schema] | None = None,
+    content: str = "text/html",
+) -> Schema:
+    """A host page (webhook/host_pages/): the session cookie from a sign-in link, no bearer."""
+    responses: Schema = {
+        status: {
+            "description": words,
+            "content": {content if status[0] == "2" else "text/html": {"schema": STRING}},
+        }
+        for status, words in answers.items()
+    }
+    op: Schema = {
+        "summary": summary,
+        "tags": ["host pages"],
+        "security": [],
+        "responses": responses,
+    }
+    if parameters:
+        op["parameters"] = parameters
+    return op
+
+
+_SIGNED_OUT = {"401": "Not signed in, or the session ended (a page saying how to sign in)"}
+_FORM = {
+    "303": "Saved; redirects to the week (POST, then redirect, then GET)",
+    "400": "A problem with the form (the page again, with the problem next to the field), or "
+    "the form's CSRF token is missing or wrong",
+    "404": "No such block of the signed-in host",
+    **_SIGNED_OUT,
+}
+_BLOCK_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+
+HOST_PAGES: dict[str, Schema] = {
+    "/sign-in/{token}": {
+        "get": _host_page(
+            "Use a one-time sign-in link: sets the session cookie and redirects to /me",
+            {
+                "303": "Signed in; redirects to /me (no token in that address)",
+                "404": "Not a sign-in link (a page saying what to do)",
+                "410": "Expired or already used (a page saying what to do)",
+            },
+            [{"name": "token", "in": "path", "required": True, "schema": STRING}],
+        )
+    },
+    "/sign-out": {"post": _host_page("End this browser's session", {"200": "Signed out", **_FORM})},
+    "/me": {
+        "get": _host_page(
+            "The week view: busy time by source, freshness, the block form",
+            {"200": "The page", **_SIGNED_OUT},
+            [query("week", STRING, "any day of the week to show, YYYY-MM-DD (default: this week)")],
+        )
+    },
+    "/me/live": {
+        "get": _host_page(
+            "The week view's live part (banners, freshness, grid), re-fetched by the page",
+            {"200": "An HTML fragment", **_SIGNED_OUT},
+            [query("week", STRING, "YYYY-MM-DD")],
+        )
+    },
+    "/me/explain": {
+        "get": _host_page(
+            "Why a quarter hour is (not) free: the events there and their reasons",
+            {
+                "200": "JSON: slot, busy, items[{title, busy, short, explanation}]",
+                "400": "Bad date or time",
+                **_SIGNED_OUT,
+            },
+            [
+                query("date", STRING, "YYYY-MM-DD", True),
+                query("time", STRING, "HH:MM on a quarter hour", True),
+            ],
+            content="application/json",
+        )
+    },
+    "/me/blocks": {"post": _host_page("New manual block(s) from the form (form-encoded)", _FORM)},
+    "/me/blocks/{id}": {
+        "get": _host_page(
+            "The edit form of one block",
+            {"200": "The page", "404": _FORM["404"], **_SIGNED_OUT},
+            [_BLOCK_ID],
+        ),
+        "post": _host_page("Save one block from the edit form", _FORM, [_BLOCK_ID]),
+    },
+    "/me/blocks/{id}/delete": {"post": _host_page("Delete one block", _FORM, [_BLOCK_ID])},
+    "/me/booking-tool": {
+        "post": _host_page(
+            "A new booking-tool password (feed token), shown on this page only; the old one "
+            "stops working",
+            {
+                "200": "The new CalDAV and ICS values",
+                "400": "The form's CSRF token is missing or wrong",
+                **_SIGNED_OUT,
+            },
+        )
+    },
+    "/me/log": {
+        "get": _host_page(
+            "The sync log of the last 7 days with the week's summary",
+            {"200": "The page", **_SIGNED_OUT},
+            [query("failures", STRING, "`1`: failed runs only")],
+        )
+    },
+    "/me/log.csv": {
+        "get": _host_page(
+            "The sync log as CSV",
+            {"200": "CSV, one row per run", **_SIGNED_OUT},
+            [query("failures", STRING, "`1`: failed runs only")],
+            content="text/csv",
+        )
+    },
+}
+
+
 def _dav_operations(summary: str, parameters: list[Schema]) -> Schema:
     """WebDAV routes: OpenAPI 3.1 cannot name PROPFIND or REPORT, so the summary does; the
     HTTP methods it can name are listed (GET reads, the writes answer 403)."""
@@ -195,6 +311,15 @@ PATHS: dict[str, Schema] = {
             "Rotate the host's API token (admin or the host): the old one stops at once, the "
             "new one is shown only in this answer",
             {"200": ok(schemas.TokenRotated)},
+            tags=["hosts"],
+            parameters=[HOST],
+        )
+    },
+    "/v1/hosts/{host}/sign-in-link": {
+        "post": operation(
+            "A one-time sign-in link to the host's own pages (admin): good for 15 minutes, "
+            "once; opening it signs that browser in for 30 days",
+            {"201": ok(schemas.SignInLink, "The link (shown only in this answer)")},
             tags=["hosts"],
             parameters=[HOST],
         )
@@ -330,6 +455,7 @@ PATHS: dict[str, Schema] = {
             },
         }
     },
+    **HOST_PAGES,
     "/feeds/{host}/{feed_file}": {
         "get": {
             "summary": "The host's busy time as an ICS feed (iCalendar): one VEVENT per busy "

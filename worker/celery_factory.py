@@ -121,6 +121,11 @@ def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": str(TaskNames.SCHEDULE_AUDITS),
             "schedule": audit_check_seconds(settings.audit_seconds),
         },
+        "prune-history": {
+            # Sync runs past CALSYNC_SYNC_RUN_RETENTION_DAYS and spent sign-in links.
+            "task": str(TaskNames.PRUNE_HISTORY),
+            "schedule": 3600.0,
+        },
         "safety-net-sync": {
             "task": str(TaskNames.SAFETY_NET),
             # Often enough that the ±25% spread of short poll intervals is honoured.

@@ -22,6 +22,7 @@ class TaskNames(StrEnum):
     EVALUATE_ALERTS = "calsync.evaluate_alerts"
     AUDIT_CALENDARS = "calsync.audit_calendars"
     SCHEDULE_AUDITS = "calsync.schedule_audits"
+    PRUNE_HISTORY = "calsync.prune_history"
 
 
 # Tasks about one calendar: their first argument is its id (bound to their log lines).

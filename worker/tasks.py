@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import logging
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from celery import Task
 
 from core.settings import Settings, get_settings
 from models.audits import audit_candidates
 from models.db import session_scope
+from models.host_log import prune_sync_runs
+from models.sign_in_links import prune_sign_in_links
 from models.sync_flags import forgotten_dirty, schedule_candidates
 from rules import sync_schedule
 from rules.audit import audit_check_seconds, due_by_account, undecided_retry_seconds
@@ -210,3 +212,17 @@ def schedule_audits() -> int:
     for calendar_ids in due.values():
         enqueue_audit(calendar_ids, reason="schedule")
     return sum(len(ids) for ids in due.values())
+
+
+@app.task(name=str(TaskNames.PRUNE_HISTORY), max_retries=0)
+def prune_history() -> dict[str, int]:
+    """Delete sync runs older than CALSYNC_SYNC_RUN_RETENTION_DAYS and sign-in links that
+    expired over a day ago (the host's log shows 7 days; the retention is for the operator)."""
+    now = datetime.now(UTC)
+    keep = timedelta(days=get_settings().sync_run_retention_days)
+    with session_scope() as session:
+        runs = prune_sync_runs(session, now - keep)
+        links = prune_sign_in_links(session, now)
+    if runs or links:
+        log.info("history_pruned sync_runs=%s sign_in_links=%s", runs, links)
+    return {"syncRuns": runs, "signInLinks": links}

@@ -92,15 +92,19 @@ def test_every_operation_documents_its_errors(client) -> None:
         for method, operation in operations.items():
             responses = operation["responses"]
             assert {"400", "401", "404", "default"} <= set(responses), (method, path)
-            # POSTs without a body are actions on their path (issue a new token, audit).
-            bodyless = method in ("get", "delete") or path.endswith(("token", "/audit"))
+            # POSTs without a body are actions on their path (issue a new token or sign-in
+            # link, audit).
+            bodyless = method in ("get", "delete") or path.endswith(
+                ("token", "/audit", "/sign-in-link")
+            )
             assert "requestBody" in operation or bodyless, (method, path)
 
 
 # Operations schemathesis drives: the /v1 API, the plain JSON endpoints, and the pages a
 # browser opens with a token in the URL (status page, connect flow with its callback). The
-# Google push receiver and /metrics have their own tests (headers, exposition format).
-FUZZED_PATHS = r"^/(v1/|openapi\.json$|healthz$|status/|connect/|feeds/)"
+# Google push receiver and /metrics have their own tests (headers, exposition format). The
+# host pages are fuzzed without a session (a bearer header does not open them).
+FUZZED_PATHS = r"^/(v1/|openapi\.json$|healthz$|status/|connect/|feeds/|me\b|sign-)"
 
 
 def _steer(case, hosts: TwoHosts, pick: int) -> None:
@@ -139,7 +143,7 @@ def test_api_matches_its_document(settings, db, hosts, tasks) -> None:
     # Deleting a seeded host last, so the other operations keep reaching real rows.
     operations.sort(key=lambda op: (op.method.upper(), op.path) == ("DELETE", "/v1/hosts/{host}"))
     assert len(operations) >= 20
-    assert {"/status/{host}", "/connect/google", "/connect/google/callback"} <= {
+    assert {"/status/{host}", "/connect/google", "/connect/google/callback", "/me/log.csv"} <= {
         operation.path for operation in operations
     }
 

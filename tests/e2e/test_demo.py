@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -67,6 +68,9 @@ def test_demo_shows_each_change_and_stops_cleanly_on_ctrl_c(tmp_path) -> None:
     assert "Lunch (shown as Free): free" in text
     assert "Optional sync: declined" in text
     assert "notification→applied lag" in text
+    assert re.search(r"sign in  http://127\.0\.0\.1:\d+/sign-in/csl_\S+", text), text
+    assert re.search(r"CalDAV URL http://127\.0\.0\.1:\d+/dav/", text)
+    assert re.search(r"password   csf_\S+", text)
     for pid in children:
         assert (
             not Path(f"/proc/{pid}").exists()

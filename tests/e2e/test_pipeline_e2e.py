@@ -8,6 +8,8 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -15,6 +17,8 @@ from sqlalchemy import func, select
 
 from models import Channel, SyncRun, SyncState
 from models.db import session_scope
+from tests.conftest import TEST_ADMIN_TOKEN
+from tests.support.browser import launched_chromium
 from tests.support.calendar_edits import CalendarEditor
 
 from .conftest import (
@@ -28,6 +32,8 @@ from .conftest import (
 )
 
 pytestmark = pytest.mark.e2e
+
+BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def start_calendars(stack: Stack, count: int, tag: str) -> list[LiveCalendar]:
@@ -224,3 +230,46 @@ def test_wrong_token_on_a_real_channel_changes_nothing(live: Stack) -> None:
     assert response.status_code == 403
     with session_scope() as session:
         assert session.get(SyncState, cal.calendar_id).dirty_since is None
+
+
+def test_a_google_change_reaches_the_open_week_view(live: Stack) -> None:
+    """The host's page (webhook/host_pages/) open in Chromium: an event created at Google
+    reaches its week view through the whole path (push to gunicorn, a worker's sync, the
+    page's own refresh) within seconds, and its deletion too. Here, not in a module of its
+    own, to share this module's running stack."""
+    cal = attach_watched(live, "e2e-page@example.com")
+    wait_for(lambda: watching_and_synced([cal.calendar_id]), 60, "first sync and watch", live)
+    base = live.settings.public_url
+    answer = requests.post(
+        f"{base}/v1/hosts/{cal.host_id}/sign-in-link",
+        headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"},
+        timeout=10,
+    )
+    assert answer.status_code == 201, answer.text
+    tomorrow = datetime.now(BERLIN).date() + timedelta(days=1)
+    at = datetime.combine(tomorrow, datetime.min.time(), tzinfo=BERLIN)
+
+    with launched_chromium("host page e2e test") as browser:
+        page = browser.new_page()
+        page.goto(base + urlsplit(answer.json()["url"]).path)
+        page.goto(f"{base}/me?week={tomorrow.isoformat()}")
+        assert "synced" in page.locator(".freshness").inner_text()
+
+        created_at = time.monotonic()
+        event = live.emulator.control.insert_event(
+            cal.google_calendar_id,
+            {
+                "summary": "Planning",
+                "start": {"dateTime": (at + timedelta(hours=10)).isoformat()},
+                "end": {"dateTime": (at + timedelta(hours=11)).isoformat()},
+            },
+        )
+        block = page.locator(
+            f'.slots[data-date="{tomorrow.isoformat()}"] .blk.calendar', has_text="10:00\u201311:00"
+        )
+        block.wait_for(timeout=20_000)
+        # Push, sync and the page's 3-second refresh: a few seconds, not a reload away.
+        assert time.monotonic() - created_at < 20
+        live.emulator.control.delete_event(cal.google_calendar_id, event["id"])
+        block.wait_for(state="detached", timeout=20_000)
+        page.close()

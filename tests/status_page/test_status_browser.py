@@ -5,7 +5,6 @@ artifact (test-artifacts/status-page.png)."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,42 +15,15 @@ from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
 from core.settings import Settings
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_browser
 from webhook import create_app
 
 from .conftest import build_scene
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOT = REPO / "test-artifacts" / "status-page.png"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # The CSS colours of the health tones (webhook/templates/status_base.html).
 GREEN, AMBER, RED = "rgb(26, 127, 55)", "rgb(154, 103, 0)", "rgb(207, 34, 46)"
-
-
-def _require_browser() -> None:
-    """Skip when Chromium or Playwright is missing, except in CI, where that is a failure."""
-    missing = []
-    if not CHROMIUM.exists():
-        missing.append("Debian package `chromium` (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        missing.append("Python package `playwright` (pip install -e '.[test]')")
-    if not missing:
-        return
-    message = "status page browser test needs the " + " and the ".join(missing)
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture
@@ -66,7 +38,7 @@ def server_url(settings: Settings, db: None) -> Iterator[str]:
 
 @pytest.fixture
 def browser_context():
-    _require_browser()
+    require_browser("status page browser test")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

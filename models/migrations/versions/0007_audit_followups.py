@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_audit_followups"
-down_revision = "0004"
+down_revision = "0006_host_sessions"
 branch_labels = None
 depends_on = None
 

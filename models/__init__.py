@@ -10,12 +10,19 @@ from models.base import Base, utcnow
 from models.calendars import Calendar, Channel, SyncState
 from models.events import BusyBlock, CalendarEvent
 from models.hosts import Host, ManualBlock, UsedOAuthState
+from models.outbound import (
+    AnnouncedCalendarState,
+    OutboxEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from models.sync_runs import SyncKind, SyncOutcome, SyncRun, SyncRunRecord
 
 __all__ = [
     "AccountState",
     "AlertDelivery",
     "AlertIncident",
+    "AnnouncedCalendarState",
     "Audit",
     "AuditOutcome",
     "Base",
@@ -26,11 +33,14 @@ __all__ = [
     "GoogleAccount",
     "Host",
     "ManualBlock",
+    "OutboxEvent",
     "SyncKind",
     "SyncOutcome",
     "SyncRun",
     "SyncRunRecord",
     "SyncState",
     "UsedOAuthState",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "utcnow",
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -21,6 +23,8 @@ from models.credentials_box import (
 )
 from models.events import BusyBlock, CalendarEvent
 from models.hosts import Host, ManualBlock
+from models.outbound import WebhookEndpoint
+from models.outbox_writer import record_busy_change
 from models.sync_runs import SyncRun
 
 # Token prefixes say what a token is when one turns up somewhere (and let core.logs mask
@@ -102,6 +106,12 @@ def delete_host(session: Session, host_id: int) -> dict[int, AccountStops] | Non
     # Explicit deletes, children first: the result must not depend on the database
     # honouring ON DELETE CASCADE (SQLite only does with its foreign_keys pragma).
     in_calendars = calendar_ids or [-1]
+    busy_spans = _spans(
+        session,
+        select(BusyBlock.start, BusyBlock.end).where(BusyBlock.calendar_id.in_(in_calendars)),
+    ) + _spans(
+        session, select(ManualBlock.start, ManualBlock.end).where(ManualBlock.host_id == host_id)
+    )
     for table in (BusyBlock, CalendarEvent, SyncRun, Audit, SyncState, Channel):
         session.execute(delete(table).where(table.calendar_id.in_(in_calendars)))
     session.execute(delete(Calendar).where(Calendar.host_id == host_id))
@@ -113,9 +123,24 @@ def delete_host(session: Session, host_id: int) -> dict[int, AccountStops] | Non
     if alert_keys:
         session.execute(delete(AlertIncident).where(AlertIncident.key.in_(alert_keys)))
         session.execute(delete(AlertDelivery).where(AlertDelivery.key.in_(alert_keys)))
+    session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.created_by_host == host_id))
     session.execute(delete(Host).where(Host.id == host_id))
+    # Frontends caching the host's time learn that it is free now (admin endpoints).
+    record_busy_change(
+        session,
+        host_id=host_id,
+        calendar_id=None,
+        cause="host_deleted",
+        removed=busy_spans,
+        added=[],
+        now=utcnow(),
+    )
     session.expunge_all()  # rows deleted behind the identity map's back
     return to_stop
+
+
+def _spans(session: Session, query: Any) -> list[tuple[datetime, datetime]]:
+    return [(start, end) for start, end in session.execute(query)]
 
 
 def _same_grant(a: dict, b: dict) -> bool:
@@ -247,7 +272,20 @@ def detach_calendar(session: Session, calendar_id: int) -> tuple[int, list[Chann
         )
     ]
     account_id = calendar.account_id
+    host_id = calendar.host_id
+    busy_spans = _spans(
+        session, select(BusyBlock.start, BusyBlock.end).where(BusyBlock.calendar_id == calendar_id)
+    )
     session.execute(delete(Audit).where(Audit.calendar_id == calendar_id))
     session.delete(calendar)
     session.flush()
+    record_busy_change(
+        session,
+        host_id=host_id,
+        calendar_id=calendar_id,
+        cause="calendar_detached",
+        removed=busy_spans,
+        added=[],
+        now=utcnow(),
+    )
     return account_id, channels

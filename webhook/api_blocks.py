@@ -6,12 +6,14 @@ counts the moment its request commits, with no sync involved.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import select
 
 from models import ManualBlock
+from models.outbox_writer import record_busy_change
 from webhook.api_hosts import HOST_PATH
 from webhook.api_input import parse_body, parse_query
 from webhook.api_schemas import MAX_ID, BlockListQuery, ManualBlockCreate
@@ -50,6 +52,16 @@ def create(host_id: int) -> tuple[Response, int]:
     session = request_session()
     block = ManualBlock(host_id=host.id, start=body.start, end=body.end, note=body.note)
     session.add(block)
+    session.flush()
+    record_busy_change(
+        session,
+        host_id=host.id,
+        calendar_id=None,
+        cause="manual_block_added",
+        removed=[],
+        added=[(block.start, block.end)],
+        now=block.created_at,
+    )
     session.commit()
     return jsonify(block_json(block)), 201
 
@@ -75,6 +87,17 @@ def show(host_id: int, block_id: int) -> Response:
 def delete(host_id: int, block_id: int) -> tuple[str, int]:
     host = require_host(host_id)
     session = request_session()
-    session.delete(_find(host.id, block_id))
+    block = _find(host.id, block_id)
+    session.delete(block)
+    session.flush()
+    record_busy_change(
+        session,
+        host_id=host.id,
+        calendar_id=None,
+        cause="manual_block_removed",
+        removed=[(block.start, block.end)],
+        added=[],
+        now=datetime.now(UTC),
+    )
     session.commit()
     return "", 204

@@ -1,0 +1,282 @@
+"""Deliveries of outbound events: claiming one to send, recording how it went, what the
+sweep must (re)send, replays, and the recent attempts an endpoint's owner sees.
+
+A delivery is sent only while it heads its lane (the oldest pending event of its endpoint
+and host), so a host's events reach an endpoint in order; a sender holds it with a claim
+(its task id, until a deadline past the request timeout), so two senders never send it at
+once, and a sender that died is replaced once the claim runs out.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import CursorResult, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from models.outbound import (
+    DeliveryStatus,
+    EndpointState,
+    EventType,
+    OutboxEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from models.outbound_endpoints import signing_secrets
+from models.outbound_fanout import lane_head
+from models.outbox_writer import iso
+from rules.outbound_retry import disable_due, gives_up, retry_delay
+
+RECENT_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class DeliveryWork:
+    """What a sender needs, read in the claim's transaction."""
+
+    delivery_id: int
+    endpoint_id: str
+    url: str
+    secrets: list[str]
+    message_id: str
+    body: dict[str, Any]
+    committed_at: datetime
+
+
+def event_body(event: OutboxEvent) -> dict[str, Any]:
+    """The JSON an endpoint receives: ids, times, ranges and states; never titles or
+    attendees (the outbox holds none)."""
+    payload = dict(event.payload)
+    body: dict[str, Any] = {
+        "type": event.type,
+        "id": event_message_id(event.id),
+        "occurredAt": iso(event.committed_at),
+    }
+    if event.type == EventType.PING:
+        return body
+    body["hostId"] = event.host_id
+    if event.calendar_id is not None:
+        body["calendarId"] = event.calendar_id
+    body["cause"] = event.cause if len(payload.get("causes", [])) <= 1 else "coalesced"
+    if event.type == EventType.BUSY_CHANGED:
+        body["changed"] = payload["changed"]
+        if len(payload.get("causes", [])) > 1:
+            body["causes"] = payload["causes"]
+    else:
+        for key in ("previousState", "state", "error"):
+            body[key] = payload.get(key)
+    body["asOf"] = payload.get("asOf") or iso(event.committed_at)
+    return body
+
+
+def event_message_id(event_id: int) -> str:
+    """The event's id, also its `webhook-id` (the same on every retry and replay, so a
+    receiver can drop duplicates)."""
+    return f"evt_{event_id}"
+
+
+def claim(
+    session: Session, delivery_id: int, owner: str, now: datetime, hold: timedelta
+) -> DeliveryWork | None:
+    """Take the delivery for sending, if it is pending, due, heads its lane and nobody else
+    holds it; None otherwise (the caller does nothing: whoever holds the lane goes on)."""
+    delivery = session.get(WebhookDelivery, delivery_id)
+    if delivery is None or delivery.status != DeliveryStatus.PENDING:
+        return None
+    if delivery.next_attempt_at > now + timedelta(seconds=1):
+        return None
+    if lane_head(session, delivery.endpoint_id, delivery.host_id) != delivery.id:
+        return None
+    endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+    if endpoint is None or endpoint.state == EndpointState.DISABLED:
+        return None
+    taken: CursorResult = session.execute(  # type: ignore[assignment]
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.status == str(DeliveryStatus.PENDING),
+            or_(
+                WebhookDelivery.claimed_until.is_(None),
+                WebhookDelivery.claimed_until <= now,
+                WebhookDelivery.claimed_by == owner,
+            ),
+        )
+        .values(claimed_by=owner, claimed_until=now + hold)
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:
+        return None
+    event = session.get(OutboxEvent, delivery.event_id)
+    assert event is not None
+    return DeliveryWork(
+        delivery_id=delivery.id,
+        endpoint_id=endpoint.id,
+        url=endpoint.url,
+        secrets=signing_secrets(endpoint, now),
+        message_id=event_message_id(event.id),
+        body=event_body(event),
+        committed_at=event.committed_at,
+    )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    status_code: int | None
+    error: str | None  # in words; None for a 2xx
+    duration_ms: int
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    outcome: str  # delivered | retrying | given_up
+    retry_in: float | None  # seconds until this delivery is tried again
+    next_in_lane: int | None  # the lane's next delivery, to send now
+
+
+def record_attempt(session: Session, delivery_id: int, attempt: Attempt, now: datetime) -> Recorded:
+    delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
+    assert delivery is not None
+    endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+    delivery.attempts += 1
+    delivery.first_attempt_at = delivery.first_attempt_at or now
+    delivery.last_attempt_at = now
+    delivery.last_status_code = attempt.status_code
+    delivery.last_duration_ms = attempt.duration_ms
+    delivery.last_error = attempt.error
+    delivery.claimed_by = delivery.claimed_until = None
+    retry_in = None
+    if attempt.ok:
+        outcome = "delivered"
+        delivery.status = str(DeliveryStatus.DELIVERED)
+        delivery.delivered_at = now
+        if endpoint is not None and endpoint.state == EndpointState.FAILING:
+            endpoint.state, endpoint.failing_since, endpoint.state_reason = (
+                str(EndpointState.ACTIVE),
+                None,
+                None,
+            )
+    elif gives_up(delivery.created_at, now):
+        outcome = "given_up"
+        delivery.status = str(DeliveryStatus.FAILED)
+        if endpoint is not None and endpoint.state == EndpointState.ACTIVE:
+            endpoint.state = str(EndpointState.FAILING)
+            endpoint.failing_since = now
+            given_up = event_message_id(delivery.event_id)
+            endpoint.state_reason = (
+                f"Event {given_up} was not accepted within 24 hours and was given up. "
+                f"Last attempt: {attempt.error}"
+            )
+        elif endpoint is not None:
+            endpoint.state_reason = (
+                f"Failing since {iso(endpoint.failing_since or now)}; last attempt: {attempt.error}"
+            )
+    else:
+        outcome = "retrying"
+        retry_in = retry_delay(delivery.attempts, random.uniform(-1, 1))
+        delivery.next_attempt_at = now + timedelta(seconds=retry_in)
+    session.flush()
+    next_in_lane = None
+    if delivery.status != DeliveryStatus.PENDING:
+        next_in_lane = lane_head(session, delivery.endpoint_id, delivery.host_id)
+    return Recorded(outcome, retry_in, next_in_lane)
+
+
+def due_lane_heads(session: Session, now: datetime, limit: int = 1000) -> list[int]:
+    """Lane heads that are due and held by nobody: what the sweep (re)sends."""
+    heads = (
+        select(func.min(WebhookDelivery.event_id).label("event_id"), WebhookDelivery.endpoint_id)
+        .where(WebhookDelivery.status == str(DeliveryStatus.PENDING))
+        .group_by(WebhookDelivery.endpoint_id, WebhookDelivery.host_id)
+        .subquery()
+    )
+    query = (
+        select(WebhookDelivery.id)
+        .join(
+            heads,
+            (heads.c.endpoint_id == WebhookDelivery.endpoint_id)
+            & (heads.c.event_id == WebhookDelivery.event_id),
+        )
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .where(
+            WebhookDelivery.next_attempt_at <= now,
+            or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until <= now),
+            WebhookEndpoint.state != str(EndpointState.DISABLED),
+        )
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def disable_long_failing(session: Session, now: datetime) -> list[str]:
+    """Disable endpoints failing for 5 days; their ids."""
+    disabled = []
+    for endpoint in session.scalars(
+        select(WebhookEndpoint).where(WebhookEndpoint.state == str(EndpointState.FAILING))
+    ):
+        if disable_due(endpoint.failing_since, now):
+            endpoint.state = str(EndpointState.DISABLED)
+            endpoint.state_reason = (
+                f"Disabled: deliveries failed for 5 days (failing since "
+                f"{iso(endpoint.failing_since or now)}). Fix the receiver, then PATCH "
+                '{"enabled": true} to turn it on again.'
+            )
+            disabled.append(endpoint.id)
+    return disabled
+
+
+def replay(session: Session, endpoint_id: str, since: datetime, now: datetime) -> int:
+    """Send again every event delivered (or given up) to the endpoint since `since`: the
+    deliveries become pending again, in their event order."""
+    events = select(OutboxEvent.id).where(OutboxEvent.committed_at >= since)
+    result: CursorResult = session.execute(  # type: ignore[assignment]
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint_id,
+            WebhookDelivery.status != str(DeliveryStatus.PENDING),
+            WebhookDelivery.event_id.in_(events),
+        )
+        .values(
+            status=str(DeliveryStatus.PENDING),
+            next_attempt_at=now,
+            created_at=now,
+            claimed_by=None,
+            claimed_until=None,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)
+
+
+def lane_heads_of(session: Session, endpoint_id: str) -> list[int]:
+    """The heads of every lane of one endpoint (after a replay or a re-enable)."""
+    rows = session.execute(
+        select(WebhookDelivery.host_id)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint_id,
+            WebhookDelivery.status == str(DeliveryStatus.PENDING),
+        )
+        .distinct()
+    )
+    heads = [lane_head(session, endpoint_id, host_id) for (host_id,) in rows]
+    return [head for head in heads if head is not None]
+
+
+def recent_deliveries(session: Session, endpoint_id: str, limit: int = RECENT_LIMIT) -> list[Any]:
+    """The endpoint's latest deliveries with their event's type, newest first."""
+    return list(
+        session.execute(
+            select(WebhookDelivery, OutboxEvent.type)
+            .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
+            .where(WebhookDelivery.endpoint_id == endpoint_id)
+            .order_by(WebhookDelivery.id.desc())
+            .limit(limit)
+        )
+    )

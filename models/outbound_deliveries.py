@@ -232,27 +232,52 @@ def disable_long_failing(session: Session, now: datetime) -> list[str]:
     return disabled
 
 
-def replay(session: Session, endpoint_id: str, since: datetime, now: datetime) -> int:
-    """Send again every event delivered (or given up) to the endpoint since `since`: the
-    deliveries become pending again, in their event order."""
-    events = select(OutboxEvent.id).where(OutboxEvent.committed_at >= since)
-    result: CursorResult = session.execute(  # type: ignore[assignment]
-        update(WebhookDelivery)
+def replay(session: Session, endpoint: WebhookEndpoint, since: datetime, now: datetime) -> int:
+    """Send again every event of the endpoint's hosts since `since`, in event order: those
+    delivered or given up become pending again, and those it never got (it was disabled,
+    or registered later) get a delivery. Returns how many are queued."""
+    events = session.scalars(
+        select(OutboxEvent)
         .where(
-            WebhookDelivery.endpoint_id == endpoint_id,
-            WebhookDelivery.status != str(DeliveryStatus.PENDING),
-            WebhookDelivery.event_id.in_(events),
+            OutboxEvent.committed_at >= since,
+            OutboxEvent.fanned_out_at.is_not(None),
+            OutboxEvent.merged_into.is_(None),
+            OutboxEvent.type != str(EventType.PING),
         )
-        .values(
-            status=str(DeliveryStatus.PENDING),
-            next_attempt_at=now,
-            created_at=now,
-            claimed_by=None,
-            claimed_until=None,
-        )
-        .execution_options(synchronize_session=False)
+        .order_by(OutboxEvent.id)
     )
-    return int(result.rowcount or 0)
+    existing = {
+        delivery.event_id: delivery
+        for delivery in session.scalars(
+            select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
+        )
+    }
+    queued = 0
+    for event in events:
+        if endpoint.host_ids is not None and event.host_id not in endpoint.host_ids:
+            continue
+        delivery = existing.get(event.id)
+        if delivery is None:
+            session.add(
+                WebhookDelivery(
+                    endpoint_id=endpoint.id,
+                    event_id=event.id,
+                    host_id=event.host_id,
+                    status=str(DeliveryStatus.PENDING),
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+        elif delivery.status != DeliveryStatus.PENDING:
+            delivery.status = str(DeliveryStatus.PENDING)
+            delivery.next_attempt_at = delivery.created_at = now
+            delivery.claimed_by = delivery.claimed_until = None
+        else:
+            continue
+        queued += 1
+    session.flush()
+    return queued
 
 
 def lane_heads_of(session: Session, endpoint_id: str) -> list[int]:

@@ -146,9 +146,9 @@ def lane_head(session: Session, endpoint_id: str, host_id: int | None) -> int | 
     )
 
 
-def outbox_depth(session: Session, now: datetime) -> tuple[int, int, float]:
+def outbox_depth(session: Session, now: datetime) -> tuple[int, int, float, float]:
     """Outbox rows not yet fanned out, deliveries pending, and the age in seconds of the
-    oldest of either (0 when there is none): what the outbox alert watches."""
+    oldest of each (0 when there is none)."""
     unfanned, oldest_event = session.execute(
         select(func.count(), func.min(OutboxEvent.committed_at)).where(
             OutboxEvent.fanned_out_at.is_(None)
@@ -159,9 +159,16 @@ def outbox_depth(session: Session, now: datetime) -> tuple[int, int, float]:
             WebhookDelivery.status == str(DeliveryStatus.PENDING)
         )
     ).one()
-    oldest = [_aware(v) for v in (oldest_event, oldest_delivery) if v is not None]
-    age = max(0.0, (now - min(oldest)).total_seconds()) if oldest else 0.0
-    return int(unfanned or 0), int(pending or 0), age
+    return (
+        int(unfanned or 0),
+        int(pending or 0),
+        _age(oldest_event, now),
+        _age(oldest_delivery, now),
+    )
+
+
+def _age(value: datetime | str | None, now: datetime) -> float:
+    return 0.0 if value is None else max(0.0, (now - _aware(value)).total_seconds())
 
 
 def _aware(value: datetime | str) -> datetime:

@@ -246,7 +246,7 @@ def replay_since(endpoint_id: str) -> tuple[Response, int]:
     endpoint = _find(endpoint_id)
     body = parse_body(ReplayRequest)
     session = request_session()
-    requeued = replay(session, endpoint.id, body.since, datetime.now(UTC))
+    requeued = replay(session, endpoint, body.since, datetime.now(UTC))
     session.flush()
     _send_after_commit(lane_heads_of(session, endpoint.id))
     session.commit()

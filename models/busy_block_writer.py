@@ -22,7 +22,7 @@ from sqlalchemy import FromClause, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from models import BusyBlock, Calendar, CalendarEvent
-from models.outbox_writer import record_busy_change
+from models.outbox_writer import lock_host_of, record_busy_change
 from rules.busy_rules import BusyPolicy, EventFacts, Reason, decide
 
 CHUNK = 500  # keys per IN (...) list
@@ -325,6 +325,10 @@ def apply_events(
     transaction: readers see the old set or the new one, never a gap or a ghost. Rows are
     written in batches while the listing is walked, never collected whole.
     """
+    # The host's row first: its writers (this sync, another calendar's, a policy change, a
+    # manual block) then compute their outbound changes one after the other, and always
+    # take the host before the blocks, so they cannot deadlock on each other.
+    lock_host_of(session, calendar_id)
     incoming: dict[str, DecidedEvent] = {}
     for item in decided:
         incoming[item.facts.google_event_id] = item  # a later page wins

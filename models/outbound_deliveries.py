@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, func, or_, select, update
+from sqlalchemy import CursorResult, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.outbound import (
@@ -305,3 +305,31 @@ def recent_deliveries(session: Session, endpoint_id: str, limit: int = RECENT_LI
             .limit(limit)
         )
     )
+
+
+# Sent events and their deliveries are kept this long (what a replay can reach, and what
+# GET …/deliveries shows); events still pending for some endpoint are kept until done.
+RETENTION = timedelta(days=7)
+
+
+def prune(session: Session, now: datetime) -> int:
+    """Delete finished deliveries and fanned-out events older than RETENTION."""
+    cutoff = now - RETENTION
+    old_events = select(OutboxEvent.id).where(
+        OutboxEvent.committed_at < cutoff, OutboxEvent.fanned_out_at.is_not(None)
+    )
+    session.execute(
+        delete(WebhookDelivery).where(
+            WebhookDelivery.event_id.in_(old_events),
+            WebhookDelivery.status != str(DeliveryStatus.PENDING),
+        )
+    )
+    still_pending = select(WebhookDelivery.event_id).where(
+        WebhookDelivery.status == str(DeliveryStatus.PENDING)
+    )
+    result: CursorResult = session.execute(  # type: ignore[assignment]
+        delete(OutboxEvent).where(
+            OutboxEvent.id.in_(old_events), OutboxEvent.id.not_in(still_pending)
+        )
+    )
+    return int(result.rowcount or 0)

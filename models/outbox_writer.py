@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.busy_queries import HOST_BLOCK_SPANS
+from models.calendars import Calendar
 from models.hosts import Host
 from models.outbound import EventType, OutboxEvent
 from rules.busy_changes import Span, changed_ranges
@@ -44,6 +45,18 @@ def _add(session: Session, event: OutboxEvent) -> OutboxEvent:
     for listener in _listeners:
         listener(session, event.host_id)
     return event
+
+
+def lock_host_of(session: Session, calendar_id: int) -> None:
+    """Lock the row of the calendar's host (PostgreSQL; a no-op on SQLite, whose writers are
+    serialized anyway) for the rest of the transaction."""
+    session.execute(
+        select(Host.id)
+        .where(
+            Host.id == select(Calendar.host_id).where(Calendar.id == calendar_id).scalar_subquery()
+        )
+        .with_for_update()
+    )
 
 
 def host_busy_change(

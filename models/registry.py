@@ -23,7 +23,12 @@ from models.credentials_box import (
 )
 from models.events import BusyBlock, CalendarEvent
 from models.hosts import Host, ManualBlock
-from models.outbound import WebhookEndpoint
+from models.outbound import (
+    AnnouncedCalendarState,
+    OutboxEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from models.outbox_writer import record_busy_change
 from models.sync_runs import SyncRun
 
@@ -106,12 +111,6 @@ def delete_host(session: Session, host_id: int) -> dict[int, AccountStops] | Non
     # Explicit deletes, children first: the result must not depend on the database
     # honouring ON DELETE CASCADE (SQLite only does with its foreign_keys pragma).
     in_calendars = calendar_ids or [-1]
-    busy_spans = _spans(
-        session,
-        select(BusyBlock.start, BusyBlock.end).where(BusyBlock.calendar_id.in_(in_calendars)),
-    ) + _spans(
-        session, select(ManualBlock.start, ManualBlock.end).where(ManualBlock.host_id == host_id)
-    )
     for table in (BusyBlock, CalendarEvent, SyncRun, Audit, SyncState, Channel):
         session.execute(delete(table).where(table.calendar_id.in_(in_calendars)))
     session.execute(delete(Calendar).where(Calendar.host_id == host_id))
@@ -123,18 +122,22 @@ def delete_host(session: Session, host_id: int) -> dict[int, AccountStops] | Non
     if alert_keys:
         session.execute(delete(AlertIncident).where(AlertIncident.key.in_(alert_keys)))
         session.execute(delete(AlertDelivery).where(AlertDelivery.key.in_(alert_keys)))
-    session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.created_by_host == host_id))
-    session.execute(delete(Host).where(Host.id == host_id))
-    # Frontends caching the host's time learn that it is free now (admin endpoints).
-    record_busy_change(
-        session,
-        host_id=host_id,
-        calendar_id=None,
-        cause="host_deleted",
-        removed=busy_spans,
-        added=[],
-        now=utcnow(),
+    # Its outbound events and the endpoints it registered go too (no event announces the
+    # deletion: nothing of the host is kept); its /busy answers 404 from now on.
+    own_endpoints = select(WebhookEndpoint.id).where(WebhookEndpoint.created_by_host == host_id)
+    own_events = select(OutboxEvent.id).where(OutboxEvent.host_id == host_id)
+    session.execute(
+        delete(WebhookDelivery).where(
+            WebhookDelivery.endpoint_id.in_(own_endpoints)
+            | WebhookDelivery.event_id.in_(own_events)
+        )
     )
+    session.execute(delete(OutboxEvent).where(OutboxEvent.host_id == host_id))
+    session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.created_by_host == host_id))
+    session.execute(
+        delete(AnnouncedCalendarState).where(AnnouncedCalendarState.calendar_id.in_(in_calendars))
+    )
+    session.execute(delete(Host).where(Host.id == host_id))
     session.expunge_all()  # rows deleted behind the identity map's back
     return to_stop
 

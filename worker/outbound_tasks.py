@@ -8,7 +8,8 @@
 - `outbound_sweep` (beat, every second): whatever the messages missed (a lost message, a
   worker killed between commit and send, a retry due): the outbox and deliveries tables are
   the truth. Also disables endpoints failing for 5 days.
-- `outbound_states` (beat): announces calendar state changes.
+- `outbound_states` (beat, every 10 s): announces calendar state changes and drops
+  sent events and deliveries older than a week.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from models.outbound_deliveries import (
     claim,
     disable_long_failing,
     due_lane_heads,
+    prune,
     record_attempt,
 )
 from models.outbound_fanout import fan_out
@@ -126,5 +128,9 @@ def outbound_sweep() -> int:
 
 @app.task(name=str(TaskNames.OUTBOUND_STATES), max_retries=0)
 def outbound_states() -> int:
+    """Announce calendar state changes; also drop what is past its retention."""
     with session_scope() as session:
-        return announce_state_changes(session, _now())
+        announced = announce_state_changes(session, _now())
+    with session_scope() as session:
+        prune(session, _now())
+    return announced

@@ -100,6 +100,10 @@ def test_hosts_reach_only_their_own_endpoints(client) -> None:
     moved = client.patch(base, json={"hostIds": [bob]}, headers=ann_auth)
     assert moved.status_code == 404
     assert client.get(base, headers=ann_auth).get_json()["description"] == ""
+    # Deleting a host deletes the endpoints it registered; the admin's stay.
+    assert client.delete(f"/v1/hosts/{ann}", headers=ADMIN).status_code == 204
+    assert client.get(base, headers=ADMIN).status_code == 404
+    assert client.get(f"/v1/webhook-endpoints/{admin_wide['id']}", headers=ADMIN).status_code == 200
 
 
 def test_patch_validates_and_disabling_stops_pings(client) -> None:

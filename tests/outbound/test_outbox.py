@@ -104,9 +104,7 @@ def test_a_rolled_back_change_leaves_no_row_and_sends_nothing(
     assert driver.messages == []
 
 
-def test_policy_change_detach_and_host_deletion_write_their_changes(
-    session: Session, driver: Driver
-) -> None:
+def test_policy_change_and_detach_write_their_changes(session: Session, driver: Driver) -> None:
     host = make_host(session)
     host_id = host.id
     calendar = make_calendar(session, host, make_account(session, host))
@@ -135,12 +133,43 @@ def test_policy_change_detach_and_host_deletion_write_their_changes(
     second = make_calendar(session, host, make_account(session, host))
     apply_events(session, second.id, [item("b", 20)], horizon=HORIZON, now=NOW, replace_all=True)
     session.commit()
+    assert rows(session)
+    # Deleting the host keeps nothing of it, its outbound events included.
     with session_scope() as other:
         assert delete_host(other, host_id) is not None
     session.expire_all()
-    deleted = rows(session)[-1]
-    assert (deleted.cause, changed(deleted), deleted.host_id) == (
-        "host_deleted",
-        [hours(20, 21)],
-        host_id,
+    assert rows(session) == []
+
+
+def test_sent_events_are_dropped_after_a_week(session: Session, driver: Driver) -> None:
+    from models import WebhookDelivery, WebhookEndpoint
+    from models.outbound_deliveries import RETENTION, prune
+
+    host = make_host(session)
+    old, fresh = NOW - RETENTION - timedelta(hours=1), NOW
+    endpoint = WebhookEndpoint(id="we_x", url="http://127.0.0.1/", secret_encrypted=b"x")
+    session.add(endpoint)
+    events = [
+        OutboxEvent(
+            type="busy.changed",
+            host_id=host.id,
+            cause="sync",
+            payload={},
+            committed_at=at,
+            fanned_out_at=at,
+        )
+        for at in (old, old, fresh)
+    ]
+    session.add_all(events)
+    session.flush()
+    session.add_all(
+        [
+            WebhookDelivery(endpoint_id="we_x", event_id=events[0].id, status="delivered"),
+            WebhookDelivery(endpoint_id="we_x", event_id=events[1].id, status="pending"),
+            WebhookDelivery(endpoint_id="we_x", event_id=events[2].id, status="delivered"),
+        ]
     )
+    session.commit()
+    assert prune(session, NOW) == 1
+    session.commit()
+    assert [r.id for r in rows(session)] == [events[1].id, events[2].id]  # pending one kept

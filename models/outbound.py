@@ -49,6 +49,9 @@ class WebhookEndpoint(Base):
     state: Mapped[str] = mapped_column(String(16), default=EndpointState.ACTIVE)
     failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     state_reason: Mapped[str | None] = mapped_column(Text)  # why, in words
+    # A sender task runs (or is queued) for this endpoint until then: new work does not
+    # queue a second one (one task per endpoint at a time holds at most one pool slot).
+    sender_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -4,7 +4,8 @@ sweep must (re)send, replays, and the recent attempts an endpoint's owner sees.
 A delivery is sent only while it heads its lane (the oldest pending event of its endpoint
 and host), so a host's events reach an endpoint in order; a sender holds it with a claim
 (its task id, until a deadline past the request timeout), so two senders never send it at
-once, and a sender that died is replaced once the claim runs out.
+once, and a sender that died is replaced once the claim runs out. One sender task per
+endpoint at a time (`take_sender`) sends its due lane heads in batches.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from models.outbound import (
     WebhookEndpoint,
 )
 from models.outbound_endpoints import signing_secrets
-from models.outbound_fanout import lane_head
 from models.outbox_writer import iso
 from rules.outbound_retry import disable_due, gives_up, retry_delay
 
@@ -78,47 +78,111 @@ def event_message_id(event_id: int) -> str:
     return f"evt_{event_id}"
 
 
-def claim(
-    session: Session, delivery_id: int, owner: str, now: datetime, hold: timedelta
-) -> DeliveryWork | None:
-    """Take the delivery for sending, if it is pending, due, heads its lane and nobody else
-    holds it; None otherwise (the caller does nothing: whoever holds the lane goes on)."""
-    delivery = session.get(WebhookDelivery, delivery_id)
-    if delivery is None or delivery.status != DeliveryStatus.PENDING:
-        return None
-    if delivery.next_attempt_at > now + timedelta(seconds=1):
-        return None
-    if lane_head(session, delivery.endpoint_id, delivery.host_id) != delivery.id:
-        return None
-    endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+def _lane_heads(endpoint_id: str) -> Any:
+    """The endpoint's lane heads: per host, its pending delivery with the oldest event."""
+    return (
+        select(func.min(WebhookDelivery.event_id).label("event_id"))
+        .where(
+            WebhookDelivery.endpoint_id == endpoint_id,
+            WebhookDelivery.status == str(DeliveryStatus.PENDING),
+        )
+        .group_by(WebhookDelivery.host_id)
+    )
+
+
+def _free_for(owner: str, now: datetime) -> Any:
+    return or_(
+        WebhookDelivery.claimed_until.is_(None),
+        WebhookDelivery.claimed_until <= now,
+        WebhookDelivery.claimed_by == owner,
+    )
+
+
+def claim_batch(
+    session: Session,
+    endpoint_id: str,
+    owner: str,
+    now: datetime,
+    hold: timedelta,
+    limit: int = 50,
+) -> list[DeliveryWork]:
+    """Take up to `limit` deliveries of the endpoint for sending: lane heads (so a host's
+    events go out in order), due, held by nobody else. Each is held for `hold` under
+    `owner`; what another sender took first is left to it."""
+    endpoint = session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None or endpoint.state == EndpointState.DISABLED:
-        return None
-    taken: CursorResult = session.execute(  # type: ignore[assignment]
+        return []
+    candidates = list(
+        session.scalars(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.endpoint_id == endpoint_id,
+                WebhookDelivery.status == str(DeliveryStatus.PENDING),
+                WebhookDelivery.event_id.in_(_lane_heads(endpoint_id)),
+                WebhookDelivery.next_attempt_at <= now + timedelta(seconds=1),
+                _free_for(owner, now),
+            )
+            .order_by(WebhookDelivery.event_id)
+            .limit(limit)
+        )
+    )
+    if not candidates:
+        return []
+    session.execute(
         update(WebhookDelivery)
         .where(
-            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.id.in_(candidates),
             WebhookDelivery.status == str(DeliveryStatus.PENDING),
-            or_(
-                WebhookDelivery.claimed_until.is_(None),
-                WebhookDelivery.claimed_until <= now,
-                WebhookDelivery.claimed_by == owner,
-            ),
+            _free_for(owner, now),
         )
         .values(claimed_by=owner, claimed_until=now + hold)
         .execution_options(synchronize_session=False)
     )
-    if taken.rowcount != 1:
-        return None
-    event = session.get(OutboxEvent, delivery.event_id)
-    assert event is not None
-    return DeliveryWork(
-        delivery_id=delivery.id,
-        endpoint_id=endpoint.id,
-        url=endpoint.url,
-        secrets=signing_secrets(endpoint, now),
-        message_id=event_message_id(event.id),
-        body=event_body(event),
-        committed_at=event.committed_at,
+    taken = list(
+        session.execute(
+            select(WebhookDelivery.id, OutboxEvent)
+            .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
+            .where(WebhookDelivery.id.in_(candidates), WebhookDelivery.claimed_by == owner)
+            .order_by(WebhookDelivery.event_id)
+        )
+    )
+    secrets = signing_secrets(endpoint, now)
+    return [
+        DeliveryWork(
+            delivery_id=delivery_id,
+            endpoint_id=endpoint.id,
+            url=endpoint.url,
+            secrets=secrets,
+            message_id=event_message_id(event.id),
+            body=event_body(event),
+            committed_at=event.committed_at,
+        )
+        for delivery_id, event in taken
+    ]
+
+
+def take_sender(session: Session, endpoint_id: str, now: datetime, hold: timedelta) -> bool:
+    """Mark a sender task as running for the endpoint, unless one already is; whether the
+    caller should queue one."""
+    taken: CursorResult = session.execute(  # type: ignore[assignment]
+        update(WebhookEndpoint)
+        .where(
+            WebhookEndpoint.id == endpoint_id,
+            WebhookEndpoint.state != str(EndpointState.DISABLED),
+            or_(WebhookEndpoint.sender_until.is_(None), WebhookEndpoint.sender_until <= now),
+        )
+        .values(sender_until=now + hold)
+        .execution_options(synchronize_session=False)
+    )
+    return taken.rowcount == 1
+
+
+def release_sender(session: Session, endpoint_id: str) -> None:
+    session.execute(
+        update(WebhookEndpoint)
+        .where(WebhookEndpoint.id == endpoint_id)
+        .values(sender_until=None)
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -137,11 +201,10 @@ class Attempt:
 class Recorded:
     outcome: str  # delivered | retrying | given_up
     retry_in: float | None  # seconds until this delivery is tried again
-    next_in_lane: int | None  # the lane's next delivery, to send now
 
 
 def record_attempt(session: Session, delivery_id: int, attempt: Attempt, now: datetime) -> Recorded:
-    delivery = session.get(WebhookDelivery, delivery_id, with_for_update=True)
+    delivery = session.get(WebhookDelivery, delivery_id)
     assert delivery is not None
     endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
     delivery.attempts += 1
@@ -182,14 +245,14 @@ def record_attempt(session: Session, delivery_id: int, attempt: Attempt, now: da
         retry_in = retry_delay(delivery.attempts, random.uniform(-1, 1))
         delivery.next_attempt_at = now + timedelta(seconds=retry_in)
     session.flush()
-    next_in_lane = None
-    if delivery.status != DeliveryStatus.PENDING:
-        next_in_lane = lane_head(session, delivery.endpoint_id, delivery.host_id)
-    return Recorded(outcome, retry_in, next_in_lane)
+    return Recorded(outcome, retry_in)
 
 
-def due_lane_heads(session: Session, now: datetime, limit: int = 1000) -> list[int]:
-    """Lane heads that are due and held by nobody: what the sweep (re)sends."""
+def endpoints_with_due_work(
+    session: Session, now: datetime, endpoint_id: str | None = None
+) -> list[str]:
+    """Endpoints with a lane head that is due and held by nobody: what the sweep (re)starts
+    a sender for (a retry that came due, a sender that died, a lost message)."""
     heads = (
         select(func.min(WebhookDelivery.event_id).label("event_id"), WebhookDelivery.endpoint_id)
         .where(WebhookDelivery.status == str(DeliveryStatus.PENDING))
@@ -197,7 +260,7 @@ def due_lane_heads(session: Session, now: datetime, limit: int = 1000) -> list[i
         .subquery()
     )
     query = (
-        select(WebhookDelivery.id)
+        select(WebhookDelivery.endpoint_id)
         .join(
             heads,
             (heads.c.endpoint_id == WebhookDelivery.endpoint_id)
@@ -209,9 +272,10 @@ def due_lane_heads(session: Session, now: datetime, limit: int = 1000) -> list[i
             or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until <= now),
             WebhookEndpoint.state != str(EndpointState.DISABLED),
         )
-        .order_by(WebhookDelivery.next_attempt_at)
-        .limit(limit)
+        .distinct()
     )
+    if endpoint_id is not None:
+        query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
     return list(session.scalars(query))
 
 
@@ -278,20 +342,6 @@ def replay(session: Session, endpoint: WebhookEndpoint, since: datetime, now: da
         queued += 1
     session.flush()
     return queued
-
-
-def lane_heads_of(session: Session, endpoint_id: str) -> list[int]:
-    """The heads of every lane of one endpoint (after a replay or a re-enable)."""
-    rows = session.execute(
-        select(WebhookDelivery.host_id)
-        .where(
-            WebhookDelivery.endpoint_id == endpoint_id,
-            WebhookDelivery.status == str(DeliveryStatus.PENDING),
-        )
-        .distinct()
-    )
-    heads = [lane_head(session, endpoint_id, host_id) for (host_id,) in rows]
-    return [head for head in heads if head is not None]
 
 
 def recent_deliveries(session: Session, endpoint_id: str, limit: int = RECENT_LIMIT) -> list[Any]:

@@ -32,7 +32,7 @@ BATCH = 2000  # outbox rows read per fan-out round
 
 @dataclass
 class FanOutResult:
-    heads: list[int] = field(default_factory=list)  # deliveries to send now (lane heads)
+    endpoints: set[str] = field(default_factory=set)  # endpoints with deliveries to send
     wait_seconds: float | None = None  # a host still inside its window: come back then
     events: int = 0
 
@@ -122,28 +122,11 @@ def fan_out(
             ]
             session.add_all(deliveries)
             session.flush()
-            if deliveries and lane_head(session, endpoint.id, host) == deliveries[0].id:
-                result.heads.append(deliveries[0].id)
+            if deliveries:
+                result.endpoints.add(endpoint.id)
         result.events += len(survivors)
         nested.commit()
     return result
-
-
-def lane_head(session: Session, endpoint_id: str, host_id: int | None) -> int | None:
-    """The pending delivery of the endpoint and host with the oldest event: the only one of
-    its lane that may be sent (events of a host reach an endpoint in order)."""
-    return session.scalar(
-        select(WebhookDelivery.id)
-        .where(
-            WebhookDelivery.endpoint_id == endpoint_id,
-            WebhookDelivery.host_id.is_(None)
-            if host_id is None
-            else WebhookDelivery.host_id == host_id,
-            WebhookDelivery.status == str(DeliveryStatus.PENDING),
-        )
-        .order_by(WebhookDelivery.event_id)
-        .limit(1)
-    )
 
 
 def outbox_depth(session: Session, now: datetime) -> tuple[int, int, float, float]:

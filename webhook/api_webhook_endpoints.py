@@ -17,12 +17,7 @@ from sqlalchemy import delete, select
 
 from models import Host, WebhookDelivery, WebhookEndpoint
 from models.outbound import DeliveryStatus, EndpointState
-from models.outbound_deliveries import (
-    event_message_id,
-    lane_heads_of,
-    recent_deliveries,
-    replay,
-)
+from models.outbound_deliveries import event_message_id, recent_deliveries, replay
 from models.outbound_endpoints import check_destination, create_endpoint, rotate_secret
 from models.outbox_writer import record_ping
 from rules.outbound_address import AddressRefused
@@ -97,10 +92,9 @@ def _find(endpoint_id: str) -> WebhookEndpoint:
     return endpoint
 
 
-def _send_after_commit(delivery_ids: list[int]) -> None:
-    session = request_session()
-    for delivery_id in delivery_ids:
-        after_commit(session, enqueue_outbound_delivery, delivery_id)
+def _send_after_commit(endpoint: WebhookEndpoint) -> None:
+    """Queue the endpoint's sender once this commits (a second one only finds nothing)."""
+    after_commit(request_session(), enqueue_outbound_delivery, endpoint.id)
 
 
 @api_webhook_endpoints.post(ENDPOINTS_PATH)
@@ -151,8 +145,7 @@ def change(endpoint_id: str) -> Response:
     if body.enabled is True and endpoint.state != EndpointState.ACTIVE:
         endpoint.state = str(EndpointState.ACTIVE)
         endpoint.failing_since = endpoint.state_reason = None
-        session.flush()
-        _send_after_commit(lane_heads_of(session, endpoint.id))
+        _send_after_commit(endpoint)
     elif body.enabled is False:
         endpoint.state = str(EndpointState.DISABLED)
         endpoint.state_reason = "Disabled by its owner."
@@ -236,7 +229,7 @@ def ping(endpoint_id: str) -> tuple[Response, int]:
     )
     session.add(delivery)
     session.flush()
-    _send_after_commit([delivery.id])
+    _send_after_commit(endpoint)
     session.commit()
     return jsonify({"deliveryId": delivery.id, "eventId": event_message_id(event.id)}), 202
 
@@ -247,7 +240,6 @@ def replay_since(endpoint_id: str) -> tuple[Response, int]:
     body = parse_body(ReplayRequest)
     session = request_session()
     requeued = replay(session, endpoint, body.since, datetime.now(UTC))
-    session.flush()
-    _send_after_commit(lane_heads_of(session, endpoint.id))
+    _send_after_commit(endpoint)
     session.commit()
     return jsonify({"requeued": requeued}), 202

@@ -64,8 +64,9 @@ def enqueue_outbound_fan_out(host_id: int | None, countdown: float = 0.0) -> Non
     publishing.publish_in(_app(), TaskNames.OUTBOUND_FAN_OUT, countdown, host_id)
 
 
-def enqueue_outbound_delivery(delivery_id: int, countdown: float = 0.0) -> None:
-    publishing.publish_in(_app(), TaskNames.OUTBOUND_DELIVER, countdown, delivery_id)
+def enqueue_outbound_delivery(endpoint_id: str, countdown: float = 0.0) -> None:
+    """Run the endpoint's sender (its due deliveries, in order per host)."""
+    publishing.publish_in(_app(), TaskNames.OUTBOUND_DELIVER, countdown, endpoint_id)
 
 
 def _fan_out_after_commit(session: Session, host_id: int | None) -> None:

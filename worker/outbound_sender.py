@@ -38,7 +38,8 @@ def outcome_of(attempt: Attempt) -> str:
     return "network_error"
 
 
-def send(work: DeliveryWork, timeout: float) -> Attempt:
+def send(work: DeliveryWork, timeout: float, http: requests.Session | None = None) -> Attempt:
+    """One attempt; `http` keeps connections to the receiver alive between attempts."""
     started = time.monotonic()
 
     def took() -> int:
@@ -58,7 +59,7 @@ def send(work: DeliveryWork, timeout: float) -> Attempt:
         "webhook-signature": signature_header(work.secrets, work.message_id, now, body),
     }
     try:
-        answer = requests.post(
+        answer = (http or requests).post(
             work.url, data=body, headers=headers, timeout=timeout, allow_redirects=False
         )
     except requests.Timeout:

@@ -1,34 +1,43 @@
 """Celery tasks of outbound webhooks, on their own queue (QueueNames.OUTBOUND).
 
 - `outbound_fan_out(host_id)`: sent after a change commits (countdown: the coalescing
-  window); merges the host's outbox rows and creates the deliveries, then sends each lane's
-  head.
-- `outbound_deliver(delivery_id)`: one attempt; on success the lane's next delivery is sent
-  at once, on failure this one again after the backoff.
+  window); merges the host's outbox rows, creates the deliveries and starts a sender for
+  each endpoint that got some.
+- `outbound_deliver(endpoint_id)`: the endpoint's sender: sends its due lane heads in
+  batches (each host's events in order, the hosts of a batch side by side over one
+  keep-alive connection pool), records each answer, and goes on while work is due. One per
+  endpoint at a time, so a slow receiver holds one pool slot, never the others'.
 - `outbound_sweep` (beat, every second): whatever the messages missed (a lost message, a
-  worker killed between commit and send, a retry due): the outbox and deliveries tables are
-  the truth. Also disables endpoints failing for 5 days.
-- `outbound_states` (beat, every 10 s): announces calendar state changes and drops
-  sent events and deliveries older than a week.
+  worker killed between commit and send, a retry come due): the outbox and deliveries
+  tables are the truth. Also disables endpoints failing for 5 days.
+- `outbound_states` (beat, every 10 s): announces calendar state changes and drops sent
+  events and deliveries older than a week.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import requests
 from celery import Task
 
 from core import metrics
 from core.settings import get_settings
 from models.db import session_scope
 from models.outbound_deliveries import (
-    Recorded,
-    claim,
+    Attempt,
+    DeliveryWork,
+    claim_batch,
     disable_long_failing,
-    due_lane_heads,
+    endpoints_with_due_work,
     prune,
     record_attempt,
+    release_sender,
+    take_sender,
 )
 from models.outbound_fanout import fan_out
 from models.outbound_states import announce_state_changes
@@ -45,13 +54,30 @@ SWEEP_GRACE = timedelta(seconds=2)
 # A delivery's claim outlasts the request's timeout by this much: a sender killed
 # mid-request is replaced once it runs out.
 CLAIM_MARGIN = timedelta(seconds=5)
-# Retries further out than this wait for the sweep, not a message with a countdown (Redis
-# redelivers unacknowledged messages after its visibility timeout).
-LONGEST_COUNTDOWN = 60.0
+# A sender sends for at most this long, then hands over to a fresh message (other
+# endpoints' senders and the syncs get their turn in the pool).
+SENDER_SECONDS = 5.0
+BATCH = 50
+PARALLEL = 8  # requests of one batch in flight at once (different hosts: no order between)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def sender_hold(timeout_seconds: float) -> timedelta:
+    """How long a sender is counted as running: its time budget, one more request, margin."""
+    return timedelta(seconds=SENDER_SECONDS + timeout_seconds) + CLAIM_MARGIN
+
+
+def start_senders(endpoint_ids: Iterable[str]) -> None:
+    """Queue a sender for each endpoint that has none running."""
+    hold = sender_hold(get_settings().outbound_timeout_seconds)
+    for endpoint_id in sorted(set(endpoint_ids)):
+        with session_scope() as session:
+            start = take_sender(session, endpoint_id, _now(), hold)
+        if start:
+            enqueue_outbound_delivery(endpoint_id)
 
 
 @app.task(name=str(TaskNames.OUTBOUND_FAN_OUT), max_retries=3)
@@ -60,8 +86,7 @@ def outbound_fan_out(host_id: int | None) -> int:
     window = timedelta(milliseconds=settings.outbound_coalesce_ms)
     with session_scope() as session:
         result = fan_out(session, _now(), window, host_id=host_id)
-    for delivery_id in result.heads:
-        enqueue_outbound_delivery(delivery_id)
+    start_senders(result.endpoints)
     if result.wait_seconds is not None:
         # Changes kept coming: come back when the newest is out of the window.
         enqueue_outbound_fan_out(host_id, countdown=result.wait_seconds + 0.01)
@@ -69,42 +94,57 @@ def outbound_fan_out(host_id: int | None) -> int:
 
 
 @app.task(name=str(TaskNames.OUTBOUND_DELIVER), bind=True, max_retries=3)
-def outbound_deliver(self: Task, delivery_id: int) -> str:
+def outbound_deliver(self: Task, endpoint_id: str) -> int:
     settings = get_settings()
-    hold = timedelta(seconds=settings.outbound_timeout_seconds) + CLAIM_MARGIN
-    # The task id is the claim's owner: a message delivered again after its worker died
-    # carries the same id and may take over its own claim at once.
-    owner = str(self.request.id or f"local-{delivery_id}")
+    timeout = settings.outbound_timeout_seconds
+    claim_hold = timedelta(seconds=timeout) + CLAIM_MARGIN
+    # The task id owns the claims: a message delivered again after its worker died carries
+    # the same id and takes its own claims over at once.
+    owner = str(self.request.id or f"local-{endpoint_id}")
+    deadline = time.monotonic() + SENDER_SECONDS
+    sent = 0
+    with requests.Session() as http, ThreadPoolExecutor(PARALLEL) as pool:
+        while True:
+            with session_scope() as session:
+                batch = claim_batch(session, endpoint_id, owner, _now(), claim_hold, BATCH)
+            if not batch:
+                break
+            attempts = list(pool.map(lambda work: outbound_sender.send(work, timeout, http), batch))
+            now = _now()
+            with session_scope() as session:
+                recorded = [
+                    record_attempt(session, work.delivery_id, attempt, now)
+                    for work, attempt in zip(batch, attempts, strict=True)
+                ]
+            for work, attempt, result in zip(batch, attempts, recorded, strict=True):
+                _observe(work, attempt, result.outcome, now)
+            sent += len(batch)
+            if time.monotonic() > deadline:
+                # More may be due: a fresh message carries on (the sender stays marked).
+                enqueue_outbound_delivery(endpoint_id)
+                return sent
     with session_scope() as session:
-        work = claim(session, delivery_id, owner, _now(), hold)
-    if work is None:
-        return "skipped"
-    attempt = outbound_sender.send(work, settings.outbound_timeout_seconds)
-    now = _now()
+        release_sender(session, endpoint_id)
+    # Work that came due between the last claim and the release: start again.
     with session_scope() as session:
-        recorded = record_attempt(session, delivery_id, attempt, now)
-    outcome = outbound_sender.outcome_of(attempt)
-    metrics.observe_outbound_attempt(
-        outcome if recorded.outcome != "given_up" else "given_up",
-        (now - work.committed_at).total_seconds() if attempt.ok else None,
-    )
+        again = endpoints_with_due_work(session, _now(), endpoint_id=endpoint_id)
+    if again:
+        start_senders(again)
+    return sent
+
+
+def _observe(work: DeliveryWork, attempt: Attempt, outcome: str, now: datetime) -> None:
+    kind = "given_up" if outcome == "given_up" else outbound_sender.outcome_of(attempt)
+    lag = (now - work.committed_at).total_seconds() if attempt.ok else None
+    metrics.observe_outbound_attempt(kind, lag)
     if not attempt.ok:
         log.info(
             "outbound_attempt_failed delivery_id=%s endpoint_id=%s outcome=%s status=%s",
-            delivery_id,
+            work.delivery_id,
             work.endpoint_id,
-            recorded.outcome,
+            outcome,
             attempt.status_code,
         )
-    _follow_up(delivery_id, recorded)
-    return recorded.outcome
-
-
-def _follow_up(delivery_id: int, recorded: Recorded) -> None:
-    if recorded.next_in_lane is not None:
-        enqueue_outbound_delivery(recorded.next_in_lane)
-    if recorded.retry_in is not None and recorded.retry_in <= LONGEST_COUNTDOWN:
-        enqueue_outbound_delivery(delivery_id, countdown=recorded.retry_in)
 
 
 @app.task(name=str(TaskNames.OUTBOUND_SWEEP), max_retries=0)
@@ -115,14 +155,13 @@ def outbound_sweep() -> int:
     with session_scope() as session:
         result = fan_out(session, now, window + SWEEP_GRACE)
     with session_scope() as session:
-        due = due_lane_heads(session, now - SWEEP_GRACE)
+        due = endpoints_with_due_work(session, now - SWEEP_GRACE)
         disabled = disable_long_failing(session, now)
-    for delivery_id in [*result.heads, *due]:
-        enqueue_outbound_delivery(delivery_id)
+    start_senders([*result.endpoints, *due])
     if disabled:
         log.warning("outbound_endpoints_disabled ids=%s", ",".join(disabled))
     if result.events or due:
-        log.info("outbound_sweep fanned_out=%s resent=%s", result.events, len(due))
+        log.info("outbound_sweep fanned_out=%s endpoints_due=%s", result.events, len(due))
     return result.events + len(due)
 
 

@@ -101,8 +101,8 @@ class Driver:
     def fan_out(self, host_id: int | None, countdown: float = 0.0) -> None:
         self.messages.append((time.monotonic() + countdown, "fan_out", host_id))
 
-    def deliver(self, delivery_id: int, countdown: float = 0.0) -> None:
-        self.messages.append((time.monotonic() + countdown, "deliver", delivery_id))
+    def deliver(self, endpoint_id: str, countdown: float = 0.0) -> None:
+        self.messages.append((time.monotonic() + countdown, "deliver", endpoint_id))
 
     def kinds(self) -> list[tuple[str, Any]]:
         return [(kind, argument) for _due, kind, argument in self.messages]

@@ -58,6 +58,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("failing_since", models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("state_reason", sa.Text(), nullable=True),
+        sa.Column("sender_until", models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("created_at", models.base.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_endpoints")),
     )

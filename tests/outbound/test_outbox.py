@@ -173,3 +173,30 @@ def test_sent_events_are_dropped_after_a_week(session: Session, driver: Driver) 
     assert prune(session, NOW) == 1
     session.commit()
     assert [r.id for r in rows(session)] == [events[1].id, events[2].id]  # pending one kept
+
+
+def test_key_rotation_reencrypts_webhook_secrets(session: Session, settings) -> None:
+    import dataclasses
+    import secrets
+
+    from core.settings import configure
+    from models import WebhookEndpoint
+    from models.credentials_box import rotate_credentials
+    from models.db import session_factory
+    from models.outbound_endpoints import create_endpoint, rotate_secret, signing_secrets
+
+    endpoint, first = create_endpoint(
+        session, url="http://127.0.0.1/", host_ids=None, description="", created_by_host=None
+    )
+    second = rotate_secret(session, endpoint, NOW)
+    session.commit()
+    old_key, new_key = settings.secret_key, secrets.token_urlsafe(32)
+    configure(dataclasses.replace(settings, secret_key=new_key, secret_key_previous=old_key))
+    counts = rotate_credentials(session_factory(settings.database_url))
+    assert (counts.reencrypted, counts.undecryptable) == (2, 0)
+    configure(dataclasses.replace(settings, secret_key=new_key))  # the old key dropped
+    session.expire_all()
+    stored = session.get(WebhookEndpoint, endpoint.id)
+    assert stored is not None
+    assert signing_secrets(stored, NOW) == [second, first]
+    configure(settings)

@@ -199,13 +199,14 @@ class Attempt:
 
 @dataclass(frozen=True)
 class Recorded:
-    outcome: str  # delivered | retrying | given_up
+    outcome: str  # delivered | retrying | given_up | gone
     retry_in: float | None  # seconds until this delivery is tried again
 
 
 def record_attempt(session: Session, delivery_id: int, attempt: Attempt, now: datetime) -> Recorded:
     delivery = session.get(WebhookDelivery, delivery_id)
-    assert delivery is not None
+    if delivery is None:  # its endpoint was deleted meanwhile
+        return Recorded("gone", None)
     endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
     delivery.attempts += 1
     delivery.first_attempt_at = delivery.first_attempt_at or now

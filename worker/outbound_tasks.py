@@ -72,12 +72,15 @@ def sender_hold(timeout_seconds: float) -> timedelta:
 
 def start_senders(endpoint_ids: Iterable[str]) -> None:
     """Queue a sender for each endpoint that has none running."""
+    wanted = sorted(set(endpoint_ids))
+    if not wanted:
+        return
     hold = sender_hold(get_settings().outbound_timeout_seconds)
-    for endpoint_id in sorted(set(endpoint_ids)):
-        with session_scope() as session:
-            start = take_sender(session, endpoint_id, _now(), hold)
-        if start:
-            enqueue_outbound_delivery(endpoint_id)
+    now = _now()
+    with session_scope() as session:  # one transaction for all the marks
+        starting = [e for e in wanted if take_sender(session, e, now, hold)]
+    for endpoint_id in starting:
+        enqueue_outbound_delivery(endpoint_id)
 
 
 @app.task(name=str(TaskNames.OUTBOUND_FAN_OUT), max_retries=3)

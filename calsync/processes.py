@@ -37,7 +37,7 @@ PROCFILE: dict[str, str] = {
     "release": "calsync db upgrade",
     "web": "gunicorn -c webhook/gunicorn_conf.py 'webhook:create_app()'",
     "worker": (
-        "celery -A worker.celery_app worker --loglevel=INFO "
+        "celery -A worker.celery_app worker --loglevel=INFO -Q calsync,outbound "
         "--concurrency=${WORKER_CONCURRENCY:-12} --without-gossip --without-mingle"
     ),
     "beat": (

@@ -167,3 +167,27 @@ def multiprocess_registry() -> CollectorRegistry:
 def exposition(registry: CollectorRegistry) -> tuple[bytes, str]:
     """A registry's /metrics body and its content type."""
     return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+# Outbound webhooks: each delivery attempt's outcome, and the lag from the change's commit
+# to the receiver's 2xx.
+OUTBOUND_OUTCOMES = ("delivered", "http_error", "timeout", "network_error", "refused", "given_up")
+OUTBOUND_DELIVERIES = Counter(
+    "calsync_outbound_deliveries",
+    "Outbound webhook delivery attempts by outcome (given_up: retried 24 h, then dropped).",
+    ["outcome"],
+)
+OUTBOUND_LAG = Histogram(
+    "calsync_outbound_delivery_lag_seconds",
+    "A busy change committed (outbox row written) until the receiver answered 2xx.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 86400),
+)
+for _outcome in OUTBOUND_OUTCOMES:
+    OUTBOUND_DELIVERIES.labels(_outcome)
+
+
+def observe_outbound_attempt(outcome: str, lag_seconds: float | None = None) -> None:
+    """One delivery attempt; `lag_seconds` when it was the 2xx (a first delivery)."""
+    OUTBOUND_DELIVERIES.labels(outcome).inc()
+    if lag_seconds is not None:
+        OUTBOUND_LAG.observe(max(0.0, lag_seconds))

@@ -218,6 +218,10 @@ class Settings:
     # Where each web process keeps accepted notifications until Redis holds them
     # (intake/spool.py): a directory on the web host's own disk. Default: DATA_DIR/push-spool.
     push_spool_dir: Path | None = None
+    # Outbound webhooks: a host's changes within this window go out as one busy.changed
+    # event; each delivery attempt waits this long for the receiver's answer.
+    outbound_coalesce_ms: int = 200
+    outbound_timeout_seconds: int = 10
 
     def __post_init__(self) -> None:
         # Embedded defaults: everything in one data directory, no servers needed.
@@ -332,6 +336,8 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "project_requests_per_day": _positive_int,
     "push_intake": lambda name, raw: _choice(name, raw, ("auto", "direct", "redis")),
     "push_spool_dir": lambda _name, raw: Path(raw).resolve(),
+    "outbound_coalesce_ms": _non_negative_int,
+    "outbound_timeout_seconds": lambda name, raw: _int_in_range(name, raw, 1, 60),
 }
 
 _current: Settings | None = None

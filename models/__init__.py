@@ -10,12 +10,19 @@ from models.base import Base, utcnow
 from models.calendars import Calendar, Channel, SyncState
 from models.events import BusyBlock, CalendarEvent
 from models.hosts import Host, ManualBlock, SignInLink, UsedOAuthState
+from models.outbound import (
+    AnnouncedCalendarState,
+    OutboxEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from models.sync_runs import SyncKind, SyncOutcome, SyncRun, SyncRunRecord
 
 __all__ = [
     "AccountState",
     "AlertDelivery",
     "AlertIncident",
+    "AnnouncedCalendarState",
     "Audit",
     "AuditOutcome",
     "Base",
@@ -26,6 +33,7 @@ __all__ = [
     "GoogleAccount",
     "Host",
     "ManualBlock",
+    "OutboxEvent",
     "SignInLink",
     "SyncKind",
     "SyncOutcome",
@@ -33,5 +41,7 @@ __all__ = [
     "SyncRunRecord",
     "SyncState",
     "UsedOAuthState",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "utcnow",
 ]

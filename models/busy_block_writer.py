@@ -6,7 +6,9 @@ Two ways in: `apply_events` (a sync: Google's events, decided) and `redecide_hos
 the blocks the same way, diff-based and batched: rows that did not change are not touched,
 so applying the same sync twice changes nothing. Both run inside the caller's transaction
 (the one that also stores the new sync token, or the new policy), so blocks and what they
-were decided from commit together or not at all.
+were decided from commit together or not at all. The same goes for the outbound
+`busy.changed` event of the write (models/outbox_writer.py): both collect the blocks they
+remove and add, and the event names the ranges whose busy/free answer changed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy import FromClause, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from models import BusyBlock, Calendar, CalendarEvent
+from models.outbox_writer import lock_host_of, record_busy_change
 from rules.busy_rules import BusyPolicy, EventFacts, Reason, decide
 
 CHUNK = 500  # keys per IN (...) list
@@ -254,18 +257,52 @@ class _BlockChanges:
         self.inserts = _Batched(lambda rows: _insert_rows(session, table, BLOCK_COLUMNS, rows))
         self.updates = _Batched(lambda rows: session.execute(update(BusyBlock), rows))
         self.deletes: list[int] = []
+        # The spans of the blocks removed and added (a moved block is both), for the
+        # outbound event's changed ranges.
+        self.removed: list[tuple[datetime, datetime]] = []
+        self.added: list[tuple[datetime, datetime]] = []
 
     def busy(self, key: str, start: datetime, end: datetime) -> None:
         block = self.stored.get(key)
         if block is None:
             self.inserts.add((self.calendar_id, key, start, end, self.now))
+            self.added.append((start, end))
         elif (block[1], block[2]) != (start, end):
             self.updates.add({"id": block[0], "start": start, "end": end, "applied_at": self.now})
+            self.removed.append((block[1], block[2]))
+            self.added.append((start, end))
 
     def drop(self, key: str) -> None:
         block = self.stored.get(key)
         if block is not None:
             self.deletes.append(block[0])
+            self.removed.append((block[1], block[2]))
+
+    def drop_all_but(self, keys: dict[str, Any]) -> None:
+        """A full sync's swap: every stored block whose key is not in `keys` goes."""
+        for key, block in self.stored.items():
+            if key not in keys:
+                self.deletes.append(block[0])
+                self.removed.append((block[1], block[2]))
+
+    def record_change(self, cause: str) -> None:
+        """The outbound event of these writes (none if the host's busy time is the same)."""
+        if not self.removed and not self.added:
+            return
+        host_id = self.session.scalar(
+            select(Calendar.host_id).where(Calendar.id == self.calendar_id)
+        )
+        if host_id is None:
+            return
+        record_busy_change(
+            self.session,
+            host_id=host_id,
+            calendar_id=self.calendar_id,
+            cause=cause,
+            removed=self.removed,
+            added=self.added,
+            now=self.now,
+        )
 
     def write_deletes(self) -> None:
         for chunk in _chunks(self.deletes):
@@ -280,6 +317,7 @@ def apply_events(
     horizon: Horizon,
     now: datetime,
     replace_all: bool,
+    cause: str = "sync",
 ) -> ApplyStats:
     """Bring stored events and blocks in line with `decided`.
 
@@ -287,6 +325,10 @@ def apply_events(
     transaction: readers see the old set or the new one, never a gap or a ghost. Rows are
     written in batches while the listing is walked, never collected whole.
     """
+    # The host's row first: its writers (this sync, another calendar's, a policy change, a
+    # manual block) then compute their outbound changes one after the other, and always
+    # take the host before the blocks, so they cannot deadlock on each other.
+    lock_host_of(session, calendar_id)
     incoming: dict[str, DecidedEvent] = {}
     for item in decided:
         incoming[item.facts.google_event_id] = item  # a later page wins
@@ -344,13 +386,14 @@ def apply_events(
 
     if replace_all:
         event_deletes.extend(row[_ID] for key, row in events.items() if key not in incoming)
-        blocks.deletes.extend(b[0] for key, b in blocks.stored.items() if key not in incoming)
+        blocks.drop_all_but(incoming)
 
     blocks.write_deletes()
     for chunk in _chunks(event_deletes):
         session.execute(delete(CalendarEvent).where(CalendarEvent.id.in_(chunk)))
     for batch in (event_updates, blocks.updates, event_inserts, blocks.inserts):
         batch.flush()
+    blocks.record_change(cause)
 
     stats.events_written = event_inserts.count + event_updates.count
     stats.events_deleted = len(event_deletes)
@@ -360,7 +403,7 @@ def apply_events(
 
 
 def redecide_host_events(
-    session: Session, host_id: int, policy: BusyPolicy, now: datetime
+    session: Session, host_id: int, policy: BusyPolicy, now: datetime, cause: str = "policy_changed"
 ) -> RedecideStats:
     """Re-decide every stored event of the host's calendars under `policy`, from the stored
     facts (Google is not asked), and rewrite `decision` and the busy blocks to match.
@@ -389,6 +432,7 @@ def redecide_host_events(
         blocks.write_deletes()
         for batch in (decision_updates, blocks.updates, blocks.inserts):
             batch.flush()
+        blocks.record_change(cause)
         stats.events_changed += decision_updates.count
         stats.blocks_added += blocks.inserts.count
         stats.blocks_removed += len(blocks.deletes)

@@ -65,6 +65,11 @@ _HOST_BLOCKS = union_all(
 )
 
 
+# Just (start, end) of every block of the host overlapping the window (outbound changes).
+_HOST_BLOCKS_TABLE = _HOST_BLOCKS.subquery()
+HOST_BLOCK_SPANS = select(_HOST_BLOCKS_TABLE.c.start, _HOST_BLOCKS_TABLE.c.end)
+
+
 def _intervals(rows: Iterable[Any]) -> list[Interval]:
     """Rows of the block queries above as Intervals with their sources
     (`calendar:<id>/<event>`, `manual:<id>`)."""

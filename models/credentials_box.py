@@ -28,6 +28,7 @@ from core.settings import (
     key_entropy_bits,
 )
 from models.accounts import GoogleAccount
+from models.outbound import WebhookEndpoint
 
 REQUIRED_FIELDS = ("client_id", "client_secret", "refresh_token")
 KEY_FILE_NAME = "secret.key"
@@ -204,5 +205,30 @@ def rotate_credentials(
                 else:
                     counts.already_current += 1
         if len(batch) < batch_size:
+            _rotate_webhook_secrets(sessions, current, every_key, counts)
             return counts
         after_id = batch[-1][0]
+
+
+def _rotate_webhook_secrets(
+    sessions: sessionmaker[Session], current: Fernet, every_key: MultiFernet, counts: RotationCounts
+) -> None:
+    """Outbound webhook secrets are sealed with the same key: re-encrypted alike (few rows,
+    one transaction)."""
+    with sessions() as session, session.begin():
+        for endpoint in session.scalars(select(WebhookEndpoint).with_for_update()):
+            for column in ("secret_encrypted", "previous_secret_encrypted"):
+                blob = getattr(endpoint, column)
+                if blob is None:
+                    continue
+                try:
+                    current.decrypt(blob)
+                    counts.already_current += 1
+                    continue
+                except InvalidToken:
+                    pass
+                try:
+                    setattr(endpoint, column, every_key.rotate(blob))
+                    counts.reencrypted += 1
+                except InvalidToken:
+                    counts.undecryptable += 1

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -21,6 +23,13 @@ from models.credentials_box import (
 )
 from models.events import BusyBlock, CalendarEvent
 from models.hosts import Host, ManualBlock, SignInLink
+from models.outbound import (
+    AnnouncedCalendarState,
+    OutboxEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from models.outbox_writer import record_busy_change
 from models.sync_runs import SyncRun
 
 # Token prefixes say what a token is when one turns up somewhere (and let core.logs mask
@@ -117,9 +126,28 @@ def delete_host(session: Session, host_id: int) -> dict[int, AccountStops] | Non
     if alert_keys:
         session.execute(delete(AlertIncident).where(AlertIncident.key.in_(alert_keys)))
         session.execute(delete(AlertDelivery).where(AlertDelivery.key.in_(alert_keys)))
+    # Its outbound events and the endpoints it registered go too (no event announces the
+    # deletion: nothing of the host is kept); its /busy answers 404 from now on.
+    own_endpoints = select(WebhookEndpoint.id).where(WebhookEndpoint.created_by_host == host_id)
+    own_events = select(OutboxEvent.id).where(OutboxEvent.host_id == host_id)
+    session.execute(
+        delete(WebhookDelivery).where(
+            WebhookDelivery.endpoint_id.in_(own_endpoints)
+            | WebhookDelivery.event_id.in_(own_events)
+        )
+    )
+    session.execute(delete(OutboxEvent).where(OutboxEvent.host_id == host_id))
+    session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.created_by_host == host_id))
+    session.execute(
+        delete(AnnouncedCalendarState).where(AnnouncedCalendarState.calendar_id.in_(in_calendars))
+    )
     session.execute(delete(Host).where(Host.id == host_id))
     session.expunge_all()  # rows deleted behind the identity map's back
     return to_stop
+
+
+def _spans(session: Session, query: Any) -> list[tuple[datetime, datetime]]:
+    return [(start, end) for start, end in session.execute(query)]
 
 
 def _same_grant(a: dict, b: dict) -> bool:
@@ -251,7 +279,20 @@ def detach_calendar(session: Session, calendar_id: int) -> tuple[int, list[Chann
         )
     ]
     account_id = calendar.account_id
+    host_id = calendar.host_id
+    busy_spans = _spans(
+        session, select(BusyBlock.start, BusyBlock.end).where(BusyBlock.calendar_id == calendar_id)
+    )
     session.execute(delete(Audit).where(Audit.calendar_id == calendar_id))
     session.delete(calendar)
     session.flush()
+    record_busy_change(
+        session,
+        host_id=host_id,
+        calendar_id=calendar_id,
+        cause="calendar_detached",
+        removed=busy_spans,
+        added=[],
+        now=utcnow(),
+    )
     return account_id, channels

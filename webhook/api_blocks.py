@@ -12,6 +12,7 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import select
 
 from models import ManualBlock
+from models.manual_blocks import add_blocks, remove_block
 from webhook.api_hosts import HOST_PATH
 from webhook.api_input import parse_body, parse_query
 from webhook.api_schemas import MAX_ID, BlockListQuery, ManualBlockCreate
@@ -48,8 +49,7 @@ def create(host_id: int) -> tuple[Response, int]:
     host = require_host(host_id)
     body = parse_body(ManualBlockCreate)
     session = request_session()
-    block = ManualBlock(host_id=host.id, start=body.start, end=body.end, note=body.note)
-    session.add(block)
+    [block] = add_blocks(session, host.id, [(body.start, body.end)], body.note)
     session.commit()
     return jsonify(block_json(block)), 201
 
@@ -75,6 +75,7 @@ def show(host_id: int, block_id: int) -> Response:
 def delete(host_id: int, block_id: int) -> tuple[str, int]:
     host = require_host(host_id)
     session = request_session()
-    session.delete(_find(host.id, block_id))
+    block = _find(host.id, block_id)
+    remove_block(session, block)
     session.commit()
     return "", 204

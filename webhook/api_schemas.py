@@ -29,6 +29,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
+from models.outbound import DeliveryStatus, EndpointState
 from models.sync_runs import SyncKind, SyncOutcome
 from rules.busy_rules import BusyPolicy as BusyPolicyRules
 from rules.busy_rules import Reason
@@ -668,3 +669,100 @@ class Health(Answer):
 class Ready(Answer):
     status: Literal["ok"]
     checks: dict[str, Any]
+
+
+# --- Outbound webhooks ------------------------------------------------------------------
+
+
+MAX_DESCRIPTION_LENGTH = 500
+MAX_ENDPOINT_HOSTS = 1000
+EndpointUrl = Annotated[
+    str, StringConstraints(min_length=1, max_length=2048), AfterValidator(_no_nul)
+]
+DescriptionText = Annotated[
+    str, StringConstraints(max_length=MAX_DESCRIPTION_LENGTH), AfterValidator(_no_nul)
+]
+HostIdList = Annotated[
+    list[Annotated[int, Field(ge=1, le=MAX_ID)]],
+    Field(min_length=1, max_length=MAX_ENDPOINT_HOSTS),
+]
+
+
+class WebhookEndpointCreate(RequestBody):
+    """url: https:// (plain http:// only to loopback), no user name or password, at most
+    2,048 characters, not resolving to link-local or metadata addresses. hostIds: whose
+    events it receives; left out, every host (admin) or the calling host (host token)."""
+
+    url: EndpointUrl
+    host_ids: HostIdList = absent()
+    description: DescriptionText = ""
+
+
+class WebhookEndpointPatch(RequestBody):
+    """Keys left out keep their value. enabled: true turns a failing or disabled endpoint
+    back on (retrying what waits), false disables it."""
+
+    url: EndpointUrl = absent()
+    host_ids: HostIdList = absent()
+    description: DescriptionText = absent()
+    enabled: bool = absent()
+
+
+class ReplayRequest(RequestBody):
+    since: Rfc3339Time = Field(description="re-send every event delivered since this time")
+
+
+class WebhookEndpoint(Answer):
+    id: str
+    url: str
+    host_ids: list[int] | None = Field(description="null: every host")
+    description: str
+    state: EndpointState
+    state_reason: str | None = Field(description="why it is failing or disabled, in words")
+    failing_since: datetime | None
+    previous_secret_expires_at: datetime | None = Field(
+        description="until then the previous secret signs beside the current one"
+    )
+    created_at: datetime
+
+
+class WebhookEndpointCreated(WebhookEndpoint):
+    secret: str = Field(description="Standard Webhooks secret (whsec_...); shown only once")
+
+
+class WebhookEndpointList(Answer):
+    endpoints: list[WebhookEndpoint]
+
+
+class WebhookSecretRotated(Answer):
+    id: str
+    secret: str = Field(description="the new secret, shown only once")
+    previous_secret_expires_at: datetime
+
+
+class WebhookDelivery(Answer):
+    id: int
+    event_id: str
+    event_type: str
+    status: DeliveryStatus
+    attempts: int
+    last_status_code: int | None
+    last_duration_ms: int | None
+    last_error: str | None = Field(description="what went wrong, in words")
+    last_attempt_at: datetime | None
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+    created_at: datetime
+
+
+class WebhookDeliveryList(Answer):
+    deliveries: list[WebhookDelivery]
+
+
+class WebhookPingQueued(Answer):
+    delivery_id: int
+    event_id: str
+
+
+class WebhookReplayQueued(Answer):
+    requeued: int = Field(description="deliveries queued to be sent again")

@@ -14,6 +14,7 @@ from webhook.api_busy import api_busy
 from webhook.api_calendars import api_calendars
 from webhook.api_explain import api_explain
 from webhook.api_hosts import api_hosts
+from webhook.api_webhook_endpoints import api_webhook_endpoints
 from webhook.caldav import caldav
 from webhook.errors import register_error_handlers
 from webhook.health import health
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         api_busy,
         api_blocks,
         api_explain,
+        api_webhook_endpoints,
         openapi,
         status_page,
         oauth_connect,

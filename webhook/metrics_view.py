@@ -19,6 +19,7 @@ from core.settings import Settings
 from models.audits import audit_gauges
 from models.db import session_scope
 from models.ops_snapshot import OpsSnapshot, take_snapshot
+from models.outbound_health import OutboundHealth, outbound_health
 from webhook.errors import ApiError
 from webhook.request_scope import app_settings
 from worker.queue_depth import queue_depth
@@ -88,6 +89,7 @@ class DatabaseCollector(Collector):
                     safety_net_seconds=self.settings.safety_net_seconds,
                 )
                 last_match_age, differing = audit_gauges(session, self.now())
+                outbound = outbound_health(session, self.now())
         except Exception as exc:
             log.warning("metrics_database_unavailable error=%s", type(exc).__name__)
             up.add_metric([], 0)
@@ -107,6 +109,7 @@ class DatabaseCollector(Collector):
                 "Calendars whose busy table still differed from Google after a full resync.",
                 value=differing,
             )
+            yield from _outbound_gauges(outbound)
         depth = queue_depth(self.settings)
         if depth is not None:
             yield GaugeMetricFamily(
@@ -162,3 +165,27 @@ def _snapshot_gauges(snapshot: OpsSnapshot) -> Iterator[Metric]:
             "Time since any push notification arrived, while channels are live.",
             value=silent,
         )
+
+
+def _outbound_gauges(health: OutboundHealth) -> Iterator[Metric]:
+    by_state = GaugeMetricFamily(
+        "calsync_outbound_endpoints", "Outbound webhook endpoints by state.", labels=["state"]
+    )
+    for state, count in health.endpoints_by_state.items():
+        by_state.add_metric([state], count)
+    yield by_state
+    yield GaugeMetricFamily(
+        "calsync_outbox_depth",
+        "Outbound events not yet fanned out plus deliveries not yet accepted by a receiver.",
+        value=health.depth,
+    )
+    yield GaugeMetricFamily(
+        "calsync_outbox_oldest_unfanned_seconds",
+        "Age of the oldest outbound event not yet turned into deliveries (0 = none).",
+        value=health.oldest_unfanned_seconds,
+    )
+    yield GaugeMetricFamily(
+        "calsync_outbox_oldest_pending_delivery_seconds",
+        "Age of the oldest outbound delivery not yet accepted by its receiver (0 = none).",
+        value=health.oldest_pending_seconds,
+    )

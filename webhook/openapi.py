@@ -98,6 +98,13 @@ ID = {"type": "integer", "minimum": 1, "maximum": schemas.MAX_ID}
 HOST = path_id("host", "host id")
 CAL = path_id("cal", "calsync calendar id")
 BLOCK = path_id("id", "manual block id")
+ENDPOINT = {
+    "name": "endpoint_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "maxLength": 40},
+    "description": "webhook endpoint id (we_...)",
+}
 NO_CONTENT = {"description": "Done; no body."}
 
 # Answers shared by the operations, referenced by name ("400": "BadRequest").
@@ -429,6 +436,77 @@ PATHS: dict[str, Schema] = {
             {"200": ok(schemas.Explain)},
             tags=["busy"],
             parameters=[HOST, *query_parameters(schemas.ExplainQuery)],
+        )
+    },
+    "/v1/webhook-endpoints": {
+        "get": operation(
+            "The caller's webhook endpoints (admin: all; a host: those it registered)",
+            {"200": ok(schemas.WebhookEndpointList)},
+            tags=["webhooks"],
+        ),
+        "post": operation(
+            "Register a receiver of signed busy.changed and calendar.state_changed events "
+            "(Standard Webhooks); the secret is shown once",
+            {"201": ok(schemas.WebhookEndpointCreated, "Created")},
+            tags=["webhooks"],
+            body=schemas.WebhookEndpointCreate,
+        ),
+    },
+    "/v1/webhook-endpoints/{endpoint_id}": {
+        "get": operation(
+            "A webhook endpoint with its state and, when failing or disabled, why",
+            {"200": ok(schemas.WebhookEndpoint)},
+            tags=["webhooks"],
+            parameters=[ENDPOINT],
+        ),
+        "patch": operation(
+            "Change a webhook endpoint; enabled: true turns a failing or disabled one on again",
+            {"200": ok(schemas.WebhookEndpoint)},
+            tags=["webhooks"],
+            parameters=[ENDPOINT],
+            body=schemas.WebhookEndpointPatch,
+        ),
+        "delete": operation(
+            "Remove a webhook endpoint and its deliveries",
+            {"204": NO_CONTENT},
+            tags=["webhooks"],
+            parameters=[ENDPOINT],
+        ),
+    },
+    "/v1/webhook-endpoints/{endpoint_id}/secret": {
+        "post": operation(
+            "Rotate the signing secret: the old and the new one both sign for 24 hours",
+            {"200": ok(schemas.WebhookSecretRotated)},
+            tags=["webhooks"],
+            parameters=[ENDPOINT],
+        )
+    },
+    "/v1/webhook-endpoints/{endpoint_id}/deliveries": {
+        "get": operation(
+            "Recent deliveries: event id, status code, duration, error in words",
+            {"200": ok(schemas.WebhookDeliveryList)},
+            tags=["webhooks"],
+            parameters=[ENDPOINT],
+        )
+    },
+    "/v1/webhook-endpoints/{endpoint_id}/test": {
+        "post": operation(
+            "Send a ping event to the endpoint (its outcome shows in its deliveries)",
+            {
+                "202": ok(schemas.WebhookPingQueued, "Queued"),
+                "409": json_body(schemas.Error, "The endpoint is disabled"),
+            },
+            tags=["webhooks"],
+            parameters=[ENDPOINT],
+        )
+    },
+    "/v1/webhook-endpoints/{endpoint_id}/replay": {
+        "post": operation(
+            "Send again, in order, every event delivered to the endpoint since a time",
+            {"202": ok(schemas.WebhookReplayQueued, "Queued")},
+            tags=["webhooks"],
+            parameters=[ENDPOINT],
+            body=schemas.ReplayRequest,
         )
     },
     "/status/{host}": {

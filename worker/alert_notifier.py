@@ -25,8 +25,15 @@ from core.settings import Settings, get_settings
 from models.alerts import AlertDelivery, AlertIncident
 from models.db import session_scope
 from models.ops_snapshot import take_snapshot
+from models.outbound_health import outbound_health
 from worker.alert_delivery import AlertMessage, DeliveryError, payload_for, post_alert
-from worker.alert_rules import Alert, AlertThresholds, Severity, evaluate_alerts
+from worker.alert_rules import (
+    Alert,
+    AlertThresholds,
+    Severity,
+    evaluate_alerts,
+    evaluate_outbound_alerts,
+)
 from worker.queue_depth import queue_depth
 
 log = logging.getLogger("calsync.alerts")
@@ -178,9 +185,11 @@ def run_cycle(
             stale_after_seconds=settings.stale_after_seconds,
             safety_net_seconds=settings.safety_net_seconds,
         )
+        outbound = outbound_health(session, now)
     alerts = evaluate_alerts(
         snapshot, queue_depth(settings), AlertThresholds.from_settings(settings)
     )
+    alerts += evaluate_outbound_alerts(outbound)
     firing = {alert.key: alert for alert in alerts}
     report.firing = sorted(firing)
     with session_scope(settings.database_url) as session:

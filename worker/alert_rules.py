@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from core.settings import Settings
 from models.ops_snapshot import DifferingCalendar, OpsSnapshot
+from models.outbound_health import OutboundHealth
 from rules.health import CalendarState
 
 
@@ -180,6 +181,44 @@ def evaluate_alerts(
                 summary=f"calsync: {queue_depth} tasks wait in the queue (workers down or "
                 "too few?)",
                 details={"queue_depth": queue_depth},
+            )
+        )
+    return alerts
+
+
+# The outbox grows: events not fanned out for this long (no worker consumes the outbound
+# queue, or beat is down), or this many events and deliveries waiting. One dead receiver
+# alone is the failing-endpoint alert's business (its deliveries wait up to 24 h).
+OUTBOX_UNFANNED_SECONDS = 5 * 60
+OUTBOX_BACKLOG_DEPTH = 10_000
+
+
+def evaluate_outbound_alerts(health: OutboundHealth) -> list[Alert]:
+    """Failing webhook endpoints (one alert each) and a growing outbox."""
+    alerts = [
+        Alert(
+            key=f"calsync/webhook-endpoint-failing/{endpoint_id}",
+            rule="webhook_endpoint_failing",
+            severity=Severity.WARNING,
+            summary=f"calsync: webhook endpoint {endpoint_id} has not accepted a delivery for "
+            "24 hours; it is disabled after 5 days failing",
+            details={"endpoint_id": endpoint_id},
+        )
+        for endpoint_id, _reason in health.failing
+    ]
+    if (
+        health.oldest_unfanned_seconds > OUTBOX_UNFANNED_SECONDS
+        or health.depth > OUTBOX_BACKLOG_DEPTH
+    ):
+        alerts.append(
+            Alert(
+                key="calsync/outbox-backlog",
+                rule="outbox_backlog",
+                severity=Severity.WARNING,
+                summary=f"calsync: {health.depth} outbound webhook events/deliveries wait "
+                f"(oldest event {_minutes(health.oldest_unfanned_seconds)}); is a worker consuming "
+                "the outbound queue?",
+                details={"depth": health.depth},
             )
         )
     return alerts

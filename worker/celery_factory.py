@@ -11,10 +11,14 @@ from core.settings import Settings, get_settings
 from rules import sync_schedule
 from rules.audit import audit_check_seconds
 from worker.publishing import publish_syncs
-from worker.task_names import QueueNames, TaskNames
+from worker.task_names import OUTBOUND_TASKS, QueueNames, TaskNames
 
 QUEUE = str(QueueNames.CALSYNC)
-TASK_MODULES = ["worker.tasks", "worker.alert_tasks"]
+TASK_MODULES = ["worker.tasks", "worker.alert_tasks", "worker.outbound_tasks"]
+# Outbound webhook sweeps run this often: a fan-out or delivery whose message was lost is
+# sent again within about this long (plus the grace the normal path gets first).
+OUTBOUND_SWEEP_SECONDS = 1.0
+OUTBOUND_STATES_SECONDS = 10.0
 
 
 def create_celery(settings: Settings | None = None) -> Celery:
@@ -37,6 +41,7 @@ def create_celery(settings: Settings | None = None) -> Celery:
     )
     app.conf.update(
         task_default_queue=QUEUE,
+        task_routes={str(name): {"queue": str(QueueNames.OUTBOUND)} for name in OUTBOUND_TASKS},
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,
@@ -75,7 +80,9 @@ def declare_queue(app: Celery) -> None:
     its unique name; declaring it up front (`calsync db upgrade`, `calsync demo`) avoids that.
     """
     with app.connection_for_write() as connection:
-        app.amqp.queues[QUEUE](connection.default_channel).declare()
+        for name in QueueNames:
+            queue = app.amqp.queues.get(str(name)) or app.amqp.queues.add(str(name))
+            queue(connection.default_channel).declare()
 
 
 def _transport(settings: Settings) -> str | None:
@@ -125,6 +132,14 @@ def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             # Sync runs past CALSYNC_SYNC_RUN_RETENTION_DAYS and spent sign-in links.
             "task": str(TaskNames.PRUNE_HISTORY),
             "schedule": 3600.0,
+        },
+        "outbound-sweep": {
+            "task": str(TaskNames.OUTBOUND_SWEEP),
+            "schedule": OUTBOUND_SWEEP_SECONDS,
+        },
+        "outbound-states": {
+            "task": str(TaskNames.OUTBOUND_STATES),
+            "schedule": OUTBOUND_STATES_SECONDS,
         },
         "safety-net-sync": {
             "task": str(TaskNames.SAFETY_NET),

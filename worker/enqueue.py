@@ -16,6 +16,8 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, SessionTransaction
 
 from core.errors import EnqueueError
+from core.settings import get_settings
+from models.outbox_writer import add_outbox_listener
 from worker import publishing
 from worker.task_names import TaskNames
 
@@ -24,6 +26,8 @@ __all__ = [
     "TaskBatch",
     "after_commit",
     "enqueue_audit",
+    "enqueue_outbound_delivery",
+    "enqueue_outbound_fan_out",
     "enqueue_stop_channels",
     "enqueue_sync",
     "enqueue_syncs",
@@ -54,6 +58,43 @@ def enqueue_syncs(calendar_ids: list[int], *, reason: str) -> None:
 
 def enqueue_audit(calendar_ids: list[int], *, reason: str) -> None:
     send(TaskNames.AUDIT_CALENDARS, calendar_ids, reason=reason)
+
+
+def enqueue_outbound_fan_out(host_id: int | None, countdown: float = 0.0) -> None:
+    publishing.publish_in(_app(), TaskNames.OUTBOUND_FAN_OUT, countdown, host_id)
+
+
+def enqueue_outbound_delivery(endpoint_id: str, countdown: float = 0.0) -> None:
+    """Run the endpoint's sender (its due deliveries, in order per host)."""
+    publishing.publish_in(_app(), TaskNames.OUTBOUND_DELIVER, countdown, endpoint_id)
+
+
+def _fan_out_after_commit(session: Session, host_id: int | None) -> None:
+    """An outbox row was written: fan it out once its transaction commits and the host's
+    coalescing window has passed. If the broker is away, beat's sweep does it later."""
+    pending: TaskBatch | None = session.info.get(_BATCH_KEY)
+    if pending is not None and host_id in pending.fan_out_hosts:
+        return  # one message per host and transaction
+    window = get_settings().outbound_coalesce_ms / 1000
+    batch = after_commit(session, _quietly(enqueue_outbound_fan_out), host_id, countdown=window)
+    batch.fan_out_hosts.add(host_id)
+
+
+def _quietly(send: Callable[..., None]) -> Callable[..., None]:
+    """A send whose failure only logs: the outbox row is committed and the sweep sends it;
+    the caller's own sends (syncs, watches) must not look failed because of it."""
+
+    def attempt(*args: Any, **kwargs: Any) -> None:
+        try:
+            send(*args, **kwargs)
+        except EnqueueError:
+            log.warning("outbound_fan_out_not_enqueued broker unavailable; the sweep sends it")
+
+    attempt.__name__ = getattr(send, "__name__", "send")
+    return attempt
+
+
+add_outbox_listener(_fan_out_after_commit)
 
 
 def enqueue_watch(calendar_id: int) -> None:
@@ -99,6 +140,8 @@ class TaskBatch:
         ] = []
         self.sent = 0
         self.error: Exception | None = None
+        # Hosts whose outbound fan-out this transaction already sends.
+        self.fan_out_hosts: set[int | None] = set()
 
     def add(
         self,

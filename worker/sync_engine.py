@@ -334,6 +334,14 @@ def _fetch(
     )
 
 
+# The `cause` of the outbound busy.changed event of each kind of sync.
+SYNC_CAUSES = {
+    SyncKind.INCREMENTAL: "sync",
+    SyncKind.FULL: "full_sync",
+    SyncKind.RECOVERY_410: "410_recovery",
+}
+
+
 def _one_pass(
     context: CalendarContext,
     owner: str,
@@ -388,6 +396,7 @@ def _commit(
             horizon=horizon,
             now=applied_at,
             replace_all=kind is not SyncKind.INCREMENTAL,
+            cause=SYNC_CAUSES[kind],
         )
         state = session.get(SyncState, calendar_id, populate_existing=True)
         assert state is not None

@@ -9,7 +9,9 @@ from enum import StrEnum
 
 
 class QueueNames(StrEnum):
-    CALSYNC = "calsync"  # the one queue; the Procfile's worker consumes it (the default)
+    CALSYNC = "calsync"  # syncs, channels, alerts, audits (the default queue)
+    # Outbound webhooks, apart so a slow receiver never holds up a sync.
+    OUTBOUND = "outbound"
 
 
 class TaskNames(StrEnum):
@@ -23,6 +25,21 @@ class TaskNames(StrEnum):
     AUDIT_CALENDARS = "calsync.audit_calendars"
     SCHEDULE_AUDITS = "calsync.schedule_audits"
     PRUNE_HISTORY = "calsync.prune_history"
+    OUTBOUND_FAN_OUT = "calsync.outbound_fan_out"
+    OUTBOUND_DELIVER = "calsync.outbound_deliver"
+    OUTBOUND_SWEEP = "calsync.outbound_sweep"
+    OUTBOUND_STATES = "calsync.outbound_states"
+
+
+# Tasks that run on the outbound queue (celery_factory routes them there).
+OUTBOUND_TASKS = frozenset(
+    {
+        TaskNames.OUTBOUND_FAN_OUT,
+        TaskNames.OUTBOUND_DELIVER,
+        TaskNames.OUTBOUND_SWEEP,
+        TaskNames.OUTBOUND_STATES,
+    }
+)
 
 
 # Tasks about one calendar: their first argument is its id (bound to their log lines).

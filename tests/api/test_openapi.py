@@ -93,9 +93,9 @@ def test_every_operation_documents_its_errors(client) -> None:
             responses = operation["responses"]
             assert {"400", "401", "404", "default"} <= set(responses), (method, path)
             # POSTs without a body are actions on their path (issue a new token or sign-in
-            # link, audit).
+            # link, audit, rotate a webhook secret, send a test ping).
             bodyless = method in ("get", "delete") or path.endswith(
-                ("token", "/audit", "/sign-in-link")
+                ("token", "/audit", "/sign-in-link", "/secret", "/test")
             )
             assert "requestBody" in operation or bodyless, (method, path)
 

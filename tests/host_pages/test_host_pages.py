@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from calsync.cli import cli
 from core.logs import redact
 from core.settings import Settings, SettingsError, configure
-from models import Audit, CalendarEvent, ManualBlock, SignInLink, SyncRun
+from models import Audit, CalendarEvent, ManualBlock, OutboxEvent, SignInLink, SyncRun
 from models.host_log import prune_sync_runs
 from tests.status_page.conftest import HOST_ZONE, Scene
 from webhook import create_app
@@ -140,6 +140,44 @@ def test_form_path_creates_edits_and_deletes_a_block_counted_in_busy_at_once(
         client.post(f"/me/blocks/{block_id}/delete", data={"csrf_token": csrf}).status_code == 303
     )
     assert _busy(client, scene.host_id, day) == []
+
+
+def test_block_changes_on_the_page_announce_busy_changed_with_their_ranges(
+    client: FlaskClient, scene: Scene, session: Session
+) -> None:
+    """The page changes blocks through the same writer as the API: each change commits its
+    `busy.changed` outbox row with the ranges whose answer changed (a weekly repeat is one
+    event with one range per week)."""
+    csrf = signed_in(client, scene.host_id)
+    day = _tomorrow() + timedelta(days=1)  # no scene blocks that day
+    form = {"csrf_token": csrf, "date": day.isoformat(), "start": "14:00", "end": "16:30"}
+    form["repeat_until"] = (day + timedelta(days=7)).isoformat()
+
+    def events() -> list[tuple[str, list[tuple[str, str]]]]:
+        rows = session.scalars(
+            select(OutboxEvent)
+            .where(OutboxEvent.host_id == scene.host_id, OutboxEvent.type == "busy.changed")
+            .order_by(OutboxEvent.id)
+        )
+        return [(r.cause, [(c["start"], c["end"]) for c in r.payload["changed"]]) for r in rows]
+
+    before = len(events())
+    assert client.post("/me/blocks", data={**form, "note": "Focus"}).status_code == 303
+    later = day + timedelta(days=7)
+    added = [(_utc(day, 14), _utc(day, 16, 30)), (_utc(later, 14), _utc(later, 16, 30))]
+    assert events()[before:] == [("manual_block_added", added)]
+
+    block_id = session.scalar(
+        select(ManualBlock.id).where(ManualBlock.note == "Focus").order_by(ManualBlock.start)
+    )
+    edit = {**form, "start": "15:00", "end": "17:00", "note": "Focus", "repeat_until": ""}
+    assert client.post(f"/me/blocks/{block_id}", data=edit).status_code == 303
+    moved = [(_utc(day, 14), _utc(day, 15)), (_utc(day, 16, 30), _utc(day, 17))]
+    assert events()[before + 1 :] == [("manual_block_changed", moved)]
+
+    delete = {"csrf_token": csrf}
+    assert client.post(f"/me/blocks/{block_id}/delete", data=delete).status_code == 303
+    assert events()[before + 2 :] == [("manual_block_removed", [(_utc(day, 15), _utc(day, 17))])]
 
 
 def test_repeat_weekly_makes_one_block_per_week(

@@ -55,6 +55,8 @@ def test_every_alert_has_a_firing_and_a_silent_case() -> None:
         "CalsyncNoNotifications",
         "CalsyncQueueBackingUp",
         "CalsyncGoogleDailyBudgetLow",
+        "CalsyncWebhookEndpointFailing",
+        "CalsyncOutboxGrowing",
     }
     assert required <= alerts
     tests = yaml.safe_load((RULES_DIR / "alerts_test.yml").read_text())["tests"]

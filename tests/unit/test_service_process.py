@@ -80,6 +80,7 @@ def test_command_lines_are_the_procfiles_with_the_launchers_settings(tmp_path: P
     worker = worker_process("worker3", env, tmp_path / "w.log", concurrency=5)
     assert worker.argv[1:] == [
         *("-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel=INFO"),
+        *("-Q", "calsync,outbound"),
         *("--concurrency=5", "--without-gossip", "--without-mingle"),
         *("--hostname=worker3@%h", "--without-heartbeat"),
     ]

@@ -14,6 +14,7 @@ from flask import (
 from werkzeug.wrappers import Response as BaseResponse
 
 from models import Host, ManualBlock
+from models.manual_blocks import add_blocks, move_block, remove_block
 from rules.status_presenter import (
     host_zone,
     local_text,
@@ -59,8 +60,7 @@ def create_block() -> BaseResponse:
     if isinstance(ranges, BlockForm):
         return render_week(host, week_of(form.day, host), ranges, 400)
     session = request_session()
-    for start, end in ranges:
-        session.add(ManualBlock(host_id=host.id, start=start, end=end, note=parsed.note))
+    add_blocks(session, host.id, ranges, parsed.note)
     session.commit()
     first = parsed.days[0]
     times = f"{form.start}\u2013{form.end}"
@@ -134,9 +134,10 @@ def update_block(block_id: int) -> BaseResponse:
     ranges = utc_ranges(parsed, form, zone)
     if isinstance(ranges, BlockForm):
         return _render_edit(host, ranges, 400)
-    block.start, block.end = ranges[0]
-    block.note = parsed.note
-    request_session().commit()
+    session = request_session()
+    start, end = ranges[0]
+    move_block(session, block, start, end, parsed.note)
+    session.commit()
     flash(f"Block changed to {parsed.days[0].strftime('%a %d %b')} {form.start}\u2013{form.end}.")
     return redirect(url_for("host_pages.week_view", week=parsed.days[0].isoformat()), code=303)
 
@@ -149,7 +150,7 @@ def delete_block(block_id: int) -> BaseResponse:
     zone, _ = host_zone(host.time_zone)
     day = block.start.astimezone(zone).date()
     session = request_session()
-    session.delete(block)
+    remove_block(session, block)
     session.commit()
     flash(f"Block on {day.strftime('%a %d %b')} deleted.")
     return redirect(url_for("host_pages.week_view", week=day.isoformat()), code=303)

@@ -10,7 +10,7 @@ from alembic import op
 import models.base
 
 revision = "0006_host_sessions"
-down_revision = "0004"
+down_revision = "0005_outbound_webhooks"
 branch_labels = None
 depends_on = None
 

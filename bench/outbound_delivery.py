@@ -1,0 +1,216 @@
+"""Outbound webhooks under load: a busy change committed until each receiver's 2xx, and the
+sync lag of benchmark 2 with deliveries on and off.
+
+What runs: calsync's real processes on a private Redis and a fresh PostgreSQL database (web,
+a Celery worker consuming both queues as the Procfile does, beat) and the emulator as a
+child process. 1,000 calendars (one host, account and calendar each) attached, synced and
+watched. Receivers: 10 endpoints (admin, all hosts) on a threaded HTTP server in this
+process that answers 204 after 5 ms.
+
+Phases (same fleet, same load as benchmark 2: 50 changes/s for 60 s, inserts 40%, moves
+40%, deletes 20%):
+- **off**: no endpoint registered (the outbox is still written in every sync's
+  transaction; nothing is fanned out or sent);
+- **on**: the 10 endpoints registered.
+Measured: the sync lag of each change (Google's `updated` -> busy row committed, as in
+benchmark 2) in both phases, and in the on phase for every delivery the time from the
+change's commit (the event's `occurredAt`: its outbox row's commit time, the earliest when
+changes were coalesced) to the receiver answering 2xx. Bars: delivery p99 <= 1 s; sync lag
+p99 with deliveries on within 10% of off. After the on phase every event must have reached
+every endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from bench.harness import Report, bench_stack, parser, percentile
+
+RECEIVER_DELAY_SECONDS = 0.005
+
+
+@dataclass(frozen=True)
+class Size:
+    calendars: int
+    rate: float
+    seconds: float
+    endpoints: int
+    seeded_per_calendar: int
+
+
+FULL = Size(1000, 50.0, 60.0, 10, 2)
+SMOKE = Size(6, 10.0, 2.0, 3, 2)
+
+
+class Receivers:
+    """Every endpoint is a path on one threaded HTTP server; each delivery is recorded with
+    the moment its 2xx is sent."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.deliveries: list[tuple[str, str, float, str]] = []  # path, id, answered, occurred
+        receivers = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                time.sleep(RECEIVER_DELAY_SECONDS)
+                event = json.loads(body)
+                self.send_response(204)
+                self.end_headers()
+                with receivers.lock:
+                    receivers.deliveries.append(
+                        (self.path, event["id"], time.time(), event["occurredAt"])
+                    )
+
+            def log_message(self, *_args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def __enter__(self) -> Receivers:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: Any) -> None:
+        self.server.shutdown()
+
+
+def outbox_drained() -> bool:
+    from sqlalchemy import func, select
+
+    from models import OutboxEvent, WebhookDelivery
+    from models.db import session_scope
+
+    with session_scope() as session:
+        unfanned = session.scalar(select(func.count()).where(OutboxEvent.fanned_out_at.is_(None)))
+        pending = session.scalar(select(func.count()).where(WebhookDelivery.status == "pending"))
+    return not unfanned and not pending
+
+
+def register_endpoints(base: str, count: int) -> None:
+    from models.db import session_scope
+    from models.outbound_endpoints import create_endpoint
+
+    with session_scope() as session:
+        for n in range(count):
+            create_endpoint(
+                session,
+                url=f"{base}/r/{n}",
+                host_ids=None,
+                description=f"bench receiver {n}",
+                created_by_host=None,
+            )
+
+
+def sync_phase(report: Report, prefix: str, load: Any, size: Size) -> dict[int, float]:
+    from bench.change_load import wait_applied
+
+    changes, achieved = load.run(size.rate, size.seconds)
+    missing = wait_applied(changes, timeout=60)
+    lags = [c.lag_ms for c in changes if c.lag_ms is not None]
+    report.value(f"{prefix}.changes", len(changes))
+    report.value(f"{prefix}.achieved_rate", achieved, "/s")
+    report.value(f"{prefix}.missing", missing)
+    stats = {p: percentile(lags, p) for p in (50, 99)}
+    for p, value in stats.items():
+        report.value(f"{prefix}.sync_lag_p{p}_ms", value, "ms")
+    return stats
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--concurrency", type=int, default=12)
+    p.add_argument("--calendars", type=int, default=None, help="override the fleet size")
+    p.add_argument("--seconds", type=float, default=None, help="override the load duration")
+    args = p.parse_args(argv)
+    size = SMOKE if args.smoke else FULL
+    if args.calendars:
+        size = replace(size, calendars=args.calendars)
+    if args.seconds:
+        size = replace(size, seconds=args.seconds)
+    report = Report("outbound_delivery", smoke=args.smoke)
+    report.header()
+    with bench_stack("outbound", args.keep_logs) as stack, Receivers() as receivers:
+        return run(stack, receivers, size, args, report)
+
+
+def run(stack: Any, receivers: Receivers, size: Size, args: Any, report: Report) -> int:
+    from bench import calendar_fleet as fleet
+    from bench.change_load import ChangeLoad
+
+    control = stack.control()
+    stack.start_web()
+    stack.start_worker(args.concurrency)
+    stack.start_beat()
+    stack.wait_ready()
+    calendars, seeded = fleet.attach_fleet(
+        control, size.calendars, "out", events_per_calendar=size.seeded_per_calendar
+    )
+    ids = [c.calendar_id for c in calendars]
+    fleet.wait_until(lambda: fleet.fleet_ready(ids, watched=True), 600, "fleet ready", 1)
+    fleet.wait_until(fleet.fleet_idle, 120, "idle")
+    fleet.wait_until(outbox_drained, 120, "outbox drained")
+    report.value("calendars", len(calendars))
+    report.value("endpoints", size.endpoints)
+    report.value("receiver_delay_ms", RECEIVER_DELAY_SECONDS * 1000, "ms")
+    load = ChangeLoad(control, [c.google_calendar_id for c in calendars], seeded)
+
+    off = sync_phase(report, "off", load, size)
+    fleet.wait_until(fleet.fleet_idle, 60, "idle")
+    register_endpoints(receivers.base, size.endpoints)
+    on = sync_phase(report, "on", load, size)
+    deadline = time.monotonic() + 180
+    while not outbox_drained() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    report.value("on.outbox_drained", outbox_drained())  # False: some never reached a 2xx
+
+    with receivers.lock:
+        deliveries = list(receivers.deliveries)
+    lags = [
+        (answered - datetime.fromisoformat(occurred.replace("Z", "+00:00")).timestamp()) * 1000
+        for _path, _id, answered, occurred in deliveries
+    ]
+    events = {event_id for _path, event_id, _answered, _occurred in deliveries}
+    per_event = {}
+    for path, event_id, _answered, _occurred in deliveries:
+        per_event.setdefault(event_id, set()).add(path)
+    report.value("on.events", len(events))
+    report.value("on.deliveries", len(deliveries))
+    report.value(
+        "on.events_missing_an_endpoint",
+        sum(1 for paths in per_event.values() if len(paths) < size.endpoints),
+    )
+    for p in (50, 99):
+        report.value(f"on.delivery_lag_p{p}_ms", percentile(lags, p), "ms")
+    report.value("on.delivery_lag_max_ms", max(lags) if lags else float("nan"), "ms")
+    report.ratio("sync_lag_p99_on_over_off", on[99], off[99])
+    report.bar("delivery p99 ms (commit -> 2xx)", percentile(lags, 99), 1000, at_least=False)
+    report.bar(
+        "sync lag p99 on / off", on[99] / off[99] if off[99] else float("inf"), 1.10, at_least=False
+    )
+    report.bar("outbox drained after the load", int(not outbox_drained()), 0, at_least=False)
+    report.bar(
+        "events not at every endpoint",
+        report.values["on.events_missing_an_endpoint"],
+        0,
+        at_least=False,
+    )
+    return report.finish(args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

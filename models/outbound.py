@@ -1,0 +1,117 @@
+"""Outbound webhooks: the endpoints a booking frontend registers, the outbox of events
+(written in the same transaction as the change that caused them), and one delivery row per
+endpoint and event."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime, utcnow
+
+
+class EndpointState(enum.StrEnum):
+    ACTIVE = "active"
+    FAILING = "failing"  # a delivery was given up after 24 h of retries
+    DISABLED = "disabled"  # failing for 5 days, or disabled by its owner
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # retried for 24 h without a 2xx
+
+
+class EventType(enum.StrEnum):
+    BUSY_CHANGED = "busy.changed"
+    CALENDAR_STATE_CHANGED = "calendar.state_changed"
+    PING = "ping"
+
+
+class WebhookEndpoint(Base):
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # "we_..."
+    url: Mapped[str] = mapped_column(Text)
+    description: Mapped[str] = mapped_column(Text, default="")
+    # Hosts whose events it receives; None = every host (only an admin may register that).
+    host_ids: Mapped[list[int] | None] = mapped_column(JSON)
+    # The host whose token registered it; None = the admin. Deleted with that host.
+    created_by_host: Mapped[int | None] = mapped_column(Integer, index=True)
+    # Standard Webhooks secrets, encrypted like Google credentials. After a rotation the
+    # previous one also signs until `previous_secret_expires_at`.
+    secret_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    previous_secret_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(16), default=EndpointState.ACTIVE)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    state_reason: Mapped[str | None] = mapped_column(Text)  # why, in words
+    # A sender task runs (or is queued) for this endpoint until then: new work does not
+    # queue a second one (one task per endpoint at a time holds at most one pool slot).
+    sender_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OutboxEvent(Base):
+    """One event, independent of endpoints. Written in the transaction that caused it; a
+    fan-out merges a host's rows within the coalescing window (the survivor carries the
+    union, the others point at it) and creates the deliveries."""
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (
+        Index("ix_outbox_events_pending", "fanned_out_at", "host_id", "id"),
+        Index("ix_outbox_events_committed_at", "committed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    type: Mapped[str] = mapped_column(String(40))
+    host_id: Mapped[int | None] = mapped_column(Integer)
+    calendar_id: Mapped[int | None] = mapped_column(Integer)
+    cause: Mapped[str] = mapped_column(String(40))
+    # The event's own fields (changed ranges, states); never titles or attendees.
+    payload: Mapped[dict] = mapped_column(JSON)
+    # When the change was written (its transaction's clock): delivery lag starts here.
+    committed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    fanned_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    merged_into: Mapped[int | None] = mapped_column(Integer)
+
+
+class WebhookDelivery(Base):
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("endpoint_id", "event_id"),
+        # The lane: deliveries of one endpoint and host go out in event order.
+        Index("ix_webhook_deliveries_lane", "endpoint_id", "host_id", "status", "event_id"),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint_id: Mapped[str] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("outbox_events.id", ondelete="CASCADE"))
+    host_id: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # A sender holds the delivery until then (its task id in claimed_by): never two at once.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_duration_ms: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AnnouncedCalendarState(Base):
+    """The state last announced for each calendar (`calendar.state_changed`)."""
+
+    __tablename__ = "outbound_calendar_states"
+
+    calendar_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[str] = mapped_column(String(20))
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,386 @@
+"""Deliveries of outbound events: claiming one to send, recording how it went, what the
+sweep must (re)send, replays, and the recent attempts an endpoint's owner sees.
+
+A delivery is sent only while it heads its lane (the oldest pending event of its endpoint
+and host), so a host's events reach an endpoint in order; a sender holds it with a claim
+(its task id, until a deadline past the request timeout), so two senders never send it at
+once, and a sender that died is replaced once the claim runs out. One sender task per
+endpoint at a time (`take_sender`) sends its due lane heads in batches.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import CursorResult, delete, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from models.outbound import (
+    DeliveryStatus,
+    EndpointState,
+    EventType,
+    OutboxEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from models.outbound_endpoints import signing_secrets
+from models.outbox_writer import iso
+from rules.outbound_retry import disable_due, gives_up, retry_delay
+
+RECENT_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class DeliveryWork:
+    """What a sender needs, read in the claim's transaction."""
+
+    delivery_id: int
+    endpoint_id: str
+    url: str
+    secrets: list[str]
+    message_id: str
+    body: dict[str, Any]
+    committed_at: datetime
+
+
+def event_body(event: OutboxEvent) -> dict[str, Any]:
+    """The JSON an endpoint receives: ids, times, ranges and states; never titles or
+    attendees (the outbox holds none)."""
+    payload = dict(event.payload)
+    body: dict[str, Any] = {
+        "type": event.type,
+        "id": event_message_id(event.id),
+        "occurredAt": iso(event.committed_at),
+    }
+    if event.type == EventType.PING:
+        return body
+    body["hostId"] = event.host_id
+    if event.calendar_id is not None:
+        body["calendarId"] = event.calendar_id
+    body["cause"] = event.cause if len(payload.get("causes", [])) <= 1 else "coalesced"
+    if event.type == EventType.BUSY_CHANGED:
+        body["changed"] = payload["changed"]
+        if len(payload.get("causes", [])) > 1:
+            body["causes"] = payload["causes"]
+    else:
+        for key in ("previousState", "state", "error"):
+            body[key] = payload.get(key)
+    body["asOf"] = payload.get("asOf") or iso(event.committed_at)
+    return body
+
+
+def event_message_id(event_id: int) -> str:
+    """The event's id, also its `webhook-id` (the same on every retry and replay, so a
+    receiver can drop duplicates)."""
+    return f"evt_{event_id}"
+
+
+def _lane_heads(endpoint_id: str) -> Any:
+    """The endpoint's lane heads: per host, its pending delivery with the oldest event."""
+    return (
+        select(func.min(WebhookDelivery.event_id).label("event_id"))
+        .where(
+            WebhookDelivery.endpoint_id == endpoint_id,
+            WebhookDelivery.status == str(DeliveryStatus.PENDING),
+        )
+        .group_by(WebhookDelivery.host_id)
+    )
+
+
+def _free_for(owner: str, now: datetime) -> Any:
+    return or_(
+        WebhookDelivery.claimed_until.is_(None),
+        WebhookDelivery.claimed_until <= now,
+        WebhookDelivery.claimed_by == owner,
+    )
+
+
+def claim_batch(
+    session: Session,
+    endpoint_id: str,
+    owner: str,
+    now: datetime,
+    hold: timedelta,
+    limit: int = 50,
+) -> list[DeliveryWork]:
+    """Take up to `limit` deliveries of the endpoint for sending: lane heads (so a host's
+    events go out in order), due, held by nobody else. Each is held for `hold` under
+    `owner`; what another sender took first is left to it."""
+    endpoint = session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None or endpoint.state == EndpointState.DISABLED:
+        return []
+    candidates = list(
+        session.scalars(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.endpoint_id == endpoint_id,
+                WebhookDelivery.status == str(DeliveryStatus.PENDING),
+                WebhookDelivery.event_id.in_(_lane_heads(endpoint_id)),
+                WebhookDelivery.next_attempt_at <= now + timedelta(seconds=1),
+                _free_for(owner, now),
+            )
+            .order_by(WebhookDelivery.event_id)
+            .limit(limit)
+        )
+    )
+    if not candidates:
+        return []
+    session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id.in_(candidates),
+            WebhookDelivery.status == str(DeliveryStatus.PENDING),
+            _free_for(owner, now),
+        )
+        .values(claimed_by=owner, claimed_until=now + hold)
+        .execution_options(synchronize_session=False)
+    )
+    taken = list(
+        session.execute(
+            select(WebhookDelivery.id, OutboxEvent)
+            .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
+            .where(WebhookDelivery.id.in_(candidates), WebhookDelivery.claimed_by == owner)
+            .order_by(WebhookDelivery.event_id)
+        )
+    )
+    secrets = signing_secrets(endpoint, now)
+    return [
+        DeliveryWork(
+            delivery_id=delivery_id,
+            endpoint_id=endpoint.id,
+            url=endpoint.url,
+            secrets=secrets,
+            message_id=event_message_id(event.id),
+            body=event_body(event),
+            committed_at=event.committed_at,
+        )
+        for delivery_id, event in taken
+    ]
+
+
+def take_sender(session: Session, endpoint_id: str, now: datetime, hold: timedelta) -> bool:
+    """Mark a sender task as running for the endpoint, unless one already is; whether the
+    caller should queue one."""
+    taken: CursorResult = session.execute(  # type: ignore[assignment]
+        update(WebhookEndpoint)
+        .where(
+            WebhookEndpoint.id == endpoint_id,
+            WebhookEndpoint.state != str(EndpointState.DISABLED),
+            or_(WebhookEndpoint.sender_until.is_(None), WebhookEndpoint.sender_until <= now),
+        )
+        .values(sender_until=now + hold)
+        .execution_options(synchronize_session=False)
+    )
+    return taken.rowcount == 1
+
+
+def release_sender(session: Session, endpoint_id: str) -> None:
+    session.execute(
+        update(WebhookEndpoint)
+        .where(WebhookEndpoint.id == endpoint_id)
+        .values(sender_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    status_code: int | None
+    error: str | None  # in words; None for a 2xx
+    duration_ms: int
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    outcome: str  # delivered | retrying | given_up | gone
+    retry_in: float | None  # seconds until this delivery is tried again
+
+
+def record_attempt(session: Session, delivery_id: int, attempt: Attempt, now: datetime) -> Recorded:
+    delivery = session.get(WebhookDelivery, delivery_id)
+    if delivery is None:  # its endpoint was deleted meanwhile
+        return Recorded("gone", None)
+    endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+    delivery.attempts += 1
+    delivery.first_attempt_at = delivery.first_attempt_at or now
+    delivery.last_attempt_at = now
+    delivery.last_status_code = attempt.status_code
+    delivery.last_duration_ms = attempt.duration_ms
+    delivery.last_error = attempt.error
+    delivery.claimed_by = delivery.claimed_until = None
+    retry_in = None
+    if attempt.ok:
+        outcome = "delivered"
+        delivery.status = str(DeliveryStatus.DELIVERED)
+        delivery.delivered_at = now
+        if endpoint is not None and endpoint.state == EndpointState.FAILING:
+            endpoint.state, endpoint.failing_since, endpoint.state_reason = (
+                str(EndpointState.ACTIVE),
+                None,
+                None,
+            )
+    elif gives_up(delivery.created_at, now):
+        outcome = "given_up"
+        delivery.status = str(DeliveryStatus.FAILED)
+        if endpoint is not None and endpoint.state == EndpointState.ACTIVE:
+            endpoint.state = str(EndpointState.FAILING)
+            endpoint.failing_since = now
+            given_up = event_message_id(delivery.event_id)
+            endpoint.state_reason = (
+                f"Event {given_up} was not accepted within 24 hours and was given up. "
+                f"Last attempt: {attempt.error}"
+            )
+        elif endpoint is not None:
+            endpoint.state_reason = (
+                f"Failing since {iso(endpoint.failing_since or now)}; last attempt: {attempt.error}"
+            )
+    else:
+        outcome = "retrying"
+        retry_in = retry_delay(delivery.attempts, random.uniform(-1, 1))
+        delivery.next_attempt_at = now + timedelta(seconds=retry_in)
+    session.flush()
+    return Recorded(outcome, retry_in)
+
+
+def endpoints_with_due_work(
+    session: Session, now: datetime, endpoint_id: str | None = None
+) -> list[str]:
+    """Endpoints with a lane head that is due and held by nobody: what the sweep (re)starts
+    a sender for (a retry that came due, a sender that died, a lost message)."""
+    heads = (
+        select(func.min(WebhookDelivery.event_id).label("event_id"), WebhookDelivery.endpoint_id)
+        .where(WebhookDelivery.status == str(DeliveryStatus.PENDING))
+        .group_by(WebhookDelivery.endpoint_id, WebhookDelivery.host_id)
+        .subquery()
+    )
+    query = (
+        select(WebhookDelivery.endpoint_id)
+        .join(
+            heads,
+            (heads.c.endpoint_id == WebhookDelivery.endpoint_id)
+            & (heads.c.event_id == WebhookDelivery.event_id),
+        )
+        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+        .where(
+            WebhookDelivery.next_attempt_at <= now,
+            or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until <= now),
+            WebhookEndpoint.state != str(EndpointState.DISABLED),
+        )
+        .distinct()
+    )
+    if endpoint_id is not None:
+        query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
+    return list(session.scalars(query))
+
+
+def disable_long_failing(session: Session, now: datetime) -> list[str]:
+    """Disable endpoints failing for 5 days; their ids."""
+    disabled = []
+    for endpoint in session.scalars(
+        select(WebhookEndpoint).where(WebhookEndpoint.state == str(EndpointState.FAILING))
+    ):
+        if disable_due(endpoint.failing_since, now):
+            endpoint.state = str(EndpointState.DISABLED)
+            endpoint.state_reason = (
+                f"Disabled: deliveries failed for 5 days (failing since "
+                f"{iso(endpoint.failing_since or now)}). Fix the receiver, then PATCH "
+                '{"enabled": true} to turn it on again.'
+            )
+            disabled.append(endpoint.id)
+    return disabled
+
+
+def replay(session: Session, endpoint: WebhookEndpoint, since: datetime, now: datetime) -> int:
+    """Send again every event of the endpoint's hosts since `since`, in event order: those
+    delivered or given up become pending again, and those it never got (it was disabled,
+    or registered later) get a delivery. Returns how many are queued."""
+    events = session.scalars(
+        select(OutboxEvent)
+        .where(
+            OutboxEvent.committed_at >= since,
+            OutboxEvent.fanned_out_at.is_not(None),
+            OutboxEvent.merged_into.is_(None),
+            OutboxEvent.type != str(EventType.PING),
+        )
+        .order_by(OutboxEvent.id)
+    )
+    existing = {
+        delivery.event_id: delivery
+        for delivery in session.scalars(
+            select(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id)
+        )
+    }
+    queued = 0
+    for event in events:
+        if endpoint.host_ids is not None and event.host_id not in endpoint.host_ids:
+            continue
+        delivery = existing.get(event.id)
+        if delivery is None:
+            session.add(
+                WebhookDelivery(
+                    endpoint_id=endpoint.id,
+                    event_id=event.id,
+                    host_id=event.host_id,
+                    status=str(DeliveryStatus.PENDING),
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+        elif delivery.status != DeliveryStatus.PENDING:
+            delivery.status = str(DeliveryStatus.PENDING)
+            delivery.next_attempt_at = delivery.created_at = now
+            delivery.claimed_by = delivery.claimed_until = None
+        else:
+            continue
+        queued += 1
+    session.flush()
+    return queued
+
+
+def recent_deliveries(session: Session, endpoint_id: str, limit: int = RECENT_LIMIT) -> list[Any]:
+    """The endpoint's latest deliveries with their event's type, newest first."""
+    return list(
+        session.execute(
+            select(WebhookDelivery, OutboxEvent.type)
+            .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
+            .where(WebhookDelivery.endpoint_id == endpoint_id)
+            .order_by(WebhookDelivery.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+# Sent events and their deliveries are kept this long (what a replay can reach, and what
+# GET …/deliveries shows); events still pending for some endpoint are kept until done.
+RETENTION = timedelta(days=7)
+
+
+def prune(session: Session, now: datetime) -> int:
+    """Delete finished deliveries and fanned-out events older than RETENTION."""
+    cutoff = now - RETENTION
+    old_events = select(OutboxEvent.id).where(
+        OutboxEvent.committed_at < cutoff, OutboxEvent.fanned_out_at.is_not(None)
+    )
+    session.execute(
+        delete(WebhookDelivery).where(
+            WebhookDelivery.event_id.in_(old_events),
+            WebhookDelivery.status != str(DeliveryStatus.PENDING),
+        )
+    )
+    still_pending = select(WebhookDelivery.event_id).where(
+        WebhookDelivery.status == str(DeliveryStatus.PENDING)
+    )
+    result: CursorResult = session.execute(  # type: ignore[assignment]
+        delete(OutboxEvent).where(
+            OutboxEvent.id.in_(old_events), OutboxEvent.id.not_in(still_pending)
+        )
+    )
+    return int(result.rowcount or 0)

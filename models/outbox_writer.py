@@ -1,0 +1,152 @@
+"""Writes outbound events into the outbox, inside the caller's transaction: the event
+commits with the change that caused it, or neither does.
+
+`record_busy_change` is called by every writer of a host's busy time (the busy-block
+writer, manual blocks, detaching a calendar, deleting a host) with the blocks it removed
+and added; it works out which ranges changed their busy/free answer for the host and writes
+nothing when none did. Whoever sends work after commits (worker.enqueue) registers a
+listener, so a fan-out is enqueued once the transaction commits; without one, beat's sweep
+finds the row.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.busy_queries import HOST_BLOCK_SPANS
+from models.calendars import Calendar
+from models.hosts import Host
+from models.outbound import EventType, OutboxEvent
+from rules.busy_changes import Span, changed_ranges
+
+OutboxListener = Callable[[Session, int | None], None]
+_listeners: list[OutboxListener] = []
+
+
+def add_outbox_listener(listener: OutboxListener) -> None:
+    """Call `listener(session, host_id)` whenever an outbox row is added to a session."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+
+
+def iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _add(session: Session, event: OutboxEvent) -> OutboxEvent:
+    session.add(event)
+    session.flush()
+    for listener in _listeners:
+        listener(session, event.host_id)
+    return event
+
+
+def lock_host_of(session: Session, calendar_id: int) -> None:
+    """Lock the row of the calendar's host (PostgreSQL; a no-op on SQLite, whose writers are
+    serialized anyway) for the rest of the transaction."""
+    session.execute(
+        select(Host.id)
+        .where(
+            Host.id == select(Calendar.host_id).where(Calendar.id == calendar_id).scalar_subquery()
+        )
+        .with_for_update()
+    )
+
+
+def host_busy_change(
+    session: Session, host_id: int, removed: list[Span], added: list[Span]
+) -> list[Span]:
+    """The ranges whose busy/free answer for the host changed, given the blocks just
+    removed and added (already written in this session). Takes the host's row lock first,
+    so two writers of one host compute one after the other and neither misses the other's
+    change (PostgreSQL; SQLite writers are serialized anyway)."""
+    if not removed and not added:
+        return []
+    session.flush()
+    session.execute(select(Host.id).where(Host.id == host_id).with_for_update())
+    spans = [*removed, *added]
+    window = {
+        "host_id": host_id,
+        "time_min": min(start for start, _ in spans),
+        "time_max": max(end for _, end in spans),
+    }
+    # The host's blocks now, minus the ones just added: the blocks that stayed.
+    others = Counter((start, end) for start, end in session.execute(HOST_BLOCK_SPANS, window))
+    others.subtract(Counter(added))
+    return changed_ranges(others.elements(), removed, added)
+
+
+def record_busy_change(
+    session: Session,
+    *,
+    host_id: int,
+    calendar_id: int | None,
+    cause: str,
+    removed: Iterable[Span],
+    added: Iterable[Span],
+    now: datetime,
+) -> OutboxEvent | None:
+    """A `busy.changed` outbox row if the host's busy/free answer changed anywhere."""
+    changed = host_busy_change(session, host_id, list(removed), list(added))
+    if not changed:
+        return None
+    payload: dict[str, Any] = {
+        "changed": [{"start": iso(start), "end": iso(end)} for start, end in changed]
+    }
+    return _add(
+        session,
+        OutboxEvent(
+            type=str(EventType.BUSY_CHANGED),
+            host_id=host_id,
+            calendar_id=calendar_id,
+            cause=cause,
+            payload=payload,
+            committed_at=now,
+        ),
+    )
+
+
+def record_state_change(
+    session: Session,
+    *,
+    host_id: int,
+    calendar_id: int,
+    previous: str | None,
+    state: str,
+    error: dict[str, str | None] | None,
+    now: datetime,
+) -> OutboxEvent:
+    """A `calendar.state_changed` outbox row; `error` holds code, message and fix in words."""
+    return _add(
+        session,
+        OutboxEvent(
+            type=str(EventType.CALENDAR_STATE_CHANGED),
+            host_id=host_id,
+            calendar_id=calendar_id,
+            cause="health",
+            payload={"previousState": previous, "state": state, "error": error},
+            committed_at=now,
+        ),
+    )
+
+
+def record_ping(session: Session, now: datetime) -> OutboxEvent:
+    """A `ping` (an endpoint's test): no host, delivered only to the endpoint asking."""
+    event = OutboxEvent(
+        type=str(EventType.PING),
+        host_id=None,
+        calendar_id=None,
+        cause="test",
+        payload={},
+        committed_at=now,
+        fanned_out_at=now,
+    )
+    session.add(event)
+    session.flush()
+    return event

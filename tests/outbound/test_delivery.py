@@ -1,0 +1,260 @@
+"""Deliveries end to end in one process: the API registers an endpoint and changes busy
+time, the outbound tasks run as a worker would, and a real HTTP receiver verifies every
+request with the standardwebhooks package."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from datetime import UTC, datetime, timedelta
+
+import time_machine
+from sqlalchemy import select, update
+from standardwebhooks import Webhook
+
+from core.settings import Settings, configure
+from models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+from models.db import session_scope
+from models.registry import create_host
+from tests.conftest import TEST_ADMIN_TOKEN
+from worker import alert_notifier
+
+from .conftest import Driver, Receiver
+
+ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+DAY = (datetime.now(UTC) + timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def z(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def at(hour: float) -> str:
+    return z(DAY + timedelta(hours=hour))
+
+
+def new_host(name: str = "ann") -> tuple[int, dict[str, str]]:
+    with session_scope() as session:
+        host, token = create_host(session, name)
+        return host.id, {"Authorization": f"Bearer {token}"}
+
+
+def register(client, receiver: Receiver, headers=ADMIN, **fields) -> dict:
+    answer = client.post(
+        "/v1/webhook-endpoints", json={"url": receiver.url, **fields}, headers=headers
+    )
+    assert answer.status_code == 201, answer.get_json()
+    created = answer.get_json()
+    receiver.secrets.append(created["secret"])
+    return created
+
+
+def block(client, host_id: int, start: float, end: float, headers=ADMIN) -> int:
+    answer = client.post(
+        f"/v1/hosts/{host_id}/blocks", json={"start": at(start), "end": at(end)}, headers=headers
+    )
+    assert answer.status_code == 201, answer.get_json()
+    return answer.get_json()["id"]
+
+
+def test_a_manual_block_reaches_the_receiver_signed(client, receiver, driver: Driver) -> None:
+    host_id, _ = new_host()
+    endpoint = register(client, receiver, description="booking site")
+    assert endpoint["secret"].startswith("whsec_") and endpoint["state"] == "active"
+    block_id = block(client, host_id, 10, 11)
+    driver.run()
+    [event] = receiver.events()
+    assert event["type"] == "busy.changed"
+    assert (event["hostId"], event["cause"]) == (host_id, "manual_block_added")
+    assert event["changed"] == [{"start": at(10), "end": at(11)}]
+    assert "calendarId" not in event and event["id"].startswith("evt_")
+    assert {"occurredAt", "asOf"} <= set(event)
+    assert receiver.received[0].headers["webhook-id"] == event["id"]
+
+    # Inside time already blocked: nothing changes, nothing is sent.
+    block(client, host_id, 10.25, 10.75)
+    driver.run()
+    assert len(receiver.received) == 1
+
+    assert client.delete(f"/v1/hosts/{host_id}/blocks/{block_id}", headers=ADMIN).status_code == 204
+    driver.run()
+    removed = receiver.events()[-1]
+    assert removed["cause"] == "manual_block_removed"
+    # The inner block still covers 10:15-10:45.
+    assert removed["changed"] == [
+        {"start": at(10), "end": at(10.25)},
+        {"start": at(10.75), "end": at(11)},
+    ]
+    listed = client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=ADMIN)
+    deliveries = listed.get_json()["deliveries"]
+    assert [(d["status"], d["lastStatusCode"], d["eventType"]) for d in deliveries] == [
+        ("delivered", 204, "busy.changed")
+    ] * 2
+    assert deliveries[0]["lastDurationMs"] is not None and deliveries[0]["lastError"] is None
+
+
+def test_failures_are_retried_in_order_and_nothing_is_lost(client, receiver, driver) -> None:
+    host_id, _ = new_host()
+    other_id, _ = new_host("bob")
+    endpoint = register(client, receiver)
+    receiver.answers = [500]
+    for hour in (1, 3, 5):
+        block(client, host_id, hour, hour + 1)
+        driver.run()  # each change its own event (a host's pending rows would merge)
+    block(client, other_id, 8, 9)
+    first = client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=ADMIN)
+    rows = first.get_json()["deliveries"]
+    assert [d["status"] for d in rows] == ["pending"] * 3
+    assert rows[-1]["lastError"] == "the receiver answered 500"
+    assert [d["attempts"] for d in rows] == [0, 0, 1]  # later ones wait for the first
+    driver.run()  # another host's lane is not held up by ann's
+    assert [e["hostId"] for e in receiver.events()] == [host_id, other_id]
+    receiver.answers = ["slow", 503]
+    for _ in range(4):
+        driver.elapse_backoff()
+    ann = [e for e in receiver.events() if e["hostId"] == host_id]
+    arrival = [e["changed"][0]["start"] for e in ann]
+    # Each retried until accepted, then the next: in order, every one, no gaps.
+    assert list(dict.fromkeys(arrival)) == [at(1), at(3), at(5)]
+    # The receiver saw 500, a timeout, 503, then accepted; only then the next events.
+    assert arrival == [at(1)] * 4 + [at(3), at(5)]
+    with session_scope() as session:
+        statuses = set(session.scalars(select(WebhookDelivery.status)))
+    assert statuses == {"delivered"}
+
+
+def test_changes_within_the_window_go_out_as_one_event(
+    client, receiver, driver, outbound_settings: Settings
+) -> None:
+    configure(dataclasses.replace(outbound_settings, outbound_coalesce_ms=400))
+    host_id, _ = new_host()
+    register(client, receiver)
+    block(client, host_id, 1, 2)
+    block(client, host_id, 2, 3)
+    block(client, host_id, 6, 7)
+    driver.run()  # still within the window: the fan-out asks to come back
+    assert receiver.received == []
+    time.sleep(0.45)
+    driver.run()
+    [event] = receiver.events()
+    assert event["changed"] == [{"start": at(1), "end": at(3)}, {"start": at(6), "end": at(7)}]
+    assert event["cause"] == "manual_block_added" and "causes" not in event  # one cause
+
+
+def test_rotation_signs_with_both_secrets_for_a_day(client, receiver, driver) -> None:
+    endpoint = register(client, receiver)
+    old = endpoint["secret"]
+    rotated = client.post(f"/v1/webhook-endpoints/{endpoint['id']}/secret", headers=ADMIN)
+    assert rotated.status_code == 200
+    new = rotated.get_json()["secret"]
+    assert new != old and rotated.get_json()["previousSecretExpiresAt"]
+    ping = client.post(f"/v1/webhook-endpoints/{endpoint['id']}/test", headers=ADMIN)
+    assert ping.status_code == 202
+    driver.run()
+    [request] = receiver.received
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    for secret in (old, new):  # a receiver holding either one accepts it
+        assert Webhook(secret).verify(request.body, request.headers)["type"] == "ping"
+    with time_machine.travel(datetime.now(UTC) + timedelta(hours=25), tick=False):
+        client.post(f"/v1/webhook-endpoints/{endpoint['id']}/test", headers=ADMIN)
+        driver.run()
+    assert len(receiver.received[1].headers["webhook-signature"].split(" ")) == 1
+    assert "webhook-signature" in receiver.received[1].headers
+    assert (
+        Webhook(new).sign(
+            receiver.received[1].headers["webhook-id"],
+            datetime.fromtimestamp(int(receiver.received[1].headers["webhook-timestamp"]), UTC),
+            receiver.received[1].body,
+        )
+        == receiver.received[1].headers["webhook-signature"]
+    )
+
+
+def test_redirects_are_not_followed_and_refused_addresses_not_called(
+    client, receiver, driver
+) -> None:
+    host_id, _ = new_host()
+    endpoint = register(client, receiver)
+    receiver.answers = [("redirect", "http://169.254.169.254/latest/meta-data/")]
+    block(client, host_id, 1, 2)
+    driver.run()
+    [delivery] = client.get(
+        f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=ADMIN
+    ).get_json()["deliveries"]
+    assert delivery["status"] == "pending" and delivery["lastStatusCode"] == 302
+    assert "redirects are never followed" in delivery["lastError"]
+    assert len(receiver.received) == 1
+    # The name now points at the metadata address: refused before any request.
+    with session_scope() as session:
+        session.execute(update(WebhookEndpoint).values(url="http://169.254.169.254/hooks"))
+    driver.elapse_backoff()
+    [delivery] = client.get(
+        f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=ADMIN
+    ).get_json()["deliveries"]
+    assert delivery["lastError"].startswith("refused: ") and "link-local" in delivery["lastError"]
+    assert delivery["lastStatusCode"] is None and len(receiver.received) == 1
+
+
+def test_a_day_of_failures_marks_failing_alerts_then_disables(
+    client, receiver, driver, outbound_settings: Settings
+) -> None:
+    host_id, _ = new_host()
+    endpoint = register(client, receiver)
+    receiver.answers = [500, 500]
+    block(client, host_id, 1, 2)
+    block(client, host_id, 3, 4)
+    driver.run()
+    start = datetime.now(UTC)
+    with time_machine.travel(start + timedelta(hours=24, minutes=1), tick=False):
+        driver.elapse_backoff()
+        shown = client.get(f"/v1/webhook-endpoints/{endpoint['id']}", headers=ADMIN).get_json()
+        assert shown["state"] == "failing" and shown["failingSince"]
+        assert "given up" in shown["stateReason"] and "500" in shown["stateReason"]
+        sent: list[dict] = []
+        configure(
+            dataclasses.replace(outbound_settings, alert_webhook_url="http://alerts.invalid/")
+        )
+        report = alert_notifier.run_cycle(sender=lambda _url, payload: sent.append(payload))
+        assert f"calsync/webhook-endpoint-failing/{endpoint['id']}" in report.firing
+        assert any(endpoint["id"] in str(payload) for payload in sent)
+        configure(outbound_settings)
+    with time_machine.travel(start + timedelta(days=7), tick=False):
+        driver.sweep()
+        shown = client.get(f"/v1/webhook-endpoints/{endpoint['id']}", headers=ADMIN).get_json()
+        assert shown["state"] == "disabled" and "5 days" in shown["stateReason"]
+        count = len(receiver.received)
+        block(client, host_id, 6, 7)
+        driver.run()
+        driver.elapse_backoff()
+        assert len(receiver.received) == count  # a disabled endpoint receives nothing
+        enabled = client.patch(
+            f"/v1/webhook-endpoints/{endpoint['id']}", json={"enabled": True}, headers=ADMIN
+        )
+        assert enabled.get_json()["state"] == "active"
+        # What happened while it was off is sent on request: a replay since then.
+        since = z(start + timedelta(days=7) - timedelta(minutes=1))
+        replayed = client.post(
+            f"/v1/webhook-endpoints/{endpoint['id']}/replay", json={"since": since}, headers=ADMIN
+        )
+        assert replayed.get_json() == {"requeued": 1}
+        driver.run()
+    assert receiver.events()[-1]["changed"] == [{"start": at(6), "end": at(7)}]
+
+
+def test_replay_sends_again_in_order(client, receiver, driver) -> None:
+    host_id, _ = new_host()
+    endpoint = register(client, receiver)
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    for hour in (1, 3):
+        block(client, host_id, hour, hour + 1)
+        driver.run()
+    assert len(receiver.events()) == 2
+    answer = client.post(
+        f"/v1/webhook-endpoints/{endpoint['id']}/replay", json={"since": z(since)}, headers=ADMIN
+    )
+    assert answer.status_code == 202 and answer.get_json() == {"requeued": 2}
+    driver.run()
+    ids = [e["id"] for e in receiver.events()]
+    assert ids[2:] == ids[:2]  # the same events (same ids), in the same order
+    with session_scope() as session:
+        assert session.scalar(select(OutboxEvent.id).limit(1)) is not None

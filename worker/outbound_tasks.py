@@ -1,0 +1,178 @@
+"""Celery tasks of outbound webhooks, on their own queue (QueueNames.OUTBOUND).
+
+- `outbound_fan_out(host_id)`: sent after a change commits (countdown: the coalescing
+  window); merges the host's outbox rows, creates the deliveries and starts a sender for
+  each endpoint that got some.
+- `outbound_deliver(endpoint_id)`: the endpoint's sender: sends its due lane heads in
+  batches (each host's events in order, the hosts of a batch side by side over one
+  keep-alive connection pool), records each answer, and goes on while work is due. One per
+  endpoint at a time, so a slow receiver holds one pool slot, never the others'.
+- `outbound_sweep` (beat, every second): whatever the messages missed (a lost message, a
+  worker killed between commit and send, a retry come due): the outbox and deliveries
+  tables are the truth. Also disables endpoints failing for 5 days.
+- `outbound_states` (beat, every 10 s): announces calendar state changes and drops sent
+  events and deliveries older than a week.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import requests
+from celery import Task
+
+from core import metrics
+from core.settings import get_settings
+from models.db import session_scope
+from models.outbound_deliveries import (
+    Attempt,
+    DeliveryWork,
+    claim_batch,
+    disable_long_failing,
+    endpoints_with_due_work,
+    prune,
+    record_attempt,
+    release_sender,
+    take_sender,
+)
+from models.outbound_fanout import fan_out
+from models.outbound_states import announce_state_changes
+from worker import outbound_sender
+from worker.celery_app import app
+from worker.enqueue import enqueue_outbound_delivery, enqueue_outbound_fan_out
+from worker.task_names import TaskNames
+
+log = logging.getLogger("calsync.outbound")
+
+# The normal path (the message sent after the commit) gets this long before the sweep
+# steps in, so the two rarely do the same work (and when they do, claims sort it out).
+SWEEP_GRACE = timedelta(seconds=2)
+# A delivery's claim outlasts the request's timeout by this much: a sender killed
+# mid-request is replaced once it runs out.
+CLAIM_MARGIN = timedelta(seconds=5)
+# A sender sends for at most this long, then hands over to a fresh message (other
+# endpoints' senders and the syncs get their turn in the pool).
+SENDER_SECONDS = 5.0
+BATCH = 50
+PARALLEL = 8  # requests of one batch in flight at once (different hosts: no order between)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def sender_hold(timeout_seconds: float) -> timedelta:
+    """How long a sender is counted as running: its time budget, one more request, margin."""
+    return timedelta(seconds=SENDER_SECONDS + timeout_seconds) + CLAIM_MARGIN
+
+
+def start_senders(endpoint_ids: Iterable[str]) -> None:
+    """Queue a sender for each endpoint that has none running."""
+    wanted = sorted(set(endpoint_ids))
+    if not wanted:
+        return
+    hold = sender_hold(get_settings().outbound_timeout_seconds)
+    now = _now()
+    with session_scope() as session:  # one transaction for all the marks
+        starting = [e for e in wanted if take_sender(session, e, now, hold)]
+    for endpoint_id in starting:
+        enqueue_outbound_delivery(endpoint_id)
+
+
+@app.task(name=str(TaskNames.OUTBOUND_FAN_OUT), max_retries=3)
+def outbound_fan_out(host_id: int | None) -> int:
+    settings = get_settings()
+    window = timedelta(milliseconds=settings.outbound_coalesce_ms)
+    with session_scope() as session:
+        result = fan_out(session, _now(), window, host_id=host_id)
+    start_senders(result.endpoints)
+    if result.wait_seconds is not None:
+        # Changes kept coming: come back when the newest is out of the window.
+        enqueue_outbound_fan_out(host_id, countdown=result.wait_seconds + 0.01)
+    return result.events
+
+
+@app.task(name=str(TaskNames.OUTBOUND_DELIVER), bind=True, max_retries=3)
+def outbound_deliver(self: Task, endpoint_id: str) -> int:
+    settings = get_settings()
+    timeout = settings.outbound_timeout_seconds
+    claim_hold = timedelta(seconds=timeout) + CLAIM_MARGIN
+    # The task id owns the claims: a message delivered again after its worker died carries
+    # the same id and takes its own claims over at once.
+    owner = str(self.request.id or f"local-{endpoint_id}")
+    deadline = time.monotonic() + SENDER_SECONDS
+    sent = 0
+    with requests.Session() as http, ThreadPoolExecutor(PARALLEL) as pool:
+        while True:
+            with session_scope() as session:
+                batch = claim_batch(session, endpoint_id, owner, _now(), claim_hold, BATCH)
+            if not batch:
+                break
+            attempts = list(pool.map(lambda work: outbound_sender.send(work, timeout, http), batch))
+            now = _now()
+            with session_scope() as session:
+                recorded = [
+                    record_attempt(session, work.delivery_id, attempt, now)
+                    for work, attempt in zip(batch, attempts, strict=True)
+                ]
+            for work, attempt, result in zip(batch, attempts, recorded, strict=True):
+                _observe(work, attempt, result.outcome, now)
+            sent += len(batch)
+            if time.monotonic() > deadline:
+                # More may be due: a fresh message carries on (the sender stays marked).
+                enqueue_outbound_delivery(endpoint_id)
+                return sent
+    with session_scope() as session:
+        release_sender(session, endpoint_id)
+    # Work that came due between the last claim and the release: start again.
+    with session_scope() as session:
+        again = endpoints_with_due_work(session, _now(), endpoint_id=endpoint_id)
+    if again:
+        start_senders(again)
+    return sent
+
+
+def _observe(work: DeliveryWork, attempt: Attempt, outcome: str, now: datetime) -> None:
+    kind = "given_up" if outcome == "given_up" else outbound_sender.outcome_of(attempt)
+    lag = (now - work.committed_at).total_seconds() if attempt.ok else None
+    metrics.observe_outbound_attempt(kind, lag)
+    if not attempt.ok:
+        log.info(
+            "outbound_attempt_failed delivery_id=%s endpoint_id=%s outcome=%s status=%s",
+            work.delivery_id,
+            work.endpoint_id,
+            outcome,
+            attempt.status_code,
+        )
+
+
+@app.task(name=str(TaskNames.OUTBOUND_SWEEP), max_retries=0)
+def outbound_sweep() -> int:
+    settings = get_settings()
+    now = _now()
+    window = timedelta(milliseconds=settings.outbound_coalesce_ms)
+    with session_scope() as session:
+        result = fan_out(session, now, window + SWEEP_GRACE)
+    with session_scope() as session:
+        due = endpoints_with_due_work(session, now - SWEEP_GRACE)
+        disabled = disable_long_failing(session, now)
+    start_senders([*result.endpoints, *due])
+    if disabled:
+        log.warning("outbound_endpoints_disabled ids=%s", ",".join(disabled))
+    if result.events or due:
+        log.info("outbound_sweep fanned_out=%s endpoints_due=%s", result.events, len(due))
+    return result.events + len(due)
+
+
+@app.task(name=str(TaskNames.OUTBOUND_STATES), max_retries=0)
+def outbound_states() -> int:
+    """Announce calendar state changes; also drop what is past its retention."""
+    with session_scope() as session:
+        announced = announce_state_changes(session, _now())
+    with session_scope() as session:
+        prune(session, _now())
+    return announced

@@ -89,16 +89,56 @@ def _copy(cursor: Any, table: str, columns: str) -> Iterator[_CopyWriter]:
         writer.flush()
 
 
-def load_fleet(database_url: str, calendars: int, settings: Any, seed: int = 18) -> dict:
-    """The fleet, written with COPY in one transaction; returns counts."""
+def fleet_layout(calendars: int, seed: int = 18) -> list[tuple[int, int]]:
+    """(calendar id, host id) for `calendars` calendars, 1-5 per host."""
+    rng = random.Random(seed)
+    rows: list[tuple[int, int]] = []
+    host = 0
+    while len(rows) < calendars:
+        host += 1
+        for _ in range(min(rng.randint(1, 5), calendars - len(rows))):
+            rows.append((len(rows) + 1, host))
+    return rows
+
+
+def emulator_scenario(layout: list[tuple[int, int]]) -> dict[str, Any]:
+    """The same fleet at the emulator: an account per host, its calendars already synced."""
+    hosts = sorted({host for _cal, host in layout})
+    return {
+        "accounts": [
+            {"email": f"h{host}@example.com", "refresh_token": f"1//fleet-h{host}"}
+            for host in hosts
+        ],
+        "calendars": [
+            {"id": f"c{cal}@example.com", "owner": f"h{host}@example.com", "syncToken": True}
+            for cal, host in layout
+        ],
+    }
+
+
+def load_fleet(
+    database_url: str,
+    layout: list[tuple[int, int]],
+    settings: Any,
+    *,
+    accounts: dict[str, dict] | None = None,
+    sync_tokens: dict[str, str] | None = None,
+    channel_ttl: timedelta = CHANNEL_TTL,
+    seed: int = 18,
+) -> dict:
+    """The fleet, written with COPY in one transaction, as in a steady state under
+    `settings`: each calendar's last sync, last full sync, audit and channel expiry spread
+    over its own (jittered) period. `accounts` / `sync_tokens`: the emulator's credentials
+    and tokens (else placeholders nothing calls Google with). Returns counts."""
     import psycopg
 
     from models.credentials_box import encrypt_credentials
+    from rules import audit as audit_rules
+    from rules.sync_schedule import jitter_factor
 
     rng = random.Random(seed)
     now = datetime.now(UTC)
-    # One valid ciphertext for every account (the periodic work never decrypts it).
-    sealed = encrypt_credentials(
+    placeholder = encrypt_credentials(
         {
             "type": "authorized_user",
             "client_id": "bench",
@@ -107,56 +147,57 @@ def load_fleet(database_url: str, calendars: int, settings: Any, seed: int = 18)
         },
         settings,
     )
-    sizes: list[int] = []
-    while sum(sizes) < calendars:
-        sizes.append(min(rng.randint(1, 5), calendars - sum(sizes)))
-    safety = settings.safety_net_seconds
-    full = settings.full_resync_seconds
-    audit = settings.audit_seconds
+    hosts = sorted({host for _cal, host in layout})
+    renew_before = settings.renew_before_seconds
     with psycopg.connect(database_url.replace("+psycopg", "")) as conn, conn.cursor() as cur:
         with _copy(cur, "hosts", "id, name, time_zone, busy_policy, created_at") as out:
-            for host in range(1, len(sizes) + 1):
+            for host in hosts:
                 out.write(f"{host}\thost {host}\tUTC\t{{}}\t{_ts(now)}\n")
         columns = "id, host_id, email, credentials_encrypted, state, created_at, updated_at"
         with _copy(cur, "google_accounts", columns) as out:
-            blob = "\\\\x" + sealed.hex()
-            for host in range(1, len(sizes) + 1):
-                out.write(
-                    f"{host}\t{host}\th{host}@example.com\t{blob}\tok\t{_ts(now)}\t{_ts(now)}\n"
-                )
-        calendar_rows: list[tuple[int, int]] = []  # (calendar id, host id)
-        for host, size in enumerate(sizes, start=1):
-            calendar_rows.extend((len(calendar_rows) + 1, host) for _ in range(size))
+            for host in hosts:
+                email = f"h{host}@example.com"
+                sealed = encrypt_credentials(accounts[email], settings) if accounts else placeholder
+                blob = "\\\\x" + sealed.hex()
+                out.write(f"{host}\t{host}\t{email}\t{blob}\tok\t{_ts(now)}\t{_ts(now)}\n")
         columns = (
             "id, host_id, account_id, google_calendar_id, time_zone, watch_failures, created_at"
         )
         with _copy(cur, "calendars", columns) as out:
-            for cal, host in calendar_rows:
-                created = _ts(now - timedelta(days=30))
+            created = _ts(now - timedelta(days=30))
+            for cal, host in layout:
                 out.write(f"{cal}\t{host}\t{host}\tc{cal}@example.com\tUTC\t0\t{created}\n")
         columns = (
             "calendar_id, sync_token, last_success_at, last_attempt_at, full_sync_at, "
             "consecutive_failures"
         )
         with _copy(cur, "sync_states", columns) as out:
-            for cal, _host in calendar_rows:
-                synced = _ts(now - timedelta(seconds=rng.uniform(0, safety * 0.75)))
-                fully = _ts(now - timedelta(seconds=rng.uniform(0, full * 0.75)))
-                out.write(f"{cal}\tbench-token-{cal}\t{synced}\t{synced}\t{fully}\t0\n")
+            for cal, _host in layout:
+                period = settings.safety_net_seconds * jitter_factor(cal, "sync")
+                synced = _ts(now - timedelta(seconds=rng.uniform(0, period)))
+                full = settings.full_resync_seconds * jitter_factor(cal, "full")
+                fully = _ts(now - timedelta(seconds=rng.uniform(0, full)))
+                token = (sync_tokens or {}).get(f"c{cal}@example.com", f"bench-token-{cal}")
+                out.write(f"{cal}\t{token}\t{synced}\t{synced}\t{fully}\t0\n")
         columns = (
             "id, calendar_id, token_hash, resource_id, expiration, created_at, last_notification_at"
         )
         with _copy(cur, "channels", columns) as out:
-            for cal, _host in calendar_rows:
-                expires = now + timedelta(seconds=rng.uniform(0, CHANNEL_TTL.total_seconds()))
-                heard = _ts(now - timedelta(seconds=rng.uniform(0, 86400)))
+            ttl = channel_ttl.total_seconds()
+            for cal, _host in layout:
+                # Renewed at RENEW_BEFORE: a live channel has between that and its TTL left.
+                left = rng.uniform(min(renew_before, ttl / 2), ttl)
+                expires = now + timedelta(seconds=left)
+                created = expires - channel_ttl
+                # Heard from within the last half of CHANNEL_SILENT (not silent).
+                heard = now - timedelta(seconds=rng.uniform(0, settings.channel_silent_seconds / 2))
                 out.write(
                     f"bench-{cal:08d}\t{cal}\t{'0' * 64}\tres-{cal}\t{_ts(expires)}\t"
-                    f"{_ts(expires - CHANNEL_TTL)}\t{heard}\n"
+                    f"{_ts(created)}\t{_ts(max(heard, created))}\n"
                 )
         with _copy(cur, "busy_blocks", 'calendar_id, event_key, start, "end", applied_at') as out:
             day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-            for cal, _host in calendar_rows:
+            for cal, _host in layout:
                 for n in range(BLOCKS_PER_CALENDAR):
                     start = day + timedelta(days=n * 90 // BLOCKS_PER_CALENDAR, hours=8 + n % 9)
                     end = _ts(start + timedelta(hours=1))
@@ -166,17 +207,18 @@ def load_fleet(database_url: str, calendars: int, settings: Any, seed: int = 18)
             "differing_seconds, policy_touched"
         )
         with _copy(cur, "audits", columns) as out:
-            for cal, _host in calendar_rows:
-                at = now - timedelta(seconds=rng.uniform(0, audit * 0.75))
+            for cal, _host in layout:
+                every = settings.audit_seconds * (0.75 + 0.5 * audit_rules._spread(cal))
+                at = now - timedelta(seconds=rng.uniform(0, every))
                 window_end = _ts(at + timedelta(days=60))
                 out.write(f"{cal}\t{_ts(at)}\t{_ts(at)}\t{window_end}\tt\tmatched\t[]\t0\t0\n")
         conn.commit()
         conn.autocommit = True
         cur.execute("VACUUM ANALYZE")
     return {
-        "hosts": len(sizes),
-        "calendars": len(calendar_rows),
-        "busy_blocks": len(calendar_rows) * BLOCKS_PER_CALENDAR,
+        "hosts": len(hosts),
+        "calendars": len(layout),
+        "busy_blocks": len(layout) * BLOCKS_PER_CALENDAR,
     }
 
 
@@ -345,7 +387,7 @@ def measure_size(calendars: int, report: Report, smoke: bool) -> dict[str, Any]:
         activate(env)
         settings = get_settings()
         started = time.perf_counter()
-        counts = load_fleet(database_url, calendars, settings)
+        counts = load_fleet(database_url, fleet_layout(calendars), settings)
         load_seconds = time.perf_counter() - started
         prefix = f"n{calendars}"
         report.value(f"{prefix}.calendars", counts["calendars"])
@@ -382,6 +424,148 @@ def measure_size(calendars: int, report: Report, smoke: bool) -> dict[str, Any]:
         }
 
 
+# --- idle cost: beat + worker + web on the fleet, time compressed ----------------------------
+
+
+def compressed_settings(compression: float) -> dict[str, int]:
+    """Every period of the periodic work divided by `compression` (C): a run of T seconds
+    covers C x T seconds of a deployment's life, with safety net, full resyncs, audits,
+    channel renewals and the silence threshold at their usual spread."""
+    from core.settings import Settings
+
+    d = Settings()
+
+    def scaled(seconds: int) -> int:
+        return max(1, round(seconds / compression))
+
+    return {
+        "safety_net_seconds": scaled(d.safety_net_seconds),
+        "poll_seconds": scaled(d.poll_seconds),
+        "full_resync_seconds": scaled(d.full_resync_seconds),
+        "audit_seconds": scaled(d.audit_seconds),
+        "renew_before_seconds": scaled(d.renew_before_seconds),
+        "channel_silent_seconds": scaled(d.channel_silent_seconds),
+    }
+
+
+def _descendants(pid: int) -> list[int]:
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            found.extend(_descendants(int(child)))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its live descendants."""
+    import os
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for each in _descendants(pid):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def tree_peak_rss_mb(pid: int) -> float:
+    """The largest peak RSS among a process and its descendants (one process's bar)."""
+    from bench.harness import peak_rss_mb
+
+    peaks = []
+    for each in _descendants(pid):
+        try:
+            peaks.append(peak_rss_mb(each))
+        except OSError:
+            continue
+    return max(peaks, default=0.0)
+
+
+def idle_cost(
+    calendars: int, compression: float, seconds: float, report: Report, keep_logs: bool
+) -> dict[str, float]:
+    """beat + worker + web for `seconds` on a fleet the emulator serves, no changes made."""
+    from bench.harness import bench_stack
+
+    periods = compressed_settings(compression)
+    prefix = f"idle.n{calendars}"
+    with bench_stack(f"fleet{calendars}", keep_logs=keep_logs, **periods) as stack:
+        from core.settings import get_settings
+
+        settings = get_settings()
+        control = stack.control()
+        channel_ttl = CHANNEL_TTL / compression
+        control.set_faults(
+            max_channel_ttl_seconds=channel_ttl.total_seconds(),
+            access_token_ttl_seconds=3600 / compression,
+        )
+        layout = fleet_layout(calendars)
+        loaded = control.load_scenario(emulator_scenario(layout))
+        load_fleet(
+            settings.database_url,
+            layout,
+            settings,
+            accounts=loaded["accounts"],
+            sync_tokens=loaded["syncTokens"],
+            channel_ttl=channel_ttl,
+        )
+        # A deployment that has run before: its intake epoch is in Redis (on a fresh Redis
+        # the drainer would fetch every watched calendar once, as after a Redis data loss).
+        import redis
+
+        from intake import redis_intake
+
+        with redis.Redis.from_url(settings.broker_url) as client:
+            client.set(redis_intake.EPOCH, "bench")
+        web = stack.start_web(workers=2)
+        worker = stack.start_worker(concurrency=4)
+        beat = stack.start_beat()
+        stack.wait_ready()
+        time.sleep(5)  # first ticks, first connections
+        roles = {"web": web, "worker": worker, "beat": beat}
+        cpu_before = {name: tree_cpu_seconds(p.pid or 0) for name, p in roles.items()}
+        mark = len(control.requests())
+        time.sleep(seconds)
+        cpu = {name: tree_cpu_seconds(p.pid or 0) - cpu_before[name] for name, p in roles.items()}
+        rss = {name: tree_peak_rss_mb(p.pid or 0) for name, p in roles.items()}
+        made = control.requests(since=mark)
+        dead = [p.name for p in stack.dead()]
+    lived_hours = seconds * compression / 3600
+    calendar_hours = calendars * lived_hours
+    by_method: dict[str, int] = {}
+    for entry in made:
+        by_method[entry["methodId"]] = by_method.get(entry["methodId"], 0) + 1
+    report.value(f"{prefix}.compression", compression)
+    report.value(f"{prefix}.run_seconds", seconds, "s")
+    report.value(f"{prefix}.lived_hours", lived_hours, "h")
+    for name in roles:
+        report.value(f"{prefix}.cpu_seconds.{name}", cpu[name], "s")
+        report.value(f"{prefix}.peak_rss_mb.{name}", rss[name], "MB")
+    total_cpu = sum(cpu.values())
+    per_1000 = total_cpu / (calendar_hours / 1000)
+    report.value(f"{prefix}.cpu_seconds_per_1000_calendar_hours", per_1000, "s")
+    per_day = len(made) / calendars / (lived_hours / 24)
+    report.value(f"{prefix}.google_requests_per_calendar_day", per_day)
+    for method, count in sorted(by_method.items()):
+        report.value(
+            f"{prefix}.google_requests_per_calendar_day.{method}",
+            count / calendars / (lived_hours / 24),
+        )
+    report.value(f"{prefix}.processes_died", ",".join(dead) or "-")
+    return {
+        "cpu_per_1000": per_1000,
+        "requests_per_day": per_day,
+        **{f"rss_{k}": v for k, v in rss.items()},
+    }
+
+
 # --- quota projection (arithmetic, not measured) -------------------------------------------
 
 
@@ -399,39 +583,81 @@ def quota_projection(calendars: int, settings: Any) -> dict[str, float]:
     }
 
 
+IDLE_SYNCS_PER_SECOND = 15  # the compression aims at this many safety-net syncs per second
+RSS_BAR_MB = 300
+
+
+def compression_for(calendars: int) -> float:
+    """Compress time so that the run makes ~IDLE_SYNCS_PER_SECOND safety-net syncs a
+    second (what this machine can do beside everything else), never slower than real time,
+    never more than 60x."""
+    from core.settings import Settings
+
+    wanted = IDLE_SYNCS_PER_SECOND * Settings().safety_net_seconds / calendars
+    return float(min(60, max(1, round(wanted))))
+
+
 def main() -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="fleet sizes to measure")
+    p.add_argument("--idle-seconds", type=float, default=None, help="idle run length (300)")
+    p.add_argument("--skip-explain", action="store_true", help="only the idle runs")
+    p.add_argument("--skip-idle", action="store_true", help="only the periodic statements")
     args = p.parse_args()
     sizes = tuple(args.sizes or (SMOKE_SIZES if args.smoke else DEFAULT_SIZES))
+    idle_seconds = args.idle_seconds or (8.0 if args.smoke else 300.0)
     report = Report("fleet_scale", smoke=args.smoke)
     report.header()
-    results = {size: measure_size(size, report, args.smoke) for size in sizes}
     from core.settings import Settings
 
     defaults = Settings()
     for size in (10_000, 100_000, 1_000_000):
         for kind, count in quota_projection(size, defaults).items():
             report.value(f"projected.n{size}.google_requests_per_day.{kind}", round(count))
-    largest = max(sizes)
-    for item in results[largest]["explained"]:
-        what = f"{item.task}: {item.statement[:60]}"
-        report.bar(f"{what} ms at {largest}", item.execution_ms, STATEMENT_BAR_MS, at_least=False)
-        report.bar(
-            f"{what} large tables read without index at {largest}",
-            len(item.seq_scans),
-            0,
-            at_least=False,
-        )
-    smallest = min(sizes)
-    if largest > smallest:
-        for name, seconds in results[largest]["tasks"].items():
-            report.ratio(
-                f"task.{name}.growth_{smallest}_to_{largest}",
-                seconds,
-                results[smallest]["tasks"][name],
+    smallest, largest = min(sizes), max(sizes)
+    if not args.skip_explain:
+        results = {size: measure_size(size, report, args.smoke) for size in sizes}
+        for item in results[largest]["explained"]:
+            what = f"{item.task}: {item.statement[:60]}"
+            report.bar(
+                f"{what} ms at {largest}", item.execution_ms, STATEMENT_BAR_MS, at_least=False
             )
-        report.value("fleet_ratio", largest / smallest)
+            report.bar(
+                f"{what} large tables read without index at {largest}",
+                len(item.seq_scans),
+                0,
+                at_least=False,
+            )
+        if largest > smallest:
+            for name, seconds in results[largest]["tasks"].items():
+                report.ratio(
+                    f"task.{name}.growth_{smallest}_to_{largest}",
+                    seconds,
+                    results[smallest]["tasks"][name],
+                )
+            report.value("fleet_ratio", largest / smallest)
+    if not args.skip_idle:
+        idle = {
+            size: idle_cost(size, compression_for(size), idle_seconds, report, args.keep_logs)
+            for size in sizes
+        }
+        for role in ("web", "worker", "beat"):
+            report.bar(
+                f"peak RSS of {role} at {largest} calendars MB",
+                idle[largest][f"rss_{role}"],
+                RSS_BAR_MB,
+                at_least=False,
+            )
+        if largest > smallest:
+            growth = report.ratio(
+                f"idle.cpu_per_calendar_hour.growth_{smallest}_to_{largest}",
+                idle[largest]["cpu_per_1000"],
+                idle[smallest]["cpu_per_1000"],
+            )
+            # Linear growth keeps the cost per calendar-hour flat (ratio 1); noise allowed.
+            report.bar(
+                "idle cost per calendar-hour, largest / smallest", growth, 1.5, at_least=False
+            )
     return report.finish(args.json)
 
 

@@ -371,6 +371,23 @@ class Store:
             self.calendars[calendar_id] = calendar
             return calendar
 
+    def current_sync_token(self, calendar_id: str, single_events: bool = True) -> str:
+        """The nextSyncToken a full listing would end with now (fleets loaded for
+        benchmarks start as already synced)."""
+        with self.lock:
+            calendar = self.calendars[calendar_id]
+            self._token_serial += 1
+            return encode_sync_token(
+                SyncToken(
+                    calendar.id,
+                    calendar.generation,
+                    calendar.seq,
+                    single_events,
+                    self.clock.now().timestamp(),
+                    self._token_serial,
+                )
+            )
+
     def delete_calendar(self, calendar_id: str) -> None:
         with self.lock:
             if self.calendars.pop(calendar_id, None) is None:

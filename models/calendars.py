@@ -48,6 +48,7 @@ class Channel(Base):
         Index(
             "ix_channels_live_expiration",
             "expiration",
+            "created_at",  # the metrics' oldest live channel: an index-only scan
             postgresql_where=text("stopped_at IS NULL"),
             sqlite_where=text("stopped_at IS NULL"),
         ),

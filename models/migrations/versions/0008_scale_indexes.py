@@ -24,7 +24,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_channels_live_expiration",
         "channels",
-        ["expiration"],
+        ["expiration", "created_at"],
         postgresql_where=sa.text("stopped_at IS NULL"),
         sqlite_where=sa.text("stopped_at IS NULL"),
     )

@@ -489,7 +489,12 @@ def tree_peak_rss_mb(pid: int) -> float:
 
 
 def idle_cost(
-    calendars: int, compression: float, seconds: float, report: Report, keep_logs: bool
+    calendars: int,
+    compression: float,
+    seconds: float,
+    report: Report,
+    keep_logs: bool,
+    concurrency: int = 12,
 ) -> dict[str, float]:
     """beat + worker + web for `seconds` on a fleet the emulator serves, no changes made."""
     from bench.harness import bench_stack
@@ -525,7 +530,7 @@ def idle_cost(
         with redis.Redis.from_url(settings.broker_url) as client:
             client.set(redis_intake.EPOCH, "bench")
         web = stack.start_web(workers=2)
-        worker = stack.start_worker(concurrency=4)
+        worker = stack.start_worker(concurrency=concurrency)
         beat = stack.start_beat()
         stack.wait_ready()
         time.sleep(5)  # first ticks, first connections
@@ -536,6 +541,9 @@ def idle_cost(
         cpu = {name: tree_cpu_seconds(p.pid or 0) - cpu_before[name] for name, p in roles.items()}
         rss = {name: tree_peak_rss_mb(p.pid or 0) for name, p in roles.items()}
         made = control.requests(since=mark)
+        # Tasks still waiting: a worker that keeps up leaves (almost) none.
+        with redis.Redis.from_url(settings.broker_url) as client:
+            backlog = int(client.llen("calsync"))
         dead = [p.name for p in stack.dead()]
     lived_hours = seconds * compression / 3600
     calendar_hours = calendars * lived_hours
@@ -558,6 +566,11 @@ def idle_cost(
             f"{prefix}.google_requests_per_calendar_day.{method}",
             count / calendars / (lived_hours / 24),
         )
+    report.value(f"{prefix}.worker_concurrency", concurrency)
+    report.value(f"{prefix}.queue_backlog_at_end", backlog)
+    lists = by_method.get("calendar.events.list", 0)
+    if lists:
+        report.value(f"{prefix}.worker_cpu_ms_per_events_list", cpu["worker"] * 1000 / lists, "ms")
     report.value(f"{prefix}.processes_died", ",".join(dead) or "-")
     return {
         "cpu_per_1000": per_1000,
@@ -603,6 +616,7 @@ def main() -> int:
     p.add_argument("--idle-seconds", type=float, default=None, help="idle run length (300)")
     p.add_argument("--skip-explain", action="store_true", help="only the idle runs")
     p.add_argument("--skip-idle", action="store_true", help="only the periodic statements")
+    p.add_argument("--worker-concurrency", type=int, default=12, help="idle run's worker (12)")
     args = p.parse_args()
     sizes = tuple(args.sizes or (SMOKE_SIZES if args.smoke else DEFAULT_SIZES))
     idle_seconds = args.idle_seconds or (8.0 if args.smoke else 300.0)
@@ -638,7 +652,14 @@ def main() -> int:
             report.value("fleet_ratio", largest / smallest)
     if not args.skip_idle:
         idle = {
-            size: idle_cost(size, compression_for(size), idle_seconds, report, args.keep_logs)
+            size: idle_cost(
+                size,
+                compression_for(size),
+                idle_seconds,
+                report,
+                args.keep_logs,
+                args.worker_concurrency,
+            )
             for size in sizes
         }
         for role in ("web", "worker", "beat"):

@@ -488,6 +488,26 @@ def tree_peak_rss_mb(pid: int) -> float:
     return max(peaks, default=0.0)
 
 
+SCRAPE_SECONDS = 30.0  # as a Prometheus would scrape /metrics during the idle run
+
+
+def scrape_every(url: str, every: float, seconds: float) -> list[float]:
+    """GET `url` every `every` seconds for `seconds`; how long each scrape took."""
+    import requests
+
+    took: list[float] = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        begun = time.monotonic()
+        try:
+            requests.get(url, timeout=60).raise_for_status()
+            took.append(time.monotonic() - begun)
+        except requests.RequestException as exc:
+            print(f"  scrape failed: {exc}", flush=True)
+        time.sleep(max(0.0, min(every - (time.monotonic() - begun), end - time.monotonic())))
+    return took
+
+
 def idle_cost(
     calendars: int,
     compression: float,
@@ -501,7 +521,9 @@ def idle_cost(
 
     periods = compressed_settings(compression)
     prefix = f"idle.n{calendars}"
-    with bench_stack(f"fleet{calendars}", keep_logs=keep_logs, **periods) as stack:
+    # The alert round runs only with a webhook set: a local port nobody answers on.
+    alerts = {"alert_webhook_url": "http://127.0.0.1:9/alerts"}
+    with bench_stack(f"fleet{calendars}", keep_logs=keep_logs, **periods, **alerts) as stack:
         from core.settings import get_settings
 
         settings = get_settings()
@@ -537,7 +559,7 @@ def idle_cost(
         roles = {"web": web, "worker": worker, "beat": beat}
         cpu_before = {name: tree_cpu_seconds(p.pid or 0) for name, p in roles.items()}
         mark = len(control.requests())
-        time.sleep(seconds)
+        scrapes = scrape_every(stack.web_url + "/metrics", SCRAPE_SECONDS, seconds)
         cpu = {name: tree_cpu_seconds(p.pid or 0) - cpu_before[name] for name, p in roles.items()}
         rss = {name: tree_peak_rss_mb(p.pid or 0) for name, p in roles.items()}
         made = control.requests(since=mark)
@@ -567,6 +589,9 @@ def idle_cost(
             count / calendars / (lived_hours / 24),
         )
     report.value(f"{prefix}.worker_concurrency", concurrency)
+    report.value(f"{prefix}.metrics_scrapes", len(scrapes))
+    if scrapes:
+        report.value(f"{prefix}.metrics_scrape_seconds_max", max(scrapes), "s")
     report.value(f"{prefix}.queue_backlog_at_end", backlog)
     lists = by_method.get("calendar.events.list", 0)
     if lists:

@@ -641,10 +641,10 @@ def main() -> int:
     p.add_argument("--idle-seconds", type=float, default=None, help="idle run length (300)")
     p.add_argument("--skip-explain", action="store_true", help="only the idle runs")
     p.add_argument("--skip-idle", action="store_true", help="only the periodic statements")
-    p.add_argument("--worker-concurrency", type=int, default=12, help="idle run's worker (12)")
+    p.add_argument("--worker-concurrency", type=int, default=None, help="idle run's (12)")
     args = p.parse_args()
     sizes = tuple(args.sizes or (SMOKE_SIZES if args.smoke else DEFAULT_SIZES))
-    idle_seconds = args.idle_seconds or (8.0 if args.smoke else 300.0)
+    idle_seconds = args.idle_seconds or (5.0 if args.smoke else 300.0)
     report = Report("fleet_scale", smoke=args.smoke)
     report.header()
     from core.settings import Settings
@@ -683,7 +683,7 @@ def main() -> int:
                 idle_seconds,
                 report,
                 args.keep_logs,
-                args.worker_concurrency,
+                args.worker_concurrency or (2 if args.smoke else 12),
             )
             for size in sizes
         }

@@ -1,5 +1,6 @@
 """bench.fleet_scale --smoke: loads a small fleet with COPY, runs every periodic task's
-database work, explains each statement, and reports every promised number."""
+database work, explains each statement, runs beat + worker + web idle on the fleet at the
+emulator, and reports every promised number."""
 
 from __future__ import annotations
 
@@ -33,3 +34,10 @@ def test_fleet_scale_smoke(tmp_path) -> None:
     )
     assert values["projected.n100000.google_requests_per_day.safety_net"] > 0
     assert report["bars"], "the per-statement bars are reported"
+    idle = f"idle.{size}"
+    assert values[f"{idle}.google_requests_per_calendar_day.calendar.events.list"] > 0
+    assert values[f"{idle}.cpu_seconds_per_1000_calendar_hours"] > 0
+    assert values[f"{idle}.metrics_scrapes"] > 0
+    assert values[f"{idle}.processes_died"] == "-"
+    for role in ("web", "worker", "beat"):
+        assert values[f"{idle}.peak_rss_mb.{role}"] > 0, role

@@ -377,13 +377,16 @@ def table_sizes(database_url: str) -> dict[str, int]:
 
 def measure_size(calendars: int, report: Report, smoke: bool) -> dict[str, Any]:
     """One fleet size: load, run every periodic task (timed, captured), explain."""
-    with private_redis() as broker_url, fresh_database("calsync_bench_fleet") as database_url:
+    with (
+        private_redis() as broker_url,
+        fresh_database("calsync_bench_fleet") as database_url,
+        tempfile.TemporaryDirectory(prefix="calsync-fleet-") as scratch,
+    ):
         from bench.harness import activate
         from core.settings import get_settings
         from models.db import get_engine
 
-        data_dir = Path(tempfile.mkdtemp(prefix="calsync-fleet-"))
-        env = bench_env(database_url, broker_url, data_dir)
+        env = bench_env(database_url, broker_url, Path(scratch))
         activate(env)
         settings = get_settings()
         started = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -399,7 +400,7 @@ def _register_api(app: Flask, state: EmulatorState) -> None:
         return Channel(
             id=channel_id,
             token=token,
-            address=address,
+            address=sys.intern(address),  # one deployment's address, held by 100,000s
             calendar_id=calendar.id,
             resource_id=calendar.resource_id,
             resource_uri=resource_uri,

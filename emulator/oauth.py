@@ -28,13 +28,18 @@ class OAuthError(Exception):
         self.body = body
 
 
-@dataclass
+@dataclass(slots=True)
 class Account:
     email: str
-    refresh_tokens: set[str] = field(default_factory=set)
+    # A list: almost every account has one token (an empty set alone is 216 bytes).
+    refresh_tokens: list[str] = field(default_factory=list)
+
+    def add_refresh_token(self, token: str) -> None:
+        if token not in self.refresh_tokens:
+            self.refresh_tokens.append(token)
 
 
-@dataclass
+@dataclass(slots=True)
 class AccessToken:
     account: str
     expires_at: datetime
@@ -77,7 +82,7 @@ class AuthRegistry:
         with self._lock:
             account = self._ensure(email)
             token = refresh_token or f"1//emu-{secrets.token_urlsafe(24)}"
-            account.refresh_tokens.add(token)
+            account.add_refresh_token(token)
             self._refresh_tokens[token] = email
         return authorized_user_info(email, token, token_uri)
 
@@ -121,7 +126,7 @@ class AuthRegistry:
                         400, {"error": "invalid_grant", "error_description": "Malformed auth code."}
                     )
                 refresh = f"1//emu-{secrets.token_urlsafe(24)}"
-                self._ensure(email).refresh_tokens.add(refresh)
+                self._ensure(email).add_refresh_token(refresh)
                 self._refresh_tokens[refresh] = email
                 body = {"refresh_token": refresh}
             else:

@@ -27,7 +27,7 @@ DELIVERED_STATUSES = {102, 200, 201, 202, 204}
 USER_AGENT = "APIs-Google; (+https://developers.google.com/webmasters/APIs-Google.html)"
 
 
-@dataclass
+@dataclass(slots=True)
 class Channel:
     id: str
     token: str | None
@@ -44,7 +44,7 @@ class Channel:
         return str(int(self.expiration.timestamp() * 1000))
 
 
-@dataclass(order=True)
+@dataclass(order=True, slots=True)
 class _Message:
     due: float  # time.monotonic()
     order: int

@@ -9,11 +9,14 @@ Format::
                    {"email": "bob@example.com", "refresh_token": "1//fixed-demo-token"}],
       "calendars": [{"id": "ann@example.com", "timeZone": "Europe/Berlin",
                      "owner": "ann@example.com", "summary": "Ann", "watchable": true,
+                     "syncToken": true,               # optional: answer its current token
                      "events": [{"summary": "Standup", "start": {...}, "end": {...},
                                  "recurrence": ["RRULE:FREQ=DAILY"]}]}]
     }
 
-The answer maps each account email to its authorized-user credentials.
+The answer maps each account email to its authorized-user credentials, and each calendar
+that asked for it to the sync token a full `singleEvents=true` listing would end with now
+(a fleet that starts as already synced).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def load_scenario(state: EmulatorState, scenario: dict[str, Any], token_uri: str
             email, token_uri, refresh_token=spec.get("refresh_token")
         )
     events_created = 0
+    sync_tokens: dict[str, str] = {}
     for spec in scenario.get("calendars", []):
         owner = spec.get("owner") or spec["id"]
         state.auth.ensure_account(owner)
@@ -60,4 +64,9 @@ def load_scenario(state: EmulatorState, scenario: dict[str, Any], token_uri: str
         for event in spec.get("events", []):
             state.store.insert_event(spec["id"], event)
             events_created += 1
-    return {"accounts": credentials, "eventsCreated": events_created}
+        if spec.get("syncToken"):
+            sync_tokens[spec["id"]] = state.store.current_sync_token(spec["id"])
+    answer: dict[str, Any] = {"accounts": credentials, "eventsCreated": events_created}
+    if sync_tokens:
+        answer["syncTokens"] = sync_tokens
+    return answer

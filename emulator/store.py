@@ -196,8 +196,12 @@ def _validate_datetime(value: Any, location: str) -> None:
             raise errors.invalid(f"Invalid {location} time.", location=location) from exc
 
 
-@dataclass
+@dataclass(slots=True)
 class CalendarState:
+    """One calendar. A fleet of 100,000 mostly idle calendars must fit in memory: slots, and
+    the containers are made on first use (most calendars never have recurring series,
+    exceptions or changes; an empty dict or set costs 64-216 bytes)."""
+
     id: str
     owner: str
     time_zone: str
@@ -207,16 +211,60 @@ class CalendarState:
     generation: str
     updated: str
     seq: int = 0
-    events: dict[str, dict[str, Any]] = field(default_factory=dict)  # singles and masters
-    exceptions: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    exception_master: dict[str, str] = field(default_factory=dict)  # instance id -> master id
-    # Every instance id a master ever expanded to (-> originalStartTime), so a series edit
-    # can cancel instances that vanished.
-    seen_instances: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    was_single: set[str] = field(default_factory=set)
-    change_seqs: list[int] = field(default_factory=list)
-    change_ids: list[str] = field(default_factory=list)
     tokens_valid_after_serial: int = 0
+    _events: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
+    _exceptions: dict[str, dict[str, dict[str, Any]]] | None = field(default=None, repr=False)
+    _exception_master: dict[str, str] | None = field(default=None, repr=False)
+    _seen_instances: dict[str, dict[str, dict[str, Any]]] | None = field(default=None, repr=False)
+    _was_single: set[str] | None = field(default=None, repr=False)
+    _change_seqs: list[int] | None = field(default=None, repr=False)
+    _change_ids: list[str] | None = field(default=None, repr=False)
+
+    @property
+    def events(self) -> dict[str, dict[str, Any]]:
+        """Singles and masters."""
+        if self._events is None:
+            self._events = {}
+        return self._events
+
+    @property
+    def exceptions(self) -> dict[str, dict[str, dict[str, Any]]]:
+        if self._exceptions is None:
+            self._exceptions = {}
+        return self._exceptions
+
+    @property
+    def exception_master(self) -> dict[str, str]:
+        """Instance id -> master id."""
+        if self._exception_master is None:
+            self._exception_master = {}
+        return self._exception_master
+
+    @property
+    def seen_instances(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Every instance id a master ever expanded to (-> originalStartTime), so a series
+        edit can cancel instances that vanished."""
+        if self._seen_instances is None:
+            self._seen_instances = {}
+        return self._seen_instances
+
+    @property
+    def was_single(self) -> set[str]:
+        if self._was_single is None:
+            self._was_single = set()
+        return self._was_single
+
+    @property
+    def change_seqs(self) -> list[int]:
+        if self._change_seqs is None:
+            self._change_seqs = []
+        return self._change_seqs
+
+    @property
+    def change_ids(self) -> list[str]:
+        if self._change_ids is None:
+            self._change_ids = []
+        return self._change_ids
 
 
 @dataclass
@@ -322,6 +370,23 @@ class Store:
             )
             self.calendars[calendar_id] = calendar
             return calendar
+
+    def current_sync_token(self, calendar_id: str, single_events: bool = True) -> str:
+        """The nextSyncToken a full listing would end with now (fleets loaded for
+        benchmarks start as already synced)."""
+        with self.lock:
+            calendar = self.calendars[calendar_id]
+            self._token_serial += 1
+            return encode_sync_token(
+                SyncToken(
+                    calendar.id,
+                    calendar.generation,
+                    calendar.seq,
+                    single_events,
+                    self.clock.now().timestamp(),
+                    self._token_serial,
+                )
+            )
 
     def delete_calendar(self, calendar_id: str) -> None:
         with self.lock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
@@ -42,6 +42,18 @@ class Channel(Base):
     """A Google watch channel. Several overlap during renewal; all are accepted."""
 
     __tablename__ = "channels"
+    # Periodic reads at 100,000 calendars (bench/fleet_scale.py): live channels by expiry
+    # (renewals, the metrics' expiring count) and the newest notification (silence gauge).
+    __table_args__ = (
+        Index(
+            "ix_channels_live_expiration",
+            "expiration",
+            "created_at",  # the metrics' oldest live channel: an index-only scan
+            postgresql_where=text("stopped_at IS NULL"),
+            sqlite_where=text("stopped_at IS NULL"),
+        ),
+        Index("ix_channels_last_notification_at", "last_notification_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     calendar_id: Mapped[int] = mapped_column(
@@ -62,7 +74,16 @@ class SyncState(Base):
     """One row per calendar: the sync token, the dirty flag, the lease and the health."""
 
     __tablename__ = "sync_states"
-    __table_args__ = (Index("ix_sync_states_dirty_since", "dirty_since"),)
+    __table_args__ = (
+        Index("ix_sync_states_dirty_since", "dirty_since"),
+        # The sweeper's "a worker died mid-sync" half (few rows ever have it set).
+        Index(
+            "ix_sync_states_syncing_since",
+            "syncing_since",
+            postgresql_where=text("syncing_since IS NOT NULL"),
+            sqlite_where=text("syncing_since IS NOT NULL"),
+        ),
+    )
 
     calendar_id: Mapped[int] = mapped_column(
         ForeignKey("calendars.id", ondelete="CASCADE"), primary_key=True

@@ -84,6 +84,19 @@ class OpsSnapshot:
         return None if heard is None else max(0.0, (self.taken_at - heard).total_seconds())
 
 
+# What evaluate_state_row and the rows below read of a SyncState.
+STATE_COLUMNS = (
+    SyncState.dirty_since,
+    SyncState.syncing_since,
+    SyncState.blocked_reason,
+    SyncState.consecutive_failures,
+    SyncState.lease_owner,
+    SyncState.lease_until,
+    SyncState.last_success_at,
+    SyncState.last_error_code,
+)
+
+
 def take_snapshot(
     session: Session, now: datetime, *, stale_after_seconds: int, safety_net_seconds: int
 ) -> OpsSnapshot:
@@ -93,15 +106,26 @@ def take_snapshot(
         .group_by(Channel.calendar_id)
         .subquery()
     )
+    # Plain columns, not ORM entities: every calendar is read on each scrape and alert round,
+    # and building 100,000 entities costs seconds (bench/fleet_scale.py).
     rows = session.execute(
-        select(Calendar, SyncState, GoogleAccount.state, newest_channel.c.expiration)
+        select(
+            Calendar.id,
+            Calendar.account_id,
+            Calendar.host_id,
+            Calendar.created_at,
+            *STATE_COLUMNS,
+            GoogleAccount.state.label("account_state"),
+            newest_channel.c.expiration,
+        )
         .join(SyncState, SyncState.calendar_id == Calendar.id)
         .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
         .outerjoin(newest_channel, newest_channel.c.calendar_id == Calendar.id)
     ).all()
     calendars = []
     future_expiries = []
-    for calendar, state, account_state, expiration in rows:
+    for state in rows:
+        account_state, expiration = state.account_state, state.expiration
         health = evaluate_state_row(
             state,
             account_needs_reauth=account_state == AccountState.NEEDS_REAUTH,
@@ -112,12 +136,12 @@ def take_snapshot(
         )
         if expiration is not None and expiration > now:
             future_expiries.append(expiration)
-        synced_or_attached = state.last_success_at or calendar.created_at
+        synced_or_attached = state.last_success_at or state.created_at
         calendars.append(
             CalendarHealthRow(
-                calendar_id=calendar.id,
-                account_id=calendar.account_id,
-                host_id=calendar.host_id,
+                calendar_id=state.id,
+                account_id=state.account_id,
+                host_id=state.host_id,
                 state=health.state,
                 pending_lag_seconds=max(0.0, health.lag_seconds or 0.0),
                 staleness_seconds=max(0.0, (now - synced_or_attached).total_seconds()),

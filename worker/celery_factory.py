@@ -67,6 +67,8 @@ def create_celery(settings: Settings | None = None) -> Celery:
         broker_transport=_transport(settings),
         broker_transport_options=_transport_options(settings),
         beat_schedule=_beat_schedule(settings),
+        # One beat sends the periodic tasks, others wait on a Redis lock (failover).
+        beat_scheduler="worker.beat_leader:LeaderScheduler",
         timezone="UTC",
     )
     return app

@@ -12,8 +12,8 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from googleapiclient.errors import HttpError
-from sqlalchemy import and_, delete, exists, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, and_, delete, exists, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from core.settings import Settings, get_settings
 from models import AccountState, Calendar, Channel, GoogleAccount, SyncState
@@ -202,7 +202,11 @@ def renew_expiring(settings: Settings | None = None, now: datetime | None = None
     with session_scope() as session:
         live = session.execute(
             select(Channel.calendar_id, Channel.id, Channel.resource_id, Channel.expiration)
-            .where(Channel.stopped_at.is_(None), Channel.expiration.is_not(None))
+            .where(
+                Channel.stopped_at.is_(None),
+                Channel.expiration.is_not(None),
+                Channel.calendar_id.in_(_expiring_calendars(horizon)),
+            )
             .order_by(Channel.calendar_id, Channel.expiration)
         ).all()
     newest: dict[int, datetime] = {}
@@ -220,6 +224,22 @@ def renew_expiring(settings: Settings | None = None, now: datetime | None = None
         _stop_old(calendar_id, old[calendar_id], settings, now)
         renewed.append(calendar_id)
     return renewed
+
+
+def _expiring_calendars(horizon: datetime) -> Select[int]:
+    """Calendars whose newest live channel expires by `horizon`: one live channel does and
+    none expires later. Read through the live-expiration index, so a renewal check costs
+    what is due, not the whole fleet."""
+    later = aliased(Channel)
+    return select(Channel.calendar_id).where(
+        Channel.stopped_at.is_(None),
+        Channel.expiration <= horizon,
+        ~exists().where(
+            later.calendar_id == Channel.calendar_id,
+            later.stopped_at.is_(None),
+            later.expiration > horizon,
+        ),
+    )
 
 
 def _stop_old(

@@ -189,6 +189,23 @@ def test_load_scenario_file(emulator: EmulatorServer, tmp_path: Path) -> None:
     assert client.calendars().get(calendarId="primary").execute()["summary"] == "Sam"
 
 
+def test_a_scenario_calendar_can_start_as_synced(emulator: EmulatorServer) -> None:
+    """The fleet benchmark loads calendars as already synced: the token answered with the
+    scenario lists nothing until something changes, then the change."""
+    scenario = {**SCENARIO, "calendars": [{**SCENARIO["calendars"][0], "syncToken": True}]}
+    loaded = emulator.control.load_scenario(scenario)
+    token = loaded["syncTokens"]["sam@example.com"]
+    client = make_service(emulator, loaded["accounts"]["sam@example.com"])
+    events = client.events()
+    quiet = events.list(calendarId="primary", singleEvents=True, syncToken=token).execute()
+    assert quiet["items"] == [] and quiet["nextSyncToken"]
+    emulator.control.insert_event(
+        "sam@example.com", timed("2026-12-05T10:00:00Z", "2026-12-05T11:00:00Z", summary="New")
+    )
+    changed = events.list(calendarId="primary", singleEvents=True, syncToken=token).execute()
+    assert [item["summary"] for item in changed["items"]] == ["New"]
+
+
 def test_revoke_unknown_account_is_404(emulator: EmulatorServer) -> None:
     with pytest.raises(EmulatorControlError) as missing:
         emulator.control.revoke_account("ghost@example.com")

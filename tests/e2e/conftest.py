@@ -106,8 +106,10 @@ def live(stack: Stack, db: None) -> Iterator[Stack]:
     point_celery_at(stack.settings)
     stack.emulator.control.reset(seed=3)
     yield stack
-    stack.emulator.control.reset(seed=3)
+    # Settle while the emulator still knows the test's calendars: a late (delayed or
+    # duplicated) notification after the reset would fetch a calendar Google no longer has.
     wait_idle(timeout=30)
+    stack.emulator.control.reset(seed=3)
 
 
 @dataclass

@@ -6,7 +6,7 @@ from tests.bench.conftest import run_bench
 
 
 def test_audit_cost_smoke(tmp_path) -> None:
-    report = run_bench("audit_cost", tmp_path, timeout=240)
+    report = run_bench("audit_cost", tmp_path)
     values = report["values"]
     calendars = values["calendars_per_fleet"]
     for fleet in ("one_per_account", "fifty_per_account"):

@@ -83,6 +83,17 @@ class SyncState(Base):
             postgresql_where=text("syncing_since IS NOT NULL"),
             sqlite_where=text("syncing_since IS NOT NULL"),
         ),
+        # Periodic reads find the few rows whose stored moment came (models/periodic.py).
+        Index("ix_sync_states_next_check_at", "next_check_at"),
+        Index("ix_sync_states_next_audit_at", "next_audit_at"),
+        Index("ix_sync_states_watch_check_at", "watch_check_at"),
+        Index("ix_sync_states_audit_since", "audit_since"),
+        Index(
+            "ix_sync_states_audit_persistent",
+            "calendar_id",
+            postgresql_where=text("audit_verdict = 'persistent'"),
+            sqlite_where=text("audit_verdict = 'persistent'"),
+        ),
     )
 
     calendar_id: Mapped[int] = mapped_column(
@@ -105,3 +116,15 @@ class SyncState(Base):
     full_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set when Google must not be called for this calendar (gone, access lost).
     blocked_reason: Mapped[str | None] = mapped_column(String(64))
+    # Stored moments (models/periodic.py): no earlier than when the rule in rules/ first says
+    # "due", so a periodic read fetches only rows whose moment came and lets the rule judge
+    # them. None = unknown: judged at the next round, which stores the moment. A writer
+    # that may make a moment earlier sets it to None; a later one may leave it (the round
+    # that finds the row not due stores the new moment).
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # safety net / poll
+    next_audit_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    watch_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # channel works until
+    # Kept with each audit row (worker/audit.py): the last matching audit, else the first
+    # one (None = never audited); the newest verdict's outcome. For the audit gauges.
+    audit_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    audit_verdict: Mapped[str | None] = mapped_column(String(20))

@@ -15,6 +15,7 @@ else (covered by any other busy event, or by none) the two sides must agree exac
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -184,6 +185,22 @@ def audit_due(
         return now.timestamp() % audit_seconds >= _spread(spread_key) * audit_seconds
     interval = audit_interval_seconds(spread_key, audit_seconds)
     return (now - last_audit_at).total_seconds() >= interval
+
+
+def next_audit_at(
+    spread_key: int, last_audit_at: datetime | None, after: datetime, audit_seconds: float
+) -> datetime:
+    """The first moment at or after `after` when `audit_due` says yes (for a calendar never
+    audited: the next time the period reaches its account's phase). Stored per calendar so
+    the database finds the due ones by index; `audit_due` stays the judge."""
+    if last_audit_at is not None:
+        interval = audit_interval_seconds(spread_key, audit_seconds)
+        return last_audit_at + timedelta(microseconds=math.ceil(interval * 1_000_000))
+    if audit_due(spread_key, None, after, audit_seconds):
+        return after
+    phase = after.timestamp() % audit_seconds
+    wait = _spread(spread_key) * audit_seconds - phase
+    return after + timedelta(microseconds=math.ceil(wait * 1_000_000))
 
 
 def due_by_account(

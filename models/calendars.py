@@ -70,6 +70,14 @@ class Channel(Base):
     last_message_number: Mapped[int | None] = mapped_column(BigInteger)
 
 
+# Sync states that may make a calendar other than "ok" (rules/health.py): the partial index
+# ix_sync_states_attention holds only these, so the ops snapshot reads them by index.
+ATTENTION = (
+    "dirty_since IS NOT NULL OR syncing_since IS NOT NULL OR blocked_reason IS NOT NULL"
+    " OR consecutive_failures > 0 OR last_success_at IS NULL OR lease_owner IS NOT NULL"
+)
+
+
 class SyncState(Base):
     """One row per calendar: the sync token, the dirty flag, the lease and the health."""
 
@@ -88,6 +96,13 @@ class SyncState(Base):
         Index("ix_sync_states_next_audit_at", "next_audit_at"),
         Index("ix_sync_states_watch_check_at", "watch_check_at"),
         Index("ix_sync_states_audit_since", "audit_since"),
+        Index("ix_sync_states_last_success_at", "last_success_at"),
+        Index(
+            "ix_sync_states_attention",
+            "calendar_id",
+            postgresql_where=text(ATTENTION),
+            sqlite_where=text(ATTENTION),
+        ),
         Index(
             "ix_sync_states_audit_persistent",
             "calendar_id",

@@ -292,22 +292,31 @@ def unwatched_calendars(session: Session, now: datetime) -> list[int]:
         )
         .order_by(Calendar.id)
     ).all()
-    works_until = _channels_work_until(session, [row.id for row in rows])
+    works_until, newest_expiry = _channels_work_until(session, [row.id for row in rows])
     unwatched, later = [], []
     for calendar_id, seen in rows:
         until = works_until.get(calendar_id)
-        if until is not None and until > now:
-            later.append((calendar_id, seen, until))
-        else:
+        if until is None or until <= now:
             unwatched.append(calendar_id)
+            continue
+        # The health rule (models/ops_snapshot.py) reads the same moment and counts a
+        # calendar whose only channel is a watch call in flight as not watched: the stored
+        # moment is the earlier of the two ends, and none while that call is in flight.
+        expiry = newest_expiry.get(calendar_id)
+        if expiry is not None:
+            later.append((calendar_id, seen, min(until, expiry)))
     stored_moments.store(session, SyncState.watch_check_at, later)
     return unwatched
 
 
-def _channels_work_until(session: Session, calendar_ids: list[int]) -> dict[int, datetime]:
+def _channels_work_until(
+    session: Session, calendar_ids: list[int]
+) -> tuple[dict[int, datetime], dict[int, datetime]]:
     """Per calendar: until when its live channels work (the latest expiration; a watch call
-    in flight counts for WATCH_CALL_GRACE from its start)."""
-    found: dict[int, datetime] = {}
+    in flight counts for WATCH_CALL_GRACE from its start), and its newest live channel's
+    expiration (calendars with one)."""
+    until: dict[int, datetime] = {}
+    expiry: dict[int, datetime] = {}
     for start in range(0, len(calendar_ids), 500):
         rows = session.execute(
             select(Channel.calendar_id, Channel.expiration, Channel.created_at).where(
@@ -316,10 +325,14 @@ def _channels_work_until(session: Session, calendar_ids: list[int]) -> dict[int,
             )
         ).all()
         for calendar_id, expiration, created_at in rows:
-            until = expiration if expiration is not None else created_at + WATCH_CALL_GRACE
-            if calendar_id not in found or until > found[calendar_id]:
-                found[calendar_id] = until
-    return found
+            end = expiration if expiration is not None else created_at + WATCH_CALL_GRACE
+            if calendar_id not in until or end > until[calendar_id]:
+                until[calendar_id] = end
+            if expiration is not None and (
+                calendar_id not in expiry or expiration > expiry[calendar_id]
+            ):
+                expiry[calendar_id] = expiration
+    return until, expiry
 
 
 def _open_or_back_off(calendar_id: int, settings: Settings, now: datetime) -> str | None:

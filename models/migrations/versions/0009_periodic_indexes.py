@@ -18,6 +18,11 @@ depends_on = None
 
 MOMENTS = ("next_check_at", "next_audit_at", "watch_check_at")
 PERSISTENT = "audit_verdict = 'persistent'"
+ATTENTION = (
+    "dirty_since IS NOT NULL OR syncing_since IS NOT NULL OR blocked_reason IS NOT NULL"
+    " OR consecutive_failures > 0 OR last_success_at IS NULL OR lease_owner IS NOT NULL"
+)
+NOT_OK = "state <> 'ok'"
 
 
 def upgrade() -> None:
@@ -33,6 +38,21 @@ def upgrade() -> None:
         ["calendar_id"],
         postgresql_where=sa.text(PERSISTENT),
         sqlite_where=sa.text(PERSISTENT),
+    )
+    op.create_index("ix_sync_states_last_success_at", "sync_states", ["last_success_at"])
+    op.create_index(
+        "ix_sync_states_attention",
+        "sync_states",
+        ["calendar_id"],
+        postgresql_where=sa.text(ATTENTION),
+        sqlite_where=sa.text(ATTENTION),
+    )
+    op.create_index(
+        "ix_google_accounts_needs_reauth",
+        "google_accounts",
+        ["id"],
+        postgresql_where=sa.text(NOT_OK),
+        sqlite_where=sa.text(NOT_OK),
     )
     op.execute(
         """
@@ -52,6 +72,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_google_accounts_needs_reauth", table_name="google_accounts")
+    op.drop_index("ix_sync_states_attention", table_name="sync_states")
+    op.drop_index("ix_sync_states_last_success_at", table_name="sync_states")
     op.drop_index("ix_sync_states_audit_persistent", table_name="sync_states")
     for name in (*MOMENTS, "audit_since"):
         op.drop_index(f"ix_sync_states_{name}", table_name="sync_states")

@@ -46,7 +46,7 @@ class DifferingCalendar:
 @dataclass(frozen=True)
 class OpsSnapshot:
     taken_at: datetime
-    # Not ok or stale (all of them with take_snapshot(every_calendar=True)).
+    # Not ok, stale or with a change pending (all with take_snapshot(every_calendar=True)).
     calendars: list[CalendarHealthRow] = field(default_factory=list)
     ok_unlisted: int = 0  # ok calendars not in `calendars`
     oldest_sync_seconds: float = 0.0  # staleness of the longest-unsynced calendar of all
@@ -111,7 +111,8 @@ def take_snapshot(
     every_calendar: bool = False,
 ) -> OpsSnapshot:
     """The deployment's health. `calendars` lists every calendar that is not ok or has not
-    synced for 1.5 safety-net intervals (the alerts name them); the ok ones are only
+    synced for 1.5 safety-net intervals or has a change pending (the alerts name them); the
+    other ok ones are only
     counted, unless `every_calendar`. Each read goes by an index, so a scrape or an alert
     round costs the same at 100,000 calendars as at 1,000 while the fleet is healthy."""
     newest_channel = (
@@ -166,19 +167,21 @@ def take_snapshot(
             future_expiries.append(expiration)
         synced_or_attached = state.last_success_at or state.created_at
         staleness = max(0.0, (now - synced_or_attached).total_seconds())
+        lag = max(0.0, health.lag_seconds or 0.0)
         if (
             not every_calendar
             and health.state is CalendarState.OK
+            and not lag
             and not _stale(staleness, safety_net_seconds)
         ):
-            continue  # read as a candidate, but ok: counted below
+            continue  # read as a candidate, but ok with nothing pending: counted below
         calendars.append(
             CalendarHealthRow(
                 calendar_id=state.id,
                 account_id=state.account_id,
                 host_id=state.host_id,
                 state=health.state,
-                pending_lag_seconds=max(0.0, health.lag_seconds or 0.0),
+                pending_lag_seconds=lag,
                 staleness_seconds=staleness,
                 error_code=state.last_error_code,
             )

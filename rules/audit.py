@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from rules.busy_rules import BusyPolicy, EventFacts, Reason, decide
 from rules.intervals import Interval, clip, merge
+from rules.sync_schedule import settle
 
 GOOGLE_SEMANTICS = BusyPolicy()
 # The host's own answer Google documents no freeBusy treatment for (GOOGLE_NOTES.md).
@@ -195,12 +196,14 @@ def next_audit_at(
     the database finds the due ones by index; `audit_due` stays the judge."""
     if last_audit_at is not None:
         interval = audit_interval_seconds(spread_key, audit_seconds)
-        return last_audit_at + timedelta(microseconds=math.ceil(interval * 1_000_000))
-    if audit_due(spread_key, None, after, audit_seconds):
+        moment = last_audit_at + timedelta(microseconds=math.ceil(interval * 1_000_000))
+    elif audit_due(spread_key, None, after, audit_seconds):
         return after
-    phase = after.timestamp() % audit_seconds
-    wait = _spread(spread_key) * audit_seconds - phase
-    return after + timedelta(microseconds=math.ceil(wait * 1_000_000))
+    else:
+        phase = after.timestamp() % audit_seconds
+        wait = _spread(spread_key) * audit_seconds - phase
+        moment = after + timedelta(microseconds=math.ceil(wait * 1_000_000))
+    return settle(moment, lambda at: audit_due(spread_key, last_audit_at, at, audit_seconds))
 
 
 def due_by_account(

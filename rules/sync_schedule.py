@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -73,8 +74,24 @@ def due(t: CalendarTiming, now: datetime, settings: Settings) -> Due | None:
 
 
 def _after(moment: datetime, seconds: float) -> datetime:
-    # Rounded up to the microsecond: the moment is never before the rule says "due".
     return moment + timedelta(microseconds=math.ceil(seconds * 1_000_000))
+
+
+MICROSECOND = timedelta(microseconds=1)
+
+
+def settle(moment: datetime, is_due: Callable[[datetime], bool]) -> datetime:
+    """The computed moment moved by a microsecond or two where float rounding put it beside
+    the rule's own comparison: the first microsecond at which the rule says "due"."""
+    for _ in range(4):
+        if is_due(moment):
+            break
+        moment += MICROSECOND
+    for _ in range(4):
+        if not is_due(moment - MICROSECOND):
+            break
+        moment -= MICROSECOND
+    return moment
 
 
 def next_due_at(t: CalendarTiming, settings: Settings) -> datetime | None:
@@ -101,7 +118,7 @@ def next_due_at(t: CalendarTiming, settings: Settings) -> datetime | None:
             t.channel_last_heard + timedelta(seconds=settings.channel_silent_seconds),
         )
         sync_at = min(pushed, max(polled, push_ends))
-    return min(full_at, sync_at)
+    return settle(min(full_at, sync_at), lambda at: due(t, at, settings) is not None)
 
 
 # With this share of the daily budget used (less than a fifth left), scheduled syncs wait

@@ -192,8 +192,8 @@ def check(calendar_id: int, now: datetime, s: Settings) -> None:
     for row in full.calendars:
         if row.calendar_id in listed:
             assert listed[row.calendar_id] == row
-        else:  # only ok and recently synced calendars are left out
-            assert str(row.state) == "ok"
+        else:  # only ok, recently synced calendars with nothing pending are left out
+            assert str(row.state) == "ok" and row.pending_lag_seconds == 0
             assert row.staleness_seconds <= s.safety_net_seconds * 1.5
 
 

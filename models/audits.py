@@ -112,17 +112,28 @@ def audit_candidates(
     from models.accounts import AccountState, GoogleAccount
     from models.calendars import Calendar, SyncState
 
-    rows = session.execute(
-        select(Calendar.id, Calendar.account_id, SyncState.next_audit_at)
-        .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
-        .join(SyncState, SyncState.calendar_id == Calendar.id)
-        .where(
-            or_(SyncState.next_audit_at.is_(None), SyncState.next_audit_at <= until),
-            GoogleAccount.state == AccountState.OK,
-            SyncState.blocked_reason.is_(None),
-        )
-        .order_by(Calendar.account_id, Calendar.id)
-    ).all()
+    # Two steps, each by index: the sync states whose moment comes, then their calendars
+    # and accounts by key (one join over thousands of rows made PostgreSQL scan them all).
+    moments = dict(
+        session.execute(
+            select(SyncState.calendar_id, SyncState.next_audit_at).where(
+                or_(SyncState.next_audit_at.is_(None), SyncState.next_audit_at <= until),
+                SyncState.blocked_reason.is_(None),
+            )
+        ).all()
+    )
+    candidates = sorted(moments)
+    rows: list[Any] = []
+    for start in range(0, len(candidates), 500):
+        rows += session.execute(
+            select(Calendar.id, Calendar.account_id)
+            .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
+            .where(
+                Calendar.id.in_(candidates[start : start + 500]),
+                GoogleAccount.state == AccountState.OK,
+            )
+        ).all()
+    rows.sort(key=lambda row: (row.account_id, row.id))
     ids = [row.id for row in rows]
     last: dict[int, datetime] = {}
     for start in range(0, len(ids), 500):
@@ -134,8 +145,8 @@ def audit_candidates(
             ).all()
         )
     return [
-        (calendar_id, account_id, _aware(last.get(calendar_id)), seen)
-        for calendar_id, account_id, seen in rows
+        (calendar_id, account_id, _aware(last.get(calendar_id)), moments[calendar_id])
+        for calendar_id, account_id in rows
     ]
 
 

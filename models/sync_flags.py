@@ -191,26 +191,28 @@ def schedule_candidates(
     last_success_at, full_sync_at, newest channel expiration, channel last heard,
     watch_problem, next_check_at as read). Which of them are really due is decided by
     rules.sync_schedule; the caller stores the next moment of those that are not."""
+    # Two steps, each by index: the sync states whose moment came, then their calendars
+    # and accounts by key (one join over thousands of due rows made PostgreSQL scan
+    # every calendar).
     query = (
         select(
             SyncState.calendar_id,
             SyncState.last_success_at,
             SyncState.full_sync_at,
-            Calendar.watch_problem,
             SyncState.next_check_at,
         )
-        .join(Calendar, Calendar.id == SyncState.calendar_id)
-        .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
         .where(
             or_(SyncState.next_check_at.is_(None), SyncState.next_check_at <= now),
-            *may_call_google(),
+            SyncState.blocked_reason.is_(None),
             lease_free(now),
         )
         .order_by(SyncState.calendar_id)
     )
     if only is not None:
         query = query.where(SyncState.calendar_id == only)
-    states = session.execute(query).all()
+    due_states = session.execute(query).all()
+    problems = callable_calendars(session, [row.calendar_id for row in due_states])
+    states = [row for row in due_states if row.calendar_id in problems]
     channels = live_channel_timing(session, [row.calendar_id for row in states])
     return [
         (
@@ -218,11 +220,28 @@ def schedule_candidates(
             row.last_success_at,
             row.full_sync_at,
             *channels.get(row.calendar_id, (None, None)),
-            row.watch_problem,
+            problems[row.calendar_id],
             row.next_check_at,
         )
         for row in states
     ]
+
+
+def callable_calendars(session: Session, calendar_ids: list[int]) -> dict[int, str | None]:
+    """Of these calendars, those whose Google account may be called, with their watch
+    problem (None = none), by key."""
+    found: dict[int, str | None] = {}
+    for start in range(0, len(calendar_ids), 500):
+        rows = session.execute(
+            select(Calendar.id, Calendar.watch_problem)
+            .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
+            .where(
+                Calendar.id.in_(calendar_ids[start : start + 500]),
+                GoogleAccount.state == AccountState.OK,
+            )
+        ).all()
+        found.update({calendar_id: problem for calendar_id, problem in rows})
+    return found
 
 
 def live_channel_timing(

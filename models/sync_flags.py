@@ -18,6 +18,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Session
@@ -233,11 +234,12 @@ def callable_calendars(session: Session, calendar_ids: list[int]) -> dict[int, s
     found: dict[int, str | None] = {}
     for start in range(0, len(calendar_ids), 500):
         rows = session.execute(
-            select(Calendar.id, Calendar.watch_problem)
-            .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
-            .where(
+            select(Calendar.id, Calendar.watch_problem).where(
                 Calendar.id.in_(calendar_ids[start : start + 500]),
-                GoogleAccount.state == AccountState.OK,
+                # By the partial index of the few accounts not ok (a join read them all).
+                Calendar.account_id.not_in(
+                    select(GoogleAccount.id).where(text("google_accounts.state <> 'ok'"))
+                ),
             )
         ).all()
         found.update({calendar_id: problem for calendar_id, problem in rows})

@@ -279,7 +279,7 @@ def unwatched_calendars(session: Session, now: datetime) -> list[int]:
     (revoked access, calendar gone) and ones backing off (refused by Google: they poll until
     their next try). Reads only calendars whose stored `watch_check_at` is unknown or came
     (by index); of those still watched it stores when their channels stop working."""
-    rows = session.execute(
+    found = session.execute(
         select(Calendar.id, SyncState.watch_check_at)
         .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
         .join(SyncState, SyncState.calendar_id == Calendar.id)
@@ -290,8 +290,9 @@ def unwatched_calendars(session: Session, now: datetime) -> list[int]:
             # and then less often, up to daily).
             or_(Calendar.watch_retry_at.is_(None), Calendar.watch_retry_at <= now),
         )
-        .order_by(Calendar.id)
     ).all()
+    # Sorted here: an ORDER BY would make SQLite walk the key instead of the moment's index.
+    rows = sorted(found, key=lambda row: row.id)
     works_until, newest_expiry = _channels_work_until(session, [row.id for row in rows])
     unwatched, later = [], []
     for calendar_id, seen in rows:

@@ -110,11 +110,11 @@ def take_snapshot(
     safety_net_seconds: int,
     every_calendar: bool = False,
 ) -> OpsSnapshot:
-    """The deployment's health. `calendars` lists every calendar that is not ok or has not
+    """The deployment's health. `calendars` lists every calendar that is not ok, has not
     synced for 1.5 safety-net intervals or has a change pending (the alerts name them); the
-    other ok ones are only
-    counted, unless `every_calendar`. Each read goes by an index, so a scrape or an alert
-    round costs the same at 100,000 calendars as at 1,000 while the fleet is healthy."""
+    other ok ones are only counted, unless `every_calendar`. Each read goes by an index
+    (but the count of calendars), so a scrape or an alert round costs about the same at
+    100,000 calendars as at 1,000 while the fleet is healthy."""
     newest_channel = (
         select(Channel.calendar_id, func.max(Channel.expiration).label("expiration"))
         .where(Channel.stopped_at.is_(None))

@@ -256,12 +256,10 @@ def capture(engine: Any, into: list[Captured], task: str) -> Iterator[None]:
 
 def periodic_tasks(settings: Any) -> dict[str, Callable[[], Any]]:
     """Each periodic task's database work, as beat's tasks (and the scrape) run it."""
-    from models.audits import audit_candidates
     from models.db import session_scope
-    from models.sync_flags import extend_lease, forgotten_dirty, schedule_candidates
-    from rules import sync_schedule
+    from models.sync_flags import extend_lease, forgotten_dirty
     from webhook.metrics_view import DatabaseCollector
-    from worker import channels
+    from worker import channels, schedule_reads
     from worker.alert_notifier import run_cycle
 
     def now() -> datetime:
@@ -272,9 +270,8 @@ def periodic_tasks(settings: Any) -> dict[str, Callable[[], Any]]:
             return forgotten_dirty(session, now(), settings.sweep_after_seconds)
 
     def safety_net() -> Any:
-        at = now()
-        with session_scope() as session:
-            return schedule_candidates(session, at, *sync_schedule.earliest_candidate(at, settings))
+        # The task's read and its judgement by the rules (storing the next moments).
+        return schedule_reads.due_calendars(now(), settings)
 
     def renewals() -> Any:
         # renew_expiring's and ensure_watched's reads; the Google calls are left out.
@@ -288,8 +285,7 @@ def periodic_tasks(settings: Any) -> dict[str, Callable[[], Any]]:
             channels._open_or_back_off = original
 
     def audits_due() -> Any:
-        with session_scope() as session:
-            return audit_candidates(session)
+        return schedule_reads.due_audits(now(), settings)
 
     def drainer_batch() -> Any:
         from intake.records import CalendarBatchRow, record_calendar_batch
@@ -367,6 +363,13 @@ def explain(database_url: str, captured: Captured, table_rows: dict[str, int]) -
     )
 
 
+def analyze(database_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(database_url.replace("+psycopg", ""), autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
 def table_sizes(database_url: str) -> dict[str, int]:
     import psycopg
 
@@ -400,8 +403,15 @@ def measure_size(calendars: int, report: Report, smoke: bool) -> dict[str, Any]:
         sizes = table_sizes(database_url)
         engine = get_engine(database_url)
         runs: dict[str, TaskRun] = {}
-        for name, task in periodic_tasks(settings).items():
-            task()  # warm: caches, first connection
+        tasks = periodic_tasks(settings)
+        for task in tasks.values():
+            # Warm: caches, first connection; the first round of each task also stores
+            # every calendar's moments (models/stored_moments.py), as after migration 0009.
+            task()
+        # That first round rewrote every sync_states row: ANALYZE as autovacuum would
+        # (10% of a table changed), else the planner still sees the moments as all NULL.
+        analyze(database_url)
+        for name, task in tasks.items():
             statements: list[Captured] = []
             with capture(engine, statements, name):
                 begun = time.perf_counter()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
@@ -18,6 +18,15 @@ class AccountState(enum.StrEnum):
 
 class GoogleAccount(Base):
     __tablename__ = "google_accounts"
+    # The ops snapshot's "needs re-authorization" calendars, by index (few accounts are).
+    __table_args__ = (
+        Index(
+            "ix_google_accounts_needs_reauth",
+            "id",
+            postgresql_where=text("state <> 'ok'"),
+            sqlite_where=text("state <> 'ok'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id", ondelete="CASCADE"), index=True)

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, String, case, func, select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    String,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
@@ -75,9 +87,18 @@ def audits_for_host(
 def persistent_differences(session: Session) -> list[tuple[Audit, int]]:
     """Calendars whose newest verdict is a mismatch that survived the full resync, with
     that audit and the calendar's host id: what the alert notifier reports."""
-    from models.calendars import Calendar
+    from models.calendars import Calendar, SyncState
 
-    newest = _newest_decided()
+    # The summary finds the few calendars (by index); their newest verdict gives the rows.
+    differing = select(SyncState.calendar_id).where(
+        SyncState.audit_verdict == AuditOutcome.PERSISTENT
+    )
+    newest = (
+        select(Audit.calendar_id, func.max(Audit.id).label("last_id"))
+        .where(Audit.outcome.in_(DECIDED), Audit.calendar_id.in_(differing))
+        .group_by(Audit.calendar_id)
+        .subquery()
+    )
     rows = session.execute(
         select(Audit, Calendar.host_id)
         .join(newest, newest.c.last_id == Audit.id)
@@ -88,65 +109,113 @@ def persistent_differences(session: Session) -> list[tuple[Audit, int]]:
     return [(audit, host_id) for audit, host_id in rows]
 
 
-def _newest_decided() -> Any:
-    return (
-        select(Audit.calendar_id, func.max(Audit.id).label("last_id"))
-        .where(Audit.outcome.in_(DECIDED))
-        .group_by(Audit.calendar_id)
-        .subquery()
-    )
-
-
 def differs_from_google(audit: Audit | None) -> bool:
     """The calendar's state says "differs from Google" from a surviving mismatch until an
     audit matches."""
     return audit is not None and audit.outcome == AuditOutcome.PERSISTENT
 
 
-def audit_candidates(session: Session) -> list[tuple[int, int, datetime | None]]:
-    """Every calendar of a usable account: (calendar id, account id, last audit time)."""
-    from models.accounts import AccountState, GoogleAccount
+def audit_candidates(
+    session: Session, until: datetime
+) -> list[tuple[int, int, datetime | None, datetime | None]]:
+    """Calendars of a usable account whose stored `next_audit_at` is unknown or comes by
+    `until` (by index: models/stored_moments.py): (calendar id, account id, last audit
+    time, next_audit_at as read). rules.audit decides which are due."""
+    from models.accounts import GoogleAccount
     from models.calendars import Calendar, SyncState
 
-    last = (
-        select(Audit.calendar_id, func.max(Audit.at).label("last_at"))
-        .group_by(Audit.calendar_id)
-        .subquery()
+    # Two steps, each by index: the sync states whose moment comes, then their calendars
+    # and accounts by key (one join over thousands of rows made PostgreSQL scan them all).
+    moments = dict(
+        session.execute(
+            select(SyncState.calendar_id, SyncState.next_audit_at).where(
+                or_(SyncState.next_audit_at.is_(None), SyncState.next_audit_at <= until),
+                SyncState.blocked_reason.is_(None),
+            )
+        ).all()
     )
-    rows = session.execute(
-        select(Calendar.id, Calendar.account_id, last.c.last_at)
-        .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
-        .join(SyncState, SyncState.calendar_id == Calendar.id)
-        .outerjoin(last, last.c.calendar_id == Calendar.id)
-        .where(GoogleAccount.state == AccountState.OK, SyncState.blocked_reason.is_(None))
-        .order_by(Calendar.account_id, Calendar.id)
+    candidates = sorted(moments)
+    rows: list[Any] = []
+    for start in range(0, len(candidates), 500):
+        rows += session.execute(
+            select(Calendar.id, Calendar.account_id).where(
+                Calendar.id.in_(candidates[start : start + 500]),
+                # By the partial index of the few accounts not ok (a join read them all).
+                Calendar.account_id.not_in(
+                    select(GoogleAccount.id).where(text("google_accounts.state <> 'ok'"))
+                ),
+            )
+        ).all()
+    rows.sort(key=lambda row: (row.account_id, row.id))
+    ids = [row.id for row in rows]
+    last: dict[int, datetime] = {}
+    for start in range(0, len(ids), 500):
+        last.update(
+            session.execute(
+                select(Audit.calendar_id, func.max(Audit.at))
+                .where(Audit.calendar_id.in_(ids[start : start + 500]))
+                .group_by(Audit.calendar_id)
+            ).all()
+        )
+    return [
+        (calendar_id, account_id, _aware(last.get(calendar_id)), moments[calendar_id])
+        for calendar_id, account_id in rows
+    ]
+
+
+def _aware(value: Any) -> datetime | None:
+    # Aggregates bypass the column type on SQLite: naive (UTC) or text.
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def record_audits(session: Session, audits: list[Audit]) -> None:
+    """Add audit rows and keep each calendar's audit summary in step (the gauges read it by
+    index instead of every audit): the last matching audit else the first, the newest
+    verdict; the calendar's next audit moment is judged again at the next round."""
+    from models.calendars import SyncState
+    from models.stored_moments import RECHECK_MARGIN
+
+    session.add_all(audits)
+    for audit in audits:
+        values: dict[str, Any] = {"next_audit_at": audit.at - RECHECK_MARGIN}
+        if audit.outcome in DECIDED:
+            values["audit_verdict"] = audit.outcome
+        values["audit_since"] = (
+            audit.at if audit.matched else func.coalesce(SyncState.audit_since, audit.at)
+        )
+        session.execute(
+            update(SyncState).where(SyncState.calendar_id == audit.calendar_id).values(values)
+        )
+
+
+def mark_persistent(session: Session, audit: Audit) -> None:
+    """The calendar's newest audit, a mismatch, survived the full resync (and the summary)."""
+    from models.calendars import SyncState
+
+    audit.outcome = AuditOutcome.PERSISTENT
+    session.execute(
+        update(SyncState)
+        .where(SyncState.calendar_id == audit.calendar_id)
+        .values(audit_verdict=AuditOutcome.PERSISTENT)
     )
-    return [(calendar_id, account_id, at) for calendar_id, account_id, at in rows]
 
 
 def audit_gauges(session: Session, now: datetime) -> tuple[float, int]:
     """(largest time since a calendar's last matching audit, calendars differing from Google).
 
-    Over calendars audited at least once; one never matched counts from its first audit."""
-    per_calendar = session.execute(
-        select(
-            Audit.calendar_id,
-            func.max(case((Audit.matched.is_(True), Audit.at))),
-            func.min(Audit.at),
-        ).group_by(Audit.calendar_id)
-    ).all()
-    oldest = 0.0
-    for _calendar_id, last_match, first in per_calendar:
-        since = last_match or first
-        if since is not None:
-            if since.tzinfo is None:  # SQLite returns aggregates without the type's zone
-                since = since.replace(tzinfo=now.tzinfo)
-            oldest = max(oldest, (now - since).total_seconds())
-    newest = _newest_decided()
+    Over calendars audited at least once; one never matched counts from its first audit.
+    Both from the summary `record_audits` keeps, by index."""
+    from models.calendars import SyncState
+
+    since = session.scalar(select(func.min(SyncState.audit_since)))
     differing = session.scalar(
         select(func.count())
-        .select_from(Audit)
-        .join(newest, newest.c.last_id == Audit.id)
-        .where(Audit.outcome == AuditOutcome.PERSISTENT)
+        .select_from(SyncState)
+        .where(SyncState.audit_verdict == AuditOutcome.PERSISTENT)
     )
+    oldest = 0.0 if since is None else max(0.0, (now - _aware(since)).total_seconds())  # type: ignore[operator]
     return oldest, int(differing or 0)

@@ -70,6 +70,14 @@ class Channel(Base):
     last_message_number: Mapped[int | None] = mapped_column(BigInteger)
 
 
+# Sync states that may make a calendar other than "ok" (rules/health.py): the partial index
+# ix_sync_states_attention holds only these, so the ops snapshot reads them by index.
+ATTENTION = (
+    "dirty_since IS NOT NULL OR syncing_since IS NOT NULL OR blocked_reason IS NOT NULL"
+    " OR consecutive_failures > 0 OR last_success_at IS NULL OR lease_owner IS NOT NULL"
+)
+
+
 class SyncState(Base):
     """One row per calendar: the sync token, the dirty flag, the lease and the health."""
 
@@ -82,6 +90,24 @@ class SyncState(Base):
             "syncing_since",
             postgresql_where=text("syncing_since IS NOT NULL"),
             sqlite_where=text("syncing_since IS NOT NULL"),
+        ),
+        # Periodic reads find the few rows whose stored moment came (models/periodic.py).
+        Index("ix_sync_states_next_check_at", "next_check_at"),
+        Index("ix_sync_states_next_audit_at", "next_audit_at"),
+        Index("ix_sync_states_watch_check_at", "watch_check_at"),
+        Index("ix_sync_states_audit_since", "audit_since"),
+        Index("ix_sync_states_last_success_at", "last_success_at"),
+        Index(
+            "ix_sync_states_attention",
+            "calendar_id",
+            postgresql_where=text(ATTENTION),
+            sqlite_where=text(ATTENTION),
+        ),
+        Index(
+            "ix_sync_states_audit_persistent",
+            "calendar_id",
+            postgresql_where=text("audit_verdict = 'persistent'"),
+            sqlite_where=text("audit_verdict = 'persistent'"),
         ),
     )
 
@@ -105,3 +131,15 @@ class SyncState(Base):
     full_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set when Google must not be called for this calendar (gone, access lost).
     blocked_reason: Mapped[str | None] = mapped_column(String(64))
+    # Stored moments (models/periodic.py): no earlier than when the rule in rules/ first says
+    # "due", so a periodic read fetches only rows whose moment came and lets the rule judge
+    # them. None = unknown: judged at the next round, which stores the moment. A writer
+    # that may make a moment earlier sets it to None; a later one may leave it (the round
+    # that finds the row not due stores the new moment).
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # safety net / poll
+    next_audit_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    watch_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # channel works until
+    # Kept with each audit row (worker/audit.py): the last matching audit, else the first
+    # one (None = never audited); the newest verdict's outcome. For the audit gauges.
+    audit_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    audit_verdict: Mapped[str | None] = mapped_column(String(20))

@@ -10,12 +10,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, or_, select, text
+from sqlalchemy.orm import Session, aliased
 
 from models.accounts import AccountState, GoogleAccount
 from models.audits import persistent_differences
-from models.calendars import Calendar, Channel, SyncState
+from models.calendars import ATTENTION, Calendar, Channel, SyncState
 from rules.health import CalendarState, evaluate_state_row
 
 EXPIRING_WITHIN = timedelta(hours=24)
@@ -46,7 +46,10 @@ class DifferingCalendar:
 @dataclass(frozen=True)
 class OpsSnapshot:
     taken_at: datetime
+    # Not ok, stale or with a change pending (all with take_snapshot(every_calendar=True)).
     calendars: list[CalendarHealthRow] = field(default_factory=list)
+    ok_unlisted: int = 0  # ok calendars not in `calendars`
+    oldest_sync_seconds: float = 0.0  # staleness of the longest-unsynced calendar of all
     channels_live: int = 0
     channels_expiring: int = 0  # live, not yet expired, expiring within 24 h
     # Newest notification received on any channel; None = never (see last_heard_at).
@@ -59,11 +62,13 @@ class OpsSnapshot:
 
     def count_by_state(self) -> dict[str, int]:
         counts = Counter(str(row.state) for row in self.calendars)
+        counts[str(CalendarState.OK)] += self.ok_unlisted
         return {str(state): counts.get(str(state), 0) for state in CalendarState}
 
     @property
     def max_staleness_seconds(self) -> float:
-        return max((row.staleness_seconds for row in self.calendars), default=0.0)
+        listed = max((row.staleness_seconds for row in self.calendars), default=0.0)
+        return max(listed, self.oldest_sync_seconds)
 
     @property
     def max_pending_lag_seconds(self) -> float:
@@ -98,30 +103,54 @@ STATE_COLUMNS = (
 
 
 def take_snapshot(
-    session: Session, now: datetime, *, stale_after_seconds: int, safety_net_seconds: int
+    session: Session,
+    now: datetime,
+    *,
+    stale_after_seconds: int,
+    safety_net_seconds: int,
+    every_calendar: bool = False,
 ) -> OpsSnapshot:
+    """The deployment's health. `calendars` lists every calendar that is not ok, has not
+    synced for 1.5 safety-net intervals or has a change pending (the alerts name them); the
+    other ok ones are only counted, unless `every_calendar`. Each read goes by an index
+    (but the count of calendars), so a scrape or an alert round costs about the same at
+    100,000 calendars as at 1,000 while the fleet is healthy."""
     newest_channel = (
         select(Channel.calendar_id, func.max(Channel.expiration).label("expiration"))
         .where(Channel.stopped_at.is_(None))
         .group_by(Channel.calendar_id)
-        .subquery()
     )
-    # Plain columns, not ORM entities: every calendar is read on each scrape and alert round,
-    # and building 100,000 entities costs seconds (bench/fleet_scale.py).
-    rows = session.execute(
-        select(
-            Calendar.id,
-            Calendar.account_id,
-            Calendar.host_id,
-            Calendar.created_at,
-            *STATE_COLUMNS,
-            GoogleAccount.state.label("account_state"),
-            newest_channel.c.expiration,
-        )
-        .join(SyncState, SyncState.calendar_id == Calendar.id)
-        .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
-        .outerjoin(newest_channel, newest_channel.c.calendar_id == Calendar.id)
-    ).all()
+    # Plain columns, not ORM entities: building 100,000 entities costs seconds.
+    query = select(
+        Calendar.id,
+        Calendar.account_id,
+        Calendar.host_id,
+        Calendar.created_at,
+        *STATE_COLUMNS,
+        GoogleAccount.state.label("account_state"),
+    ).join(SyncState, SyncState.calendar_id == Calendar.id)
+    query = query.join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
+    if every_calendar:
+        channels = newest_channel.subquery()
+        rows = session.execute(
+            query.add_columns(channels.c.expiration).outerjoin(
+                channels, channels.c.calendar_id == Calendar.id
+            )
+        ).all()
+        total = len(rows)
+    else:
+        ids = _attention_ids(session, now, safety_net_seconds)
+        rows = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            channels = newest_channel.where(Channel.calendar_id.in_(chunk)).subquery()
+            rows += session.execute(
+                query.add_columns(channels.c.expiration)
+                .outerjoin(channels, channels.c.calendar_id == Calendar.id)
+                .where(Calendar.id.in_(chunk))
+            ).all()
+        # Calendars rarely change (sync states do): an index-only scan of its key.
+        total = session.scalar(select(func.count()).select_from(Calendar)) or 0
     calendars = []
     future_expiries = []
     for state in rows:
@@ -137,17 +166,35 @@ def take_snapshot(
         if expiration is not None and expiration > now:
             future_expiries.append(expiration)
         synced_or_attached = state.last_success_at or state.created_at
+        staleness = max(0.0, (now - synced_or_attached).total_seconds())
+        lag = max(0.0, health.lag_seconds or 0.0)
+        if (
+            not every_calendar
+            and health.state is CalendarState.OK
+            and not lag
+            and not _stale(staleness, safety_net_seconds)
+        ):
+            continue  # read as a candidate, but ok with nothing pending: counted below
         calendars.append(
             CalendarHealthRow(
                 calendar_id=state.id,
                 account_id=state.account_id,
                 host_id=state.host_id,
                 state=health.state,
-                pending_lag_seconds=max(0.0, health.lag_seconds or 0.0),
-                staleness_seconds=max(0.0, (now - synced_or_attached).total_seconds()),
+                pending_lag_seconds=lag,
+                staleness_seconds=staleness,
                 error_code=state.last_error_code,
             )
         )
+    if every_calendar:
+        ok_unlisted = 0
+        oldest_sync_seconds = 0.0
+        soonest = min(future_expiries, default=None)
+    else:
+        ok_unlisted = total - len(calendars)
+        synced = _aware(session.scalar(select(func.min(SyncState.last_success_at))))
+        oldest_sync_seconds = 0.0 if synced is None else max(0.0, (now - synced).total_seconds())
+        soonest = _soonest_newest_expiry(session, now)
     live = Channel.stopped_at.is_(None)
     channels_live, expiring, oldest = session.execute(
         select(
@@ -168,11 +215,13 @@ def take_snapshot(
     return OpsSnapshot(
         taken_at=now,
         calendars=calendars,
+        ok_unlisted=ok_unlisted,
+        oldest_sync_seconds=oldest_sync_seconds,
         channels_live=channels_live or 0,
         channels_expiring=expiring or 0,
         last_notification_at=_aware(last_notification),
         oldest_live_channel_at=_aware(oldest),
-        soonest_channel_expiry=min(future_expiries, default=None),
+        soonest_channel_expiry=soonest,
         differing_from_google=differing,
     )
 
@@ -185,3 +234,60 @@ def _aware(value: datetime | None) -> datetime | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _stale(staleness_seconds: float, safety_net_seconds: int) -> bool:
+    # The alert's and the health rule's "not synced for 1.5 safety-net intervals".
+    return staleness_seconds > safety_net_seconds * 1.5
+
+
+def _attention_ids(session: Session, now: datetime, safety_net_seconds: int) -> list[int]:
+    """Calendars that may be other than ok, each set by an index: flagged sync states,
+    not synced for 1.5 safety-net intervals, channels that may have stopped working
+    (watch_check_at, models/stored_moments.py), accounts needing re-authorization."""
+    stale_before = now - timedelta(seconds=safety_net_seconds * 1.5)
+    found: set[int] = set(session.scalars(select(SyncState.calendar_id).where(text(ATTENTION))))
+    found.update(
+        session.scalars(
+            select(SyncState.calendar_id).where(SyncState.last_success_at < stale_before)
+        )
+    )
+    found.update(
+        session.scalars(
+            select(SyncState.calendar_id).where(
+                or_(SyncState.watch_check_at.is_(None), SyncState.watch_check_at <= now)
+            )
+        )
+    )
+    found.update(
+        session.scalars(
+            select(Calendar.id)
+            .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
+            # Written as the partial index's predicate, so the index serves it.
+            .where(text("google_accounts.state <> 'ok'"))
+        )
+    )
+    return sorted(found)
+
+
+def _soonest_newest_expiry(session: Session, now: datetime) -> datetime | None:
+    """The soonest future expiry among calendars' newest live channels: live channels by
+    expiry (index), the first with no later live channel on its calendar."""
+    later = aliased(Channel)
+    newer_exists = (
+        select(later.id)
+        .where(
+            later.calendar_id == Channel.calendar_id,
+            later.stopped_at.is_(None),
+            later.expiration > Channel.expiration,
+        )
+        .exists()
+    )
+    return _aware(
+        session.scalar(
+            select(Channel.expiration)
+            .where(Channel.stopped_at.is_(None), Channel.expiration > now, ~newer_exists)
+            .order_by(Channel.expiration)
+            .limit(1)
+        )
+    )

@@ -53,6 +53,7 @@ def announce_state_changes(session: Session, now: datetime) -> int:
         now,
         stale_after_seconds=settings.stale_after_seconds,
         safety_net_seconds=settings.safety_net_seconds,
+        every_calendar=True,  # compared with every calendar's announced state
     )
     announced = {row.calendar_id: row for row in session.scalars(select(AnnouncedCalendarState))}
     count = 0

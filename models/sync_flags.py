@@ -8,17 +8,17 @@ Every function is a single conditional UPDATE, so it is atomic on PostgreSQL and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
-    Row,
     and_,
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Session
@@ -185,52 +185,94 @@ def forgotten_dirty(session: Session, now: datetime, older_than_seconds: int) ->
 
 
 def schedule_candidates(
-    session: Session,
-    now: datetime,
-    synced_before: datetime,
-    fully_synced_before: datetime,
-    only: int | None = None,
-) -> list[Row]:
-    """Calendars not being synced whose last sync or last full sync is old enough that a
-    periodic sync may be due, with what the schedule rules need: (calendar_id,
+    session: Session, now: datetime, only: int | None = None
+) -> list[tuple[Any, ...]]:
+    """Calendars not being synced whose stored `next_check_at` is unknown or has come (by
+    index: models/stored_moments.py), with what the schedule rules need: (calendar_id,
     last_success_at, full_sync_at, newest channel expiration, channel last heard,
-    watch_problem). Which of them are really due is decided by rules.sync_schedule."""
-    channel = (
-        select(
-            Channel.calendar_id.label("calendar_id"),
-            func.max(Channel.expiration).label("expiration"),
-            func.max(func.coalesce(Channel.last_notification_at, Channel.created_at)).label(
-                "last_heard"
-            ),
-        )
-        .where(Channel.stopped_at.is_(None), Channel.expiration.is_not(None))
-        .group_by(Channel.calendar_id)
-        .subquery()
-    )
-    query = (
-        select(
-            SyncState.calendar_id,
-            SyncState.last_success_at,
-            SyncState.full_sync_at,
-            channel.c.expiration,
-            channel.c.last_heard,
-            Calendar.watch_problem,
-        )
-        .join(Calendar, Calendar.id == SyncState.calendar_id)
-        .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
-        .outerjoin(channel, channel.c.calendar_id == SyncState.calendar_id)
-        .where(
-            *may_call_google(),
-            lease_free(now),
-            or_(
-                SyncState.last_success_at.is_(None),
-                SyncState.last_success_at < synced_before,
-                SyncState.full_sync_at.is_(None),
-                SyncState.full_sync_at < fully_synced_before,
-            ),
-        )
-        .order_by(SyncState.calendar_id)
+    watch_problem, next_check_at as read). Which of them are really due is decided by
+    rules.sync_schedule; the caller stores the next moment of those that are not."""
+    # Two steps, each by index: the sync states whose moment came, then their calendars
+    # and accounts by key (one join over thousands of due rows made PostgreSQL scan
+    # every calendar).
+    query = select(
+        SyncState.calendar_id,
+        SyncState.last_success_at,
+        SyncState.full_sync_at,
+        SyncState.next_check_at,
+    ).where(
+        or_(SyncState.next_check_at.is_(None), SyncState.next_check_at <= now),
+        SyncState.blocked_reason.is_(None),
+        lease_free(now),
     )
     if only is not None:
         query = query.where(SyncState.calendar_id == only)
-    return list(session.execute(query).all())
+    # Sorted here: an ORDER BY would make SQLite walk the key instead of the moment's index.
+    due_states = sorted(session.execute(query).all(), key=lambda row: row.calendar_id)
+    problems = callable_calendars(session, [row.calendar_id for row in due_states])
+    states = [row for row in due_states if row.calendar_id in problems]
+    channels = live_channel_timing(session, [row.calendar_id for row in states])
+    return [
+        (
+            row.calendar_id,
+            row.last_success_at,
+            row.full_sync_at,
+            *channels.get(row.calendar_id, (None, None)),
+            problems[row.calendar_id],
+            row.next_check_at,
+        )
+        for row in states
+    ]
+
+
+def callable_calendars(session: Session, calendar_ids: list[int]) -> dict[int, str | None]:
+    """Of these calendars, those whose Google account may be called, with their watch
+    problem (None = none), by key."""
+    found: dict[int, str | None] = {}
+    for start in range(0, len(calendar_ids), 500):
+        rows = session.execute(
+            select(Calendar.id, Calendar.watch_problem).where(
+                Calendar.id.in_(calendar_ids[start : start + 500]),
+                # By the partial index of the few accounts not ok (a join read them all).
+                Calendar.account_id.not_in(
+                    select(GoogleAccount.id).where(text("google_accounts.state <> 'ok'"))
+                ),
+            )
+        ).all()
+        found.update({calendar_id: problem for calendar_id, problem in rows})
+    return found
+
+
+def live_channel_timing(
+    session: Session, calendar_ids: list[int]
+) -> dict[int, tuple[datetime | None, datetime | None]]:
+    """Per calendar (of these): newest live channel expiration and when it was last heard
+    from (latest notification, else the channel's creation), by the channels' calendar index."""
+    found: dict[int, tuple[datetime | None, datetime | None]] = {}
+    for start in range(0, len(calendar_ids), 500):
+        chunk = calendar_ids[start : start + 500]
+        rows = session.execute(
+            select(
+                Channel.calendar_id,
+                func.max(Channel.expiration),
+                func.max(func.coalesce(Channel.last_notification_at, Channel.created_at)),
+            )
+            .where(
+                Channel.calendar_id.in_(chunk),
+                Channel.stopped_at.is_(None),
+                Channel.expiration.is_not(None),
+            )
+            .group_by(Channel.calendar_id)
+        ).all()
+        for calendar_id, expiration, heard in rows:
+            found[calendar_id] = (_utc(expiration), _utc(heard))
+    return found
+
+
+def _utc(value: Any) -> datetime | None:
+    # Aggregates bypass the column type on SQLite: naive (UTC) or text.
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return cast(datetime, value if value.tzinfo else value.replace(tzinfo=UTC))

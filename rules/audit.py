@@ -15,12 +15,14 @@ else (covered by any other busy event, or by none) the two sides must agree exac
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from rules.busy_rules import BusyPolicy, EventFacts, Reason, decide
 from rules.intervals import Interval, clip, merge
+from rules.sync_schedule import settle
 
 GOOGLE_SEMANTICS = BusyPolicy()
 # The host's own answer Google documents no freeBusy treatment for (GOOGLE_NOTES.md).
@@ -184,6 +186,24 @@ def audit_due(
         return now.timestamp() % audit_seconds >= _spread(spread_key) * audit_seconds
     interval = audit_interval_seconds(spread_key, audit_seconds)
     return (now - last_audit_at).total_seconds() >= interval
+
+
+def next_audit_at(
+    spread_key: int, last_audit_at: datetime | None, after: datetime, audit_seconds: float
+) -> datetime:
+    """The first moment at or after `after` when `audit_due` says yes (for a calendar never
+    audited: the next time the period reaches its account's phase). Stored per calendar so
+    the database finds the due ones by index; `audit_due` stays the judge."""
+    if last_audit_at is not None:
+        interval = audit_interval_seconds(spread_key, audit_seconds)
+        moment = last_audit_at + timedelta(microseconds=math.ceil(interval * 1_000_000))
+    elif audit_due(spread_key, None, after, audit_seconds):
+        return after
+    else:
+        phase = after.timestamp() % audit_seconds
+        wait = _spread(spread_key) * audit_seconds - phase
+        moment = after + timedelta(microseconds=math.ceil(wait * 1_000_000))
+    return settle(moment, lambda at: audit_due(spread_key, last_audit_at, at, audit_seconds))
 
 
 def due_by_account(

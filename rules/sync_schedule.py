@@ -15,7 +15,9 @@ calendars attached together do not all sync in the same minute.
 from __future__ import annotations
 
 import enum
+import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -71,6 +73,54 @@ def due(t: CalendarTiming, now: datetime, settings: Settings) -> Due | None:
     return None
 
 
+def _after(moment: datetime, seconds: float) -> datetime:
+    return moment + timedelta(microseconds=math.ceil(seconds * 1_000_000))
+
+
+MICROSECOND = timedelta(microseconds=1)
+
+
+def settle(moment: datetime, is_due: Callable[[datetime], bool]) -> datetime:
+    """The computed moment moved by a microsecond or two where float rounding put it beside
+    the rule's own comparison: the first microsecond at which the rule says "due"."""
+    for _ in range(4):
+        if is_due(moment):
+            break
+        moment += MICROSECOND
+    for _ in range(4):
+        if not is_due(moment - MICROSECOND):
+            break
+        moment -= MICROSECOND
+    return moment
+
+
+def next_due_at(t: CalendarTiming, settings: Settings) -> datetime | None:
+    """The first moment from which `due` says a sync is needed, while these inputs hold
+    (None = already due: never synced or never fully synced). The schedule is stored as
+    this moment so the database finds the calendars due by index; `due` stays the judge."""
+    if t.last_success_at is None or t.full_sync_at is None:
+        return None
+    full_at = _after(
+        t.full_sync_at, settings.full_resync_seconds * jitter_factor(t.calendar_id, "full")
+    )
+    factor = jitter_factor(t.calendar_id, "sync")
+    pushed = _after(t.last_success_at, settings.safety_net_seconds * factor)
+    polled = _after(
+        t.last_success_at, min(settings.poll_seconds, settings.safety_net_seconds) * factor
+    )
+    # Push works until the channel expires or has been silent for CHANNEL_SILENT_SECONDS;
+    # from then on the shorter poll interval applies.
+    if t.watch_refused or t.channel_expiration is None or t.channel_last_heard is None:
+        sync_at = polled
+    else:
+        push_ends = min(
+            t.channel_expiration,
+            t.channel_last_heard + timedelta(seconds=settings.channel_silent_seconds),
+        )
+        sync_at = min(pushed, max(polled, push_ends))
+    return settle(min(full_at, sync_at), lambda at: due(t, at, settings) is not None)
+
+
 # With this share of the daily budget used (less than a fifth left), scheduled syncs wait
 # until the budget recovers. The same 80% is where the alert warns.
 BUDGET_LOW_USED_RATIO = 0.8
@@ -112,16 +162,6 @@ def refused_watch_retry_seconds(refusals: int, calendar_id: int) -> float:
     base = REFUSED_WATCH_FIRST_RETRY_SECONDS * 2 ** min(max(refusals, 1) - 1, 10)
     spread = base * jitter_factor(calendar_id, f"watch-refused:{refusals}")
     return min(float(REFUSED_WATCH_MAX_RETRY_SECONDS), spread)
-
-
-def earliest_candidate(now: datetime, settings: Settings) -> tuple[datetime, datetime]:
-    """Cut-offs for a database pre-filter: a calendar last synced after the first and fully
-    synced after the second cannot be due yet."""
-    shortest = min(settings.poll_seconds, settings.safety_net_seconds) * (1 - JITTER)
-    return (
-        now - timedelta(seconds=shortest),
-        now - timedelta(seconds=settings.full_resync_seconds * (1 - JITTER)),
-    )
 
 
 def debounce_seconds(

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from core import metrics
 from core.settings import Settings, get_settings
-from models.audits import DECIDED, Audit, AuditOutcome
+from models.audits import DECIDED, Audit, AuditOutcome, mark_persistent, record_audits
 from models.calendars import SyncState
 from models.db import session_scope
 from models.events import BusyBlock, CalendarEvent
@@ -289,7 +289,7 @@ def _heal(
         with session_scope() as session:
             row = session.get(Audit, _last_id(context.calendar_id))
             if row is not None:
-                row.outcome = AuditOutcome.PERSISTENT
+                mark_persistent(session, row)
         second.outcome = AuditOutcome.PERSISTENT
         metrics.observe_audit("persistent")
         log.error(
@@ -382,21 +382,26 @@ def _facts(row: CalendarEvent) -> EventFacts:
 def _store(reports: list[AuditReport], at: datetime) -> None:
     """The chunk's audit rows, in one transaction ("skipped" calendars get none)."""
     with session_scope() as session:
-        session.add_all(
-            Audit(
-                calendar_id=report.calendar_id,
-                at=at,
-                window_start=report.window_start,
-                window_end=report.window_end,
-                matched=(
-                    report.outcome == AuditOutcome.MATCHED if report.outcome in DECIDED else None
-                ),
-                outcome=str(report.outcome),
-                detail=report.detail[:200] or None,
-                differences=report.differences,
-                differing_seconds=report.differing_seconds,
-                policy_touched=report.policy_touched,
-            )
-            for report in reports
-            if report.window_start is not None and report.window_end is not None
+        record_audits(
+            session,
+            [
+                Audit(
+                    calendar_id=report.calendar_id,
+                    at=at,
+                    window_start=report.window_start,
+                    window_end=report.window_end,
+                    matched=(
+                        report.outcome == AuditOutcome.MATCHED
+                        if report.outcome in DECIDED
+                        else None
+                    ),
+                    outcome=str(report.outcome),
+                    detail=report.detail[:200] or None,
+                    differences=report.differences,
+                    differing_seconds=report.differing_seconds,
+                    policy_touched=report.policy_touched,
+                )
+                for report in reports
+                if report.window_start is not None and report.window_end is not None
+            ],
         )

@@ -12,11 +12,11 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from googleapiclient.errors import HttpError
-from sqlalchemy import Select, and_, delete, exists, or_, select, update
+from sqlalchemy import Select, delete, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from core.settings import Settings, get_settings
-from models import AccountState, Calendar, Channel, GoogleAccount, SyncState
+from models import AccountState, Calendar, Channel, GoogleAccount, SyncState, stored_moments
 from models.calendars import channel_token_hash
 from models.credentials_box import decrypt_credentials
 from models.db import session_scope
@@ -85,6 +85,7 @@ def start_watch(calendar_id: int, settings: Settings | None = None) -> str | Non
     except HttpError as exc:
         with session_scope() as session:
             session.execute(delete(Channel).where(Channel.id == channel_id))
+            _recheck(session, calendar_id)
         problem = classify(exc)
         if problem.kind is ErrorKind.TRANSIENT:
             raise
@@ -99,11 +100,13 @@ def start_watch(calendar_id: int, settings: Settings | None = None) -> str | Non
                 calendar.watch_retry_at = datetime.now(UTC) + timedelta(
                     seconds=sync_schedule.refused_watch_retry_seconds(refusals, calendar_id)
                 )
+            _recheck(session, calendar_id)
         log.warning("watch_refused calendar_id=%s code=%s", calendar_id, problem.code)
         return None
     except Exception:
         with session_scope() as session:
             session.execute(delete(Channel).where(Channel.id == channel_id))
+            _recheck(session, calendar_id)
         raise
     expiration = response.get("expiration")
     with session_scope() as session:
@@ -122,6 +125,7 @@ def start_watch(calendar_id: int, settings: Settings | None = None) -> str | Non
             .where(Calendar.id == calendar_id)
             .values(watch_problem=None, watch_failures=0, watch_retry_at=None)
         )
+        _recheck(session, calendar_id)
     log.info("watch_started calendar_id=%s", calendar_id)
     return channel_id
 
@@ -189,6 +193,7 @@ def retire_channels(
             .where(Channel.id.in_([channel_id for channel_id, _ in live]))
             .values(stopped_at=at)
         )
+        _recheck(session, calendar_id, at)
     return [(channel_id, resource_id) for channel_id, resource_id in live]
 
 
@@ -254,36 +259,81 @@ def _stop_old(
                 log.warning("channel_stop_failed calendar_id=%s", calendar_id)
         with session_scope() as session:
             session.execute(update(Channel).where(Channel.id == channel_id).values(stopped_at=now))
+            _recheck(session, calendar_id, now)
+
+
+def _recheck(session: Session, calendar_id: int, at: datetime | None = None) -> None:
+    """A channel of the calendar changed: its safety-net and watch moments are judged again
+    at the next round (a channel gone or refused can make them earlier)."""
+    stored_moments.recheck(
+        session,
+        [calendar_id],
+        at or datetime.now(UTC),
+        (SyncState.next_check_at, SyncState.watch_check_at),
+    )
 
 
 def unwatched_calendars(session: Session, now: datetime) -> list[int]:
     """Calendars that should have a channel and have none that works: never watched, all
     expired, or a watch call that never finished. Excludes ones that may not be called
     (revoked access, calendar gone) and ones backing off (refused by Google: they poll until
-    their next try)."""
-    working = exists().where(
-        Channel.calendar_id == Calendar.id,
-        Channel.stopped_at.is_(None),
-        or_(
-            Channel.expiration > now,
-            and_(Channel.expiration.is_(None), Channel.created_at > now - WATCH_CALL_GRACE),
-        ),
-    )
-    return list(
-        session.scalars(
-            select(Calendar.id)
-            .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
-            .join(SyncState, SyncState.calendar_id == Calendar.id)
-            .where(
-                *may_call_google(),
-                # Backing off: Google unreachable, or it refused the watch (retried hourly
-                # and then less often, up to daily).
-                or_(Calendar.watch_retry_at.is_(None), Calendar.watch_retry_at <= now),
-                ~working,
-            )
-            .order_by(Calendar.id)
+    their next try). Reads only calendars whose stored `watch_check_at` is unknown or came
+    (by index); of those still watched it stores when their channels stop working."""
+    found = session.execute(
+        select(Calendar.id, SyncState.watch_check_at)
+        .join(GoogleAccount, GoogleAccount.id == Calendar.account_id)
+        .join(SyncState, SyncState.calendar_id == Calendar.id)
+        .where(
+            or_(SyncState.watch_check_at.is_(None), SyncState.watch_check_at <= now),
+            *may_call_google(),
+            # Backing off: Google unreachable, or it refused the watch (retried hourly
+            # and then less often, up to daily).
+            or_(Calendar.watch_retry_at.is_(None), Calendar.watch_retry_at <= now),
         )
-    )
+    ).all()
+    # Sorted here: an ORDER BY would make SQLite walk the key instead of the moment's index.
+    rows = sorted(found, key=lambda row: row.id)
+    works_until, newest_expiry = _channels_work_until(session, [row.id for row in rows])
+    unwatched, later = [], []
+    for calendar_id, seen in rows:
+        until = works_until.get(calendar_id)
+        if until is None or until <= now:
+            unwatched.append(calendar_id)
+            continue
+        # The health rule (models/ops_snapshot.py) reads the same moment and counts a
+        # calendar whose only channel is a watch call in flight as not watched: the stored
+        # moment is the earlier of the two ends, and none while that call is in flight.
+        expiry = newest_expiry.get(calendar_id)
+        if expiry is not None:
+            later.append((calendar_id, seen, min(until, expiry)))
+    stored_moments.store(session, SyncState.watch_check_at, later)
+    return unwatched
+
+
+def _channels_work_until(
+    session: Session, calendar_ids: list[int]
+) -> tuple[dict[int, datetime], dict[int, datetime]]:
+    """Per calendar: until when its live channels work (the latest expiration; a watch call
+    in flight counts for WATCH_CALL_GRACE from its start), and its newest live channel's
+    expiration (calendars with one)."""
+    until: dict[int, datetime] = {}
+    expiry: dict[int, datetime] = {}
+    for start in range(0, len(calendar_ids), 500):
+        rows = session.execute(
+            select(Channel.calendar_id, Channel.expiration, Channel.created_at).where(
+                Channel.calendar_id.in_(calendar_ids[start : start + 500]),
+                Channel.stopped_at.is_(None),
+            )
+        ).all()
+        for calendar_id, expiration, created_at in rows:
+            end = expiration if expiration is not None else created_at + WATCH_CALL_GRACE
+            if calendar_id not in until or end > until[calendar_id]:
+                until[calendar_id] = end
+            if expiration is not None and (
+                calendar_id not in expiry or expiration > expiry[calendar_id]
+            ):
+                expiry[calendar_id] = expiration
+    return until, expiry
 
 
 def _open_or_back_off(calendar_id: int, settings: Settings, now: datetime) -> str | None:

@@ -13,17 +13,19 @@ from datetime import UTC, datetime, timedelta
 
 from celery import Task
 
-from core.settings import Settings, get_settings
-from models.audits import audit_candidates
+from core.settings import get_settings
 from models.db import session_scope
 from models.host_log import prune_sync_runs
 from models.sign_in_links import prune_sign_in_links
-from models.sync_flags import forgotten_dirty, schedule_candidates
+from models.sync_flags import forgotten_dirty
 from rules import sync_schedule
-from rules.audit import audit_check_seconds, due_by_account, undecided_retry_seconds
+from rules.audit import (
+    undecided_retry_seconds,
+)
 from worker import audit, channels, rate_limit, sync_engine
 from worker.celery_app import app
 from worker.enqueue import enqueue_audit, enqueue_sync
+from worker.schedule_reads import due_audits, due_calendars
 from worker.task_names import TaskNames
 
 log = logging.getLogger("calsync.tasks")
@@ -76,40 +78,6 @@ def sweep_dirty() -> int:
     if forgotten:
         log.info("sweeper_requeued count=%s", len(forgotten))
     return len(forgotten)
-
-
-def due_calendars(
-    now: datetime, settings: Settings | None = None, only: int | None = None
-) -> list[tuple[int, sync_schedule.Due]]:
-    """Calendars (or just `only`) due for a safety-net, poll or periodic full sync now, and
-    not being synced. While the daily budget runs low, only never-synced calendars are due
-    (`sync_schedule.yields_to_budget`): the rest wait until it recovers."""
-    settings = settings or get_settings()
-    synced_before, fully_synced_before = sync_schedule.earliest_candidate(now, settings)
-    with session_scope() as session:
-        rows = schedule_candidates(session, now, synced_before, fully_synced_before, only)
-    budget_used = rate_limit.daily_budget_used_ratio(settings) if rows else None
-    deferred = 0
-    found = []
-    for calendar_id, last_success, full_sync_at, expiration, last_heard, problem in rows:
-        timing = sync_schedule.CalendarTiming(
-            calendar_id=calendar_id,
-            last_success_at=last_success,
-            full_sync_at=full_sync_at,
-            channel_expiration=expiration,
-            channel_last_heard=last_heard,
-            watch_refused=problem is not None,
-        )
-        kind = sync_schedule.due(timing, now, settings)
-        if kind is None:
-            continue
-        if sync_schedule.yields_to_budget(timing, budget_used):
-            deferred += 1
-        else:
-            found.append((calendar_id, kind))
-    if deferred and only is None:
-        log.info("scheduled_syncs_deferred count=%s budget_used=%.3f", deferred, budget_used)
-    return found
 
 
 @app.task(name=str(TaskNames.SAFETY_NET), max_retries=0)
@@ -204,11 +172,7 @@ def schedule_audits() -> int:
     if budget_used is not None and budget_used >= sync_schedule.BUDGET_LOW_USED_RATIO:
         log.info("audits_deferred_for_budget budget_used=%.3f", budget_used)
         return 0
-    with session_scope() as session:
-        candidates = audit_candidates(session)
-    due = due_by_account(
-        candidates, now, settings.audit_seconds, audit_check_seconds(settings.audit_seconds)
-    )
+    due = due_audits(now, settings)
     for calendar_ids in due.values():
         enqueue_audit(calendar_ids, reason="schedule")
     return sum(len(ids) for ids in due.values())

@@ -388,7 +388,7 @@ def test_an_undecided_audit_is_retried_soon_a_bounded_number_of_times(
     assert 45 <= countdown <= 75  # about a minute: the change's own sync has run by then
     # The attempt counts for beat's schedule: the retry chain, not beat, asks next.
     with session_scope() as session:
-        [(calendar_id, _account, last_at)] = audit_candidates(session)
+        [(calendar_id, _account, last_at, _moment)] = audit_candidates(session, datetime.now(UTC))
     assert calendar_id == synced.calendar_id and last_at is not None
 
     sent.clear()

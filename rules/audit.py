@@ -203,7 +203,9 @@ def next_audit_at(
         phase = after.timestamp() % audit_seconds
         wait = _spread(spread_key) * audit_seconds - phase
         moment = after + timedelta(microseconds=math.ceil(wait * 1_000_000))
-    return settle(moment, lambda at: audit_due(spread_key, last_audit_at, at, audit_seconds))
+    settled = settle(moment, lambda at: audit_due(spread_key, last_audit_at, at, audit_seconds))
+    # Already due before `after` (the last audit is older than its interval): due from `after`.
+    return max(settled, after)
 
 
 def due_by_account(

@@ -133,7 +133,7 @@ def test_auth_writes_and_bad_input_are_4xx_never_5xx(client, hosts, server) -> N
     )
     bounded = _dav(server, "REPORT", calendar, auth, ten_years, Depth="1")
     assert bounded.status_code == 207 and bounded.text.count("<d:response>") == 2
-    assert "404" not in bounded.text
+    assert "HTTP/1.1 404" not in bounded.text  # (an etag may contain "404")
     bad_time = ten_years.replace("20200101T000000Z", "yesterday")
     assert _dav(server, "REPORT", calendar, auth, bad_time, Depth="1").status_code == 400
 

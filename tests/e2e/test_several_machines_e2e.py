@@ -217,7 +217,8 @@ def test_two_machines_lose_a_web_host_a_worker_group_and_the_leading_beat(
     # else (the front sends these notifications to it alone).
     m.emulator.control.wait_push_idle()
     m.front.pin(0)
-    shutil.rmtree(a.settings.spool_directory)
+    # The spool may hold nothing at this moment (the forwarder just emptied it): gone either way.
+    shutil.rmtree(a.settings.spool_directory, ignore_errors=True)
     accepted = m.front.accepted_by(0)
     for k, cal in enumerate(lost):
         change(m, cal, 1000 + k)

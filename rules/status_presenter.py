@@ -170,7 +170,7 @@ def host_zone(name: str | None) -> tuple[tzinfo, str]:
         return UTC, "UTC"
 
 
-def _plural(count: int, unit: str) -> str:
+def plural(count: int, unit: str) -> str:
     return f"{count} {unit}" if count == 1 else f"{count} {unit}s"
 
 
@@ -178,12 +178,12 @@ def duration_words(seconds: float) -> str:
     """'45 seconds', '4 minutes', '3 hours', '2 days' (rounded to the nearest whole unit)."""
     seconds = max(0, int(seconds))
     if seconds < 90:
-        return _plural(seconds, "second")
+        return plural(seconds, "second")
     if seconds < 90 * 60:
-        return _plural(round(seconds / 60), "minute")
+        return plural(round(seconds / 60), "minute")
     if seconds < 36 * 3600:
-        return _plural(round(seconds / 3600), "hour")
-    return _plural(round(seconds / 86400), "day")
+        return plural(round(seconds / 3600), "hour")
+    return plural(round(seconds / 86400), "day")
 
 
 def relative_words(moment: datetime, now: datetime) -> str:
@@ -220,7 +220,7 @@ def calendar_card(
     """The card for one calendar, from `models.sync_status.calendar_status` output."""
     state = status["state"]
     lag_seconds = status["lagSeconds"]
-    error, fix = _error_words(status.get("lastError"))
+    error, fix = error_words(status.get("lastError"))
     reason = None
     action_label = action_url = None
     if state == CalendarState.OK:
@@ -234,13 +234,13 @@ def calendar_card(
         )
     elif state == CalendarState.NOT_WATCHED:
         minutes = max(1, round(polling_seconds / 60))
-        headline = "Not receiving push notifications — polling every " + _plural(minutes, "minute")
+        headline = "Not receiving push notifications — polling every " + plural(minutes, "minute")
         reason = status.get("watchProblem") or _channel_gone(status, now, zone)
         retry = moment(status.get("watchRetryAt"), now, zone)
         if status.get("watchProblem") and retry is not None:
             reason = f"{reason} Google refused the watch; next try at {retry.local}."
         fix = fix or (
-            f"Changes still arrive, but up to {_plural(minutes, 'minute')} late. calsync "
+            f"Changes still arrive, but up to {plural(minutes, 'minute')} late. calsync "
             "retries the watch by itself; if this lasts, tell the operator."
         )
     elif state == CalendarState.NEEDS_REAUTH:
@@ -336,10 +336,6 @@ def _lag_words(lag_seconds: float | None) -> str:
 
 def error_words(last_error: dict[str, str] | None) -> tuple[str | None, str | None]:
     """An error code (and Google's message) as what happened and what to do, in words."""
-    return _error_words(last_error)
-
-
-def _error_words(last_error: dict[str, str] | None) -> tuple[str | None, str | None]:
     if not last_error:
         return None, None
     known = ERROR_WORDS.get(last_error.get("code") or "")

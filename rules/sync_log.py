@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 
+from rules.status_presenter import plural
+
 # Outcomes that are not a failure: done, or still running.
 GOOD_OUTCOMES = frozenset({"ok", "running"})
 
@@ -46,14 +48,10 @@ def seconds_text(milliseconds: int | None) -> str:
     return f"{seconds / 60:.0f} min"
 
 
-def _count(number: int, word: str) -> str:
-    return f"{number} {word}" if number == 1 else f"{number} {word}s"
-
-
 def week_summary(runs: list[RunFacts], renewals: list[datetime], zone: tzinfo) -> str:
     """'312 syncs, 0 failures, longest lag 1.4 s, channel renewed Tue'."""
     failures = sum(1 for run in runs if is_failure(run.outcome))
-    parts = [_count(len(runs), "sync"), _count(failures, "failure")]
+    parts = [plural(len(runs), "sync"), plural(failures, "failure")]
     lags = [run.lag_ms for run in runs if run.lag_ms is not None]
     parts.append(f"longest lag {seconds_text(max(lags))}" if lags else "no push-triggered lag")
     if renewals:

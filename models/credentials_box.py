@@ -180,12 +180,9 @@ def rotate_credentials(
                 .limit(batch_size)
             ).all()
             for account_id, blob in batch:
-                try:
-                    current.decrypt(blob)
+                if _sealed_with(current, blob):
                     counts.already_current += 1
                     continue
-                except InvalidToken:
-                    pass
                 try:
                     rotated = every_key.rotate(blob)
                 except InvalidToken:
@@ -210,6 +207,14 @@ def rotate_credentials(
         after_id = batch[-1][0]
 
 
+def _sealed_with(key: Fernet, blob: bytes) -> bool:
+    try:
+        key.decrypt(blob)
+    except InvalidToken:
+        return False
+    return True
+
+
 def _rotate_webhook_secrets(
     sessions: sessionmaker[Session], current: Fernet, every_key: MultiFernet, counts: RotationCounts
 ) -> None:
@@ -221,12 +226,9 @@ def _rotate_webhook_secrets(
                 blob = getattr(endpoint, column)
                 if blob is None:
                     continue
-                try:
-                    current.decrypt(blob)
+                if _sealed_with(current, blob):
                     counts.already_current += 1
                     continue
-                except InvalidToken:
-                    pass
                 try:
                     setattr(endpoint, column, every_key.rotate(blob))
                     counts.reencrypted += 1

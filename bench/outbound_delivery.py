@@ -59,11 +59,16 @@ class Receivers:
         receivers = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as any production receiver does (HTTP/1.0 would cost a new
+            # connection and a new server thread per delivery).
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 time.sleep(RECEIVER_DELAY_SECONDS)
                 event = json.loads(body)
                 self.send_response(204)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
                 with receivers.lock:
                     receivers.deliveries.append(
@@ -134,6 +139,7 @@ def sync_phase(report: Report, prefix: str, load: Any, size: Size) -> dict[int, 
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--concurrency", type=int, default=12)
+    p.add_argument("--outbound-concurrency", type=int, default=16)
     p.add_argument("--calendars", type=int, default=None, help="override the fleet size")
     p.add_argument("--seconds", type=float, default=None, help="override the load duration")
     args = p.parse_args(argv)
@@ -155,6 +161,7 @@ def run(stack: Any, receivers: Receivers, size: Size, args: Any, report: Report)
     control = stack.control()
     stack.start_web()
     stack.start_worker(args.concurrency)
+    stack.start_outbound(args.outbound_concurrency)
     stack.start_beat()
     stack.wait_ready()
     calendars, seeded = fleet.attach_fleet(

@@ -173,6 +173,7 @@ class Demo:
         self.stack = ProcessStack(child_env(settings_vars(settings)), logs, self.web_port)
         self.stack.start_web(workers=1)
         self.stack.start_worker(concurrency=2)
+        self.stack.start_outbound()
         self.stack.start_beat()
         self.stack.wait_ready()
         click.echo(f"  web      http://127.0.0.1:{self.web_port}  (logs in {logs})")

@@ -1,5 +1,5 @@
 """The one launcher of calsync's processes on this machine: the Google emulator, web (gunicorn),
-worker and beat (Celery) as child processes, each with the Procfile's command line and the
+worker, outbound and beat (Celery) as child processes, each with the Procfile's command line and the
 `CALSYNC_*` environment of one `Settings`.
 
 Used by `calsync demo`, the end-to-end tests, the fault soak and the benchmarks. It starts a
@@ -37,8 +37,15 @@ PROCFILE: dict[str, str] = {
     "release": "calsync db upgrade",
     "web": "gunicorn -c webhook/gunicorn_conf.py 'webhook:create_app()'",
     "worker": (
-        "celery -A worker.celery_app worker --loglevel=INFO -Q calsync,outbound "
+        "celery -A worker.celery_app worker --loglevel=INFO -Q calsync "
         "--concurrency=${WORKER_CONCURRENCY:-12} --without-gossip --without-mingle"
+    ),
+    # Outbound webhooks in threads of their own process: a slow receiver holds a thread,
+    # never a sync's pool process, and sending never competes for the sync pool.
+    "outbound": (
+        "celery -A worker.celery_app worker --loglevel=INFO -Q outbound --pool=threads "
+        "--concurrency=${OUTBOUND_CONCURRENCY:-16} --hostname=outbound@%h "
+        "--without-gossip --without-mingle"
     ),
     "beat": (
         "celery -A worker.celery_app beat --loglevel=INFO "
@@ -53,7 +60,7 @@ CONFIG_MODULES = {"webhook/gunicorn_conf.py": "python:webhook.gunicorn_conf"}
 # Platform variables a deployment may set, which would override the settings given here.
 PLATFORM_VARIABLES = ("DATABASE_URL", "REDIS_URL", "PROMETHEUS_MULTIPROC_DIR")
 # Stopping order: consumers first, the emulator (which workers call) last.
-STOP_ORDER = ("worker", "beat", "web", "emulator")
+STOP_ORDER = ("worker", "outbound", "beat", "web", "emulator")
 # Lines beat and the worker log every few seconds; left out of log tails shown on failures.
 PERIODIC_NOISE = ("sweep", "safety")
 READY_TIMEOUT = 60
@@ -136,6 +143,16 @@ def worker_process(
         *extra_args,
     ]
     return ServiceProcess(name, argv, env, log_path, kind="worker", ready_line=" ready.")
+
+
+def outbound_process(
+    env: Mapping[str, str], log_path: Path, concurrency: int = 4
+) -> ServiceProcess:
+    """The outbound webhook worker as the Procfile runs it (a thread pool on queue
+    `outbound`)."""
+    env = {**env, "OUTBOUND_CONCURRENCY": str(concurrency)}
+    argv = [*procfile_argv("outbound", env), "--without-heartbeat"]
+    return ServiceProcess("outbound", argv, env, log_path, kind="outbound", ready_line=" ready.")
 
 
 def beat_process(env: Mapping[str, str], log_path: Path) -> ServiceProcess:
@@ -353,6 +370,9 @@ class ProcessStack:
 
     def start_beat(self) -> ServiceProcess:
         return self._start(beat_process(self.env, self.logs / "beat.log"))
+
+    def start_outbound(self, concurrency: int = 4) -> ServiceProcess:
+        return self._start(outbound_process(self.env, self.logs / "outbound.log", concurrency))
 
     def _start(self, process: ServiceProcess) -> ServiceProcess:
         self.processes.append(process)

@@ -22,7 +22,7 @@ from sqlalchemy import FromClause, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from models import BusyBlock, Calendar, CalendarEvent
-from models.outbox_writer import lock_host_of, record_busy_change
+from models.outbox_writer import announced_host_of, record_busy_change
 from rules.busy_rules import BusyPolicy, EventFacts, Reason, decide
 
 CHUNK = 500  # keys per IN (...) list
@@ -285,17 +285,19 @@ class _BlockChanges:
                 self.deletes.append(block[0])
                 self.removed.append((block[1], block[2]))
 
-    def record_change(self, cause: str) -> None:
-        """The outbound event of these writes (none if the host's busy time is the same)."""
+    def record_change(self, cause: str, announced_host: int | None = None) -> None:
+        """The outbound event of these writes (none if the host's busy time is the same);
+        `announced_host`: the host, already found to have receivers and locked."""
         if not self.removed and not self.added:
             return
-        host_id = self.session.scalar(
+        host_id = announced_host or self.session.scalar(
             select(Calendar.host_id).where(Calendar.id == self.calendar_id)
         )
         if host_id is None:
             return
         record_busy_change(
             self.session,
+            announced=announced_host is not None,
             host_id=host_id,
             calendar_id=self.calendar_id,
             cause=cause,
@@ -325,10 +327,11 @@ def apply_events(
     transaction: readers see the old set or the new one, never a gap or a ghost. Rows are
     written in batches while the listing is walked, never collected whole.
     """
-    # The host's row first: its writers (this sync, another calendar's, a policy change, a
-    # manual block) then compute their outbound changes one after the other, and always
-    # take the host before the blocks, so they cannot deadlock on each other.
-    lock_host_of(session, calendar_id)
+    # The host's row first, if an endpoint receives its events: its writers (this sync,
+    # another calendar's, a policy change, a manual block) then compute their outbound
+    # changes one after the other, and always take the host before the blocks, so they
+    # cannot deadlock on each other. Without receivers nothing is announced.
+    announced_host = announced_host_of(session, calendar_id)
     incoming: dict[str, DecidedEvent] = {}
     for item in decided:
         incoming[item.facts.google_event_id] = item  # a later page wins
@@ -393,7 +396,8 @@ def apply_events(
         session.execute(delete(CalendarEvent).where(CalendarEvent.id.in_(chunk)))
     for batch in (event_updates, blocks.updates, event_inserts, blocks.inserts):
         batch.flush()
-    blocks.record_change(cause)
+    if announced_host is not None:
+        blocks.record_change(cause, announced_host)
 
     stats.events_written = event_inserts.count + event_updates.count
     stats.events_deleted = len(event_deletes)

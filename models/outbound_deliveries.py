@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, func, or_, select, update
+from sqlalchemy import CursorResult, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.outbound import (
@@ -201,6 +201,47 @@ class Attempt:
 class Recorded:
     outcome: str  # delivered | retrying | given_up | gone
     retry_in: float | None  # seconds until this delivery is tried again
+
+
+def record_delivered(
+    session: Session, endpoint_id: str, delivered: list[tuple[int, Attempt]], now: datetime
+) -> None:
+    """Deliveries of one endpoint answered 2xx (the common case of a batch), in one
+    statement; what `record_attempt` does for each, with less work per row."""
+    if not delivered:
+        return
+    table = WebhookDelivery.__table__
+    at = bindparam("at", type_=table.c.last_attempt_at.type)
+    session.execute(
+        update(table)
+        .where(table.c.id == bindparam("delivery_id"))
+        .values(
+            attempts=table.c.attempts + 1,
+            first_attempt_at=func.coalesce(table.c.first_attempt_at, at),
+            last_attempt_at=at,
+            last_status_code=bindparam("code"),
+            last_duration_ms=bindparam("took"),
+            last_error=None,
+            claimed_by=None,
+            claimed_until=None,
+            status=str(DeliveryStatus.DELIVERED),
+            delivered_at=at,
+        ),
+        [
+            {"delivery_id": i, "code": a.status_code, "took": a.duration_ms, "at": now}
+            for i, a in delivered
+        ],
+    )
+    # A 2xx ends a failing spell.
+    session.execute(
+        update(WebhookEndpoint)
+        .where(
+            WebhookEndpoint.id == endpoint_id,
+            WebhookEndpoint.state == str(EndpointState.FAILING),
+        )
+        .values(state=str(EndpointState.ACTIVE), failing_since=None, state_reason=None)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def record_attempt(session: Session, delivery_id: int, attempt: Attempt, now: datetime) -> Recorded:

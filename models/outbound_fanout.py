@@ -3,19 +3,20 @@ coalescing window, are merged (consecutive busy.changed rows become one event ca
 union of their ranges) and get one delivery per endpoint that receives the host.
 
 The outbox row is the truth: a fan-out that never ran (its message lost, its worker killed)
-is done by beat's sweep; two that run at once are harmless, as each host's rows are claimed
-with a conditional UPDATE and only one claim wins.
+is done by beat's sweep; two that run at once are harmless: each takes a host with its row
+lock (skipping hosts another holds) and claims its rows with a conditional UPDATE.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
+from models.hosts import Host
 from models.outbound import (
     DeliveryStatus,
     EventType,
@@ -27,7 +28,7 @@ from models.outbound_endpoints import live_endpoints, receives
 from models.outbox_writer import iso
 from rules.busy_changes import union_of
 
-BATCH = 2000  # outbox rows read per fan-out round
+BATCH = 2000  # hosts read per fan-out round
 
 
 @dataclass
@@ -66,67 +67,123 @@ def fan_out(
     host_id: int | None = None,
 ) -> FanOutResult:
     """Fan out every host (or just `host_id`) whose newest outbox row is at least
-    `coalesce` old. Commits nothing itself: the caller's transaction holds it all."""
+    `coalesce` old.
+
+    Hosts go in chunks, each chunk its own transaction (committed here). A host is taken
+    with its row lock, skipping hosts that another fan-out or a busy writer holds
+    (PostgreSQL's SKIP LOCKED): concurrent fan-outs and the sweep never wait on each other,
+    and a writer's own message comes after its commit. SQLite serializes writers; there the
+    conditional claim below is what keeps two fan-outs from sending a host twice."""
     result = FanOutResult()
-    query = select(OutboxEvent).where(OutboxEvent.fanned_out_at.is_(None))
+    query = select(OutboxEvent.host_id, func.max(OutboxEvent.committed_at)).where(
+        OutboxEvent.fanned_out_at.is_(None)
+    )
     if host_id is not None:
         query = query.where(OutboxEvent.host_id == host_id)
-    rows = list(session.scalars(query.order_by(OutboxEvent.id).limit(BATCH)))
-    by_host: dict[int | None, list[OutboxEvent]] = defaultdict(list)
-    for row in rows:
-        by_host[row.host_id].append(row)
+    pending = session.execute(query.group_by(OutboxEvent.host_id).limit(BATCH)).all()
+    ready: list[int | None] = []
+    for host, newest in pending:
+        if not _wait_for(result, now - _aware(newest), coalesce):
+            ready.append(host)
     endpoints: list[WebhookEndpoint] | None = None
-    for host, events in by_host.items():
-        age = now - max(event.committed_at for event in events)
-        if age < coalesce:
-            remaining = (coalesce - age).total_seconds()
-            result.wait_seconds = min(result.wait_seconds or remaining, remaining)
-            continue
-        nested = session.begin_nested()
-        claimed: CursorResult = session.execute(  # type: ignore[assignment]
-            update(OutboxEvent)
-            .where(
-                OutboxEvent.id.in_([event.id for event in events]),
-                OutboxEvent.fanned_out_at.is_(None),
-            )
-            .values(fanned_out_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if claimed.rowcount != len(events):
-            # Another fan-out took (some of) them first: leave the host to it.
-            nested.rollback()
-            continue
-        survivors: list[OutboxEvent] = []
-        for event in events:
-            event.fanned_out_at = now
-            busy = event.type == EventType.BUSY_CHANGED
-            if survivors and busy and survivors[-1].type == EventType.BUSY_CHANGED:
-                _merge_into(survivors[-1], event)
-            else:
-                survivors.append(event)
-        if endpoints is None:
-            endpoints = live_endpoints(session)
-        receiving = [e for e in endpoints if receives(e, host)]
-        for endpoint in receiving:
-            deliveries = [
-                WebhookDelivery(
-                    endpoint_id=endpoint.id,
-                    event_id=event.id,
-                    host_id=host,
-                    status=str(DeliveryStatus.PENDING),
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=event.committed_at,
+    for start in range(0, len(ready), HOSTS_PER_TRANSACTION):
+        for host in _take_hosts(session, ready[start : start + HOSTS_PER_TRANSACTION]):
+            events = list(
+                session.scalars(
+                    select(OutboxEvent)
+                    .where(OutboxEvent.fanned_out_at.is_(None), _of_host(host))
+                    .order_by(OutboxEvent.id)
                 )
-                for event in survivors
-            ]
-            session.add_all(deliveries)
-            session.flush()
-            if deliveries:
-                result.endpoints.add(endpoint.id)
-        result.events += len(survivors)
-        nested.commit()
+            )
+            # A row committed since the first read may be newer: the window counts again.
+            if not events or _wait_for(
+                result, now - max(event.committed_at for event in events), coalesce
+            ):
+                continue
+            if endpoints is None:
+                endpoints = live_endpoints(session)
+            _fan_out_host(session, host, events, endpoints, now, result)
+        session.commit()
     return result
+
+
+HOSTS_PER_TRANSACTION = 50
+
+
+def _wait_for(result: FanOutResult, age: timedelta, coalesce: timedelta) -> bool:
+    """Whether a host is still inside its coalescing window (noting when to come back)."""
+    if age >= coalesce:
+        return False
+    remaining = (coalesce - age).total_seconds()
+    result.wait_seconds = min(result.wait_seconds or remaining, remaining)
+    return True
+
+
+def _of_host(host: int | None) -> Any:
+    return OutboxEvent.host_id.is_(None) if host is None else OutboxEvent.host_id == host
+
+
+def _take_hosts(session: Session, hosts: list[int | None]) -> list[int | None]:
+    """The hosts of `hosts` whose rows this transaction could lock (the ones another
+    transaction holds are skipped); events without a host have nothing to lock."""
+    ids = [host for host in hosts if host is not None]
+    taken = set(
+        session.scalars(select(Host.id).where(Host.id.in_(ids)).with_for_update(skip_locked=True))
+        if ids
+        else []
+    )
+    return [host for host in hosts if host is None or host in taken]
+
+
+def _fan_out_host(
+    session: Session,
+    host: int | None,
+    events: list[OutboxEvent],
+    endpoints: list[WebhookEndpoint],
+    now: datetime,
+    result: FanOutResult,
+) -> None:
+    nested = session.begin_nested()
+    claimed: CursorResult = session.execute(  # type: ignore[assignment]
+        update(OutboxEvent)
+        .where(
+            OutboxEvent.id.in_([event.id for event in events]),
+            OutboxEvent.fanned_out_at.is_(None),
+        )
+        .values(fanned_out_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != len(events):
+        # Another fan-out took (some of) them first: leave the host to it.
+        nested.rollback()
+        return
+    survivors: list[OutboxEvent] = []
+    for event in events:
+        event.fanned_out_at = now
+        busy = event.type == EventType.BUSY_CHANGED
+        if survivors and busy and survivors[-1].type == EventType.BUSY_CHANGED:
+            _merge_into(survivors[-1], event)
+        else:
+            survivors.append(event)
+    receiving = [e for e in endpoints if receives(e, host)]
+    session.add_all(
+        WebhookDelivery(
+            endpoint_id=endpoint.id,
+            event_id=event.id,
+            host_id=host,
+            status=str(DeliveryStatus.PENDING),
+            attempts=0,
+            next_attempt_at=now,
+            created_at=event.committed_at,
+        )
+        for endpoint in receiving
+        for event in survivors
+    )
+    session.flush()
+    if survivors:
+        result.endpoints.update(endpoint.id for endpoint in receiving)
+    result.events += len(survivors)
+    nested.commit()
 
 
 def outbox_depth(session: Session, now: datetime) -> tuple[int, int, float, float]:

@@ -4,9 +4,13 @@ commits with the change that caused it, or neither does.
 `record_busy_change` is called by every writer of a host's busy time (the busy-block
 writer, manual blocks, detaching a calendar, deleting a host) with the blocks it removed
 and added; it works out which ranges changed their busy/free answer for the host and writes
-nothing when none did. Whoever sends work after commits (worker.enqueue) registers a
-listener, so a fan-out is enqueued once the transaction commits; without one, beat's sweep
-finds the row.
+nothing when none did, or when no endpoint receives the host's events: an endpoint gets the
+changes of the transactions that see it registered (its owner reads `/busy` once after
+registering), so a deployment without endpoints pays one small read per write, not a row
+lock, a read of the host's blocks and an outbox row per change.
+
+Whoever sends work after commits (worker.enqueue) registers a listener, so a fan-out is
+enqueued once the transaction commits; without one, beat's sweep finds the row.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from sqlalchemy.orm import Session
 from models.busy_queries import HOST_BLOCK_SPANS
 from models.calendars import Calendar
 from models.hosts import Host
-from models.outbound import EventType, OutboxEvent
+from models.outbound import EventType, OutboxEvent, WebhookEndpoint
 from rules.busy_changes import Span, changed_ranges
 
 OutboxListener = Callable[[Session, int | None], None]
@@ -47,16 +51,22 @@ def _add(session: Session, event: OutboxEvent) -> OutboxEvent:
     return event
 
 
-def lock_host_of(session: Session, calendar_id: int) -> None:
-    """Lock the row of the calendar's host (PostgreSQL; a no-op on SQLite, whose writers are
-    serialized anyway) for the rest of the transaction."""
-    session.execute(
-        select(Host.id)
-        .where(
-            Host.id == select(Calendar.host_id).where(Calendar.id == calendar_id).scalar_subquery()
-        )
-        .with_for_update()
-    )
+def host_announced(session: Session, host_id: int) -> bool:
+    """Whether any endpoint receives the host's events (a handful of rows: endpoints are
+    few). A disabled one counts: once enabled again, its owner may replay what it missed."""
+    receivers = session.scalars(select(WebhookEndpoint.host_ids))
+    return any(ids is None or host_id in ids for ids in receivers)
+
+
+def announced_host_of(session: Session, calendar_id: int) -> int | None:
+    """The calendar's host if an endpoint receives its events, its row then locked for the
+    rest of the transaction (PostgreSQL; SQLite's writers are serialized anyway); None when
+    no endpoint does (then no outbox row is written for this transaction's writes)."""
+    host_id = session.scalar(select(Calendar.host_id).where(Calendar.id == calendar_id))
+    if host_id is None or not host_announced(session, host_id):
+        return None
+    session.execute(select(Host.id).where(Host.id == host_id).with_for_update())
+    return host_id
 
 
 def host_busy_change(
@@ -91,8 +101,12 @@ def record_busy_change(
     removed: Iterable[Span],
     added: Iterable[Span],
     now: datetime,
+    announced: bool = False,
 ) -> OutboxEvent | None:
-    """A `busy.changed` outbox row if the host's busy/free answer changed anywhere."""
+    """A `busy.changed` outbox row if the host's busy/free answer changed anywhere and an
+    endpoint receives the host (`announced`: the caller found that out already)."""
+    if not announced and not host_announced(session, host_id):
+        return None
     changed = host_busy_change(session, host_id, list(removed), list(added))
     if not changed:
         return None

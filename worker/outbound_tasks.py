@@ -36,6 +36,7 @@ from models.outbound_deliveries import (
     endpoints_with_due_work,
     prune,
     record_attempt,
+    record_delivered,
     release_sender,
     take_sender,
 )
@@ -114,13 +115,22 @@ def outbound_deliver(self: Task, endpoint_id: str) -> int:
                 break
             attempts = list(pool.map(lambda work: outbound_sender.send(work, timeout, http), batch))
             now = _now()
+            answered = list(zip(batch, attempts, strict=True))
             with session_scope() as session:
-                recorded = [
-                    record_attempt(session, work.delivery_id, attempt, now)
-                    for work, attempt in zip(batch, attempts, strict=True)
+                record_delivered(
+                    session,
+                    endpoint_id,
+                    [(work.delivery_id, attempt) for work, attempt in answered if attempt.ok],
+                    now,
+                )
+                outcomes = [
+                    "delivered"
+                    if attempt.ok
+                    else record_attempt(session, work.delivery_id, attempt, now).outcome
+                    for work, attempt in answered
                 ]
-            for work, attempt, result in zip(batch, attempts, recorded, strict=True):
-                _observe(work, attempt, result.outcome, now)
+            for (work, attempt), outcome in zip(answered, outcomes, strict=True):
+                _observe(work, attempt, outcome, now)
             sent += len(batch)
             if time.monotonic() > deadline:
                 # More may be due: a fresh message carries on (the sender stays marked).

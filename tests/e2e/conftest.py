@@ -74,6 +74,7 @@ def running_stack(
             stack.start_worker()
         else:
             stack.start_worker(concurrency=worker_concurrency)
+        stack.start_outbound()
         stack.start_beat()
         stack.wait_ready()
         yield stack

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 from models import OutboxEvent
 from models.busy_block_writer import DecidedEvent, Horizon, apply_events, redecide_host_events
 from models.db import session_scope
+from models.manual_blocks import add_blocks
+from models.outbound_endpoints import create_endpoint
 from models.registry import delete_host, detach_calendar
 from rules.busy_rules import BusyPolicy, decide, parse_event
 from tests.factories import make_account, make_calendar, make_host
@@ -55,12 +57,24 @@ def hours(start: float, end: float) -> tuple[str, str]:
     return z(DAY + timedelta(hours=start)), z(DAY + timedelta(hours=end))
 
 
+def listening(session: Session, host_ids: list[int] | None = None) -> None:
+    """An endpoint receiving these hosts (all by default): only then are changes recorded."""
+    create_endpoint(
+        session,
+        url="https://receiver.example/hooks",
+        host_ids=host_ids,
+        description="test",
+        created_by_host=None,
+    )
+
+
 def test_sync_writes_changed_ranges_and_nothing_for_free_events(
     session: Session, driver: Driver
 ) -> None:
     host = make_host(session)
     calendar = make_calendar(session, host, make_account(session, host))
     other = make_calendar(session, host, make_account(session, host))
+    listening(session)
 
     def apply(calendar_id: int, items: list[DecidedEvent], full: bool = False) -> None:
         apply_events(
@@ -96,6 +110,7 @@ def test_a_rolled_back_change_leaves_no_row_and_sends_nothing(
 ) -> None:
     host = make_host(session)
     calendar = make_calendar(session, host, make_account(session, host))
+    listening(session, [host.id])
     session.commit()
     apply_events(session, calendar.id, [item("a", 10)], horizon=HORIZON, now=NOW, replace_all=True)
     assert len(rows(session)) == 1  # inside the transaction
@@ -108,6 +123,7 @@ def test_policy_change_and_detach_write_their_changes(session: Session, driver: 
     host = make_host(session)
     host_id = host.id
     calendar = make_calendar(session, host, make_account(session, host))
+    listening(session, [host_id])
     declined = item(
         "d", 9, attendees=[{"email": "h@example.com", "self": True, "responseStatus": "declined"}]
     )
@@ -139,6 +155,31 @@ def test_policy_change_and_detach_write_their_changes(session: Session, driver: 
         assert delete_host(other, host_id) is not None
     session.expire_all()
     assert rows(session) == []
+
+
+def test_nothing_is_recorded_for_a_host_no_endpoint_receives(
+    session: Session, driver: Driver
+) -> None:
+    host = make_host(session)
+    calendar = make_calendar(session, host, make_account(session, host))
+    other = make_host(session)
+    session.commit()
+    # No endpoint at all: a sync and a manual block write busy time and nothing else.
+    apply_events(session, calendar.id, [item("a", 10)], horizon=HORIZON, now=NOW, replace_all=True)
+    add_blocks(session, host.id, [(DAY + timedelta(hours=15), DAY + timedelta(hours=16))], "x")
+    session.commit()
+    assert rows(session) == [] and driver.messages == []
+    # An endpoint of another host does not announce this one; one for this host does.
+    listening(session, [other.id])
+    session.commit()
+    apply_events(session, calendar.id, [item("a", 11)], horizon=HORIZON, now=NOW, replace_all=False)
+    session.commit()
+    assert rows(session) == []
+    listening(session, [host.id])
+    session.commit()
+    apply_events(session, calendar.id, [item("a", 12)], horizon=HORIZON, now=NOW, replace_all=False)
+    session.commit()
+    assert [changed(r) for r in rows(session)] == [[hours(11, 13)]]
 
 
 def test_sent_events_are_dropped_after_a_week(session: Session, driver: Driver) -> None:

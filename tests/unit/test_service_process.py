@@ -20,6 +20,7 @@ from calsync.processes import (
     beat_process,
     child_env,
     free_port,
+    outbound_process,
     procfile_argv,
     settings_vars,
     web_process,
@@ -80,10 +81,17 @@ def test_command_lines_are_the_procfiles_with_the_launchers_settings(tmp_path: P
     worker = worker_process("worker3", env, tmp_path / "w.log", concurrency=5)
     assert worker.argv[1:] == [
         *("-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel=INFO"),
-        *("-Q", "calsync,outbound"),
+        *("-Q", "calsync"),
         *("--concurrency=5", "--without-gossip", "--without-mingle"),
         *("--hostname=worker3@%h", "--without-heartbeat"),
     ]
+    outbound = outbound_process(env, tmp_path / "o.log", concurrency=3)
+    assert outbound.argv[1:] == [
+        *("-m", "celery", "-A", "worker.celery_app", "worker", "--loglevel=INFO"),
+        *("-Q", "outbound", "--pool=threads", "--concurrency=3", "--hostname=outbound@%h"),
+        *("--without-gossip", "--without-mingle", "--without-heartbeat"),
+    ]
+    assert outbound.kind == "outbound"  # not among the stack's sync workers
     beat = beat_process(env, tmp_path / "beat.log")
     assert beat.argv[-1] == f"--schedule={tmp_path}/beat-schedule"
     # The Procfile's default where the variable is not set, as a shell would.

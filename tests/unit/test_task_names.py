@@ -76,12 +76,13 @@ def test_no_task_name_is_spelled_out_in_product_code() -> None:
 
 
 def _procfile_worker_queues(procfile: str, default_queue: str) -> set[str]:
+    """The queues the Procfile's Celery workers consume, all together."""
+    consumed: set[str] = set()
     for line in procfile.splitlines():
-        process, _, command = line.partition(":")
-        if process.strip() != "worker":
-            continue
+        _process, _, command = line.partition(":")
         words = shlex.split(command)
-        assert words[:2] == ["celery", "-A"] and "worker" in words, command
+        if words[:2] != ["celery", "-A"] or "worker" not in words:
+            continue
         queues: set[str] = set()
         for i, word in enumerate(words):
             if word in ("-Q", "--queues"):
@@ -91,8 +92,9 @@ def _procfile_worker_queues(procfile: str, default_queue: str) -> set[str]:
             elif word.startswith("-Q") and len(word) > 2:
                 queues.update(word[2:].split(","))
         # Without -Q a Celery worker consumes the app's default queue only.
-        return queues or {default_queue}
-    raise AssertionError("the Procfile has no worker process")
+        consumed |= queues or {default_queue}
+    assert consumed, "the Procfile has no worker process"
+    return consumed
 
 
 def test_every_queue_is_consumed_by_the_procfile_worker(app: Celery) -> None:

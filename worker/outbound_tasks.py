@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -97,6 +98,19 @@ def outbound_fan_out(host_id: int | None) -> int:
     return result.events
 
 
+_http: dict[str, requests.Session] = {}
+_http_lock = threading.Lock()
+
+
+def _http_for(endpoint_id: str) -> requests.Session:
+    """The endpoint's HTTP session in this process, kept across sender tasks so its
+    connections stay alive (a sender task ends whenever its lanes run dry)."""
+    with _http_lock:
+        if endpoint_id not in _http:
+            _http[endpoint_id] = requests.Session()
+        return _http[endpoint_id]
+
+
 @app.task(name=str(TaskNames.OUTBOUND_DELIVER), bind=True, max_retries=3)
 def outbound_deliver(self: Task, endpoint_id: str) -> int:
     settings = get_settings()
@@ -107,7 +121,8 @@ def outbound_deliver(self: Task, endpoint_id: str) -> int:
     owner = str(self.request.id or f"local-{endpoint_id}")
     deadline = time.monotonic() + SENDER_SECONDS
     sent = 0
-    with requests.Session() as http, ThreadPoolExecutor(PARALLEL) as pool:
+    http = _http_for(endpoint_id)
+    with ThreadPoolExecutor(PARALLEL) as pool:
         while True:
             with session_scope() as session:
                 batch = claim_batch(session, endpoint_id, owner, _now(), claim_hold, BATCH)

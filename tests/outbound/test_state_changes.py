@@ -67,3 +67,40 @@ def test_state_changes_are_announced_once_each_in_words(
     assert "Share the calendar" in failing["error"]["fix"]
     with session_scope() as session:
         assert len(list(session.scalars(select(OutboxEvent)))) == 2
+    # Healthy again: announced as ok, once (it left the calendars needing attention).
+    with session_scope() as session:
+        session.execute(
+            update(SyncState).values(
+                consecutive_failures=0, last_error_code=None, last_success_at=datetime.now(UTC)
+            )
+        )
+    assert outbound_tasks.outbound_states() == 1
+    assert outbound_tasks.outbound_states() == 0
+    driver.run()
+    recovered = receiver.events()[-1]
+    assert (recovered["previousState"], recovered["state"]) == ("failing", "ok")
+
+
+def test_nothing_is_computed_without_endpoints_and_an_ok_calendar_was_ok_before(
+    client, receiver: Receiver, driver: Driver
+) -> None:
+    now = datetime.now(UTC)
+    with session_scope() as session:
+        host = make_host(session)
+        account = make_account(session, host)
+        calendar = make_calendar(session, host, account)
+        make_channel(session, calendar, expiration=now + timedelta(days=5))
+        session.execute(update(SyncState).values(last_success_at=now, sync_token="t"))
+        session.execute(update(GoogleAccount).values(state=AccountState.NEEDS_REAUTH))
+        account_id = account.id
+    assert outbound_tasks.outbound_states() == 0  # no endpoint: nobody to tell
+    register(client, receiver)
+    assert outbound_tasks.outbound_states() == 1  # it synced before: it was ok
+    with session_scope() as session:
+        session.execute(
+            update(GoogleAccount).where(GoogleAccount.id == account_id).values(state="ok")
+        )
+    assert outbound_tasks.outbound_states() == 1
+    driver.run()
+    states = [(e["previousState"], e["state"]) for e in receiver.events()]
+    assert states == [("ok", "needs_reauth"), ("needs_reauth", "ok")]

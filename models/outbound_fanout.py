@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session
 
+from models.db import session_scope
 from models.hosts import Host
 from models.outbound import (
     DeliveryStatus,
@@ -59,17 +60,11 @@ def _merge_into(survivor: OutboxEvent, later: OutboxEvent) -> None:
     later.merged_into = survivor.id
 
 
-def fan_out(
-    session: Session,
-    now: datetime,
-    coalesce: timedelta,
-    *,
-    host_id: int | None = None,
-) -> FanOutResult:
+def fan_out(now: datetime, coalesce: timedelta, *, host_id: int | None = None) -> FanOutResult:
     """Fan out every host (or just `host_id`) whose newest outbox row is at least
     `coalesce` old.
 
-    Hosts go in chunks, each chunk its own transaction (committed here). A host is taken
+    Hosts go in chunks, each chunk its own transaction (its own session). A host is taken
     with its row lock, skipping hosts that another fan-out or a busy writer holds
     (PostgreSQL's SKIP LOCKED): concurrent fan-outs and the sweep never wait on each other,
     and a writer's own message comes after its commit. SQLite serializes writers; there the
@@ -80,31 +75,49 @@ def fan_out(
     )
     if host_id is not None:
         query = query.where(OutboxEvent.host_id == host_id)
-    pending = session.execute(query.group_by(OutboxEvent.host_id).limit(BATCH)).all()
+    with session_scope() as session:
+        pending = session.execute(query.group_by(OutboxEvent.host_id).limit(BATCH)).all()
+        endpoints = live_endpoints(session) if pending else []
+        session.expunge_all()  # read-only from here on, across the chunks' sessions
     ready: list[int | None] = []
     for host, newest in pending:
         if not _wait_for(result, now - _aware(newest), coalesce):
             ready.append(host)
-    endpoints: list[WebhookEndpoint] | None = None
     for start in range(0, len(ready), HOSTS_PER_TRANSACTION):
-        for host in _take_hosts(session, ready[start : start + HOSTS_PER_TRANSACTION]):
-            events = list(
-                session.scalars(
-                    select(OutboxEvent)
-                    .where(OutboxEvent.fanned_out_at.is_(None), _of_host(host))
-                    .order_by(OutboxEvent.id)
-                )
+        with session_scope() as session:
+            _fan_out_chunk(
+                session,
+                ready[start : start + HOSTS_PER_TRANSACTION],
+                endpoints,
+                now,
+                coalesce,
+                result,
             )
-            # A row committed since the first read may be newer: the window counts again.
-            if not events or _wait_for(
-                result, now - max(event.committed_at for event in events), coalesce
-            ):
-                continue
-            if endpoints is None:
-                endpoints = live_endpoints(session)
-            _fan_out_host(session, host, events, endpoints, now, result)
-        session.commit()
     return result
+
+
+def _fan_out_chunk(
+    session: Session,
+    hosts: list[int | None],
+    endpoints: list[WebhookEndpoint],
+    now: datetime,
+    coalesce: timedelta,
+    result: FanOutResult,
+) -> None:
+    for host in _take_hosts(session, hosts):
+        events = list(
+            session.scalars(
+                select(OutboxEvent)
+                .where(OutboxEvent.fanned_out_at.is_(None), _of_host(host))
+                .order_by(OutboxEvent.id)
+            )
+        )
+        # A row committed since the first read may be newer: the window counts again.
+        if not events or _wait_for(
+            result, now - max(event.committed_at for event in events), coalesce
+        ):
+            continue
+        _fan_out_host(session, host, events, endpoints, now, result)
 
 
 HOSTS_PER_TRANSACTION = 50

@@ -89,8 +89,7 @@ def start_senders(endpoint_ids: Iterable[str]) -> None:
 def outbound_fan_out(host_id: int | None) -> int:
     settings = get_settings()
     window = timedelta(milliseconds=settings.outbound_coalesce_ms)
-    with session_scope() as session:
-        result = fan_out(session, _now(), window, host_id=host_id)
+    result = fan_out(_now(), window, host_id=host_id)
     start_senders(result.endpoints)
     if result.wait_seconds is not None:
         # Changes kept coming: come back when the newest is out of the window.
@@ -180,8 +179,7 @@ def outbound_sweep() -> int:
     settings = get_settings()
     now = _now()
     window = timedelta(milliseconds=settings.outbound_coalesce_ms)
-    with session_scope() as session:
-        result = fan_out(session, now, window + SWEEP_GRACE)
+    result = fan_out(now, window + SWEEP_GRACE)
     with session_scope() as session:
         due = endpoints_with_due_work(session, now - SWEEP_GRACE)
         disabled = disable_long_failing(session, now)

@@ -338,6 +338,10 @@ class ProcessStack:
         return self._of_kind("worker")
 
     @property
+    def outbound(self) -> ServiceProcess | None:
+        return next(iter(self._of_kind("outbound")), None)
+
+    @property
     def web(self) -> ServiceProcess | None:
         return next(iter(self._of_kind("web")), None)
 

@@ -266,7 +266,8 @@ def test_outbound_webhooks_on_real_processes(live: Stack) -> None:
         wait_for(lambda: len(recovered()) >= 3, 60, "every event after the recovery", live)
         assert recovered() == expected
 
-        # A worker SIGKILLed while it sends: the delivery still arrives (after a 500).
+        # The outbound worker SIGKILLed while it sends: the delivery still arrives (after a
+        # 500).
         receiver.plan = ["hold", 500]
         receiver.in_flight.clear()
         before_kill = len(receiver.accepted)
@@ -278,9 +279,10 @@ def test_outbound_webhooks_on_real_processes(live: Stack) -> None:
             json={"start": at.isoformat(), "end": (at + timedelta(hours=2)).isoformat()},
         )
         assert receiver.in_flight.wait(20), "the delivery never started"
-        worker = live.workers[0]
-        worker.kill()
-        live.restart(worker).wait_ready()
+        sender = live.outbound
+        assert sender is not None
+        sender.kill()
+        live.restart(sender).wait_ready()
         wait_for(
             lambda: len(receiver.busy_events(host, before_kill)) >= 1,
             40,

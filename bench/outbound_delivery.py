@@ -2,15 +2,15 @@
 sync lag of benchmark 2 with deliveries on and off.
 
 What runs: calsync's real processes on a private Redis and a fresh PostgreSQL database (web,
-a Celery worker consuming both queues as the Procfile does, beat) and the emulator as a
+the Procfile's sync worker and its outbound thread-pool worker, beat) and the emulator as a
 child process. 1,000 calendars (one host, account and calendar each) attached, synced and
 watched. Receivers: 10 endpoints (admin, all hosts) on a threaded HTTP server in this
 process that answers 204 after 5 ms.
 
 Phases (same fleet, same load as benchmark 2: 50 changes/s for 60 s, inserts 40%, moves
 40%, deletes 20%):
-- **off**: no endpoint registered (the outbox is still written in every sync's
-  transaction; nothing is fanned out or sent);
+- **off**: no endpoint registered (no outbox row is written: nobody would receive it;
+  nothing is fanned out or sent);
 - **on**: the 10 endpoints registered.
 Measured: the sync lag of each change (Google's `updated` -> busy row committed, as in
 benchmark 2) in both phases, and in the on phase for every delivery the time from the

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from core.errors import EnqueueError
 from core.settings import get_settings
 from models.outbox_writer import add_outbox_listener
-from worker import fan_out_window, publishing
+from worker import publishing
 from worker.task_names import TaskNames
 
 __all__ = [
@@ -76,14 +76,8 @@ def _fan_out_after_commit(session: Session, host_id: int | None) -> None:
     if pending is not None and host_id in pending.fan_out_hosts:
         return  # one message per host and transaction
     window = get_settings().outbound_coalesce_ms / 1000
-    batch = after_commit(session, _quietly(_request_fan_out), host_id, window)
+    batch = after_commit(session, _quietly(enqueue_outbound_fan_out), host_id, countdown=window)
     batch.fan_out_hosts.add(host_id)
-
-
-def _request_fan_out(host_id: int | None, window: float) -> None:
-    send, target = fan_out_window.fan_out_target(host_id, window)
-    if send:
-        enqueue_outbound_fan_out(target, countdown=window)
 
 
 def _quietly(send: Callable[..., None]) -> Callable[..., None]:

@@ -51,8 +51,9 @@ from worker.task_names import TaskNames
 log = logging.getLogger("calsync.outbound")
 
 # The normal path (the message sent after the commit) gets this long before the sweep
-# steps in, so the two rarely do the same work (and when they do, claims sort it out).
-SWEEP_GRACE = timedelta(seconds=2)
+# steps in, so the two rarely do the same work: when they do, the one that claims a host's
+# rows second waits for the first's transaction, host after host.
+SWEEP_GRACE = timedelta(seconds=5)
 # A delivery's claim outlasts the request's timeout by this much: a sender killed
 # mid-request is replaced once it runs out.
 CLAIM_MARGIN = timedelta(seconds=5)
@@ -60,7 +61,7 @@ CLAIM_MARGIN = timedelta(seconds=5)
 # endpoints' senders and the syncs get their turn in the pool).
 SENDER_SECONDS = 5.0
 BATCH = 50
-PARALLEL = 8  # requests of one batch in flight at once (different hosts: no order between)
+PARALLEL = 2  # requests of one batch in flight at once (different hosts: no order between)
 
 
 def _now() -> datetime:

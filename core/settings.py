@@ -225,6 +225,9 @@ class Settings:
     # event; each delivery attempt waits this long for the receiver's answer.
     outbound_coalesce_ms: int = 200
     outbound_timeout_seconds: int = 10
+    # A failed delivery is tried again after this long, doubling up to an hour. Only tests
+    # shorten it (to see a retry in a second, not in seconds).
+    outbound_first_retry_seconds: int = 5
 
     def __post_init__(self) -> None:
         # Embedded defaults: everything in one data directory, no servers needed.
@@ -342,6 +345,8 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "push_spool_dir": lambda _name, raw: Path(raw).resolve(),
     "outbound_coalesce_ms": _non_negative_int,
     "outbound_timeout_seconds": lambda name, raw: _int_in_range(name, raw, 1, 60),
+    # At least 2: a sender also takes work due within the next second (claim_batch).
+    "outbound_first_retry_seconds": lambda name, raw: _int_in_range(name, raw, 2, 3600),
 }
 
 _current: Settings | None = None

@@ -116,7 +116,13 @@ def outbound_deliver(self: Task, endpoint_id: str) -> int:
             now = _now()
             with session_scope() as session:
                 recorded = [
-                    record_attempt(session, work.delivery_id, attempt, now)
+                    record_attempt(
+                        session,
+                        work.delivery_id,
+                        attempt,
+                        now,
+                        first_retry_seconds=settings.outbound_first_retry_seconds,
+                    )
                     for work, attempt in zip(batch, attempts, strict=True)
                 ]
             for work, attempt, result in zip(batch, attempts, recorded, strict=True):

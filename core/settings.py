@@ -207,6 +207,9 @@ class Settings:
     # Google allows 600 requests/min per user and 10,000/min per project; keep a margin.
     account_rate_per_minute: int = 500
     project_rate_per_minute: int = 9000
+    # The "minute" of the two budgets above. Only tests shorten it: a test that must see
+    # the limit hold requests back then waits seconds instead of a real minute.
+    rate_window_seconds: int = 60
     # Google requests of the whole deployment per day (Google's billed "Scaled" tier counts
     # its free allowance per day); None: no daily budget. The limiter spreads it over the
     # day, and safety-net syncs yield while less than a fifth of it is left.
@@ -222,6 +225,9 @@ class Settings:
     # event; each delivery attempt waits this long for the receiver's answer.
     outbound_coalesce_ms: int = 200
     outbound_timeout_seconds: int = 10
+    # A failed delivery is tried again after this long, doubling up to an hour. Only tests
+    # shorten it (to see a retry in a second, not in seconds).
+    outbound_first_retry_seconds: int = 5
 
     def __post_init__(self) -> None:
         # Embedded defaults: everything in one data directory, no servers needed.
@@ -333,11 +339,14 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "channel_silent_seconds": _positive_int,
     "account_rate_per_minute": _positive_int,
     "project_rate_per_minute": _positive_int,
+    "rate_window_seconds": _positive_int,
     "project_requests_per_day": _positive_int,
     "push_intake": lambda name, raw: _choice(name, raw, ("auto", "direct", "redis")),
     "push_spool_dir": lambda _name, raw: Path(raw).resolve(),
     "outbound_coalesce_ms": _non_negative_int,
     "outbound_timeout_seconds": lambda name, raw: _int_in_range(name, raw, 1, 60),
+    # At least 2: a sender also takes work due within the next second (claim_batch).
+    "outbound_first_retry_seconds": lambda name, raw: _int_in_range(name, raw, 2, 3600),
 }
 
 _current: Settings | None = None

@@ -28,7 +28,7 @@ from models.outbound import (
 )
 from models.outbound_endpoints import signing_secrets
 from models.outbox_writer import iso
-from rules.outbound_retry import disable_due, gives_up, retry_delay
+from rules.outbound_retry import FIRST_DELAY_SECONDS, disable_due, gives_up, retry_delay
 
 RECENT_LIMIT = 100
 
@@ -244,7 +244,13 @@ def record_delivered(
     )
 
 
-def record_attempt(session: Session, delivery_id: int, attempt: Attempt, now: datetime) -> Recorded:
+def record_attempt(
+    session: Session,
+    delivery_id: int,
+    attempt: Attempt,
+    now: datetime,
+    first_retry_seconds: float = FIRST_DELAY_SECONDS,
+) -> Recorded:
     delivery = session.get(WebhookDelivery, delivery_id)
     if delivery is None:  # its endpoint was deleted meanwhile
         return Recorded("gone", None)
@@ -284,7 +290,7 @@ def record_attempt(session: Session, delivery_id: int, attempt: Attempt, now: da
             )
     else:
         outcome = "retrying"
-        retry_in = retry_delay(delivery.attempts, random.uniform(-1, 1))
+        retry_in = retry_delay(delivery.attempts, random.uniform(-1, 1), first_retry_seconds)
         delivery.next_attempt_at = now + timedelta(seconds=retry_in)
     session.flush()
     return Recorded(outcome, retry_in)

@@ -17,9 +17,12 @@ DISABLE_AFTER = timedelta(days=5)
 JITTER = 0.2
 
 
-def retry_delay(attempts: int, jitter: float = 0.0) -> float:
-    """Seconds before the next try after `attempts` failed ones; `jitter` in [-1, 1]."""
-    base = min(MAX_DELAY_SECONDS, FIRST_DELAY_SECONDS * 2 ** max(0, attempts - 1))
+def retry_delay(
+    attempts: int, jitter: float = 0.0, first_delay_seconds: float = FIRST_DELAY_SECONDS
+) -> float:
+    """Seconds before the next try after `attempts` failed ones; `jitter` in [-1, 1].
+    `first_delay_seconds` is CALSYNC_OUTBOUND_FIRST_RETRY_SECONDS (tests shorten it)."""
+    base = min(MAX_DELAY_SECONDS, first_delay_seconds * 2 ** max(0, attempts - 1))
     return base * (1 + JITTER * max(-1.0, min(1.0, jitter)))
 
 

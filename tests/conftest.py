@@ -11,6 +11,7 @@ from celery import Celery
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import delete
+from sqlalchemy.dialects import postgresql
 
 from core.settings import Settings, configure
 from models import Base
@@ -118,8 +119,20 @@ def db(settings: Settings) -> Iterator[None]:
 def _empty_all_tables(url: str) -> None:
     engine = get_engine(url)
     with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(delete(table))
+        if engine.dialect.name == "postgresql":
+            # One round trip for every table: this runs twice per test, and on a busy
+            # machine each round trip to the server waits for the CPU.
+            conn.exec_driver_sql(_DELETE_EVERY_TABLE)
+        else:
+            for table in reversed(Base.metadata.sorted_tables):
+                conn.execute(delete(table))
+
+
+# Children before parents (the foreign keys), compiled for PostgreSQL once.
+_DELETE_EVERY_TABLE = "; ".join(
+    str(delete(table).compile(dialect=postgresql.dialect()))
+    for table in reversed(Base.metadata.sorted_tables)
+)
 
 
 @pytest.fixture

@@ -141,7 +141,13 @@ def outbound_deliver(self: Task, endpoint_id: str) -> int:
                 outcomes = [
                     "delivered"
                     if attempt.ok
-                    else record_attempt(session, work.delivery_id, attempt, now).outcome
+                    else record_attempt(
+                        session,
+                        work.delivery_id,
+                        attempt,
+                        now,
+                        first_retry_seconds=settings.outbound_first_retry_seconds,
+                    ).outcome
                     for work, attempt in answered
                 ]
             for (work, attempt), outcome in zip(answered, outcomes, strict=True):

@@ -36,7 +36,9 @@ from core.settings import Settings, get_settings
 
 # One minute plus a guard: a permit is taken a moment before the request reaches Google, so
 # counting over a slightly longer window keeps every real sliding minute under the limit.
-WINDOW_SECONDS = 61.0
+# (CALSYNC_RATE_WINDOW_SECONDS replaces the minute, for tests; the guard stays.)
+WINDOW_GUARD_SECONDS = 1.0
+WINDOW_SECONDS = 60 + WINDOW_GUARD_SECONDS
 MAX_SLEEP_SECONDS = 2.0  # re-check at least this often (permits free up as others finish)
 PROJECT_KEY = "project"
 DAILY_KEY = "daily"
@@ -60,10 +62,16 @@ def counted_hours(now: float) -> list[int]:
 
 class Limiter(Protocol):
     def try_take(
-        self, account_key: str, account_limit: int, project_limit: int, daily_budget: int = 0
+        self,
+        account_key: str,
+        account_limit: int,
+        project_limit: int,
+        daily_budget: int = 0,
+        window_seconds: float = WINDOW_SECONDS,
     ) -> float:
         """Take one permit for the user and the project (and of the daily budget, when one
-        is set), or return the seconds to wait."""
+        is set), or return the seconds to wait. The per-minute limits count permits over the
+        last `window_seconds`."""
         ...
 
     def daily_used(self) -> int:
@@ -129,7 +137,12 @@ class RedisLimiter:
         self._prefix = prefix
 
     def try_take(
-        self, account_key: str, account_limit: int, project_limit: int, daily_budget: int = 0
+        self,
+        account_key: str,
+        account_limit: int,
+        project_limit: int,
+        daily_budget: int = 0,
+        window_seconds: float = WINDOW_SECONDS,
     ) -> float:
         capacity, rate = daily_bucket(daily_budget) if daily_budget > 0 else (0.0, 0.0)
         # The hour's counter key is named by this machine's clock: an hour is coarse enough
@@ -143,7 +156,7 @@ class RedisLimiter:
                 self._prefix + f"{DAILY_KEY}:hour:{hour}",
             ],
             args=[
-                int(WINDOW_SECONDS * 1000),
+                int(window_seconds * 1000),
                 account_limit,
                 project_limit,
                 uuid.uuid4().hex,
@@ -179,7 +192,12 @@ class SqliteLimiter:
         return sqlite3.connect(self._path, timeout=30, isolation_level=None)
 
     def try_take(
-        self, account_key: str, account_limit: int, project_limit: int, daily_budget: int = 0
+        self,
+        account_key: str,
+        account_limit: int,
+        project_limit: int,
+        daily_budget: int = 0,
+        window_seconds: float = WINDOW_SECONDS,
     ) -> float:
         conn = self._connect()
         try:
@@ -188,7 +206,7 @@ class SqliteLimiter:
             # Also drop permits from the future: the clock was set back (tests, NTP).
             conn.execute(
                 "DELETE FROM permits WHERE at <= ? OR at > ?",
-                (now - WINDOW_SECONDS, now + 1),
+                (now - window_seconds, now + 1),
             )
             wait = 0.0
             keys = (("account:" + account_key, account_limit), (PROJECT_KEY, project_limit))
@@ -201,7 +219,7 @@ class SqliteLimiter:
                         "SELECT at FROM permits WHERE key = ? ORDER BY at LIMIT 1 OFFSET ?",
                         (key, count[0] - limit),
                     ).fetchone()
-                    wait = max(wait, freeing[0] + WINDOW_SECONDS - now)
+                    wait = max(wait, freeing[0] + window_seconds - now)
             tokens = 0.0
             if daily_budget > 0:
                 capacity, rate = daily_bucket(daily_budget)
@@ -300,6 +318,7 @@ def acquire(
             settings.account_rate_per_minute,
             settings.project_rate_per_minute,
             settings.project_requests_per_day or 0,
+            settings.rate_window_seconds + WINDOW_GUARD_SECONDS,
         )
         if wait <= 0:
             return waited

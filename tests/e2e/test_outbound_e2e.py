@@ -58,6 +58,7 @@ def stack(
         sweep_after_seconds=3,
         outbound_coalesce_ms=200,
         outbound_timeout_seconds=TIMEOUT_SECONDS,
+        outbound_first_retry_seconds=2,  # the faults' retries in seconds (default 5, doubling)
     ) as running:
         yield running
 

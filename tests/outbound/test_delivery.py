@@ -123,6 +123,34 @@ def test_failures_are_retried_in_order_and_nothing_is_lost(client, receiver, dri
     assert statuses == {"delivered"}
 
 
+def test_the_first_retry_waits_the_configured_delay(
+    client, receiver, driver, outbound_settings: Settings
+) -> None:
+    def next_try_after_a_500(hour: int) -> float:
+        receiver.answers = [500]
+        block(client, host_id, hour, hour + 1)
+        # The clock stands still: on a slow machine a 2 s retry could otherwise come within
+        # the second a sender looks ahead while the driver still runs, and be tried at once.
+        with time_machine.travel(datetime.now(UTC), tick=False):
+            driver.run()
+        with session_scope() as session:
+            delivery = session.scalars(
+                select(WebhookDelivery).order_by(WebhookDelivery.id.desc())
+            ).first()
+            assert delivery is not None and delivery.attempts == 1
+            assert delivery.next_attempt_at is not None and delivery.last_attempt_at is not None
+            wait = (delivery.next_attempt_at - delivery.last_attempt_at).total_seconds()
+        driver.elapse_backoff()  # delivered: the next host change starts a fresh lane head
+        return wait
+
+    host_id, _ = new_host()
+    register(client, receiver)
+    assert 4 <= next_try_after_a_500(1) <= 6  # the default: 5 s ±20%
+    # CALSYNC_OUTBOUND_FIRST_RETRY_SECONDS (tests shorten it to see retries sooner).
+    configure(dataclasses.replace(outbound_settings, outbound_first_retry_seconds=2))
+    assert 1.6 <= next_try_after_a_500(3) <= 2.4
+
+
 def test_changes_within_the_window_go_out_as_one_event(
     client, receiver, driver, outbound_settings: Settings
 ) -> None:

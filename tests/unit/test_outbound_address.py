@@ -75,6 +75,9 @@ def test_backoff_doubles_to_an_hour_and_gives_up_after_a_day() -> None:
     assert [retry_delay(n) for n in (1, 2, 3)] == [5, 10, 20]
     assert retry_delay(30) == 3600
     assert 4 <= retry_delay(1, jitter=-1) < retry_delay(1, jitter=1) <= 6
+    # CALSYNC_OUTBOUND_FIRST_RETRY_SECONDS (tests shorten it): the same doubling from there.
+    assert [retry_delay(n, first_delay_seconds=2) for n in (1, 2, 3)] == [2, 4, 8]
+    assert retry_delay(30, first_delay_seconds=2) == 3600
     start = datetime(2026, 1, 1, tzinfo=UTC)
     assert not gives_up(start, start + RETRY_FOR - timedelta(seconds=1))
     assert gives_up(start, start + RETRY_FOR)

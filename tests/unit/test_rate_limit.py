@@ -84,6 +84,34 @@ def test_acquire_waits_instead_of_failing(tmp_path: Path) -> None:
     assert max(slept) <= rate_limit.MAX_SLEEP_SECONDS + 0.05
 
 
+def test_a_shorter_rate_window_counts_permits_over_it(tmp_path: Path) -> None:
+    # CALSYNC_RATE_WINDOW_SECONDS (tests compress time with it): the budget is per that
+    # window, plus the same guard as the minute.
+    settings = Settings(
+        data_dir=tmp_path,
+        account_rate_per_minute=2,
+        project_rate_per_minute=50,
+        rate_window_seconds=5,
+    )
+    assert Settings.from_env({"CALSYNC_RATE_WINDOW_SECONDS": "5"}).rate_window_seconds == 5
+    clock = FakeClock()
+    rate_limit._limiters[(os.getpid(), str(tmp_path / "rate_limit.db"))] = SqliteLimiter(
+        str(tmp_path / "rate_limit.db"), clock=clock
+    )
+
+    def sleep(seconds: float) -> None:
+        clock.now += seconds
+
+    try:
+        assert rate_limit.acquire("user-7", settings, sleep=sleep) == 0
+        assert rate_limit.acquire("user-7", settings, sleep=sleep) == 0
+        waited = rate_limit.acquire("user-7", settings, sleep=sleep)
+    finally:
+        rate_limit._limiters.clear()
+    window = 5 + rate_limit.WINDOW_GUARD_SECONDS
+    assert window <= waited < window + 1
+
+
 def test_concurrent_takers_never_exceed_the_limit(tmp_path: Path) -> None:
     limiter = SqliteLimiter(str(tmp_path / "rl.db"))
     granted: list[bool] = []

@@ -42,6 +42,8 @@ def test_project_names_win_over_platform_names() -> None:
         ("REDIS_URL", "http://x", "scheme"),
         ("CALSYNC_PROJECT_REQUESTS_PER_DAY", "a million", "whole number"),
         ("CALSYNC_PROJECT_REQUESTS_PER_DAY", "0", "greater than zero"),
+        ("CALSYNC_RATE_WINDOW_SECONDS", "0", "greater than zero"),
+        ("CALSYNC_OUTBOUND_FIRST_RETRY_SECONDS", "1", "between 2 and 3600"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str, fragment: str) -> None:

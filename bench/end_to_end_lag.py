@@ -100,6 +100,7 @@ def run(stack: Any, size: Size, args: Any, report: Report) -> int:
     control = stack.control()
     stack.start_web()
     stack.start_worker(args.concurrency, extra_args=pool_args(args.pool))
+    stack.start_outbound()  # as the Procfile runs it (beat sends it the outbound sweeps)
     stack.start_beat()
     stack.wait_ready()
 

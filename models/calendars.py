@@ -48,11 +48,18 @@ class Channel(Base):
         Index(
             "ix_channels_live_expiration",
             "expiration",
-            "created_at",  # the metrics' oldest live channel: an index-only scan
+            "created_at",
             postgresql_where=text("stopped_at IS NULL"),
             sqlite_where=text("stopped_at IS NULL"),
         ),
         Index("ix_channels_last_notification_at", "last_notification_at"),
+        # The metrics' oldest live channel: the first entry.
+        Index(
+            "ix_channels_live_created_at",
+            "created_at",
+            postgresql_where=text("stopped_at IS NULL"),
+            sqlite_where=text("stopped_at IS NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import delete
 
 from core.settings import Settings, configure
-from models import Base
+from models import Base, FleetCount
 from models.db import dispose_engines, get_engine
 from tests.backends import Backend, create_backend, drop_backend
 
@@ -118,8 +118,11 @@ def db(settings: Settings) -> Iterator[None]:
 def _empty_all_tables(url: str) -> None:
     engine = get_engine(url)
     with engine.begin() as conn:
+        # The fleet counts last: deleting calendars and channels appends their changes.
         for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(delete(table))
+            if table is not FleetCount.__table__:
+                conn.execute(delete(table))
+        conn.execute(delete(FleetCount))
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from models.audits import Audit, AuditOutcome
 from models.base import Base, utcnow
 from models.calendars import Calendar, Channel, SyncState
 from models.events import BusyBlock, CalendarEvent
+from models.fleet_counts import FleetCount
 from models.hosts import Host, ManualBlock, SignInLink, UsedOAuthState
 from models.outbound import (
     AnnouncedCalendarState,
@@ -30,6 +31,7 @@ __all__ = [
     "Calendar",
     "CalendarEvent",
     "Channel",
+    "FleetCount",
     "GoogleAccount",
     "Host",
     "ManualBlock",

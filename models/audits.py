@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -14,7 +14,6 @@ from sqlalchemy import (
     Index,
     String,
     func,
-    or_,
     select,
     text,
     update,
@@ -22,6 +21,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from models.stored_moments import PagePosition
 
 
 class AuditOutcome(enum.StrEnum):
@@ -116,51 +118,56 @@ def differs_from_google(audit: Audit | None) -> bool:
 
 
 def audit_candidates(
-    session: Session, until: datetime
-) -> list[tuple[int, int, datetime | None, datetime | None]]:
-    """Calendars of a usable account whose stored `next_audit_at` is unknown or comes by
-    `until` (by index: models/stored_moments.py): (calendar id, account id, last audit
-    time, next_audit_at as read). rules.audit decides which are due."""
+    session: Session,
+    until: datetime,
+    at: PagePosition | None = None,
+    limit: int | None = None,
+) -> tuple[list[tuple[int, int, datetime | None, datetime | None]], PagePosition | None]:
+    """One page (from `at`, at most `limit` sync states) of the calendars of a usable
+    account whose stored `next_audit_at` is unknown or comes by `until` (by index:
+    models/stored_moments.py): (calendar id, account id, last audit time, next_audit_at as
+    read); and where the next page starts (None: none). rules.audit decides which are due."""
+    from models import stored_moments
     from models.accounts import GoogleAccount
     from models.calendars import Calendar, SyncState
 
     # Two steps, each by index: the sync states whose moment comes, then their calendars
     # and accounts by key (one join over thousands of rows made PostgreSQL scan them all).
-    moments = dict(
+    states, following = stored_moments.page(
+        session,
+        select(SyncState.calendar_id, SyncState.next_audit_at).where(
+            SyncState.blocked_reason.is_(None)
+        ),
+        SyncState.next_audit_at,
+        until,
+        at or stored_moments.START,
+        limit or stored_moments.PAGE_ROWS,
+    )
+    moments = {calendar_id: moment for calendar_id, moment in states}
+    if not moments:
+        return [], following
+    found = session.execute(
+        select(Calendar.id, Calendar.account_id).where(
+            Calendar.id.in_(sorted(moments)),
+            # By the partial index of the few accounts not ok (a join read them all).
+            Calendar.account_id.not_in(
+                select(GoogleAccount.id).where(text("google_accounts.state <> 'ok'"))
+            ),
+        )
+    ).all()
+    rows = sorted(found, key=lambda row: (row.account_id, row.id))
+    last = dict(
         session.execute(
-            select(SyncState.calendar_id, SyncState.next_audit_at).where(
-                or_(SyncState.next_audit_at.is_(None), SyncState.next_audit_at <= until),
-                SyncState.blocked_reason.is_(None),
-            )
+            select(Audit.calendar_id, func.max(Audit.at))
+            .where(Audit.calendar_id.in_([row.id for row in rows]))
+            .group_by(Audit.calendar_id)
         ).all()
     )
-    candidates = sorted(moments)
-    rows: list[Any] = []
-    for start in range(0, len(candidates), 500):
-        rows += session.execute(
-            select(Calendar.id, Calendar.account_id).where(
-                Calendar.id.in_(candidates[start : start + 500]),
-                # By the partial index of the few accounts not ok (a join read them all).
-                Calendar.account_id.not_in(
-                    select(GoogleAccount.id).where(text("google_accounts.state <> 'ok'"))
-                ),
-            )
-        ).all()
-    rows.sort(key=lambda row: (row.account_id, row.id))
-    ids = [row.id for row in rows]
-    last: dict[int, datetime] = {}
-    for start in range(0, len(ids), 500):
-        last.update(
-            session.execute(
-                select(Audit.calendar_id, func.max(Audit.at))
-                .where(Audit.calendar_id.in_(ids[start : start + 500]))
-                .group_by(Audit.calendar_id)
-            ).all()
-        )
-    return [
+    candidates = [
         (calendar_id, account_id, _aware(last.get(calendar_id)), moments[calendar_id])
         for calendar_id, account_id in rows
     ]
+    return candidates, following
 
 
 def _aware(value: Any) -> datetime | None:

@@ -48,11 +48,18 @@ class Channel(Base):
         Index(
             "ix_channels_live_expiration",
             "expiration",
-            "created_at",  # the metrics' oldest live channel: an index-only scan
+            "created_at",
             postgresql_where=text("stopped_at IS NULL"),
             sqlite_where=text("stopped_at IS NULL"),
         ),
         Index("ix_channels_last_notification_at", "last_notification_at"),
+        # The metrics' oldest live channel: the first entry.
+        Index(
+            "ix_channels_live_created_at",
+            "created_at",
+            postgresql_where=text("stopped_at IS NULL"),
+            sqlite_where=text("stopped_at IS NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -91,9 +98,10 @@ class SyncState(Base):
             postgresql_where=text("syncing_since IS NOT NULL"),
             sqlite_where=text("syncing_since IS NOT NULL"),
         ),
-        # Periodic reads find the few rows whose stored moment came (models/periodic.py).
-        Index("ix_sync_states_next_check_at", "next_check_at"),
-        Index("ix_sync_states_next_audit_at", "next_audit_at"),
+        # Periodic reads find the few rows whose stored moment came, a page at a time in
+        # the order (moment, calendar) (models/stored_moments.py).
+        Index("ix_sync_states_next_check_at", "next_check_at", "calendar_id"),
+        Index("ix_sync_states_next_audit_at", "next_audit_at", "calendar_id"),
         Index("ix_sync_states_watch_check_at", "watch_check_at"),
         Index("ix_sync_states_audit_since", "audit_since"),
         Index("ix_sync_states_last_success_at", "last_success_at"),
@@ -131,7 +139,7 @@ class SyncState(Base):
     full_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Set when Google must not be called for this calendar (gone, access lost).
     blocked_reason: Mapped[str | None] = mapped_column(String(64))
-    # Stored moments (models/periodic.py): no earlier than when the rule in rules/ first says
+    # Stored moments (models/stored_moments.py): no earlier than when the rule in rules/ first says
     # "due", so a periodic read fetches only rows whose moment came and lets the rule judge
     # them. None = unknown: judged at the next round, which stores the moment. A writer
     # that may make a moment earlier sets it to None; a later one may leave it (the round

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, or_, select, text
 from sqlalchemy.orm import Session, aliased
 
+from models import fleet_counts
 from models.accounts import AccountState, GoogleAccount
 from models.audits import persistent_differences
 from models.calendars import ATTENTION, Calendar, Channel, SyncState
@@ -112,9 +113,9 @@ def take_snapshot(
 ) -> OpsSnapshot:
     """The deployment's health. `calendars` lists every calendar that is not ok, has not
     synced for 1.5 safety-net intervals or has a change pending (the alerts name them); the
-    other ok ones are only counted, unless `every_calendar`. Each read goes by an index
-    (but the count of calendars), so a scrape or an alert round costs about the same at
-    100,000 calendars as at 1,000 while the fleet is healthy."""
+    other ok ones are only counted (models/fleet_counts.py), unless `every_calendar`. Each
+    read goes by an index, so a scrape or an alert round costs about the same at 100,000
+    calendars as at 1,000 while the fleet is healthy."""
     newest_channel = (
         select(Channel.calendar_id, func.max(Channel.expiration).label("expiration"))
         .where(Channel.stopped_at.is_(None))
@@ -137,7 +138,6 @@ def take_snapshot(
                 channels, channels.c.calendar_id == Calendar.id
             )
         ).all()
-        total = len(rows)
     else:
         ids = _attention_ids(session, now, safety_net_seconds)
         rows = []
@@ -149,8 +149,6 @@ def take_snapshot(
                 .outerjoin(channels, channels.c.calendar_id == Calendar.id)
                 .where(Calendar.id.in_(chunk))
             ).all()
-        # Calendars rarely change (sync states do): an index-only scan of its key.
-        total = session.scalar(select(func.count()).select_from(Calendar)) or 0
     calendars = []
     future_expiries = []
     for state in rows:
@@ -186,25 +184,31 @@ def take_snapshot(
                 error_code=state.last_error_code,
             )
         )
-    if every_calendar:
+    live = Channel.stopped_at.is_(None)
+    expiring_soon = (Channel.expiration > now, Channel.expiration <= now + EXPIRING_WITHIN)
+    expiring_count: int | None
+    oldest_live: datetime | None
+    if every_calendar:  # every row read: the reference the indexed answer is tested against
         ok_unlisted = 0
         oldest_sync_seconds = 0.0
         soonest = min(future_expiries, default=None)
+        channels_live, expiring_count, oldest_live = session.execute(
+            select(
+                func.count(), func.count().filter(*expiring_soon), func.min(Channel.created_at)
+            ).where(live)
+        ).one()
     else:
-        ok_unlisted = total - len(calendars)
+        counts = fleet_counts.current(session)
+        ok_unlisted = counts.calendars - len(calendars)
         synced = _aware(session.scalar(select(func.min(SyncState.last_success_at))))
         oldest_sync_seconds = 0.0 if synced is None else max(0.0, (now - synced).total_seconds())
         soonest = _soonest_newest_expiry(session, now)
-    live = Channel.stopped_at.is_(None)
-    channels_live, expiring, oldest = session.execute(
-        select(
-            func.count(),
-            func.count().filter(
-                Channel.expiration > now, Channel.expiration <= now + EXPIRING_WITHIN
-            ),
-            func.min(Channel.created_at),
-        ).where(live)
-    ).one()
+        channels_live = counts.live_channels
+        # The few expiring within a day: a range of the live channels' expiry index.
+        expiring_count = session.scalar(select(func.count()).where(live, *expiring_soon))
+        oldest_live = session.scalar(
+            select(Channel.created_at).where(live).order_by(Channel.created_at).limit(1)
+        )
     last_notification = session.scalar(select(func.max(Channel.last_notification_at)))
     differing = [
         DifferingCalendar(
@@ -218,9 +222,9 @@ def take_snapshot(
         ok_unlisted=ok_unlisted,
         oldest_sync_seconds=oldest_sync_seconds,
         channels_live=channels_live or 0,
-        channels_expiring=expiring or 0,
+        channels_expiring=expiring_count or 0,
         last_notification_at=_aware(last_notification),
-        oldest_live_channel_at=_aware(oldest),
+        oldest_live_channel_at=_aware(oldest_live),
         soonest_channel_expiry=soonest,
         differing_from_google=differing,
     )

@@ -6,15 +6,20 @@ unknown (None) or has come, asks the rule, and stores the next moment of those n
 stored moment is never later than the rule's, because every writer that can make it earlier
 (a channel stopped or refused, ...) resets it to its own time (`recheck`), and the round
 stores a moment only if nobody reset it since it read the row (compare and set).
+
+A round reads its rows a page at a time (`page`): unknown moments first, then known ones up
+to the round's instant, each in the order of the moment's index `(moment, calendar_id)`, so
+every statement reads at most a page of index entries however many calendars are due.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
+from typing import TypeVarTuple, cast
 
-from sqlalchemy import Table, and_, bindparam, update
+from sqlalchemy import ColumnElement, Row, Select, Table, and_, bindparam, or_, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from models.calendars import SyncState
@@ -24,6 +29,65 @@ MomentColumn = InstrumentedAttribute[datetime | None]
 # caller asking about a moment just before) still finds the row.
 RECHECK_MARGIN = timedelta(days=1)
 ALL = (SyncState.next_check_at, SyncState.next_audit_at, SyncState.watch_check_at)
+PAGE_ROWS = 500
+
+
+@dataclass(frozen=True)
+class PagePosition:
+    """Where a paged read stands: among the unknown moments (`known` False) or the known
+    ones, after the last row read (`calendar_id` None: from the start of that part)."""
+
+    known: bool = False
+    moment: datetime | None = None  # the last row's moment (known part)
+    calendar_id: int | None = None
+
+
+START = PagePosition()
+Columns = TypeVarTuple("Columns")
+
+
+def page(
+    session: Session,
+    query: Select[*Columns],
+    column: MomentColumn,
+    until: datetime,
+    at: PagePosition = START,
+    limit: int = PAGE_ROWS,
+) -> tuple[list[Row[*Columns]], PagePosition | None]:
+    """One page of `query`'s rows whose `column` is unknown or comes by `until`, from `at`;
+    and where the next page starts (None: this was the last). `query` selects from
+    SyncState, with its calendar_id and `column` among the columns. Keyset paging (no
+    OFFSET): each page starts in the index where the last one ended."""
+    rows = list(
+        session.execute(
+            query.where(*_after(column, until, at))
+            .order_by(column, SyncState.calendar_id)
+            .limit(limit)
+        ).all()
+    )
+    if len(rows) < limit:
+        return rows, None if at.known else PagePosition(known=True)
+    last = rows[-1]
+    moment = getattr(last, column.key) if at.known else None
+    return rows, PagePosition(at.known, moment, last.calendar_id)
+
+
+def _after(column: MomentColumn, until: datetime, at: PagePosition) -> list[ColumnElement[bool]]:
+    # Two parts, each a range of the (moment, calendar_id) index: an OR of "unknown" and
+    # "came" would make PostgreSQL gather both and sort them before the LIMIT.
+    if not at.known:
+        unknown: list[ColumnElement[bool]] = [column.is_(None)]
+        if at.calendar_id is not None:
+            unknown.append(SyncState.calendar_id > at.calendar_id)
+        return unknown
+    came: list[ColumnElement[bool]] = [column <= until]
+    if at.calendar_id is not None and at.moment is not None:
+        # (moment, id) > (last moment, last id), with the moment's bound as an index range.
+        came += [
+            column >= at.moment,
+            or_(column > at.moment, SyncState.calendar_id > at.calendar_id),
+        ]
+    return came
 
 
 def recheck(

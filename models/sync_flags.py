@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from models import stored_moments
 from models.accounts import AccountState, GoogleAccount
 from models.calendars import Calendar, Channel, SyncState
 
@@ -185,12 +186,17 @@ def forgotten_dirty(session: Session, now: datetime, older_than_seconds: int) ->
 
 
 def schedule_candidates(
-    session: Session, now: datetime, only: int | None = None
-) -> list[tuple[Any, ...]]:
-    """Calendars not being synced whose stored `next_check_at` is unknown or has come (by
-    index: models/stored_moments.py), with what the schedule rules need: (calendar_id,
-    last_success_at, full_sync_at, newest channel expiration, channel last heard,
-    watch_problem, next_check_at as read). Which of them are really due is decided by
+    session: Session,
+    now: datetime,
+    only: int | None = None,
+    at: stored_moments.PagePosition = stored_moments.START,
+    limit: int = stored_moments.PAGE_ROWS,
+) -> tuple[list[tuple[Any, ...]], stored_moments.PagePosition | None]:
+    """One page (from `at`, at most `limit` sync states) of the calendars not being synced
+    whose stored `next_check_at` is unknown or has come (by index: models/stored_moments.py),
+    with what the schedule rules need: (calendar_id, last_success_at, full_sync_at, newest
+    channel expiration, channel last heard, watch_problem, next_check_at as read); and
+    where the next page starts (None: none). Which of them are really due is decided by
     rules.sync_schedule; the caller stores the next moment of those that are not."""
     # Two steps, each by index: the sync states whose moment came, then their calendars
     # and accounts by key (one join over thousands of due rows made PostgreSQL scan
@@ -200,19 +206,16 @@ def schedule_candidates(
         SyncState.last_success_at,
         SyncState.full_sync_at,
         SyncState.next_check_at,
-    ).where(
-        or_(SyncState.next_check_at.is_(None), SyncState.next_check_at <= now),
-        SyncState.blocked_reason.is_(None),
-        lease_free(now),
-    )
+    ).where(SyncState.blocked_reason.is_(None), lease_free(now))
     if only is not None:
         query = query.where(SyncState.calendar_id == only)
-    # Sorted here: an ORDER BY would make SQLite walk the key instead of the moment's index.
-    due_states = sorted(session.execute(query).all(), key=lambda row: row.calendar_id)
-    problems = callable_calendars(session, [row.calendar_id for row in due_states])
+    due_states, following = stored_moments.page(
+        session, query, SyncState.next_check_at, now, at, limit
+    )
+    problems = callable_calendars(session, sorted(row.calendar_id for row in due_states))
     states = [row for row in due_states if row.calendar_id in problems]
-    channels = live_channel_timing(session, [row.calendar_id for row in states])
-    return [
+    channels = live_channel_timing(session, sorted(row.calendar_id for row in states))
+    candidates = [
         (
             row.calendar_id,
             row.last_success_at,
@@ -223,6 +226,7 @@ def schedule_candidates(
         )
         for row in states
     ]
+    return candidates, following
 
 
 def callable_calendars(session: Session, calendar_ids: list[int]) -> dict[int, str | None]:

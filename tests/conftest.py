@@ -14,7 +14,7 @@ from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql
 
 from core.settings import Settings, configure
-from models import Base
+from models import Base, FleetCount
 from models.db import dispose_engines, get_engine
 from tests.backends import Backend, create_backend, drop_backend
 
@@ -124,14 +124,21 @@ def _empty_all_tables(url: str) -> None:
             # machine each round trip to the server waits for the CPU.
             conn.exec_driver_sql(_DELETE_EVERY_TABLE)
         else:
-            for table in reversed(Base.metadata.sorted_tables):
+            for table in _tables_in_deleting_order():
                 conn.execute(delete(table))
 
 
-# Children before parents (the foreign keys), compiled for PostgreSQL once.
+def _tables_in_deleting_order() -> list:
+    """Children before parents (the foreign keys); the fleet counts last, as deleting
+    calendars and channels appends their changes there."""
+    tables = [t for t in reversed(Base.metadata.sorted_tables) if t is not FleetCount.__table__]
+    return [*tables, FleetCount.__table__]
+
+
+# Compiled for PostgreSQL once.
 _DELETE_EVERY_TABLE = "; ".join(
     str(delete(table).compile(dialect=postgresql.dialect()))
-    for table in reversed(Base.metadata.sorted_tables)
+    for table in _tables_in_deleting_order()
 )
 
 

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from celery import Task
 
 from core.settings import get_settings
+from models import fleet_counts
 from models.db import session_scope
 from models.host_log import prune_sync_runs
 from models.sign_in_links import prune_sign_in_links
@@ -181,12 +182,14 @@ def schedule_audits() -> int:
 @app.task(name=str(TaskNames.PRUNE_HISTORY), max_retries=0)
 def prune_history() -> dict[str, int]:
     """Delete sync runs older than CALSYNC_SYNC_RUN_RETENTION_DAYS and sign-in links that
-    expired over a day ago (the host's log shows 7 days; the retention is for the operator)."""
+    expired over a day ago (the host's log shows 7 days; the retention is for the operator);
+    fold the fleet counts' change rows (models/fleet_counts.py)."""
     now = datetime.now(UTC)
     keep = timedelta(days=get_settings().sync_run_retention_days)
     with session_scope() as session:
         runs = prune_sync_runs(session, now - keep)
         links = prune_sign_in_links(session, now)
+        folded = fleet_counts.fold(session)
     if runs or links:
         log.info("history_pruned sync_runs=%s sign_in_links=%s", runs, links)
-    return {"syncRuns": runs, "signInLinks": links}
+    return {"syncRuns": runs, "signInLinks": links, "countRowsFolded": folded}

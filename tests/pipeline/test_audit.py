@@ -373,6 +373,7 @@ def test_an_undecided_audit_is_retried_soon_a_bounded_number_of_times(
     synced: Attached, emulator: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from models.audits import audit_candidates
+    from models.stored_moments import START, PagePosition
     from worker import tasks
 
     sent: list[tuple[list[int], dict[str, Any], float]] = []
@@ -387,8 +388,13 @@ def test_an_undecided_audit_is_retried_soon_a_bounded_number_of_times(
     assert ids == [synced.calendar_id] and kwargs == {"reason": "undecided", "attempt": 1}
     assert 45 <= countdown <= 75  # about a minute: the change's own sync has run by then
     # The attempt counts for beat's schedule: the retry chain, not beat, asks next.
+    candidates: list[Any] = []
+    position: PagePosition | None = START
     with session_scope() as session:
-        [(calendar_id, _account, last_at, _moment)] = audit_candidates(session, datetime.now(UTC))
+        while position is not None:
+            page, position = audit_candidates(session, datetime.now(UTC), position)
+            candidates += page
+    [(calendar_id, _account, last_at, _moment)] = candidates
     assert calendar_id == synced.calendar_id and last_at is not None
 
     sent.clear()

@@ -13,9 +13,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import CursorResult, bindparam, delete, func, or_, select, update
+from sqlalchemy import CursorResult, Table, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.outbound import (
@@ -210,7 +210,7 @@ def record_delivered(
     statement; what `record_attempt` does for each, with less work per row."""
     if not delivered:
         return
-    table = WebhookDelivery.__table__
+    table = cast(Table, WebhookDelivery.__table__)
     at = bindparam("at", type_=table.c.last_attempt_at.type)
     session.execute(
         update(table)

@@ -25,7 +25,9 @@ from calsync.cli import cli
 from core.logs import redact
 from core.settings import Settings, SettingsError, configure
 from models import Audit, CalendarEvent, ManualBlock, OutboxEvent, SignInLink, SyncRun
+from models.db import session_scope
 from models.host_log import prune_sync_runs
+from models.outbound_endpoints import create_endpoint
 from tests.status_page.conftest import HOST_ZONE, Scene
 from webhook import create_app
 from worker.celery_factory import _beat_schedule
@@ -149,6 +151,14 @@ def test_block_changes_on_the_page_announce_busy_changed_with_their_ranges(
     `busy.changed` outbox row with the ranges whose answer changed (a weekly repeat is one
     event with one range per week)."""
     csrf = signed_in(client, scene.host_id)
+    with session_scope() as listening:  # changes are recorded only while someone listens
+        create_endpoint(
+            listening,
+            url="https://receiver.example/hooks",
+            host_ids=[scene.host_id],
+            description="test",
+            created_by_host=None,
+        )
     day = _tomorrow() + timedelta(days=1)  # no scene blocks that day
     form = {"csrf_token": csrf, "date": day.isoformat(), "start": "14:00", "end": "16:30"}
     form["repeat_until"] = (day + timedelta(days=7)).isoformat()

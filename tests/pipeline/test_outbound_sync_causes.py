@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from models import OutboxEvent
 from models.db import session_scope
+from models.outbound_endpoints import create_endpoint
 from worker.sync_engine import sync_calendar
 
 from .conftest import Attached
@@ -30,6 +31,14 @@ def z(local: str) -> str:
 
 def test_each_kind_of_sync_writes_its_cause(emulator, attached: Attached) -> None:
     control, gid = emulator.control, attached.google_calendar_id
+    with session_scope() as session:  # changes are recorded only while someone listens
+        create_endpoint(
+            session,
+            url="https://receiver.example/hooks",
+            host_ids=None,
+            description="test",
+            created_by_host=None,
+        )
     control.insert_event(gid, timed(3, 9, 10, summary="a"))
     assert sync_calendar(attached.calendar_id, force=True).status == "done"
     assert events() == [("full_sync", [(z(at(3, 9)), z(at(3, 10)))])]

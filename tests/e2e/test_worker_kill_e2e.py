@@ -32,7 +32,7 @@ from .conftest import (
 
 pytestmark = pytest.mark.e2e
 
-KILLS = 5
+KILLS = 3  # each waits out a default lease (6 s); recoveries barely vary (6.0 to 6.1 s)
 GOOGLE_LATENCY_MS = 4000  # every Google answer takes this long: the kill lands mid-fetch
 RECOVERY_BOUND_SECONDS = 10  # the goal; measured p50 6.0 s, max 6.1 s
 
@@ -97,7 +97,12 @@ def test_a_killed_worker_is_recovered_from_within_seconds(live: Stack) -> None:
         assert not busy_matches(live, cal), "the change was applied before the kill"
         wait_for(lambda: busy_matches(live, cal), 60, "the busy table after the kill", live)
         recoveries.append(time.monotonic() - killed_at)
-        time.sleep(1)  # the replacement pool process is up
+        wait_for(
+            lambda killed=set(pool): bool(set(worker.children()) - killed),
+            30,
+            "a replacement pool process",
+            live,
+        )
     p50, worst = statistics.median(recoveries), max(recoveries)
     print(
         f"\nkill -> busy table right, {KILLS} kills, lease {live.settings.lease_seconds} s: "

@@ -11,8 +11,9 @@ replayed under `EXPLAIN (ANALYZE, BUFFERS)` inside a rolled-back transaction:
 - sweep (`forgotten_dirty`), safety net (`schedule_candidates`), renewals (the channel
   reads of `renew_expiring` and `ensure_watched`; no Google call is made), audits due
   (`audit_candidates`), the drainer's batch write (`record_calendar_batch`, 100 calendars),
-  a lease renewal (`extend_lease`), the alert round (`run_cycle`, no webhook set) and the
-  metrics scrape's database gauges (`DatabaseCollector.collect`).
+  a lease renewal (`extend_lease`), the alert round (`run_cycle`, no webhook set), the
+  metrics scrape's database gauges (`DatabaseCollector.collect`) and the hourly fold of
+  the fleet counts (`fleet_counts.fold`).
 
 Reported per statement: execution time, whether it reads a large table without an index
 (a Seq Scan over a table of more than 1,000 rows), and rows; per task: wall time in this
@@ -24,7 +25,11 @@ The quota projections (`--quota`) are arithmetic over the settings, printed as s
 
     python -m bench.fleet_scale                    # 10,000 and 100,000 calendars
     python -m bench.fleet_scale --sizes 10000      # one size
-    python -m bench.fleet_scale --smoke            # 300 calendars (CI)
+    python -m bench.fleet_scale --smoke            # 300 calendars (CI), busy phase included
+    python -m bench.fleet_scale --sizes 100000 --skip-explain --skip-idle --busy-load
+
+`--busy-load` adds benchmark 2's changes and benchmark 5's reads on the largest fleet, with
+its periodic work running (bench/fleet_busy.py).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import json
 import random
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -125,14 +130,19 @@ def load_fleet(
     sync_tokens: dict[str, str] | None = None,
     channel_ttl: timedelta = CHANNEL_TTL,
     seed: int = 18,
+    unwatched: Collection[int] = (),
+    api_tokens: Mapping[int, str] | None = None,
 ) -> dict:
     """The fleet, written with COPY in one transaction, as in a steady state under
     `settings`: each calendar's last sync, last full sync, audit and channel expiry spread
     over its own (jittered) period. `accounts` / `sync_tokens`: the emulator's credentials
-    and tokens (else placeholders nothing calls Google with). Returns counts."""
+    and tokens (else placeholders nothing calls Google with); `unwatched`: calendars loaded
+    without a channel (the caller watches them for real); `api_tokens`: host id -> API token
+    for hosts that will be asked over the API. Returns counts."""
     import psycopg
 
     from models.credentials_box import encrypt_credentials
+    from models.registry import hash_api_token
     from rules import audit as audit_rules
     from rules.sync_schedule import jitter_factor
 
@@ -150,9 +160,12 @@ def load_fleet(
     hosts = sorted({host for _cal, host in layout})
     renew_before = settings.renew_before_seconds
     with psycopg.connect(database_url.replace("+psycopg", "")) as conn, conn.cursor() as cur:
-        with _copy(cur, "hosts", "id, name, time_zone, busy_policy, created_at") as out:
+        columns = "id, name, time_zone, busy_policy, api_token_hash, created_at"
+        with _copy(cur, "hosts", columns) as out:
             for host in hosts:
-                out.write(f"{host}\thost {host}\tUTC\t{{}}\t{_ts(now)}\n")
+                token = (api_tokens or {}).get(host)
+                hashed = hash_api_token(token) if token else "\\N"
+                out.write(f"{host}\thost {host}\tUTC\t{{}}\t{hashed}\t{_ts(now)}\n")
         columns = "id, host_id, email, credentials_encrypted, state, created_at, updated_at"
         with _copy(cur, "google_accounts", columns) as out:
             for host in hosts:
@@ -184,7 +197,10 @@ def load_fleet(
         )
         with _copy(cur, "channels", columns) as out:
             ttl = channel_ttl.total_seconds()
+            skipped = set(unwatched)
             for cal, _host in layout:
+                if cal in skipped:
+                    continue
                 # Renewed at RENEW_BEFORE: a live channel has between that and its TTL left.
                 left = rng.uniform(min(renew_before, ttl / 2), ttl)
                 expires = now + timedelta(seconds=left)
@@ -243,8 +259,11 @@ class TaskRun:
 def capture(engine: Any, into: list[Captured], task: str) -> Iterator[None]:
     from sqlalchemy import event
 
-    def record(_conn, _cursor, statement, parameters, _context, _executemany):
+    def record(_conn, _cursor, statement, parameters, _context, executemany):
         if statement.lstrip().upper().startswith(("SELECT", "UPDATE", "INSERT", "WITH", "DELETE")):
+            # A batch (executemany) is explained with its first row's parameters.
+            if executemany and isinstance(parameters, list | tuple) and parameters:
+                parameters = parameters[0]
             into.append(Captured(task, statement, parameters))
 
     event.listen(engine, "before_cursor_execute", record)
@@ -256,6 +275,7 @@ def capture(engine: Any, into: list[Captured], task: str) -> Iterator[None]:
 
 def periodic_tasks(settings: Any) -> dict[str, Callable[[], Any]]:
     """Each periodic task's database work, as beat's tasks (and the scrape) run it."""
+    from models import fleet_counts
     from models.db import session_scope
     from models.sync_flags import extend_lease, forgotten_dirty
     from webhook.metrics_view import DatabaseCollector
@@ -308,6 +328,11 @@ def periodic_tasks(settings: Any) -> dict[str, Callable[[], Any]]:
     def metrics() -> Any:
         return list(DatabaseCollector(settings).collect())
 
+    def fold_counts() -> Any:
+        # The hourly housekeeping's fold of the fleet counts' change rows.
+        with session_scope() as session:
+            return fleet_counts.fold(session)
+
     return {
         "sweep": sweep,
         "safety_net": safety_net,
@@ -317,6 +342,7 @@ def periodic_tasks(settings: Any) -> dict[str, Callable[[], Any]]:
         "lease": lease,
         "alerts": alerts,
         "metrics_scrape": metrics,
+        "fold_counts": fold_counts,
     }
 
 
@@ -521,25 +547,38 @@ def scrape_every(url: str, every: float, seconds: float) -> list[float]:
     return took
 
 
-def idle_cost(
+@dataclass
+class FleetStack:
+    """calsync's processes (not started yet) on a loaded fleet the emulator serves."""
+
+    stack: Any  # bench.harness.BenchStack
+    settings: Any
+    control: Any  # the emulator's control client
+    layout: list[tuple[int, int]]
+    accounts: dict[str, dict]  # email -> the emulator's credentials
+
+
+@contextmanager
+def fleet_stack(
+    name: str,
     calendars: int,
     compression: float,
-    seconds: float,
-    report: Report,
     keep_logs: bool,
-    concurrency: int = 12,
-) -> dict[str, float]:
-    """beat + worker + web for `seconds` on a fleet the emulator serves, no changes made."""
+    *,
+    unwatched: Collection[int] = (),
+    api_tokens: Mapping[int, str] | None = None,
+    **settings: Any,
+) -> Iterator[FleetStack]:
+    """A bench stack (private Redis, fresh database, the emulator) with the fleet loaded on
+    both sides: the emulator holds every account and calendar at its current sync token,
+    the database the same fleet (load_fleet) with time compressed by `compression`."""
     from bench.harness import bench_stack
 
     periods = compressed_settings(compression)
-    prefix = f"idle.n{calendars}"
-    # The alert round runs only with a webhook set: a local port nobody answers on.
-    alerts = {"alert_webhook_url": "http://127.0.0.1:9/alerts"}
-    with bench_stack(f"fleet{calendars}", keep_logs=keep_logs, **periods, **alerts) as stack:
+    with bench_stack(name, keep_logs=keep_logs, **periods, **settings) as stack:
         from core.settings import get_settings
 
-        settings = get_settings()
+        configured = get_settings()
         control = stack.control()
         channel_ttl = CHANNEL_TTL / compression
         control.set_faults(
@@ -549,12 +588,14 @@ def idle_cost(
         layout = fleet_layout(calendars)
         loaded = control.load_scenario(emulator_scenario(layout))
         load_fleet(
-            settings.database_url,
+            configured.database_url,
             layout,
-            settings,
+            configured,
             accounts=loaded["accounts"],
             sync_tokens=loaded["syncTokens"],
             channel_ttl=channel_ttl,
+            unwatched=unwatched,
+            api_tokens=api_tokens,
         )
         # A deployment that has run before: its intake epoch is in Redis (on a fresh Redis
         # the drainer would fetch every watched calendar once, as after a Redis data loss).
@@ -562,8 +603,27 @@ def idle_cost(
 
         from intake import redis_intake
 
-        with redis.Redis.from_url(settings.broker_url) as client:
+        with redis.Redis.from_url(configured.broker_url) as client:
             client.set(redis_intake.EPOCH, "bench")
+        yield FleetStack(stack, configured, control, layout, loaded["accounts"])
+
+
+def idle_cost(
+    calendars: int,
+    compression: float,
+    seconds: float,
+    report: Report,
+    keep_logs: bool,
+    concurrency: int = 12,
+) -> dict[str, float]:
+    """beat + worker + web for `seconds` on a fleet the emulator serves, no changes made."""
+    import redis
+
+    prefix = f"idle.n{calendars}"
+    # The alert round runs only with a webhook set: a local port nobody answers on.
+    alerts = {"alert_webhook_url": "http://127.0.0.1:9/alerts"}
+    with fleet_stack(f"fleet{calendars}", calendars, compression, keep_logs, **alerts) as fleet:
+        stack, settings, control = fleet.stack, fleet.settings, fleet.control
         web = stack.start_web(workers=2)
         worker = stack.start_worker(concurrency=concurrency)
         beat = stack.start_beat()
@@ -655,6 +715,12 @@ def main() -> int:
     p.add_argument("--skip-explain", action="store_true", help="only the idle runs")
     p.add_argument("--skip-idle", action="store_true", help="only the periodic statements")
     p.add_argument("--worker-concurrency", type=int, default=None, help="idle run's (12)")
+    p.add_argument(
+        "--busy-load",
+        action="store_true",
+        help="also 50 changes/s and host busy reads on the largest fleet (bench/fleet_busy.py;"
+        " always with --smoke)",
+    )
     args = p.parse_args()
     sizes = tuple(args.sizes or (SMOKE_SIZES if args.smoke else DEFAULT_SIZES))
     idle_seconds = args.idle_seconds or (5.0 if args.smoke else 300.0)
@@ -717,6 +783,18 @@ def main() -> int:
             report.bar(
                 "idle cost per calendar-hour, largest / smallest", growth, 1.5, at_least=False
             )
+    if args.busy_load or args.smoke:
+        # Last: it imports the Celery app (enqueue), after which no other stack may start.
+        from bench import fleet_busy
+
+        busy = fleet_busy.busy_load(
+            largest,
+            fleet_busy.SMOKE if args.smoke else fleet_busy.FULL,
+            report,
+            args.keep_logs,
+            args.worker_concurrency or (2 if args.smoke else 12),
+        )
+        fleet_busy.report_bars(report, largest, busy)
     return report.finish(args.json)
 
 

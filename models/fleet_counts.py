@@ -3,11 +3,11 @@ counting 100,000 rows at every scrape and alert round (bench/fleet_scale.py).
 
 Database triggers (migration 0010_fleet_counts) append a delta row whenever calendars are
 inserted or deleted, or channels start or stop being live (inserted, deleted, `stopped_at`
-set or cleared): every writer is counted, the ORM's, bulk loads' (COPY) and cascading
-deletes alike. Appending never waits on a lock (one counter row updated by every writer
-would serialize channel writers and could deadlock with their other row locks); a count is
-the sum of its rows, and `fold` (hourly, with the history pruning) replaces them by one
-row per name so the sum stays short.
+set or cleared): every writer is counted, the ORM's, bulk loads' (COPY), cascading deletes
+and (PostgreSQL) TRUNCATE alike. Appending never waits on a lock (one counter row updated
+by every writer would serialize channel writers and could deadlock with their other row
+locks); a count is the sum of its rows, and `fold` (hourly, with the history pruning)
+replaces them by one row per name so the sum stays short.
 
 A SQLite batch migration that rebuilds `calendars` or `channels` drops their triggers: such
 a migration must create them again (tests/models/test_fleet_counts.py checks they exist).

@@ -48,6 +48,9 @@ def require_services() -> None:
 _selected: set[str] = set()  # the smoke runs this session's tests ask for
 SMOKES_AT_ONCE = 3
 SMOKE_TIMEOUT = 240.0
+# Runs that start more than one stack of processes: fleet_scale's idle and busy phases
+# (about 3 minutes on a loaded 2-core machine).
+SMOKE_TIMEOUTS = {"fleet_scale": 420.0}
 _runs: dict[str, Future[subprocess.CompletedProcess[str]]] = {}
 _pool = ThreadPoolExecutor(SMOKES_AT_ONCE, thread_name_prefix="bench-smoke")
 
@@ -67,7 +70,7 @@ def _smoke(module: str, report: Path) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=SMOKE_TIMEOUT,
+        timeout=SMOKE_TIMEOUTS.get(module, SMOKE_TIMEOUT),
         check=False,
     )
 

@@ -1,10 +1,16 @@
 """bench.fleet_scale --smoke: loads a small fleet with COPY, runs every periodic task's
 database work, explains each statement, runs beat + worker + web idle on the fleet at the
-emulator, and reports every promised number."""
+emulator, then the busy phase (changes at the emulator pushed to web and synced, host busy
+reads in-process and over HTTP) on a fleet of the same size, and reports every promised
+number."""
 
 from __future__ import annotations
 
-from tests.bench.conftest import run_bench
+import math
+
+import pytest
+
+from tests.bench.conftest import SMOKE_TIMEOUTS, run_bench
 
 TASKS = (
     "sweep",
@@ -15,9 +21,11 @@ TASKS = (
     "lease",
     "alerts",
     "metrics_scrape",
+    "fold_counts",
 )
 
 
+@pytest.mark.timeout(SMOKE_TIMEOUTS["fleet_scale"] + 60)
 def test_fleet_scale_smoke(tmp_path) -> None:
     report = run_bench("fleet_scale", tmp_path)
     values = report["values"]
@@ -41,3 +49,15 @@ def test_fleet_scale_smoke(tmp_path) -> None:
     assert values[f"{idle}.processes_died"] == "-"
     for role in ("web", "worker", "beat"):
         assert values[f"{idle}.peak_rss_mb.{role}"] > 0, role
+    busy = f"busy.{size}"
+    assert values[f"{busy}.watched_calendars"] > 0
+    assert values[f"{busy}.push.changes"] > 0
+    assert values[f"{busy}.push.missing"] == 0  # every change pushed, synced and committed
+    for key in ("lag_p50_ms", "lag_p99_ms", "lag_max_ms"):
+        assert math.isfinite(values[f"{busy}.push.{key}"]) and values[f"{busy}.push.{key}"] >= 0
+    for read in ("server", "http"):
+        assert values[f"{busy}.read.{read}_requests"] > 0, read
+        assert values[f"{busy}.read.{read}_p99_ms"] > 0, read
+    assert values[f"{busy}.processes_died"] == "-"
+    busy_bars = {bar["what"] for bar in report["bars"] if bar["what"].startswith("busy: ")}
+    assert len(busy_bars) == 5, busy_bars

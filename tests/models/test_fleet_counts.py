@@ -161,6 +161,27 @@ def test_a_fold_keeps_the_changes_of_a_transaction_still_open(settings: Settings
         assert fleet_counts.fold(folder) == 3  # the folded row and the transaction's two
 
 
+def test_truncate_restarts_the_counts(settings: Settings, db: None) -> None:
+    if not use_services():
+        pytest.skip("SQLite has no TRUNCATE (its DELETE fires the row triggers)")
+    make = session_factory(settings.database_url)
+    with make() as session:
+        host = make_host(session)
+        account = make_account(session, host)
+        for _ in range(3):
+            make_channel(session, make_calendar(session, host, account))
+        session.commit()
+        assert fleet_counts.current(session) == fleet_counts.FleetTotals(3, 3)
+        session.execute(text("TRUNCATE channels"))
+        session.commit()
+        assert fleet_counts.current(session) == actual(session) == fleet_counts.FleetTotals(3, 0)
+        make_channel(session, make_calendar(session, host, account))
+        session.execute(text("TRUNCATE calendars CASCADE"))  # channels with them
+        make_channel(session, make_calendar(session, host, account))
+        session.commit()
+        assert fleet_counts.current(session) == actual(session) == fleet_counts.FleetTotals(1, 1)
+
+
 def trigger_names(session: Session) -> set[str]:
     if session.get_bind().dialect.name == "postgresql":
         query = "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"
@@ -174,6 +195,8 @@ def test_every_counting_trigger_exists_at_head(settings: Settings, db: None) -> 
     table's triggers) must create them again."""
     with session_factory(settings.database_url)() as session:
         expected = {name for names in fleet_counts.TRIGGERS.values() for name in names}
+        if use_services():
+            expected |= {"fleet_counts_calendars_truncate", "fleet_counts_channels_truncate"}
         assert expected <= trigger_names(session)
 
 

@@ -53,6 +53,9 @@ POSTGRESQL_TRIGGERS = (
     " FOR EACH ROW WHEN ((OLD.stopped_at IS NULL) <> (NEW.stopped_at IS NULL))"
     " EXECUTE FUNCTION fleet_counts_channels_update()",
 )
+# TRUNCATE (PostgreSQL only; SQLite has none, and its DELETE fires the row triggers) holds
+# the table to itself, so none of its changes are pending elsewhere: the count restarts at 0.
+POSTGRESQL_TRUNCATES = {"calendars": "calendars", "channels": "live_channels"}
 POSTGRESQL_UPDATE_FUNCTION = """
 CREATE FUNCTION fleet_counts_channels_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -119,6 +122,17 @@ def upgrade() -> None:
                 " HAVING count(*) > 0;\n  RETURN NULL;\nEND $$"
             )
         op.execute(POSTGRESQL_UPDATE_FUNCTION)
+        for table, name in POSTGRESQL_TRUNCATES.items():
+            op.execute(
+                f"CREATE FUNCTION fleet_counts_{table}_truncate() RETURNS trigger"
+                " LANGUAGE plpgsql AS $$\n"
+                f"BEGIN\n  DELETE FROM fleet_counts WHERE name = '{name}';\n"
+                "  RETURN NULL;\nEND $$"
+            )
+            op.execute(
+                f"CREATE TRIGGER fleet_counts_{table}_truncate AFTER TRUNCATE ON {table}"
+                f" FOR EACH STATEMENT EXECUTE FUNCTION fleet_counts_{table}_truncate()"
+            )
         statements = POSTGRESQL_TRIGGERS
     else:
         statements = SQLITE_TRIGGERS
@@ -141,7 +155,10 @@ def downgrade() -> None:
     for table, trigger in TRIGGERS:
         op.execute(f"DROP TRIGGER IF EXISTS {trigger}" + (f" ON {table}" if postgresql else ""))
     if postgresql:
-        for function in (*POSTGRESQL_FUNCTIONS, "fleet_counts_channels_update"):
+        for table in POSTGRESQL_TRUNCATES:
+            op.execute(f"DROP TRIGGER IF EXISTS fleet_counts_{table}_truncate ON {table}")
+        truncates = [f"fleet_counts_{table}_truncate" for table in POSTGRESQL_TRUNCATES]
+        for function in (*POSTGRESQL_FUNCTIONS, "fleet_counts_channels_update", *truncates):
             op.execute(f"DROP FUNCTION IF EXISTS {function}()")
     op.drop_table("fleet_counts")
     op.drop_index("ix_channels_live_created_at", table_name="channels")

@@ -1,0 +1,268 @@
+"""Benchmark 8's busy phase (`python -m bench.fleet_scale --busy-load`): benchmark 2's
+changes and benchmark 5's reads against the whole fleet, with its periodic work running.
+
+On the COPY-loaded fleet (bench.fleet_scale.fleet_stack, real time: no compression) web
+(gunicorn, the push receiver and the API), one worker and beat run, and the emulator serves
+every calendar. 1,000 of the fleet's calendars, spread over it, are loaded without a
+channel and watched for real (`start_watch` through the queue, so the emulator pushes to
+the web process), each with 2 events made at the emulator and brought in by a catch-up
+sync. Then, while the rest of the fleet gets its safety-net syncs, renewals and audits:
+
+- **changes** (bench.end_to_end_lag's load and measure): 50 changes/s for 60 s at the
+  emulator over those calendars (inserts, moves, deletes); lag = the change's `updated`
+  at the emulator → `applied_at` of its committed row; every change looked up afterwards;
+- **reads** (bench.busy_read's measures): `GET /v1/hosts/{host}/busy` for 14-day windows
+  over random hosts of the fleet (1-5 calendars each, host API tokens): server time in
+  this process through Flask's test client, and over HTTP through the web process's
+  gunicorn, one request at a time after the changes are applied.
+
+Bars (issue 18: the same as at 1,000 calendars): lag p50 ≤ 150 ms and p99 ≤ 1 s (emulator
+latency 0); host busy read server p99 ≤ 5 ms, HTTP p99 ≤ 15 ms.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+from bench.busy_read import (
+    BAR_HTTP_P99_MS,
+    BAR_SERVER_P99_MS,
+    busy_path,
+    expect_ok,
+    random_window,
+    report_latency,
+    timed,
+    timed_with_cpu,
+)
+from bench.harness import Report, percentile
+
+BAR_LAG_P50_MS = 150.0
+BAR_LAG_P99_MS = 1000.0
+
+
+@dataclass(frozen=True)
+class BusySize:
+    watched: int  # calendars of the fleet watched for real and changed
+    rate: float  # changes per second
+    seconds: float
+    seeded_per_calendar: int
+    read_hosts: int  # hosts given an API token and read
+    server_requests: int
+    http_requests: int
+    warmup_requests: int
+    ready_timeout: float  # for the watched calendars' channels and catch-up syncs
+
+
+FULL = BusySize(1000, 50.0, 60.0, 2, 2000, 5000, 5000, 300, 900.0)
+SMOKE = BusySize(8, 10.0, 2.0, 2, 20, 100, 100, 10, 120.0)
+
+
+def spread(items: list[Any], count: int) -> list[Any]:
+    """`count` items evenly spread over `items` (all of them if fewer)."""
+    if count >= len(items):
+        return list(items)
+    return [items[i * len(items) // count] for i in range(count)]
+
+
+def busy_load(
+    calendars: int, size: BusySize, report: Report, keep_logs: bool, concurrency: int
+) -> dict[str, float]:
+    """The busy phase on a fleet of `calendars`; returns the numbers the bars judge."""
+    from bench.fleet_scale import fleet_layout, fleet_stack
+
+    layout = fleet_layout(calendars)
+    watched = [cal for cal, _host in spread(layout, size.watched)]
+    hosts = spread(sorted({host for _cal, host in layout}), size.read_hosts)
+    tokens = {host: f"cs_{secrets.token_urlsafe(32)}" for host in hosts}
+    prefix = f"busy.n{calendars}"
+    with fleet_stack(
+        f"fleetbusy{calendars}", calendars, 1.0, keep_logs, unwatched=watched, api_tokens=tokens
+    ) as fleet:
+        stack, control = fleet.stack, fleet.control
+        stack.start_web()
+        stack.start_worker(concurrency)
+        stack.start_beat()
+        stack.wait_ready()
+        report.value(f"{prefix}.worker_concurrency", concurrency)
+        report.value(f"{prefix}.watched_calendars", len(watched))
+        seeded = watch_for_real(control, watched, size)
+        lags = change_load(stack, control, seeded, size, report, prefix)
+        report.value(f"{prefix}.load_average_1min_before_reads", os.getloadavg()[0])
+        reads = measure_reads(stack.web_url, tokens, size, report, f"{prefix}.read")
+        report.value(f"{prefix}.load_average_1min_after_reads", os.getloadavg()[0])
+        report.value(f"{prefix}.processes_died", ",".join(p.name for p in stack.dead()) or "-")
+    return {**lags, **reads}
+
+
+def watch_for_real(control: Any, watched: list[int], size: BusySize) -> dict[str, list[dict]]:
+    """Events made at the emulator for each calendar, then its channel opened and a
+    catch-up sync run through the queue, as the API's attach does; waits until every
+    calendar is watched and its events are in the busy table. Returns the events per
+    Google calendar id (the change load moves and deletes them)."""
+    from sqlalchemy import func, select
+
+    from bench import calendar_fleet
+    from models import BusyBlock
+    from models.db import session_scope
+    from worker.enqueue import enqueue_sync, enqueue_watch
+
+    base = calendar_fleet.slot_base()
+
+    def seed(calendar_id: int) -> tuple[str, list[dict]]:
+        google_id = f"c{calendar_id}@example.com"
+        made = [
+            control.insert_event(
+                google_id,
+                calendar_fleet.event_body(
+                    *calendar_fleet.random_slot(random.Random(f"{google_id}{n}"), base)
+                ),
+            )
+            for n in range(size.seeded_per_calendar)
+        ]
+        return google_id, made
+
+    seeded = dict(calendar_fleet.parallel(seed, watched))
+    for calendar_id in watched:
+        enqueue_watch(calendar_id)
+        enqueue_sync(calendar_id, reason="bench_catch_up", force=True)
+    keys = [event["id"] for events in seeded.values() for event in events]
+
+    def applied() -> bool:
+        with session_scope() as session:
+            found = session.scalar(
+                select(func.count()).select_from(BusyBlock).where(BusyBlock.event_key.in_(keys))
+            )
+        return found == len(keys)
+
+    calendar_fleet.wait_until(
+        lambda: calendar_fleet.fleet_ready(watched, watched=True) and applied(),
+        size.ready_timeout,
+        "watched calendars with their events applied",
+        1.0,
+    )
+    return seeded
+
+
+def change_load(
+    stack: Any,
+    control: Any,
+    seeded: dict[str, list[dict]],
+    size: BusySize,
+    report: Report,
+    prefix: str,
+) -> dict[str, float]:
+    """bench.end_to_end_lag's push phase at emulator latency 0, on the watched calendars,
+    beside the fleet's own periodic work (its Google requests are reported)."""
+    import redis
+
+    from bench.change_load import ChangeLoad, wait_applied
+    from bench.end_to_end_lag import phase_report
+    from core.settings import get_settings
+
+    control.set_faults(latency_ms=0)
+    broker = redis.Redis.from_url(get_settings().broker_url)
+    backlog_before = int(broker.llen("calsync"))
+    mark = len(control.requests())
+    load = ChangeLoad(control, sorted(seeded), seeded)
+    changes, achieved = load.run(size.rate, size.seconds)
+    missing = wait_applied(changes, timeout=60)
+    made = Counter(entry["methodId"] for entry in control.requests(since=mark))
+    stats = phase_report(report, f"{prefix}.push", changes, achieved, missing)
+    report.value(f"{prefix}.push.queue_backlog_before", backlog_before)
+    report.value(f"{prefix}.push.queue_backlog_after", int(broker.llen("calsync")))
+    broker.close()
+    for method, count in sorted(made.items()):
+        report.value(f"{prefix}.push.google_requests.{method}", count)
+    return {"lag_p50_ms": stats[50], "lag_p99_ms": stats[99], "missing": float(missing)}
+
+
+def measure_reads(
+    web_url: str, tokens: dict[int, str], size: BusySize, report: Report, prefix: str
+) -> dict[str, float]:
+    """bench.busy_read's host busy read on the fleet's hosts: server time through Flask's
+    test client in this process (and its CPU time), then HTTP through gunicorn."""
+    from webhook import create_app
+
+    client = create_app().test_client()
+    hosts = sorted(tokens)
+    rng = random.Random(3)
+    now = datetime.now(UTC)
+    stale = 0
+
+    def server_call(host: int) -> Any:
+        path = busy_path(host, random_window(rng, now))
+        headers = {"Authorization": f"Bearer {tokens[host]}"}
+
+        def call() -> None:
+            nonlocal stale
+            answer = client.get(path, headers=headers)
+            expect_ok(answer.status_code, answer.data, path)
+            stale += bool(answer.json and answer.json["stale"])
+
+        return call
+
+    timed([server_call(rng.choice(hosts)) for _ in range(size.warmup_requests)])
+    stale = 0
+    wall, cpu = timed_with_cpu(
+        [server_call(rng.choice(hosts)) for _ in range(size.server_requests)]
+    )
+    report_latency(report, f"{prefix}.server", wall)
+    report.value(f"{prefix}.server_cpu_p99_ms", percentile(cpu, 99), "ms")
+    # Freshness is part of every answer; a stale calendar (the fleet's syncs behind) is
+    # reported, not an error.
+    report.value(f"{prefix}.server_answers_stale", stale)
+
+    session = requests.Session()
+
+    def http_call(host: int) -> Any:
+        url = web_url + busy_path(host, random_window(rng, now))
+        headers = {"Authorization": f"Bearer {tokens[host]}"}
+
+        def call() -> None:
+            answer = session.get(url, headers=headers, timeout=30)
+            expect_ok(answer.status_code, answer.text, url)
+
+        return call
+
+    timed([http_call(rng.choice(hosts)) for _ in range(size.warmup_requests)])
+    http = timed([http_call(rng.choice(hosts)) for _ in range(size.http_requests)])
+    session.close()
+    report_latency(report, f"{prefix}.http", http)
+    return {"server_p99_ms": percentile(wall, 99), "http_p99_ms": percentile(http, 99)}
+
+
+def report_bars(report: Report, calendars: int, result: dict[str, float]) -> None:
+    at = f"at {calendars} calendars"
+    report.bar(
+        f"busy: push p50 lag ms (latency 0) {at}",
+        result["lag_p50_ms"],
+        BAR_LAG_P50_MS,
+        at_least=False,
+    )
+    report.bar(
+        f"busy: push p99 lag ms (latency 0) {at}",
+        result["lag_p99_ms"],
+        BAR_LAG_P99_MS,
+        at_least=False,
+    )
+    report.bar(f"busy: changes never applied {at}", result["missing"], 0, at_least=False)
+    report.bar(
+        f"busy: host busy read server p99 ms {at}",
+        result["server_p99_ms"],
+        BAR_SERVER_P99_MS,
+        at_least=False,
+    )
+    report.bar(
+        f"busy: host busy read HTTP p99 ms {at}",
+        result["http_p99_ms"],
+        BAR_HTTP_P99_MS,
+        at_least=False,
+    )

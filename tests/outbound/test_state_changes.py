@@ -17,10 +17,8 @@ from .conftest import Driver, Receiver
 from .test_delivery import register
 
 
-def test_state_changes_are_announced_once_each_in_words(
-    client, receiver: Receiver, driver: Driver
-) -> None:
-    now = datetime.now(UTC)
+def healthy_calendar(now: datetime) -> tuple[int, int, int]:
+    """A watched calendar that synced just now: (host id, calendar id, account id)."""
     with session_scope() as session:
         host = make_host(session)
         account = make_account(session, host)
@@ -31,7 +29,14 @@ def test_state_changes_are_announced_once_each_in_words(
             .where(SyncState.calendar_id == calendar.id)
             .values(last_success_at=now, sync_token="t")
         )
-        host_id, calendar_id, account_id = host.id, calendar.id, account.id
+        return host.id, calendar.id, account.id
+
+
+def test_state_changes_are_announced_once_each_in_words(
+    client, receiver: Receiver, driver: Driver
+) -> None:
+    now = datetime.now(UTC)
+    host_id, calendar_id, account_id = healthy_calendar(now)
     register(client, receiver)
     with session_scope() as session:
         assert announce_state_changes(session, now) == 0  # first seen ok: nothing to say
@@ -85,14 +90,9 @@ def test_nothing_is_computed_without_endpoints_and_an_ok_calendar_was_ok_before(
     client, receiver: Receiver, driver: Driver
 ) -> None:
     now = datetime.now(UTC)
+    _host_id, _calendar_id, account_id = healthy_calendar(now)
     with session_scope() as session:
-        host = make_host(session)
-        account = make_account(session, host)
-        calendar = make_calendar(session, host, account)
-        make_channel(session, calendar, expiration=now + timedelta(days=5))
-        session.execute(update(SyncState).values(last_success_at=now, sync_token="t"))
         session.execute(update(GoogleAccount).values(state=AccountState.NEEDS_REAUTH))
-        account_id = account.id
     assert outbound_tasks.outbound_states() == 0  # no endpoint: nobody to tell
     register(client, receiver)
     assert outbound_tasks.outbound_states() == 1  # it synced before: it was ok

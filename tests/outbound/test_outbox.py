@@ -241,3 +241,24 @@ def test_key_rotation_reencrypts_webhook_secrets(session: Session, settings) -> 
     assert stored is not None
     assert signing_secrets(stored, NOW) == [second, first]
     configure(settings)
+
+
+def test_a_fan_out_of_many_hosts_goes_in_several_transactions(
+    session: Session, driver: Driver
+) -> None:
+    from models import WebhookDelivery
+    from worker import outbound_tasks
+
+    hosts = [make_host(session) for _ in range(25)]  # more than one chunk of hosts
+    listening(session)
+    for host in hosts:
+        calendar = make_calendar(session, host, make_account(session, host))
+        apply_events(
+            session, calendar.id, [item("a", 10)], horizon=HORIZON, now=NOW, replace_all=True
+        )
+    session.commit()
+    outbound_tasks.outbound_sweep()
+    session.expire_all()
+    assert all(row.fanned_out_at is not None for row in rows(session))
+    delivered_hosts = set(session.scalars(select(WebhookDelivery.host_id)))
+    assert delivered_hosts == {host.id for host in hosts}

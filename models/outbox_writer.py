@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
 from models.busy_queries import HOST_BLOCK_SPANS
@@ -62,8 +62,18 @@ def announced_host_of(session: Session, calendar_id: int) -> int | None:
     """The calendar's host if an endpoint receives its events, its row then locked for the
     rest of the transaction (PostgreSQL; SQLite's writers are serialized anyway); None when
     no endpoint does (then no outbox row is written for this transaction's writes)."""
-    host_id = session.scalar(select(Calendar.host_id).where(Calendar.id == calendar_id))
-    if host_id is None or not host_announced(session, host_id):
+    # One round trip (it runs for every sync): the calendar's host beside every endpoint's
+    # hosts (a row with no endpoint when there is none).
+    rows = session.execute(
+        select(Calendar.host_id, WebhookEndpoint.id, WebhookEndpoint.host_ids)
+        .select_from(Calendar)
+        .outerjoin(WebhookEndpoint, true())
+        .where(Calendar.id == calendar_id)
+    ).all()
+    host_id = rows[0].host_id if rows else None
+    if host_id is None or not any(
+        endpoint is not None and (ids is None or host_id in ids) for _, endpoint, ids in rows
+    ):
         return None
     session.execute(select(Host.id).where(Host.id == host_id).with_for_update())
     return host_id

@@ -14,7 +14,9 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
+    Table,
     and_,
+    case,
     func,
     or_,
     select,
@@ -26,6 +28,9 @@ from sqlalchemy.orm import Session
 from models import stored_moments
 from models.accounts import AccountState, GoogleAccount
 from models.calendars import Calendar, Channel, SyncState
+
+# Core statements on the hot path (claim, lease) skip the ORM's bulk-update bookkeeping.
+SYNC_STATES = cast(Table, SyncState.__table__)
 
 
 def may_call_google() -> tuple[ColumnElement[bool], ...]:
@@ -95,27 +100,37 @@ def claim(
         conditions.append(
             or_(SyncState.dirty_since.is_not(None), SyncState.syncing_since.is_not(None))
         )
+    # One statement (it runs for every sync): the lease, and the mark moved to
+    # syncing_since, where it stays until the commit (or a failure puts it back), so a crash
+    # cannot lose it. SET expressions read the row as it was before the update.
+    table = SYNC_STATES
     taken = session.execute(
-        update(SyncState)
+        update(table)
         .where(and_(*conditions))
-        .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
-    )
-    if cast(CursorResult[Any], taken).rowcount != 1:
-        return None
-    # The row is now locked by this transaction: move the mark to syncing_since, where it
-    # stays until the commit (or a failure puts it back), so a crash cannot lose it.
-    state = session.execute(
-        select(SyncState.dirty_since, SyncState.syncing_since, SyncState.sync_token).where(
-            SyncState.calendar_id == calendar_id
+        .values(
+            lease_owner=owner,
+            lease_until=now + timedelta(seconds=lease_seconds),
+            dirty_since=None,
+            syncing_since=_earliest_mark(),
+            last_attempt_at=now,
         )
-    ).one()
-    pending = earliest(state.dirty_since, state.syncing_since)
-    session.execute(
-        update(SyncState)
-        .where(SyncState.calendar_id == calendar_id)
-        .values(dirty_since=None, syncing_since=pending, last_attempt_at=now)
+        .returning(table.c.syncing_since, table.c.sync_token)
+    ).one_or_none()
+    if taken is None:
+        return None
+    return Claim(calendar_id, owner, taken.syncing_since, taken.sync_token)
+
+
+def _earliest_mark() -> ColumnElement[Any]:
+    """The earlier of the dirty mark and a taken one, either possibly NULL (portable: no
+    LEAST, which SQLite lacks and which differs on NULL)."""
+    dirty, syncing = SyncState.dirty_since, SyncState.syncing_since
+    return case(
+        (dirty.is_(None), syncing),
+        (syncing.is_(None), dirty),
+        (dirty < syncing, dirty),
+        else_=syncing,
     )
-    return Claim(calendar_id, owner, pending, state.sync_token)
 
 
 def earliest(*moments: datetime | None) -> datetime | None:
@@ -128,7 +143,7 @@ def extend_lease(
 ) -> bool:
     """Renew a lease this owner holds. False if it was lost (expired and taken over)."""
     result = session.execute(
-        update(SyncState)
+        update(SYNC_STATES)  # a Core statement: no ORM bookkeeping on this hot path
         .where(SyncState.calendar_id == calendar_id, SyncState.lease_owner == owner)
         .values(lease_until=now + timedelta(seconds=lease_seconds))
     )

@@ -20,9 +20,10 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from googleapiclient.errors import HttpError
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from core import metrics
@@ -42,6 +43,7 @@ from models.busy_block_writer import ApplyStats, DecidedEvent, Horizon, apply_ev
 from models.credentials_box import decrypt_credentials
 from models.db import session_scope
 from models.sync_flags import (
+    SYNC_STATES,
     claim,
     extend_lease,
     lease_remaining,
@@ -398,20 +400,13 @@ def _commit(
             replace_all=kind is not SyncKind.INCREMENTAL,
             cause=SYNC_CAUSES[kind],
         )
-        state = session.get(SyncState, calendar_id, populate_existing=True)
-        assert state is not None
-        state.sync_token = reader.next_sync_token
-        state.last_success_at = applied_at
-        state.consecutive_failures = 0
-        state.last_error_code = None
-        state.last_error_message = None
-        if kind is not SyncKind.INCREMENTAL:
-            state.full_sync_at = applied_at
-        state.syncing_since = None
-        dirty_again = state.dirty_since
-        if dirty_again is None:
-            state.lease_owner = None
-            state.lease_until = None
+        dirty_again = _store_success(
+            session,
+            calendar_id,
+            reader.next_sync_token,
+            applied_at,
+            full=kind is not SyncKind.INCREMENTAL,
+        )
         if reader.time_zone != context.time_zone:
             session.execute(
                 update(Calendar)
@@ -433,6 +428,31 @@ def _commit(
         stats.blocks_deleted,
     )
     return run, dirty_again
+
+
+def _store_success(
+    session: Session, calendar_id: int, token: str | None, at: datetime, *, full: bool
+) -> datetime | None:
+    """The new token and a clean record, in one statement; the lease is let go unless a
+    notification came in meanwhile (the dirty mark it returns: the caller runs again)."""
+    table = SYNC_STATES
+    dirty = table.c.dirty_since
+    values: dict[str, Any] = {
+        "sync_token": token,
+        "last_success_at": at,
+        "consecutive_failures": 0,
+        "last_error_code": None,
+        "last_error_message": None,
+        "syncing_since": None,
+        # SET reads the row as it was: the lease stays only with a new mark to work on.
+        "lease_owner": case((dirty.is_(None), None), else_=table.c.lease_owner),
+        "lease_until": case((dirty.is_(None), None), else_=table.c.lease_until),
+    }
+    if full:
+        values["full_sync_at"] = at
+    return session.execute(
+        update(table).where(table.c.calendar_id == calendar_id).values(values).returning(dirty)
+    ).scalar_one()
 
 
 def _run_row(

@@ -147,6 +147,24 @@ def fleet_idle() -> bool:
         return not unsettled_calendars(session, datetime.now(UTC))
 
 
+def wait_settled(timeout: float, quiet_seconds: float = 10.0) -> None:
+    """Wait until the fleet has stayed idle for `quiet_seconds` on end: a freshly attached
+    fleet is idle between waves of its start-up work (the channels' first "sync" messages,
+    the syncs they cause), and a load phase that starts inside that tail measures it, not
+    the load."""
+    deadline = time.monotonic() + timeout
+    quiet_since: float | None = None
+    while time.monotonic() < deadline:
+        if fleet_idle():
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since >= quiet_seconds:
+                return
+        else:
+            quiet_since = None
+        time.sleep(0.5)
+    raise TimeoutError(f"the fleet did not stay idle for {quiet_seconds:g} s")
+
+
 def mismatched_calendars(control: Any, calendars: list[FleetCalendar]) -> list[str]:
     """Calendars whose busy intervals (our table) differ from the emulator's reference."""
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)

@@ -69,7 +69,24 @@ def phase_report(report: Report, prefix: str, changes: list, achieved: float, mi
         kind_lags = [c.lag_ms for c in changes if c.kind == kind and c.lag_ms is not None]
         report.value(f"{prefix}.{kind}.count", len(kind_lags))
         report.value(f"{prefix}.{kind}.lag_p50_ms", percentile(kind_lags, 50), "ms")
+    report.value(f"{prefix}.lag_p50_p99_by_10s", slices(changes), "ms")
     return stats
+
+
+def slices(changes: list, seconds: float = 10.0) -> str:
+    """p50/p99 lag of each 10-second slice of the phase, in order: a tail that sits in the
+    first slice is a warm-up, one spread over every slice is the steady state."""
+    if not changes:
+        return ""
+    first = min(c.sent_at for c in changes)
+    buckets: dict[int, list[float]] = {}
+    for c in changes:
+        if c.lag_ms is not None:
+            buckets.setdefault(int((c.sent_at - first) // seconds), []).append(c.lag_ms)
+    return " ".join(
+        f"{percentile(lags, 50):.0f}/{percentile(lags, 99):.0f}"
+        for _, lags in sorted(buckets.items())
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +126,7 @@ def run(stack: Any, size: Size, args: Any, report: Report) -> int:
     )
     ids = [c.calendar_id for c in push]
     fleet.wait_until(lambda: fleet.fleet_ready(ids, watched=True), 600, "push fleet ready", 1)
-    fleet.wait_until(fleet.fleet_idle, 120, "idle")
+    fleet.wait_settled(180, quiet_seconds=1 if args.smoke else 10)
     report.value("push.calendars", len(push))
     load = ChangeLoad(control, [c.google_calendar_id for c in push], seeded)
 

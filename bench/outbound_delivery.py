@@ -169,7 +169,7 @@ def run(stack: Any, receivers: Receivers, size: Size, args: Any, report: Report)
     )
     ids = [c.calendar_id for c in calendars]
     fleet.wait_until(lambda: fleet.fleet_ready(ids, watched=True), 600, "fleet ready", 1)
-    fleet.wait_until(fleet.fleet_idle, 120, "idle")
+    fleet.wait_settled(180, quiet_seconds=1 if args.smoke else 10)
     fleet.wait_until(outbox_drained, 120, "outbox drained")
     report.value("calendars", len(calendars))
     report.value("endpoints", size.endpoints)

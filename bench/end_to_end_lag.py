@@ -36,7 +36,7 @@ import sys
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bench.harness import Report, bench_stack, parser, percentile
+from bench.harness import Report, bench_stack, change_points, lag_slices, parser, percentile
 
 DEFAULT_CONCURRENCY = 12  # the Procfile default: I/O-bound syncs (Google latency), not CPU
 
@@ -69,24 +69,8 @@ def phase_report(report: Report, prefix: str, changes: list, achieved: float, mi
         kind_lags = [c.lag_ms for c in changes if c.kind == kind and c.lag_ms is not None]
         report.value(f"{prefix}.{kind}.count", len(kind_lags))
         report.value(f"{prefix}.{kind}.lag_p50_ms", percentile(kind_lags, 50), "ms")
-    report.value(f"{prefix}.lag_p50_p99_by_10s", slices(changes), "ms")
+    report.value(f"{prefix}.lag_p50_p99_by_10s", lag_slices(change_points(changes)), "ms")
     return stats
-
-
-def slices(changes: list, seconds: float = 10.0) -> str:
-    """p50/p99 lag of each 10-second slice of the phase, in order: a tail that sits in the
-    first slice is a warm-up, one spread over every slice is the steady state."""
-    if not changes:
-        return ""
-    first = min(c.sent_at for c in changes)
-    buckets: dict[int, list[float]] = {}
-    for c in changes:
-        if c.lag_ms is not None:
-            buckets.setdefault(int((c.sent_at - first) // seconds), []).append(c.lag_ms)
-    return " ".join(
-        f"{percentile(lags, 50):.0f}/{percentile(lags, 99):.0f}"
-        for _, lags in sorted(buckets.items())
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -115,6 +115,27 @@ def percentile(values: Sequence[float], p: float) -> float:
     return ordered[rank - 1]
 
 
+def lag_slices(points: Sequence[tuple[float, float]], seconds: float = 10.0) -> str:
+    """p50/p99 of (moment, lag) points by `seconds`-long slice from the first moment, in
+    order: a tail that sits in one slice is a transient, one in every slice the steady
+    state."""
+    if not points:
+        return ""
+    first = min(at for at, _ in points)
+    buckets: dict[int, list[float]] = {}
+    for at, lag in points:
+        buckets.setdefault(int((at - first) // seconds), []).append(lag)
+    return " ".join(
+        f"{percentile(lags, 50):.0f}/{percentile(lags, 99):.0f}"
+        for _, lags in sorted(buckets.items())
+    )
+
+
+def change_points(changes: Sequence[Any]) -> list[tuple[float, float]]:
+    """(sent at, sync lag) of the changes of a load phase that were applied."""
+    return [(c.sent_at, c.lag_ms) for c in changes if c.lag_ms is not None]
+
+
 def machine_description() -> dict[str, Any]:
     cpu = "unknown"
     with contextlib.suppress(OSError):

@@ -31,7 +31,7 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from bench.harness import Report, bench_stack, parser, percentile
+from bench.harness import Report, bench_stack, change_points, lag_slices, parser, percentile
 
 RECEIVER_DELAY_SECONDS = 0.005
 
@@ -133,6 +133,7 @@ def sync_phase(report: Report, prefix: str, load: Any, size: Size) -> dict[int, 
     stats = {p: percentile(lags, p) for p in (50, 99)}
     for p, value in stats.items():
         report.value(f"{prefix}.sync_lag_p{p}_ms", value, "ms")
+    report.value(f"{prefix}.sync_lag_p50_p99_by_10s", lag_slices(change_points(changes)), "ms")
     return stats
 
 
@@ -204,6 +205,9 @@ def run(stack: Any, receivers: Receivers, size: Size, args: Any, report: Report)
     for p in (50, 99):
         report.value(f"on.delivery_lag_p{p}_ms", percentile(lags, p), "ms")
     report.value("on.delivery_lag_max_ms", max(lags) if lags else float("nan"), "ms")
+    answered_at = [answered for _path, _id, answered, _occurred in deliveries]
+    points = list(zip(answered_at, lags, strict=True))
+    report.value("on.delivery_lag_p50_p99_by_10s", lag_slices(points), "ms")
     report.ratio("sync_lag_p99_on_over_off", on[99], off[99])
     report.bar("delivery p99 ms (commit -> 2xx)", percentile(lags, 99), 1000, at_least=False)
     report.bar(

@@ -7,7 +7,17 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
@@ -79,13 +89,31 @@ class OutboxEvent(Base):
     merged_into: Mapped[int | None] = mapped_column(Integer)
 
 
+PENDING = "status = 'pending'"
+
+
 class WebhookDelivery(Base):
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
         UniqueConstraint("endpoint_id", "event_id"),
-        # The lane: deliveries of one endpoint and host go out in event order.
-        Index("ix_webhook_deliveries_lane", "endpoint_id", "host_id", "status", "event_id"),
-        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+        # Only pending deliveries are indexed for sending (delivered ones leave the indexes):
+        # an endpoint's queue in event order, and its lanes (one per host: a delivery goes
+        # out only when no earlier one of its host is pending).
+        Index(
+            "ix_webhook_deliveries_queue",
+            "endpoint_id",
+            "event_id",
+            postgresql_where=text(PENDING),
+            sqlite_where=text(PENDING),
+        ),
+        Index(
+            "ix_webhook_deliveries_lane",
+            "endpoint_id",
+            "host_id",
+            "event_id",
+            postgresql_where=text(PENDING),
+            sqlite_where=text(PENDING),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -5,7 +5,7 @@ A delivery is sent only while it heads its lane (the oldest pending event of its
 and host), so a host's events reach an endpoint in order; a sender holds it with a claim
 (its task id, until a deadline past the request timeout), so two senders never send it at
 once, and a sender that died is replaced once the claim runs out. One sender task per
-endpoint at a time (`take_sender`) sends its due lane heads in batches.
+endpoint at a time (`take_senders`) sends its due lane heads in batches.
 """
 
 from __future__ import annotations
@@ -15,8 +15,20 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, bindparam, delete, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Table,
+    bindparam,
+    delete,
+    exists,
+    func,
+    literal_column,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session, aliased
 
 from models.outbound import (
     DeliveryStatus,
@@ -31,6 +43,7 @@ from models.outbox_writer import iso
 from rules.outbound_retry import FIRST_DELAY_SECONDS, disable_due, gives_up, retry_delay
 
 RECENT_LIMIT = 100
+DELIVERIES = cast(Table, WebhookDelivery.__table__)
 
 
 @dataclass(frozen=True)
@@ -78,23 +91,41 @@ def event_message_id(event_id: int) -> str:
     return f"evt_{event_id}"
 
 
-def _lane_heads(endpoint_id: str) -> Any:
-    """The endpoint's lane heads: per host, its pending delivery with the oldest event."""
+def _free_for(owner: str | None, now: datetime) -> Any:
+    """Filter: the delivery is held by nobody (or its hold ran out), or by `owner`."""
+    free = or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until <= now)
+    return free if owner is None else or_(free, WebhookDelivery.claimed_by == owner)
+
+
+# Inline, not a bound parameter: only then may PostgreSQL use the partial indexes of pending
+# deliveries in a prepared statement's generic plan.
+_PENDING: ColumnElement[str] = literal_column(f"'{DeliveryStatus.PENDING}'")
+
+
+def _sendable(endpoint_id: str, due_by: datetime, owner: str | None, now: datetime) -> Any:
+    """The endpoint's pending deliveries that may go out now, oldest event first: due by
+    `due_by`, free for `owner`, and heading their host's lane (no earlier delivery of the
+    host pending: a host's events reach an endpoint in order). Both reads are ranges of
+    the partial indexes of pending deliveries (ix_webhook_deliveries_queue, _lane)."""
+    earlier = aliased(WebhookDelivery)
     return (
-        select(func.min(WebhookDelivery.event_id).label("event_id"))
+        select(WebhookDelivery.id)
         .where(
             WebhookDelivery.endpoint_id == endpoint_id,
-            WebhookDelivery.status == str(DeliveryStatus.PENDING),
+            WebhookDelivery.status == _PENDING,
+            WebhookDelivery.next_attempt_at <= due_by,
+            _free_for(owner, now),
+            or_(
+                WebhookDelivery.host_id.is_(None),  # pings: no lane, no order
+                ~exists().where(
+                    earlier.endpoint_id == endpoint_id,
+                    earlier.status == _PENDING,
+                    earlier.host_id == WebhookDelivery.host_id,
+                    earlier.event_id < WebhookDelivery.event_id,
+                ),
+            ),
         )
-        .group_by(WebhookDelivery.host_id)
-    )
-
-
-def _free_for(owner: str, now: datetime) -> Any:
-    return or_(
-        WebhookDelivery.claimed_until.is_(None),
-        WebhookDelivery.claimed_until <= now,
-        WebhookDelivery.claimed_by == owner,
+        .order_by(WebhookDelivery.event_id)
     )
 
 
@@ -112,44 +143,35 @@ def claim_batch(
     endpoint = session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None or endpoint.state == EndpointState.DISABLED:
         return []
-    candidates = list(
-        session.scalars(
-            select(WebhookDelivery.id)
-            .where(
-                WebhookDelivery.endpoint_id == endpoint_id,
-                WebhookDelivery.status == str(DeliveryStatus.PENDING),
-                WebhookDelivery.event_id.in_(_lane_heads(endpoint_id)),
-                WebhookDelivery.next_attempt_at <= now + timedelta(seconds=1),
-                _free_for(owner, now),
-            )
-            .order_by(WebhookDelivery.event_id)
-            .limit(limit)
-        )
-    )
-    if not candidates:
-        return []
-    session.execute(
-        update(WebhookDelivery)
-        .where(
-            WebhookDelivery.id.in_(candidates),
-            WebhookDelivery.status == str(DeliveryStatus.PENDING),
-            _free_for(owner, now),
-        )
-        .values(claimed_by=owner, claimed_until=now + hold)
-        .execution_options(synchronize_session=False)
-    )
-    taken = list(
+    # One statement: the hold is re-checked on each row as it is updated, so of two
+    # senders racing for a row (a sweep's and a redelivered message's) one gets it.
+    candidates = _sendable(endpoint_id, now + timedelta(seconds=1), owner, now).limit(limit)
+    taken: dict[int, int] = dict(  # event id -> delivery id
         session.execute(
-            select(WebhookDelivery.id, OutboxEvent)
-            .join(OutboxEvent, OutboxEvent.id == WebhookDelivery.event_id)
-            .where(WebhookDelivery.id.in_(candidates), WebhookDelivery.claimed_by == owner)
-            .order_by(WebhookDelivery.event_id)
-        )
+            update(DELIVERIES)
+            .where(
+                # Its own read of the table, not correlated with the rows being updated.
+                DELIVERIES.c.id.in_(candidates.correlate(None).scalar_subquery()),
+                DELIVERIES.c.status == str(DeliveryStatus.PENDING),
+                or_(
+                    DELIVERIES.c.claimed_until.is_(None),
+                    DELIVERIES.c.claimed_until <= now,
+                    DELIVERIES.c.claimed_by == owner,
+                ),
+            )
+            .values(claimed_by=owner, claimed_until=now + hold)
+            .returning(DELIVERIES.c.event_id, DELIVERIES.c.id)
+        ).all()
+    )
+    if not taken:
+        return []
+    events = session.scalars(
+        select(OutboxEvent).where(OutboxEvent.id.in_(list(taken))).order_by(OutboxEvent.id)
     )
     secrets = signing_secrets(endpoint, now)
     return [
         DeliveryWork(
-            delivery_id=delivery_id,
+            delivery_id=taken[event.id],
             endpoint_id=endpoint.id,
             url=endpoint.url,
             secrets=secrets,
@@ -157,24 +179,28 @@ def claim_batch(
             body=event_body(event),
             committed_at=event.committed_at,
         )
-        for delivery_id, event in taken
+        for event in events
     ]
 
 
-def take_sender(session: Session, endpoint_id: str, now: datetime, hold: timedelta) -> bool:
-    """Mark a sender task as running for the endpoint, unless one already is; whether the
-    caller should queue one."""
-    taken: CursorResult = session.execute(  # type: ignore[assignment]
-        update(WebhookEndpoint)
-        .where(
-            WebhookEndpoint.id == endpoint_id,
-            WebhookEndpoint.state != str(EndpointState.DISABLED),
-            or_(WebhookEndpoint.sender_until.is_(None), WebhookEndpoint.sender_until <= now),
+def take_senders(
+    session: Session, endpoint_ids: list[str], now: datetime, hold: timedelta
+) -> list[str]:
+    """Mark a sender task as running for each endpoint that has none running (one
+    statement); the endpoints the caller should queue a sender for."""
+    table = cast(Table, WebhookEndpoint.__table__)
+    return list(
+        session.scalars(
+            update(table)
+            .where(
+                table.c.id.in_(endpoint_ids),
+                table.c.state != str(EndpointState.DISABLED),
+                or_(table.c.sender_until.is_(None), table.c.sender_until <= now),
+            )
+            .values(sender_until=now + hold)
+            .returning(table.c.id)
         )
-        .values(sender_until=now + hold)
-        .execution_options(synchronize_session=False)
     )
-    return taken.rowcount == 1
 
 
 def release_sender(session: Session, endpoint_id: str) -> None:
@@ -300,31 +326,16 @@ def endpoints_with_due_work(
     session: Session, now: datetime, endpoint_id: str | None = None
 ) -> list[str]:
     """Endpoints with a lane head that is due and held by nobody: what the sweep (re)starts
-    a sender for (a retry that came due, a sender that died, a lost message)."""
-    heads = (
-        select(func.min(WebhookDelivery.event_id).label("event_id"), WebhookDelivery.endpoint_id)
-        .where(WebhookDelivery.status == str(DeliveryStatus.PENDING))
-        .group_by(WebhookDelivery.endpoint_id, WebhookDelivery.host_id)
-        .subquery()
-    )
-    query = (
-        select(WebhookDelivery.endpoint_id)
-        .join(
-            heads,
-            (heads.c.endpoint_id == WebhookDelivery.endpoint_id)
-            & (heads.c.event_id == WebhookDelivery.event_id),
-        )
-        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
-        .where(
-            WebhookDelivery.next_attempt_at <= now,
-            or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until <= now),
-            WebhookEndpoint.state != str(EndpointState.DISABLED),
-        )
-        .distinct()
-    )
+    a sender for (a retry that came due, a sender that died, a lost message). One indexed
+    probe per endpoint (endpoints are few)."""
+    query = select(WebhookEndpoint.id).where(WebhookEndpoint.state != str(EndpointState.DISABLED))
     if endpoint_id is not None:
-        query = query.where(WebhookDelivery.endpoint_id == endpoint_id)
-    return list(session.scalars(query))
+        query = query.where(WebhookEndpoint.id == endpoint_id)
+    return [
+        candidate
+        for candidate in session.scalars(query.order_by(WebhookEndpoint.id)).all()
+        if session.scalar(_sendable(candidate, now, None, now).limit(1)) is not None
+    ]
 
 
 def disable_long_failing(session: Session, now: datetime) -> list[str]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import Table, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.db import session_scope
@@ -63,10 +63,10 @@ def fan_out(now: datetime, coalesce: timedelta, *, host_id: int | None = None) -
     """Fan out every host (or just `host_id`) whose newest outbox row is at least
     `coalesce` old.
 
-    Hosts go in small chunks, each its own transaction (its own session), and never lock
-    a host's row, so busy writers never wait for a fan-out. Two fan-outs of one host are
-    kept apart by the conditional claim of its rows: all of them, or the host is left to
-    the other."""
+    Hosts go in chunks, each its own transaction (its own session) of a few statements
+    whatever its size, and never lock a host's row, so busy writers never wait for a
+    fan-out. Two fan-outs at once are harmless: each row is claimed by one conditional
+    UPDATE, and a host's rows claimed by two fan-outs become two events, still in order."""
     result = FanOutResult()
     query = select(OutboxEvent.host_id, func.max(OutboxEvent.committed_at)).where(
         OutboxEvent.fanned_out_at.is_(None)
@@ -84,14 +84,14 @@ def fan_out(now: datetime, coalesce: timedelta, *, host_id: int | None = None) -
     for start in range(0, len(ready), HOSTS_PER_TRANSACTION):
         with session_scope() as session:
             _fan_out_chunk(
-                session,
-                ready[start : start + HOSTS_PER_TRANSACTION],
-                endpoints,
-                now,
-                coalesce,
-                result,
+                session, ready[start : start + HOSTS_PER_TRANSACTION], endpoints, now, result
             )
     return result
+
+
+# Hosts per transaction: the statements are the same few for 1 host or 200; the rows'
+# locks are held for one short transaction.
+HOSTS_PER_TRANSACTION = 200
 
 
 def _fan_out_chunk(
@@ -99,28 +99,68 @@ def _fan_out_chunk(
     hosts: list[int | None],
     endpoints: list[WebhookEndpoint],
     now: datetime,
-    coalesce: timedelta,
     result: FanOutResult,
 ) -> None:
-    for host in hosts:
-        events = list(
-            session.scalars(
-                select(OutboxEvent)
-                .where(OutboxEvent.fanned_out_at.is_(None), _of_host(host))
-                .order_by(OutboxEvent.id)
-            )
+    # Claim the hosts' rows not yet fanned out (a concurrent fan-out's rows are skipped
+    # once it commits: the condition is checked again on each row).
+    table = cast(Table, OutboxEvent.__table__)
+    of_hosts = [table.c.host_id.in_([h for h in hosts if h is not None])]
+    if None in hosts:
+        of_hosts.append(table.c.host_id.is_(None))
+    claimed = list(
+        session.scalars(
+            update(table)
+            .where(table.c.fanned_out_at.is_(None), or_(*of_hosts))
+            .values(fanned_out_at=now)
+            .returning(table.c.id)
         )
-        # A row committed since the first read may be newer: the window counts again.
-        if not events or _wait_for(
-            result, now - max(event.committed_at for event in events), coalesce
-        ):
-            continue
-        _fan_out_host(session, host, events, endpoints, now, result)
+    )
+    if not claimed:
+        return
+    events = session.scalars(
+        select(OutboxEvent).where(OutboxEvent.id.in_(claimed)).order_by(OutboxEvent.id)
+    ).all()
+    by_host: dict[int | None, list[OutboxEvent]] = {}
+    for event in events:
+        by_host.setdefault(event.host_id, []).append(event)
+    rows: list[dict[str, Any]] = []
+    for host, host_events in by_host.items():
+        survivors = _coalesced(host_events)
+        rows.extend(
+            _delivery_row(endpoint, event, now)
+            for endpoint in endpoints
+            if receives(endpoint, host)
+            for event in survivors
+        )
+        result.events += len(survivors)
+    session.flush()  # the merges (rare: only a host's rows within one window)
+    if rows:
+        session.execute(insert(cast(Table, WebhookDelivery.__table__)), rows)
+        result.endpoints.update(row["endpoint_id"] for row in rows)
 
 
-# Small transactions: a fan-out holds its rows' locks only briefly, so a concurrent one
-# (the sweep, another message) waits milliseconds, not a round.
-HOSTS_PER_TRANSACTION = 10
+def _coalesced(events: list[OutboxEvent]) -> list[OutboxEvent]:
+    """A host's claimed rows, consecutive busy.changed ones merged into the first."""
+    survivors: list[OutboxEvent] = []
+    for event in events:
+        busy = event.type == EventType.BUSY_CHANGED
+        if survivors and busy and survivors[-1].type == EventType.BUSY_CHANGED:
+            _merge_into(survivors[-1], event)
+        else:
+            survivors.append(event)
+    return survivors
+
+
+def _delivery_row(endpoint: WebhookEndpoint, event: OutboxEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "endpoint_id": endpoint.id,
+        "event_id": event.id,
+        "host_id": event.host_id,
+        "status": str(DeliveryStatus.PENDING),
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": event.committed_at,
+    }
 
 
 def _wait_for(result: FanOutResult, age: timedelta, coalesce: timedelta) -> bool:
@@ -130,61 +170,6 @@ def _wait_for(result: FanOutResult, age: timedelta, coalesce: timedelta) -> bool
     remaining = (coalesce - age).total_seconds()
     result.wait_seconds = min(result.wait_seconds or remaining, remaining)
     return True
-
-
-def _of_host(host: int | None) -> Any:
-    return OutboxEvent.host_id.is_(None) if host is None else OutboxEvent.host_id == host
-
-
-def _fan_out_host(
-    session: Session,
-    host: int | None,
-    events: list[OutboxEvent],
-    endpoints: list[WebhookEndpoint],
-    now: datetime,
-    result: FanOutResult,
-) -> None:
-    nested = session.begin_nested()
-    claimed: CursorResult = session.execute(  # type: ignore[assignment]
-        update(OutboxEvent)
-        .where(
-            OutboxEvent.id.in_([event.id for event in events]),
-            OutboxEvent.fanned_out_at.is_(None),
-        )
-        .values(fanned_out_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    if claimed.rowcount != len(events):
-        # Another fan-out took (some of) them first: leave the host to it.
-        nested.rollback()
-        return
-    survivors: list[OutboxEvent] = []
-    for event in events:
-        event.fanned_out_at = now
-        busy = event.type == EventType.BUSY_CHANGED
-        if survivors and busy and survivors[-1].type == EventType.BUSY_CHANGED:
-            _merge_into(survivors[-1], event)
-        else:
-            survivors.append(event)
-    receiving = [e for e in endpoints if receives(e, host)]
-    session.add_all(
-        WebhookDelivery(
-            endpoint_id=endpoint.id,
-            event_id=event.id,
-            host_id=host,
-            status=str(DeliveryStatus.PENDING),
-            attempts=0,
-            next_attempt_at=now,
-            created_at=event.committed_at,
-        )
-        for endpoint in receiving
-        for event in survivors
-    )
-    session.flush()
-    if survivors:
-        result.endpoints.update(endpoint.id for endpoint in receiving)
-    result.events += len(survivors)
-    nested.commit()
 
 
 def outbox_depth(session: Session, now: datetime) -> tuple[int, int, float, float]:

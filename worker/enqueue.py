@@ -9,6 +9,8 @@ data) and not at all when it rolls back."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -64,6 +66,27 @@ def enqueue_outbound_fan_out(host_id: int | None, countdown: float = 0.0) -> Non
     publishing.publish_in(_app(), TaskNames.OUTBOUND_FAN_OUT, countdown, host_id)
 
 
+_fan_out_due = 0.0  # when this process's last fan-out message runs (monotonic seconds)
+_fan_out_lock = threading.Lock()
+
+
+def enqueue_outbound_fan_out_once(host_id: int | None, countdown: float = 0.0) -> None:
+    """A fan-out after a commit, unless this process already sent one that has not run
+    yet: a fan-out takes every ready host, and one still inside its window makes it come
+    back (outbound_fan_out). Under load, one message per window, not one per commit."""
+    global _fan_out_due
+    with _fan_out_lock:
+        if _fan_out_due > time.monotonic():
+            return
+        _fan_out_due = time.monotonic() + countdown
+    try:
+        enqueue_outbound_fan_out(host_id, countdown)
+    except BaseException:
+        with _fan_out_lock:
+            _fan_out_due = 0.0  # not sent: the next commit sends one
+        raise
+
+
 def enqueue_outbound_delivery(endpoint_id: str, countdown: float = 0.0) -> None:
     """Run the endpoint's sender (its due deliveries, in order per host)."""
     publishing.publish_in(_app(), TaskNames.OUTBOUND_DELIVER, countdown, endpoint_id)
@@ -76,7 +99,9 @@ def _fan_out_after_commit(session: Session, host_id: int | None) -> None:
     if pending is not None and host_id in pending.fan_out_hosts:
         return  # one message per host and transaction
     window = get_settings().outbound_coalesce_ms / 1000
-    batch = after_commit(session, _quietly(enqueue_outbound_fan_out), host_id, countdown=window)
+    batch = after_commit(
+        session, _quietly(enqueue_outbound_fan_out_once), host_id, countdown=window
+    )
     batch.fan_out_hosts.add(host_id)
 
 

@@ -25,6 +25,15 @@ def signature_header(secrets: list[str], message_id: str, at: datetime, body: by
     return " ".join(Webhook(secret).sign(message_id, at, body) for secret in secrets)
 
 
+def http_session() -> requests.Session:
+    """A session for one endpoint's deliveries: connections kept alive, and nothing taken
+    from the environment (no proxy, no .netrc credentials sent to a receiver; it also
+    spares a .netrc lookup per request)."""
+    http = requests.Session()
+    http.trust_env = False
+    return http
+
+
 def outcome_of(attempt: Attempt) -> str:
     if attempt.ok:
         return "delivered"
@@ -38,17 +47,32 @@ def outcome_of(attempt: Attempt) -> str:
     return "network_error"
 
 
-def send(work: DeliveryWork, timeout: float, http: requests.Session | None = None) -> Attempt:
-    """One attempt; `http` keeps connections to the receiver alive between attempts."""
+def refusal(url: str) -> str | None:
+    """Why the URL may not be sent to now (its addresses are resolved again), or None."""
+    try:
+        check_destination(url)
+    except AddressRefused as exc:
+        return f"refused: {exc}"
+    return None
+
+
+def send(
+    work: DeliveryWork,
+    timeout: float,
+    http: requests.Session | None = None,
+    *,
+    checked: bool = False,
+) -> Attempt:
+    """One attempt; `http` keeps connections to the receiver alive between attempts;
+    `checked`: the caller has just checked the destination (`refusal`) for this batch."""
     started = time.monotonic()
 
     def took() -> int:
         return int((time.monotonic() - started) * 1000)
 
-    try:
-        check_destination(work.url)
-    except AddressRefused as exc:
-        return Attempt(None, f"refused: {exc}", took())
+    refused = None if checked else refusal(work.url)
+    if refused:
+        return Attempt(None, refused, took())
     body = json.dumps(work.body, separators=(",", ":")).encode()
     now = datetime.now(UTC)
     headers = {

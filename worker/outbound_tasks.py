@@ -1,8 +1,8 @@
 """Celery tasks of outbound webhooks, on their own queue (QueueNames.OUTBOUND).
 
 - `outbound_fan_out(host_id)`: sent after a change commits (countdown: the coalescing
-  window); merges the host's outbox rows, creates the deliveries and starts a sender for
-  each endpoint that got some.
+  window; at most one a window from each process); merges each ready host's outbox rows,
+  creates the deliveries and starts a sender for each endpoint that got some.
 - `outbound_deliver(endpoint_id)`: the endpoint's sender: sends its due lane heads in
   batches (each host's events in order, the hosts of a batch side by side over one
   keep-alive connection pool), records each answer, and goes on while work is due. One per
@@ -39,7 +39,7 @@ from models.outbound_deliveries import (
     record_attempt,
     record_delivered,
     release_sender,
-    take_sender,
+    take_senders,
 )
 from models.outbound_fanout import fan_out
 from models.outbound_states import announce_state_changes
@@ -80,8 +80,8 @@ def start_senders(endpoint_ids: Iterable[str]) -> None:
         return
     hold = sender_hold(get_settings().outbound_timeout_seconds)
     now = _now()
-    with session_scope() as session:  # one transaction for all the marks
-        starting = [e for e in wanted if take_sender(session, e, now, hold)]
+    with session_scope() as session:
+        starting = take_senders(session, wanted, now, hold)
     for endpoint_id in starting:
         enqueue_outbound_delivery(endpoint_id)
 
@@ -90,11 +90,14 @@ def start_senders(endpoint_ids: Iterable[str]) -> None:
 def outbound_fan_out(host_id: int | None) -> int:
     settings = get_settings()
     window = timedelta(milliseconds=settings.outbound_coalesce_ms)
-    result = fan_out(_now(), window, host_id=host_id)
+    # Every host that is ready, not only the one that asked: under load one message fans
+    # out the changes of many commits (enqueue_outbound_fan_out sends at most one per
+    # window from each process).
+    result = fan_out(_now(), window)
     start_senders(result.endpoints)
     if result.wait_seconds is not None:
-        # Changes kept coming: come back when the newest is out of the window.
-        enqueue_outbound_fan_out(host_id, countdown=result.wait_seconds + 0.01)
+        # Hosts inside their window: come back when the first of them is out of it.
+        enqueue_outbound_fan_out(None, countdown=result.wait_seconds + 0.01)
     return result.events
 
 
@@ -107,7 +110,7 @@ def _http_for(endpoint_id: str) -> requests.Session:
     connections stay alive (a sender task ends whenever its lanes run dry)."""
     with _http_lock:
         if endpoint_id not in _http:
-            _http[endpoint_id] = requests.Session()
+            _http[endpoint_id] = outbound_sender.http_session()
         return _http[endpoint_id]
 
 
@@ -128,7 +131,17 @@ def outbound_deliver(self: Task, endpoint_id: str) -> int:
                 batch = claim_batch(session, endpoint_id, owner, _now(), claim_hold, BATCH)
             if not batch:
                 break
-            attempts = list(pool.map(lambda work: outbound_sender.send(work, timeout, http), batch))
+            # The destination checked once a batch (its name resolved again), not per request.
+            refused = outbound_sender.refusal(batch[0].url)
+            attempts = (
+                [Attempt(None, refused, 0) for _ in batch]
+                if refused
+                else list(
+                    pool.map(
+                        lambda work: outbound_sender.send(work, timeout, http, checked=True), batch
+                    )
+                )
+            )
             now = _now()
             answered = list(zip(batch, attempts, strict=True))
             with session_scope() as session:

@@ -137,6 +137,7 @@ class Driver:
 def driver(monkeypatch: pytest.MonkeyPatch, outbound_settings: Settings) -> Driver:
     driver = Driver()
     monkeypatch.setattr(enqueue, "enqueue_outbound_fan_out", driver.fan_out)
+    monkeypatch.setattr(enqueue, "_fan_out_due", 0.0)  # no message "still due" from before
     monkeypatch.setattr(outbound_tasks, "enqueue_outbound_fan_out", driver.fan_out)
     monkeypatch.setattr(outbound_tasks, "enqueue_outbound_delivery", driver.deliver)
     from webhook import api_webhook_endpoints

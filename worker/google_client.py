@@ -98,6 +98,10 @@ class AccountService:
         self._shared_service = shared
         self._http = http
 
+    @property
+    def credentials(self) -> Credentials:
+        return self._http.credentials
+
     def __getattr__(self, name: str) -> Callable[[], _BoundResource]:
         def resource() -> _BoundResource:
             return _BoundResource(_resource(self._shared_service, name), self._http)
@@ -184,6 +188,19 @@ def build_service(
             shared, AuthorizedHttp(credentials, http=permits)
         )
     return service
+
+
+def refreshed_credentials(service: AccountService, stored: dict) -> dict | None:
+    """`stored` with the access token the client refreshed while it worked, or None if it
+    did not: stored again, it spares every other process (and thread) a refresh of its
+    own for the token's hour; each would otherwise refresh once per account it serves."""
+    credentials = service.credentials
+    if not credentials.token or credentials.token == stored.get("token"):
+        return None
+    fresh = dict(stored, token=credentials.token)
+    if credentials.expiry is not None:  # google-auth keeps it as naive UTC
+        fresh["expiry"] = credentials.expiry.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return fresh
 
 
 def forget_services() -> None:

@@ -40,7 +40,7 @@ from models import (
     SyncState,
 )
 from models.busy_block_writer import ApplyStats, DecidedEvent, Horizon, apply_events
-from models.credentials_box import decrypt_credentials
+from models.credentials_box import decrypt_credentials, encrypt_credentials
 from models.db import session_scope
 from models.sync_flags import (
     SYNC_STATES,
@@ -105,6 +105,9 @@ class CalendarContext:
     credentials: dict
     # The Google account's address when known: names the user the rate limiter counts.
     email: str | None = None
+    # The stored (encrypted) credentials these were read from: a refreshed access token is
+    # stored only over these, never over a reconnect's new ones.
+    credentials_stored: bytes = b""
 
 
 def _now() -> datetime:
@@ -278,6 +281,7 @@ def _load_context(session: Session, calendar_id: int) -> CalendarContext | str |
         policy=BusyPolicy.from_json(host.busy_policy or {}),
         credentials=decrypt_credentials(account.credentials_encrypted),
         email=account.email,
+        credentials_stored=account.credentials_encrypted,
     )
 
 
@@ -320,12 +324,12 @@ class _PageReader:
 
 
 def _fetch(
+    service: google_client.AccountService,
     context: CalendarContext,
     sync_token: str | None,
     settings: Settings,
     now: Callable[[], datetime],
 ) -> Iterator[dict]:
-    service = google_client.build_service(context.credentials, settings, context.email)
     at = now()
     return google_client.list_event_pages(
         service,
@@ -356,8 +360,9 @@ def _one_pass(
 ) -> tuple[SyncRunRecord, datetime | None]:
     kind = SyncKind.INCREMENTAL if sync_token else SyncKind.FULL
     reader = _PageReader(context, owner, settings, now)
+    service = google_client.build_service(context.credentials, settings, context.email)
     try:
-        reader.read(_fetch(context, sync_token, settings, now))
+        reader.read(_fetch(service, context, sync_token, settings, now))
     except HttpError as exc:
         if sync_token is None or classify(exc).kind is not ErrorKind.SYNC_TOKEN_GONE:
             raise
@@ -365,10 +370,11 @@ def _one_pass(
         log.info("sync_token_gone calendar_id=%s", context.calendar_id)
         kind = SyncKind.RECOVERY_410
         reader = _PageReader(context, owner, settings, now)
-        reader.read(_fetch(context, None, settings, now))
+        reader.read(_fetch(service, context, None, settings, now))
     if not reader.next_sync_token:
         raise RuntimeError("Google ended the listing without a nextSyncToken")
-    return _commit(context, owner, kind, reader, dirty_since, trigger, now, started)
+    fresh = google_client.refreshed_credentials(service, context.credentials)
+    return _commit(context, owner, kind, reader, dirty_since, trigger, now, started, fresh)
 
 
 def _commit(
@@ -380,6 +386,7 @@ def _commit(
     trigger: str,
     now: Callable[[], datetime],
     started: datetime,
+    fresh_credentials: dict | None = None,
 ) -> tuple[SyncRunRecord, datetime | None]:
     calendar_id = context.calendar_id
     with session_scope() as session:
@@ -413,6 +420,8 @@ def _commit(
                 .where(Calendar.id == calendar_id)
                 .values(time_zone=reader.time_zone)
             )
+        if fresh_credentials is not None:
+            _store_refreshed(session, context, fresh_credentials)
         run = _run_row(calendar_id, kind, trigger, started, applied_at, reader, stats, dirty_since)
         run.next_sync_token = reader.next_sync_token
         run.changed_updated = stats.changed_updated
@@ -453,6 +462,19 @@ def _store_success(
     return session.execute(
         update(table).where(table.c.calendar_id == calendar_id).values(values).returning(dirty)
     ).scalar_one()
+
+
+def _store_refreshed(session: Session, context: CalendarContext, fresh: dict) -> None:
+    """The refreshed access token, encrypted, over the credentials it was refreshed from
+    (if the account was reconnected meanwhile, its new credentials stay)."""
+    session.execute(
+        update(GoogleAccount.__table__)  # type: ignore[arg-type]  # always a Table
+        .where(
+            GoogleAccount.id == context.account_id,
+            GoogleAccount.credentials_encrypted == context.credentials_stored,
+        )
+        .values(credentials_encrypted=encrypt_credentials(fresh))
+    )
 
 
 def _run_row(

@@ -3,6 +3,7 @@ busy blocks end equal to the emulator's freeBusy answer through every path."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -214,7 +215,12 @@ def test_revoked_access_marks_needs_reauth_and_stops_calling(emulator, attached:
     before = len(emulator.control.requests())
     result = sync_calendar(attached.calendar_id, force=True)
     attempts = emulator.control.requests()[before:]
-    assert [r["methodId"] for r in attempts] == ["oauth2.token"]  # exactly one failed refresh
+    # The stored access token (refreshed by the first sync) is refused, then exactly one
+    # refresh fails.
+    assert [(r["methodId"], r["status"]) for r in attempts] == [
+        ("calendar.events.list", 401),
+        ("oauth2.token", 400),
+    ]
     assert result.status == "needs_reauth"
     with session_scope() as session:
         account = session.scalars(select(GoogleAccount)).one()
@@ -320,3 +326,33 @@ def test_a_worker_dying_after_claim_leaves_the_work_findable(emulator, attached:
     assert_converged(emulator, attached)
     with session_scope() as session:
         assert forgotten_dirty(session, datetime.now(UTC), 0) == []
+
+
+def test_a_refreshed_access_token_is_stored_for_the_other_processes(
+    emulator, attached: Attached
+) -> None:
+    from models.credentials_box import decrypt_credentials
+    from worker import google_client
+
+    def methods_of(sync: Callable[[], object]) -> list[str]:
+        google_client.forget_services()  # each sync as if in a process of its own
+        before = len(emulator.control.requests())
+        sync()
+        return [r["methodId"] for r in emulator.control.requests()[before:]]
+
+    def stored() -> dict:
+        with session_scope() as session:
+            account = session.scalars(select(GoogleAccount)).one()
+            return decrypt_credentials(account.credentials_encrypted)
+
+    first = methods_of(lambda: sync_calendar(attached.calendar_id, force=True))
+    assert first[0] == "oauth2.token"  # the stored credentials came without a live token
+    token = stored()["token"]
+    assert token and stored()["refresh_token"] == attached.credentials["refresh_token"]
+    emulator.control.insert_event(attached.google_calendar_id, timed(1, 10, 11))
+    # Another process: the stored token, no refresh of its own; it stays stored as it was.
+    assert methods_of(lambda: sync_calendar(attached.calendar_id, force=True)) == [
+        "calendar.events.list"
+    ]
+    assert stored()["token"] == token
+    assert_converged(emulator, attached)

@@ -72,6 +72,22 @@ def spread(items: list[Any], count: int) -> list[Any]:
     return [items[i * len(items) // count] for i in range(count)]
 
 
+def operator_settings(calendars: int) -> dict[str, int]:
+    """What bench/RESULTS.md's quota table tells an operator to change at this fleet size
+    (the README's "Running on several machines" too): at 100,000 the hourly safety net
+    alone would be 28 syncs a second, more than benchmark 2's whole load."""
+    if calendars >= 1_000_000:
+        return {
+            "safety_net_seconds": 43_200,
+            "audit_seconds": 604_800,
+            "channel_silent_seconds": 604_800,
+            "poll_seconds": 1_800,
+        }
+    if calendars >= 100_000:
+        return {"safety_net_seconds": 21_600, "channel_silent_seconds": 604_800}
+    return {}
+
+
 def busy_load(
     calendars: int, size: BusySize, report: Report, keep_logs: bool, concurrency: int
 ) -> dict[str, float]:
@@ -83,8 +99,17 @@ def busy_load(
     hosts = spread(sorted({host for _cal, host in layout}), size.read_hosts)
     tokens = {host: f"cs_{secrets.token_urlsafe(32)}" for host in hosts}
     prefix = f"busy.n{calendars}"
+    chosen = operator_settings(calendars)
+    for name, value in chosen.items():
+        report.value(f"{prefix}.setting.{name}", value)
     with fleet_stack(
-        f"fleetbusy{calendars}", calendars, 1.0, keep_logs, unwatched=watched, api_tokens=tokens
+        f"fleetbusy{calendars}",
+        calendars,
+        1.0,
+        keep_logs,
+        unwatched=watched,
+        api_tokens=tokens,
+        **chosen,
     ) as fleet:
         stack, control = fleet.stack, fleet.control
         stack.start_web()

@@ -574,8 +574,9 @@ def fleet_stack(
     the database the same fleet (load_fleet) with time compressed by `compression`."""
     from bench.harness import bench_stack
 
-    periods = compressed_settings(compression)
-    with bench_stack(name, keep_logs=keep_logs, **periods, **settings) as stack:
+    # Explicit settings (an operator's, for this size) win over the compressed defaults.
+    configured_periods = {**compressed_settings(compression), **settings}
+    with bench_stack(name, keep_logs=keep_logs, **configured_periods) as stack:
         from core.settings import get_settings
 
         configured = get_settings()

@@ -89,6 +89,11 @@ class OutboxEvent(Base):
     merged_into: Mapped[int | None] = mapped_column(Integer)
 
 
+def covers(host_ids: list[int] | None, host_id: int | None) -> bool:
+    """Whether an endpoint with these `host_ids` (None: every host) gets `host_id`'s events."""
+    return host_ids is None or host_id in host_ids
+
+
 PENDING = "status = 'pending'"
 
 

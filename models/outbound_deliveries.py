@@ -152,12 +152,8 @@ def claim_batch(
             .where(
                 # Its own read of the table, not correlated with the rows being updated.
                 DELIVERIES.c.id.in_(candidates.correlate(None).scalar_subquery()),
-                DELIVERIES.c.status == str(DeliveryStatus.PENDING),
-                or_(
-                    DELIVERIES.c.claimed_until.is_(None),
-                    DELIVERIES.c.claimed_until <= now,
-                    DELIVERIES.c.claimed_by == owner,
-                ),
+                DELIVERIES.c.status == _PENDING,
+                _free_for(owner, now),
             )
             .values(claimed_by=owner, claimed_until=now + hold)
             .returning(DELIVERIES.c.event_id, DELIVERIES.c.id)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.credentials_box import decrypt_credentials, encrypt_credentials
-from models.outbound import EndpointState, WebhookEndpoint
+from models.outbound import EndpointState, WebhookEndpoint, covers
 from rules.outbound_address import AddressRefused, check_addresses, check_url_form
 
 ENDPOINT_ID_PREFIX = "we_"
@@ -80,7 +80,7 @@ def receives(endpoint: WebhookEndpoint, host_id: int | None) -> bool:
     """Whether the endpoint gets events of `host_id` (not when disabled)."""
     if endpoint.state == EndpointState.DISABLED:
         return False
-    return endpoint.host_ids is None or host_id in endpoint.host_ids
+    return covers(endpoint.host_ids, host_id)
 
 
 def live_endpoints(session: Session) -> list[WebhookEndpoint]:

@@ -59,9 +59,8 @@ def _merge_into(survivor: OutboxEvent, later: OutboxEvent) -> None:
     later.merged_into = survivor.id
 
 
-def fan_out(now: datetime, coalesce: timedelta, *, host_id: int | None = None) -> FanOutResult:
-    """Fan out every host (or just `host_id`) whose newest outbox row is at least
-    `coalesce` old.
+def fan_out(now: datetime, coalesce: timedelta) -> FanOutResult:
+    """Fan out every host whose newest outbox row is at least `coalesce` old.
 
     Hosts go in chunks, each its own transaction (its own session) of a few statements
     whatever its size, and never lock a host's row, so busy writers never wait for a
@@ -71,8 +70,6 @@ def fan_out(now: datetime, coalesce: timedelta, *, host_id: int | None = None) -
     query = select(OutboxEvent.host_id, func.max(OutboxEvent.committed_at)).where(
         OutboxEvent.fanned_out_at.is_(None)
     )
-    if host_id is not None:
-        query = query.where(OutboxEvent.host_id == host_id)
     with session_scope() as session:
         pending = session.execute(query.group_by(OutboxEvent.host_id).limit(BATCH)).all()
         endpoints = live_endpoints(session) if pending else []

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from models.busy_queries import HOST_BLOCK_SPANS
 from models.calendars import Calendar
 from models.hosts import Host
-from models.outbound import EventType, OutboxEvent, WebhookEndpoint
+from models.outbound import EventType, OutboxEvent, WebhookEndpoint, covers
 from rules.busy_changes import Span, changed_ranges
 
 OutboxListener = Callable[[Session, int | None], None]
@@ -55,7 +55,7 @@ def host_announced(session: Session, host_id: int) -> bool:
     """Whether any endpoint receives the host's events (a handful of rows: endpoints are
     few). A disabled one counts: once enabled again, its owner may replay what it missed."""
     receivers = session.scalars(select(WebhookEndpoint.host_ids))
-    return any(ids is None or host_id in ids for ids in receivers)
+    return any(covers(ids, host_id) for ids in receivers)
 
 
 def announced_host_of(session: Session, calendar_id: int) -> int | None:
@@ -72,7 +72,7 @@ def announced_host_of(session: Session, calendar_id: int) -> int | None:
     ).all()
     host_id = rows[0].host_id if rows else None
     if host_id is None or not any(
-        endpoint is not None and (ids is None or host_id in ids) for _, endpoint, ids in rows
+        endpoint is not None and covers(ids, host_id) for _, endpoint, ids in rows
     ):
         return None
     session.execute(select(Host.id).where(Host.id == host_id).with_for_update())

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 import requests
@@ -47,32 +48,32 @@ def outcome_of(attempt: Attempt) -> str:
     return "network_error"
 
 
-def refusal(url: str) -> str | None:
-    """Why the URL may not be sent to now (its addresses are resolved again), or None."""
-    try:
-        check_destination(url)
-    except AddressRefused as exc:
-        return f"refused: {exc}"
-    return None
-
-
-def send(
-    work: DeliveryWork,
+def send_batch(
+    batch: list[DeliveryWork],
     timeout: float,
-    http: requests.Session | None = None,
-    *,
-    checked: bool = False,
-) -> Attempt:
-    """One attempt; `http` keeps connections to the receiver alive between attempts;
-    `checked`: the caller has just checked the destination (`refusal`) for this batch."""
+    http: requests.Session,
+    map_: Callable[[Callable[[DeliveryWork], Attempt], list[DeliveryWork]], Iterable[Attempt]],
+) -> list[Attempt]:
+    """One attempt for each delivery of an endpoint's batch (`map_`: how they run side by
+    side). The destination is checked once a batch, its name resolved again (it may point
+    elsewhere since it was registered), not once a request."""
+    started = time.monotonic()
+    try:
+        check_destination(batch[0].url)
+    except AddressRefused as exc:
+        took = int((time.monotonic() - started) * 1000)
+        return [Attempt(None, f"refused: {exc}", took) for _ in batch]
+    return list(map_(lambda work: send(work, timeout, http), batch))
+
+
+def send(work: DeliveryWork, timeout: float, http: requests.Session) -> Attempt:
+    """One attempt to a destination already checked (`send_batch`); `http` keeps
+    connections to the receiver alive between attempts."""
     started = time.monotonic()
 
     def took() -> int:
         return int((time.monotonic() - started) * 1000)
 
-    refused = None if checked else refusal(work.url)
-    if refused:
-        return Attempt(None, refused, took())
     body = json.dumps(work.body, separators=(",", ":")).encode()
     now = datetime.now(UTC)
     headers = {
@@ -83,7 +84,7 @@ def send(
         "webhook-signature": signature_header(work.secrets, work.message_id, now, body),
     }
     try:
-        answer = (http or requests).post(
+        answer = http.post(
             work.url, data=body, headers=headers, timeout=timeout, allow_redirects=False
         )
     except requests.Timeout:

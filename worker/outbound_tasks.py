@@ -131,17 +131,7 @@ def outbound_deliver(self: Task, endpoint_id: str) -> int:
                 batch = claim_batch(session, endpoint_id, owner, _now(), claim_hold, BATCH)
             if not batch:
                 break
-            # The destination checked once a batch (its name resolved again), not per request.
-            refused = outbound_sender.refusal(batch[0].url)
-            attempts = (
-                [Attempt(None, refused, 0) for _ in batch]
-                if refused
-                else list(
-                    pool.map(
-                        lambda work: outbound_sender.send(work, timeout, http, checked=True), batch
-                    )
-                )
-            )
+            attempts = outbound_sender.send_batch(batch, timeout, http, pool.map)
             now = _now()
             answered = list(zip(batch, attempts, strict=True))
             with session_scope() as session:

@@ -20,10 +20,10 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from googleapiclient.errors import HttpError
-from sqlalchemy import case, select, update
+from sqlalchemy import Table, case, select, update
 from sqlalchemy.orm import Session
 
 from core import metrics
@@ -468,7 +468,7 @@ def _store_refreshed(session: Session, context: CalendarContext, fresh: dict) ->
     """The refreshed access token, encrypted, over the credentials it was refreshed from
     (if the account was reconnected meanwhile, its new credentials stay)."""
     session.execute(
-        update(GoogleAccount.__table__)  # type: ignore[arg-type]  # always a Table
+        update(cast(Table, GoogleAccount.__table__))
         .where(
             GoogleAccount.id == context.account_id,
             GoogleAccount.credentials_encrypted == context.credentials_stored,

@@ -9,8 +9,6 @@ data) and not at all when it rolls back."""
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +18,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from core.errors import EnqueueError
 from core.settings import get_settings
 from models.outbox_writer import add_outbox_listener
-from worker import publishing
+from worker import fan_out_gate, publishing
 from worker.task_names import TaskNames
 
 __all__ = [
@@ -30,6 +28,7 @@ __all__ = [
     "enqueue_audit",
     "enqueue_outbound_delivery",
     "enqueue_outbound_fan_out",
+    "enqueue_outbound_fan_out_once",
     "enqueue_stop_channels",
     "enqueue_sync",
     "enqueue_syncs",
@@ -66,25 +65,11 @@ def enqueue_outbound_fan_out(host_id: int | None, countdown: float = 0.0) -> Non
     publishing.publish_in(_app(), TaskNames.OUTBOUND_FAN_OUT, countdown, host_id)
 
 
-_fan_out_due = 0.0  # when this process's last fan-out message runs (monotonic seconds)
-_fan_out_lock = threading.Lock()
-
-
 def enqueue_outbound_fan_out_once(host_id: int | None, countdown: float = 0.0) -> None:
-    """A fan-out after a commit, unless this process already sent one that has not run
-    yet: a fan-out takes every ready host, and one still inside its window makes it come
-    back (outbound_fan_out). Under load, one message per window, not one per commit."""
-    global _fan_out_due
-    with _fan_out_lock:
-        if _fan_out_due > time.monotonic():
-            return
-        _fan_out_due = time.monotonic() + countdown
-    try:
-        enqueue_outbound_fan_out(host_id, countdown)
-    except BaseException:
-        with _fan_out_lock:
-            _fan_out_due = 0.0  # not sent: the next commit sends one
-        raise
+    """A fan-out, unless one is already waiting to run (worker/fan_out_gate.py): a
+    fan-out takes every ready host, and one still inside its window makes it send the
+    next. Under load, one message per window for the whole deployment."""
+    fan_out_gate.send_once(lambda due: enqueue_outbound_fan_out(host_id, due), countdown)
 
 
 def enqueue_outbound_delivery(endpoint_id: str, countdown: float = 0.0) -> None:

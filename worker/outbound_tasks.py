@@ -45,7 +45,7 @@ from models.outbound_fanout import fan_out
 from models.outbound_states import announce_state_changes
 from worker import outbound_sender
 from worker.celery_app import app
-from worker.enqueue import enqueue_outbound_delivery, enqueue_outbound_fan_out
+from worker.enqueue import enqueue_outbound_delivery, enqueue_outbound_fan_out_once
 from worker.task_names import TaskNames
 
 log = logging.getLogger("calsync.outbound")
@@ -96,8 +96,9 @@ def outbound_fan_out(host_id: int | None) -> int:
     result = fan_out(_now(), window)
     start_senders(result.endpoints)
     if result.wait_seconds is not None:
-        # Hosts inside their window: come back when the first of them is out of it.
-        enqueue_outbound_fan_out(None, countdown=result.wait_seconds + 0.01)
+        # Hosts inside their window: come back when the first of them is out of it
+        # (unless a fan-out is waiting already: it will see them).
+        enqueue_outbound_fan_out_once(None, countdown=result.wait_seconds + 0.01)
     return result.events
 
 

@@ -23,7 +23,7 @@ from core.settings import Settings, configure
 from models import WebhookDelivery
 from models.db import session_scope
 from tests.support.http_server import serving
-from worker import enqueue, outbound_tasks
+from worker import enqueue, fan_out_gate, outbound_tasks
 
 
 @dataclass
@@ -137,8 +137,7 @@ class Driver:
 def driver(monkeypatch: pytest.MonkeyPatch, outbound_settings: Settings) -> Driver:
     driver = Driver()
     monkeypatch.setattr(enqueue, "enqueue_outbound_fan_out", driver.fan_out)
-    monkeypatch.setattr(enqueue, "_fan_out_due", 0.0)  # no message "still due" from before
-    monkeypatch.setattr(outbound_tasks, "enqueue_outbound_fan_out", driver.fan_out)
+    fan_out_gate.reset()  # no message "still waiting" from before
     monkeypatch.setattr(outbound_tasks, "enqueue_outbound_delivery", driver.deliver)
     from webhook import api_webhook_endpoints
 

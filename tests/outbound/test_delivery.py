@@ -17,7 +17,7 @@ from models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from models.db import session_scope
 from models.registry import create_host
 from tests.conftest import TEST_ADMIN_TOKEN
-from worker import alert_notifier
+from worker import alert_notifier, outbound_tasks
 
 from .conftest import Driver, Receiver
 
@@ -167,6 +167,29 @@ def test_changes_within_the_window_go_out_as_one_event(
     [event] = receiver.events()
     assert event["changed"] == [{"start": at(1), "end": at(3)}, {"start": at(6), "end": at(7)}]
     assert event["cause"] == "manual_block_added" and "causes" not in event  # one cause
+
+
+def test_one_fan_out_message_waits_at_a_time(
+    client, receiver, driver, outbound_settings: Settings
+) -> None:
+    # Each fan-out takes every ready host and sends the next message itself while a host
+    # is inside its window: a second message (or a second chain of them) only queues
+    # fan-outs behind each other (worker/fan_out_gate.py).
+    configure(dataclasses.replace(outbound_settings, outbound_coalesce_ms=400))
+    hosts = [new_host(f"host{n}")[0] for n in range(3)]
+    register(client, receiver)
+    for n, host_id in enumerate(hosts):
+        block(client, host_id, n + 1, n + 2)
+    assert [kind for kind, _ in driver.kinds()] == ["fan_out"]  # one for the three changes
+    # A fan-out running meanwhile (the sweep, say) finds the hosts inside their window and
+    # leaves them to the message that waits: no follow-up of its own.
+    outbound_tasks.outbound_fan_out(None)
+    assert [kind for kind, _ in driver.kinds()] == ["fan_out"]
+    deadline = time.monotonic() + 5
+    while len(receiver.events()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        driver.run()
+    assert sorted(event["hostId"] for event in receiver.events()) == sorted(hosts)
 
 
 def test_rotation_signs_with_both_secrets_for_a_day(client, receiver, driver) -> None:

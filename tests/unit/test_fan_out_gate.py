@@ -1,0 +1,110 @@
+"""The outbound fan-out gate (worker/fan_out_gate.py): one fan-out message waiting at a time,
+in a process and, on a Redis broker, across processes; never a lost message when Redis
+cannot answer."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+
+from core.settings import Settings, configure
+from tests.backends import Backend
+from worker import fan_out_gate
+
+OWN_DB = 14  # shared with tests/unit/test_beat_leader.py (other keys)
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.countdowns: list[float] = []
+
+    def __call__(self, countdown: float) -> None:
+        self.countdowns.append(countdown)
+
+
+@pytest.fixture
+def on_broker(settings: Settings) -> Iterator[object]:
+    def use(url: str) -> None:
+        configure(dataclasses.replace(settings, broker_url=url))
+
+    fan_out_gate.reset()
+    yield use
+    fan_out_gate.reset()
+    configure(settings)
+
+
+@pytest.fixture
+def redis_url(backend: Backend) -> Iterator[str]:
+    url = backend.redis_url or os.environ.get("CALSYNC_TEST_REDIS_URL")
+    if url is None:
+        pytest.skip("needs Redis: runs in CI or with CALSYNC_TEST_BACKEND=services")
+    parts = urlsplit(url)
+    own = urlunsplit((parts.scheme, parts.netloc, f"/{OWN_DB}", "", ""))
+    client = redis.Redis.from_url(own)
+    client.delete(fan_out_gate.KEY)
+    yield own
+    client.delete(fan_out_gate.KEY)
+    client.close()
+
+
+def test_one_message_waits_in_a_process_until_it_is_due(on_broker) -> None:
+    on_broker("sqla+sqlite:////tmp/unused-broker.db")
+    sent = Sent()
+    assert fan_out_gate.send_once(sent, 0.2)
+    assert not fan_out_gate.send_once(sent, 0.2)  # the first is still waiting
+    assert not fan_out_gate.send_once(sent, 0.0)
+    time.sleep(0.2)
+    assert fan_out_gate.send_once(sent, 0.2)  # it ran: the next one goes
+    assert sent.countdowns == [0.2, 0.2]
+
+
+def test_a_message_that_failed_to_send_does_not_hold_the_gate(on_broker) -> None:
+    on_broker("sqla+sqlite:////tmp/unused-broker.db")
+
+    def broker_away(countdown: float) -> None:
+        raise OSError("broker away")
+
+    with pytest.raises(OSError):
+        fan_out_gate.send_once(broker_away, 0.2)
+    sent = Sent()
+    assert fan_out_gate.send_once(sent, 0.2)
+
+
+def test_processes_share_one_waiting_message_through_redis(on_broker, redis_url: str) -> None:
+    on_broker(redis_url)
+    sent = Sent()
+    assert fan_out_gate.send_once(sent, 0.3)
+    for _other_process in range(5):
+        fan_out_gate.reset()  # another process: its own gate is open, the shared one is not
+        assert not fan_out_gate.send_once(sent, 0.3)
+    ttl = redis.Redis.from_url(redis_url).pttl(fan_out_gate.KEY)
+    assert 0 < ttl <= 300 - fan_out_gate.EARLY_SECONDS * 1000
+    time.sleep(0.3)
+    fan_out_gate.reset()
+    assert fan_out_gate.send_once(sent, 0.3)  # the waiting one ran: the next goes
+    assert len(sent.countdowns) == 2
+
+
+def test_a_fan_out_running_on_time_may_send_its_follow_up(on_broker, redis_url: str) -> None:
+    # The shared hold ends a little before the message is due, so the fan-out it starts
+    # (which sends the next message when hosts are still inside their window) is not
+    # refused by its own, already-running message.
+    on_broker(redis_url)
+    sent = Sent()
+    assert fan_out_gate.send_once(sent, 0.1)
+    time.sleep(0.1)  # the message is due and runs
+    fan_out_gate.reset()
+    assert fan_out_gate.send_once(sent, 0.05)
+
+
+def test_redis_away_sends_anyway(on_broker) -> None:
+    on_broker("redis://127.0.0.1:1/0")  # nothing listens there
+    sent = Sent()
+    assert fan_out_gate.send_once(sent, 0.2)
+    assert sent.countdowns == [0.2]

@@ -4,8 +4,9 @@ sync lag of benchmark 2 with deliveries on and off.
 What runs: calsync's real processes on a private Redis and a fresh PostgreSQL database (web,
 the Procfile's sync worker and its outbound thread-pool worker, beat) and the emulator as a
 child process. 1,000 calendars (one host, account and calendar each) attached, synced and
-watched. Receivers: 10 endpoints (admin, all hosts) on a threaded HTTP server in this
-process that answers 204 after 5 ms.
+watched. Receivers: 10 endpoints (admin, all hosts) on a threaded HTTP server in a process
+of its own at the lowest CPU priority, answering 204 after 5 ms (bench/webhook_receiver.py:
+it stands in for servers on other machines).
 
 Phases (same fleet, same load as benchmark 2: 50 changes/s for 60 s, inserts 40%, moves
 40%, deletes 20%):
@@ -22,16 +23,14 @@ every endpoint.
 
 from __future__ import annotations
 
-import json
 import sys
-import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from bench.harness import Report, bench_stack, change_points, lag_slices, parser, percentile
+from bench.webhook_receiver import Receivers
 
 RECEIVER_DELAY_SECONDS = 0.005
 
@@ -47,51 +46,6 @@ class Size:
 
 FULL = Size(1000, 50.0, 60.0, 10, 2)
 SMOKE = Size(6, 10.0, 2.0, 3, 2)
-
-
-class Receivers:
-    """Every endpoint is a path on one threaded HTTP server; each delivery is recorded with
-    the moment its 2xx is sent."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.deliveries: list[tuple[str, str, float, str]] = []  # path, id, answered, occurred
-        receivers = self
-
-        class Handler(BaseHTTPRequestHandler):
-            # Keep-alive, as any production receiver does (HTTP/1.0 would cost a new
-            # connection and a new server thread per delivery).
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                time.sleep(RECEIVER_DELAY_SECONDS)
-                event = json.loads(body)
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                with receivers.lock:
-                    receivers.deliveries.append(
-                        (self.path, event["id"], time.time(), event["occurredAt"])
-                    )
-
-            def log_message(self, *_args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"
-
-    def __enter__(self) -> Receivers:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_exc: Any) -> None:
-        self.server.shutdown()
 
 
 def outbox_drained() -> bool:
@@ -151,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         size = replace(size, seconds=args.seconds)
     report = Report("outbound_delivery", smoke=args.smoke)
     report.header()
-    with bench_stack("outbound", args.keep_logs) as stack, Receivers() as receivers:
+    receivers = Receivers(RECEIVER_DELAY_SECONDS)
+    with bench_stack("outbound", args.keep_logs) as stack, receivers:
         return run(stack, receivers, size, args, report)
 
 
@@ -186,8 +141,7 @@ def run(stack: Any, receivers: Receivers, size: Size, args: Any, report: Report)
         time.sleep(0.5)
     report.value("on.outbox_drained", outbox_drained())  # False: some never reached a 2xx
 
-    with receivers.lock:
-        deliveries = list(receivers.deliveries)
+    deliveries = receivers.records()
     lags = [
         (answered - datetime.fromisoformat(occurred.replace("Z", "+00:00")).timestamp()) * 1000
         for _path, _id, answered, occurred in deliveries

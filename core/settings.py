@@ -228,6 +228,9 @@ class Settings:
     # A failed delivery is tried again after this long, doubling up to an hour. Only tests
     # shorten it (to see a retry in a second, not in seconds).
     outbound_first_retry_seconds: int = 5
+    # The outbound worker lowers its CPU priority by this much (nice): on a machine it
+    # shares with the sync worker, a flood of deliveries never slows syncing.
+    outbound_nice: int = 10
 
     def __post_init__(self) -> None:
         # Embedded defaults: everything in one data directory, no servers needed.
@@ -347,6 +350,7 @@ _PARSERS: dict[str, Callable[[str, str], object]] = {
     "outbound_timeout_seconds": lambda name, raw: _int_in_range(name, raw, 1, 60),
     # At least 2: a sender also takes work due within the next second (claim_batch).
     "outbound_first_retry_seconds": lambda name, raw: _int_in_range(name, raw, 2, 3600),
+    "outbound_nice": lambda name, raw: _int_in_range(name, raw, 0, 19),
 }
 
 _current: Settings | None = None

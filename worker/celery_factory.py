@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init, worker_process_init
+from celery.signals import beat_init, celeryd_after_setup, worker_process_init
 
 from core.settings import Settings, get_settings
 from rules import sync_schedule
@@ -159,6 +160,16 @@ def _fresh_connections_after_fork(**_kwargs: Any) -> None:
     from models.db import dispose_engines
 
     dispose_engines(after_fork=True)
+
+
+@celeryd_after_setup.connect
+def _outbound_yields_the_cpu(instance: Any = None, **_kwargs: Any) -> None:
+    # A worker consuming only the outbound queue runs below the sync worker's priority
+    # (CALSYNC_OUTBOUND_NICE): busy time first, notifications about it second. Set before
+    # the pool starts its threads, which inherit it.
+    queues = set(instance.app.amqp.queues.consume_from or ()) if instance is not None else set()
+    if queues == {str(QueueNames.OUTBOUND)}:
+        os.nice(get_settings().outbound_nice)
 
 
 @beat_init.connect

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -297,3 +298,22 @@ def test_outbound_webhooks_on_real_processes(live: Stack) -> None:
         ids = [int(e["id"].removeprefix("evt_")) for e in receiver.busy_events(host)]
         assert ids == sorted(ids)
         assert receiver.forged == 0
+
+
+def nice_of_threads(pid: int) -> set[int]:
+    """The nice value of each thread of a process (field 19 of /proc/…/task/…/stat)."""
+    values = set()
+    for task in (Path("/proc") / str(pid) / "task").iterdir():
+        stat = (task / "stat").read_text()
+        values.add(int(stat.rsplit(")", 1)[1].split()[16]))
+    return values
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux's /proc")
+def test_the_outbound_worker_runs_below_the_sync_workers_priority(live: Stack) -> None:
+    # CALSYNC_OUTBOUND_NICE (10): on a shared machine deliveries take the CPU syncing
+    # leaves, never the other way round; every thread of its pool inherits it.
+    by_kind = {process.kind: process.pid for process in live.processes}
+    assert by_kind["outbound"] is not None and by_kind["worker"] is not None
+    assert nice_of_threads(by_kind["outbound"]) == {live.settings.outbound_nice} == {10}
+    assert nice_of_threads(by_kind["worker"]) == {0}

@@ -10,14 +10,18 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
-import requests
+import urllib3
 from standardwebhooks import Webhook
+from urllib3.exceptions import HTTPError, TimeoutError
 
 from models.outbound_deliveries import Attempt, DeliveryWork
 from models.outbound_endpoints import check_destination
 from rules.outbound_address import AddressRefused
 
 USER_AGENT = "calsync-webhooks/1"
+# A receiver's answer body is not needed; this much is read so the connection can be kept,
+# a longer one is cut off with its connection (nobody makes calsync read gigabytes).
+ANSWER_BYTES_READ = 64 * 1024
 
 
 def signature_header(secrets: list[str], message_id: str, at: datetime, body: bytes) -> str:
@@ -26,13 +30,11 @@ def signature_header(secrets: list[str], message_id: str, at: datetime, body: by
     return " ".join(Webhook(secret).sign(message_id, at, body) for secret in secrets)
 
 
-def http_session() -> requests.Session:
-    """A session for one endpoint's deliveries: connections kept alive, and nothing taken
-    from the environment (no proxy, no .netrc credentials sent to a receiver; it also
-    spares a .netrc lookup per request)."""
-    http = requests.Session()
-    http.trust_env = False
-    return http
+def http_session(connections: int) -> urllib3.PoolManager:
+    """The connections for one endpoint's deliveries, kept alive between attempts. urllib3
+    takes nothing from the environment (no proxy, no .netrc credentials sent to a
+    receiver), never retries by itself and, here, follows no redirect."""
+    return urllib3.PoolManager(num_pools=4, maxsize=connections, retries=False)
 
 
 def outcome_of(attempt: Attempt) -> str:
@@ -51,7 +53,7 @@ def outcome_of(attempt: Attempt) -> str:
 def send_batch(
     batch: list[DeliveryWork],
     timeout: float,
-    http: requests.Session,
+    http: urllib3.PoolManager,
     map_: Callable[[Callable[[DeliveryWork], Attempt], list[DeliveryWork]], Iterable[Attempt]],
 ) -> list[Attempt]:
     """One attempt for each delivery of an endpoint's batch (`map_`: how they run side by
@@ -66,7 +68,7 @@ def send_batch(
     return list(map_(lambda work: send(work, timeout, http), batch))
 
 
-def send(work: DeliveryWork, timeout: float, http: requests.Session) -> Attempt:
+def send(work: DeliveryWork, timeout: float, http: urllib3.PoolManager) -> Attempt:
     """One attempt to a destination already checked (`send_batch`); `http` keeps
     connections to the receiver alive between attempts."""
     started = time.monotonic()
@@ -84,15 +86,21 @@ def send(work: DeliveryWork, timeout: float, http: requests.Session) -> Attempt:
         "webhook-signature": signature_header(work.secrets, work.message_id, now, body),
     }
     try:
-        answer = http.post(
-            work.url, data=body, headers=headers, timeout=timeout, allow_redirects=False
+        answer = http.request(
+            "POST",
+            work.url,
+            body=body,
+            headers=headers,
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+            preload_content=False,
+            redirect=False,
         )
-    except requests.Timeout:
+    except TimeoutError:
         return Attempt(None, f"no answer within {timeout:g} s", took())
-    except requests.RequestException as exc:
+    except HTTPError as exc:
         return Attempt(None, f"could not connect: {type(exc).__name__}", took())
-    answer.close()
-    code = answer.status_code
+    code = answer.status
+    _finish(answer)
     if 200 <= code < 300:
         return Attempt(code, None, took())
     if 300 <= code < 400:
@@ -103,3 +111,15 @@ def send(work: DeliveryWork, timeout: float, http: requests.Session) -> Attempt:
             took(),
         )
     return Attempt(code, f"the receiver answered {code}", took())
+
+
+def _finish(answer: urllib3.BaseHTTPResponse) -> None:
+    """Read a short answer to its end, so its connection serves the next delivery; close
+    the connection of a long or broken one."""
+    try:
+        if answer.read(ANSWER_BYTES_READ + 1)[ANSWER_BYTES_READ:]:
+            answer.close()
+    except HTTPError:
+        answer.close()
+    finally:
+        answer.release_conn()

@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-import requests
+import urllib3
 from celery import Task
 
 from core import metrics
@@ -102,16 +102,16 @@ def outbound_fan_out(host_id: int | None) -> int:
     return result.events
 
 
-_http: dict[str, requests.Session] = {}
+_http: dict[str, urllib3.PoolManager] = {}
 _http_lock = threading.Lock()
 
 
-def _http_for(endpoint_id: str) -> requests.Session:
+def _http_for(endpoint_id: str) -> urllib3.PoolManager:
     """The endpoint's HTTP session in this process, kept across sender tasks so its
     connections stay alive (a sender task ends whenever its lanes run dry)."""
     with _http_lock:
         if endpoint_id not in _http:
-            _http[endpoint_id] = outbound_sender.http_session()
+            _http[endpoint_id] = outbound_sender.http_session(PARALLEL)
         return _http[endpoint_id]
 
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, true
+from sqlalchemy import Table, insert, select, true
 from sqlalchemy.orm import Session
 
 from models.busy_queries import HOST_BLOCK_SPANS
@@ -28,6 +28,8 @@ from models.calendars import Calendar
 from models.hosts import Host
 from models.outbound import EventType, OutboxEvent, WebhookEndpoint, covers
 from rules.busy_changes import Span, changed_ranges
+
+OUTBOX = cast(Table, OutboxEvent.__table__)
 
 OutboxListener = Callable[[Session, int | None], None]
 _listeners: list[OutboxListener] = []
@@ -43,12 +45,12 @@ def iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def _add(session: Session, event: OutboxEvent) -> OutboxEvent:
-    session.add(event)
-    session.flush()
+def _add(session: Session, **row: Any) -> None:
+    """An outbox row, by one INSERT (it is written in every announced sync: no ORM
+    unit-of-work flush for it), then the listeners."""
+    session.execute(insert(OUTBOX), [row])
     for listener in _listeners:
-        listener(session, event.host_id)
-    return event
+        listener(session, row["host_id"])
 
 
 def host_announced(session: Session, host_id: int) -> bool:
@@ -80,16 +82,18 @@ def announced_host_of(session: Session, calendar_id: int) -> int | None:
 
 
 def host_busy_change(
-    session: Session, host_id: int, removed: list[Span], added: list[Span]
+    session: Session, host_id: int, removed: list[Span], added: list[Span], *, locked: bool = False
 ) -> list[Span]:
     """The ranges whose busy/free answer for the host changed, given the blocks just
-    removed and added (already written in this session). Takes the host's row lock first,
-    so two writers of one host compute one after the other and neither misses the other's
-    change (PostgreSQL; SQLite writers are serialized anyway)."""
+    removed and added (already written in this session). Takes the host's row lock first
+    (unless the caller holds it: `locked`), so two writers of one host compute one after the
+    other and neither misses the other's change (PostgreSQL; SQLite writers are serialized
+    anyway)."""
     if not removed and not added:
         return []
     session.flush()
-    session.execute(select(Host.id).where(Host.id == host_id).with_for_update())
+    if not locked:
+        session.execute(select(Host.id).where(Host.id == host_id).with_for_update())
     spans = [*removed, *added]
     window = {
         "host_id": host_id,
@@ -112,28 +116,28 @@ def record_busy_change(
     added: Iterable[Span],
     now: datetime,
     announced: bool = False,
-) -> OutboxEvent | None:
+) -> bool:
     """A `busy.changed` outbox row if the host's busy/free answer changed anywhere and an
-    endpoint receives the host (`announced`: the caller found that out already)."""
+    endpoint receives the host (`announced`: the caller found that out already and holds
+    the host's row lock, as `announced_host_of` leaves it); whether one was written."""
     if not announced and not host_announced(session, host_id):
-        return None
-    changed = host_busy_change(session, host_id, list(removed), list(added))
+        return False
+    changed = host_busy_change(session, host_id, list(removed), list(added), locked=announced)
     if not changed:
-        return None
+        return False
     payload: dict[str, Any] = {
         "changed": [{"start": iso(start), "end": iso(end)} for start, end in changed]
     }
-    return _add(
+    _add(
         session,
-        OutboxEvent(
-            type=str(EventType.BUSY_CHANGED),
-            host_id=host_id,
-            calendar_id=calendar_id,
-            cause=cause,
-            payload=payload,
-            committed_at=now,
-        ),
+        type=str(EventType.BUSY_CHANGED),
+        host_id=host_id,
+        calendar_id=calendar_id,
+        cause=cause,
+        payload=payload,
+        committed_at=now,
     )
+    return True
 
 
 def record_state_change(
@@ -145,18 +149,16 @@ def record_state_change(
     state: str,
     error: dict[str, str | None] | None,
     now: datetime,
-) -> OutboxEvent:
+) -> None:
     """A `calendar.state_changed` outbox row; `error` holds code, message and fix in words."""
-    return _add(
+    _add(
         session,
-        OutboxEvent(
-            type=str(EventType.CALENDAR_STATE_CHANGED),
-            host_id=host_id,
-            calendar_id=calendar_id,
-            cause="health",
-            payload={"previousState": previous, "state": state, "error": error},
-            committed_at=now,
-        ),
+        type=str(EventType.CALENDAR_STATE_CHANGED),
+        host_id=host_id,
+        calendar_id=calendar_id,
+        cause="health",
+        payload={"previousState": previous, "state": state, "error": error},
+        committed_at=now,
     )
 
 

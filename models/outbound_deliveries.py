@@ -18,6 +18,8 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
+    Integer,
+    Select,
     Table,
     bindparam,
     delete,
@@ -28,7 +30,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from models.outbound import (
     DeliveryStatus,
@@ -59,8 +61,9 @@ class DeliveryWork:
     committed_at: datetime
 
 
-def event_body(event: OutboxEvent) -> dict[str, Any]:
-    """The JSON an endpoint receives: ids, times, ranges and states; never titles or
+def event_body(event: Any) -> dict[str, Any]:
+    """The JSON an endpoint receives for `event` (an OutboxEvent or a row of its columns):
+    ids, times, ranges and states; never titles or
     attendees (the outbox holds none)."""
     payload = dict(event.payload)
     body: dict[str, Any] = {
@@ -91,42 +94,85 @@ def event_message_id(event_id: int) -> str:
     return f"evt_{event_id}"
 
 
-def _free_for(owner: str | None, now: datetime) -> Any:
-    """Filter: the delivery is held by nobody (or its hold ran out), or by `owner`."""
-    free = or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until <= now)
-    return free if owner is None else or_(free, WebhookDelivery.claimed_by == owner)
-
-
 # Inline, not a bound parameter: only then may PostgreSQL use the partial indexes of pending
 # deliveries in a prepared statement's generic plan.
 _PENDING: ColumnElement[str] = literal_column(f"'{DeliveryStatus.PENDING}'")
+EVENTS = cast(Table, OutboxEvent.__table__)
+_MOMENT = DELIVERIES.c.claimed_until.type
 
 
-def _sendable(endpoint_id: str, due_by: datetime, owner: str | None, now: datetime) -> Any:
-    """The endpoint's pending deliveries that may go out now, oldest event first: due by
-    `due_by`, free for `owner`, and heading their host's lane (no earlier delivery of the
-    host pending: a host's events reach an endpoint in order). Both reads are ranges of
-    the partial indexes of pending deliveries (ix_webhook_deliveries_queue, _lane)."""
-    earlier = aliased(WebhookDelivery)
+def _free(with_owner: bool) -> ColumnElement[bool]:
+    """Filter: the delivery is held by nobody (or its hold ran out at :now), or by
+    :owner."""
+    claimed_until = DELIVERIES.c.claimed_until
+    free = or_(claimed_until.is_(None), claimed_until <= bindparam("now", type_=_MOMENT))
+    return or_(free, DELIVERIES.c.claimed_by == bindparam("owner")) if with_owner else free
+
+
+def _sendable(with_owner: bool) -> Select[Any]:
+    """Ids of :endpoint's pending deliveries that may go out now, oldest event first:
+    due by :due_by, free (for :owner), and heading their host's lane (no earlier delivery of
+    the host pending: a host's events reach an endpoint in order). Both reads are ranges of
+    the partial indexes of pending deliveries (ix_webhook_deliveries_queue, _lane).
+
+    Built once with bound parameters: these run for every batch and every sweep, and
+    building the expression each time cost more CPU than running it."""
+    deliveries, earlier = DELIVERIES, DELIVERIES.alias("earlier")
+    endpoint = bindparam("endpoint", type_=deliveries.c.endpoint_id.type)
     return (
-        select(WebhookDelivery.id)
+        select(deliveries.c.id)
         .where(
-            WebhookDelivery.endpoint_id == endpoint_id,
-            WebhookDelivery.status == _PENDING,
-            WebhookDelivery.next_attempt_at <= due_by,
-            _free_for(owner, now),
+            deliveries.c.endpoint_id == endpoint,
+            deliveries.c.status == _PENDING,
+            deliveries.c.next_attempt_at <= bindparam("due_by", type_=_MOMENT),
+            _free(with_owner),
             or_(
-                WebhookDelivery.host_id.is_(None),  # pings: no lane, no order
+                deliveries.c.host_id.is_(None),  # pings: no lane, no order
                 ~exists().where(
-                    earlier.endpoint_id == endpoint_id,
-                    earlier.status == _PENDING,
-                    earlier.host_id == WebhookDelivery.host_id,
-                    earlier.event_id < WebhookDelivery.event_id,
+                    earlier.c.endpoint_id == endpoint,
+                    earlier.c.status == _PENDING,
+                    earlier.c.host_id == deliveries.c.host_id,
+                    earlier.c.event_id < deliveries.c.event_id,
                 ),
             ),
         )
-        .order_by(WebhookDelivery.event_id)
+        .order_by(deliveries.c.event_id)
     )
+
+
+# A sweep's probe: does the endpoint have one delivery due and held by nobody?
+_ANY_DUE = _sendable(with_owner=False).limit(1)
+# The claim, in one statement: the hold is re-checked on each row as it is updated, so of
+# two senders racing for a row (a sweep's and a redelivered message's) one gets it.
+_CLAIM = (
+    update(DELIVERIES)
+    .where(
+        # Its own read of the table, not correlated with the rows being updated.
+        DELIVERIES.c.id.in_(
+            _sendable(with_owner=True)
+            .limit(bindparam("limit", type_=Integer))
+            .correlate(None)
+            .scalar_subquery()
+        ),
+        DELIVERIES.c.status == _PENDING,
+        _free(with_owner=True),
+    )
+    .values(claimed_by=bindparam("owner"), claimed_until=bindparam("until", type_=_MOMENT))
+    .returning(DELIVERIES.c.event_id, DELIVERIES.c.id)
+)
+_CLAIMED_EVENTS = (
+    select(
+        EVENTS.c.id,
+        EVENTS.c.type,
+        EVENTS.c.host_id,
+        EVENTS.c.calendar_id,
+        EVENTS.c.cause,
+        EVENTS.c.payload,
+        EVENTS.c.committed_at,
+    )
+    .where(EVENTS.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(EVENTS.c.id)
+)
 
 
 def claim_batch(
@@ -143,27 +189,23 @@ def claim_batch(
     endpoint = session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None or endpoint.state == EndpointState.DISABLED:
         return []
-    # One statement: the hold is re-checked on each row as it is updated, so of two
-    # senders racing for a row (a sweep's and a redelivered message's) one gets it.
-    candidates = _sendable(endpoint_id, now + timedelta(seconds=1), owner, now).limit(limit)
+    connection = session.connection()
     taken: dict[int, int] = dict(  # event id -> delivery id
-        session.execute(
-            update(DELIVERIES)
-            .where(
-                # Its own read of the table, not correlated with the rows being updated.
-                DELIVERIES.c.id.in_(candidates.correlate(None).scalar_subquery()),
-                DELIVERIES.c.status == _PENDING,
-                _free_for(owner, now),
-            )
-            .values(claimed_by=owner, claimed_until=now + hold)
-            .returning(DELIVERIES.c.event_id, DELIVERIES.c.id)
+        connection.execute(
+            _CLAIM,
+            {
+                "endpoint": endpoint_id,
+                "due_by": now + timedelta(seconds=1),
+                "now": now,
+                "owner": owner,
+                "limit": limit,
+                "until": now + hold,
+            },
         ).all()
     )
     if not taken:
         return []
-    events = session.scalars(
-        select(OutboxEvent).where(OutboxEvent.id.in_(list(taken))).order_by(OutboxEvent.id)
-    )
+    events = connection.execute(_CLAIMED_EVENTS, {"ids": list(taken)})
     secrets = signing_secrets(endpoint, now)
     return [
         DeliveryWork(
@@ -225,6 +267,35 @@ class Recorded:
     retry_in: float | None  # seconds until this delivery is tried again
 
 
+_AT = bindparam("at", type_=_MOMENT)
+_DELIVERED = (
+    update(DELIVERIES)
+    .where(DELIVERIES.c.id == bindparam("delivery_id"))
+    .values(
+        attempts=DELIVERIES.c.attempts + 1,
+        first_attempt_at=func.coalesce(DELIVERIES.c.first_attempt_at, _AT),
+        last_attempt_at=_AT,
+        last_status_code=bindparam("code"),
+        last_duration_ms=bindparam("took"),
+        last_error=None,
+        claimed_by=None,
+        claimed_until=None,
+        status=str(DeliveryStatus.DELIVERED),
+        delivered_at=_AT,
+    )
+)
+ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
+# A 2xx ends a failing spell.
+_RECOVERED = (
+    update(ENDPOINTS)
+    .where(
+        ENDPOINTS.c.id == bindparam("endpoint"),
+        ENDPOINTS.c.state == str(EndpointState.FAILING),
+    )
+    .values(state=str(EndpointState.ACTIVE), failing_since=None, state_reason=None)
+)
+
+
 def record_delivered(
     session: Session, endpoint_id: str, delivered: list[tuple[int, Attempt]], now: datetime
 ) -> None:
@@ -232,38 +303,15 @@ def record_delivered(
     statement; what `record_attempt` does for each, with less work per row."""
     if not delivered:
         return
-    table = cast(Table, WebhookDelivery.__table__)
-    at = bindparam("at", type_=table.c.last_attempt_at.type)
-    session.execute(
-        update(table)
-        .where(table.c.id == bindparam("delivery_id"))
-        .values(
-            attempts=table.c.attempts + 1,
-            first_attempt_at=func.coalesce(table.c.first_attempt_at, at),
-            last_attempt_at=at,
-            last_status_code=bindparam("code"),
-            last_duration_ms=bindparam("took"),
-            last_error=None,
-            claimed_by=None,
-            claimed_until=None,
-            status=str(DeliveryStatus.DELIVERED),
-            delivered_at=at,
-        ),
+    connection = session.connection()
+    connection.execute(
+        _DELIVERED,
         [
             {"delivery_id": i, "code": a.status_code, "took": a.duration_ms, "at": now}
             for i, a in delivered
         ],
     )
-    # A 2xx ends a failing spell.
-    session.execute(
-        update(WebhookEndpoint)
-        .where(
-            WebhookEndpoint.id == endpoint_id,
-            WebhookEndpoint.state == str(EndpointState.FAILING),
-        )
-        .values(state=str(EndpointState.ACTIVE), failing_since=None, state_reason=None)
-        .execution_options(synchronize_session=False)
-    )
+    connection.execute(_RECOVERED, {"endpoint": endpoint_id})
 
 
 def record_attempt(
@@ -327,10 +375,12 @@ def endpoints_with_due_work(
     query = select(WebhookEndpoint.id).where(WebhookEndpoint.state != str(EndpointState.DISABLED))
     if endpoint_id is not None:
         query = query.where(WebhookEndpoint.id == endpoint_id)
+    connection = session.connection()
     return [
         candidate
         for candidate in session.scalars(query.order_by(WebhookEndpoint.id)).all()
-        if session.scalar(_sendable(candidate, now, None, now).limit(1)) is not None
+        if connection.execute(_ANY_DUE, {"endpoint": candidate, "due_by": now, "now": now}).first()
+        is not None
     ]
 
 

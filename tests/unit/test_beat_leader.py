@@ -4,34 +4,13 @@ stops at once."""
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
-import pytest
 import redis
 
 from core.settings import Settings
-from tests.backends import Backend
 from worker import beat_leader
 from worker.beat_leader import Leadership, scheduler_lock
-
-OWN_DB = 14  # 1-11: stacks (tests/conftest.py), 12-13: tests/e2e/test_lifecycle_e2e.py
-
-
-@pytest.fixture
-def redis_url(backend: Backend) -> Iterator[str]:
-    url = backend.redis_url or os.environ.get("CALSYNC_TEST_REDIS_URL")
-    if url is None:
-        pytest.skip("needs Redis: runs in CI or with CALSYNC_TEST_BACKEND=services")
-    parts = urlsplit(url)
-    own = urlunsplit((parts.scheme, parts.netloc, f"/{OWN_DB}", "", ""))
-    client = redis.Redis.from_url(own)
-    client.delete(beat_leader.LOCK_KEY)
-    yield own
-    client.delete(beat_leader.LOCK_KEY)
-    client.close()
 
 
 def leadership(url: str) -> Leadership:

@@ -5,19 +5,14 @@ cannot answer."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
 
 from core.settings import Settings, configure
-from tests.backends import Backend
 from worker import fan_out_gate
-
-OWN_DB = 14  # shared with tests/unit/test_beat_leader.py (other keys)
 
 
 class Sent:
@@ -37,20 +32,6 @@ def on_broker(settings: Settings) -> Iterator[object]:
     yield use
     fan_out_gate.reset()
     configure(settings)
-
-
-@pytest.fixture
-def redis_url(backend: Backend) -> Iterator[str]:
-    url = backend.redis_url or os.environ.get("CALSYNC_TEST_REDIS_URL")
-    if url is None:
-        pytest.skip("needs Redis: runs in CI or with CALSYNC_TEST_BACKEND=services")
-    parts = urlsplit(url)
-    own = urlunsplit((parts.scheme, parts.netloc, f"/{OWN_DB}", "", ""))
-    client = redis.Redis.from_url(own)
-    client.delete(fan_out_gate.KEY)
-    yield own
-    client.delete(fan_out_gate.KEY)
-    client.close()
 
 
 def test_one_message_waits_in_a_process_until_it_is_due(on_broker) -> None:

@@ -598,8 +598,14 @@ def fleet_stack(
             unwatched=unwatched,
             api_tokens=api_tokens,
         )
-        # A deployment that has run before: its intake epoch is in Redis (on a fresh Redis
-        # the drainer would fetch every watched calendar once, as after a Redis data loss).
+        # A deployment that has run before: every calendar's stored moments are known (the
+        # first rounds after migration 0009 store them; until then every calendar is a
+        # candidate of the safety net, renewals, audits and the health snapshot)…
+        tasks = periodic_tasks(configured)
+        for first_round in ("safety_net", "renewals", "audits_due"):
+            tasks[first_round]()
+        # …and its intake epoch is in Redis (on a fresh Redis the drainer would fetch every
+        # watched calendar once, as after a Redis data loss).
         import redis
 
         from intake import redis_intake

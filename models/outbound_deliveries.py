@@ -63,8 +63,7 @@ class DeliveryWork:
 
 def event_body(event: Any) -> dict[str, Any]:
     """The JSON an endpoint receives for `event` (an OutboxEvent or a row of its columns):
-    ids, times, ranges and states; never titles or
-    attendees (the outbox holds none)."""
+    ids, times, ranges and states; never titles or attendees (the outbox holds none)."""
     payload = dict(event.payload)
     body: dict[str, Any] = {
         "type": event.type,

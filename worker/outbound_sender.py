@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 
 import urllib3
 from standardwebhooks import Webhook
-from urllib3.exceptions import HTTPError, TimeoutError
+from urllib3.exceptions import HTTPError
+from urllib3.exceptions import TimeoutError as NoAnswerInTime
 
 from models.outbound_deliveries import Attempt, DeliveryWork
 from models.outbound_endpoints import check_destination
@@ -95,7 +96,7 @@ def send(work: DeliveryWork, timeout: float, http: urllib3.PoolManager) -> Attem
             preload_content=False,
             redirect=False,
         )
-    except TimeoutError:
+    except NoAnswerInTime:
         return Attempt(None, f"no answer within {timeout:g} s", took())
     except HTTPError as exc:
         return Attempt(None, f"could not connect: {type(exc).__name__}", took())

@@ -14,6 +14,7 @@ import urllib3
 from standardwebhooks import Webhook
 from urllib3.exceptions import HTTPError
 from urllib3.exceptions import TimeoutError as NoAnswerInTime
+from urllib3.util import parse_url
 
 from models.outbound_deliveries import Attempt, DeliveryWork
 from models.outbound_endpoints import check_destination
@@ -66,12 +67,17 @@ def send_batch(
     except AddressRefused as exc:
         took = int((time.monotonic() - started) * 1000)
         return [Attempt(None, f"refused: {exc}", took) for _ in batch]
-    return list(map_(lambda work: send(work, timeout, http), batch))
+    # The URL parsed and its connection pool found once a batch too (all of an endpoint).
+    pool = http.connection_from_url(batch[0].url)
+    target = parse_url(batch[0].url).request_uri
+    return list(map_(lambda work: send(work, timeout, pool, target), batch))
 
 
-def send(work: DeliveryWork, timeout: float, http: urllib3.PoolManager) -> Attempt:
-    """One attempt to a destination already checked (`send_batch`); `http` keeps
-    connections to the receiver alive between attempts."""
+def send(
+    work: DeliveryWork, timeout: float, pool: urllib3.HTTPConnectionPool, target: str
+) -> Attempt:
+    """One attempt to a destination already checked (`send_batch`): POST `target` (path
+    and query) through `pool`, which keeps connections to the receiver alive."""
     started = time.monotonic()
 
     def took() -> int:
@@ -87,14 +93,15 @@ def send(work: DeliveryWork, timeout: float, http: urllib3.PoolManager) -> Attem
         "webhook-signature": signature_header(work.secrets, work.message_id, now, body),
     }
     try:
-        answer = http.request(
+        answer = pool.urlopen(
             "POST",
-            work.url,
+            target,
             body=body,
             headers=headers,
             timeout=urllib3.Timeout(connect=timeout, read=timeout),
             preload_content=False,
             redirect=False,
+            retries=False,
         )
     except NoAnswerInTime:
         return Attempt(None, f"no answer within {timeout:g} s", took())

@@ -144,6 +144,26 @@ def renew_check_seconds(settings: Settings) -> float:
     return max(1.0, min(300.0, settings.poll_seconds, settings.renew_before_seconds / 4))
 
 
+def safety_net_check_seconds(settings: Settings) -> float:
+    """How often beat looks for calendars due a scheduled sync: often enough that the ±25%
+    spread of short poll intervals is honoured; never more often than every second, never
+    less than every 30 s."""
+    return max(1.0, min(30.0, settings.poll_seconds / 8, settings.safety_net_seconds / 8))
+
+
+# The syncs one safety-net round finds due start over this share of the time until the
+# next round, not all at once: at 100,000 calendars a round finds ~140, and started
+# together they held every pool process for seconds while pushed changes waited.
+SPREAD_SHARE = 0.8
+
+
+def spread_countdowns(count: int, settings: Settings) -> list[float]:
+    """Seconds from now at which each of `count` scheduled syncs starts, evenly over
+    SPREAD_SHARE of a round (the first at once)."""
+    over = safety_net_check_seconds(settings) * SPREAD_SHARE
+    return [over * n / count for n in range(count)]
+
+
 def sweep_check_seconds(settings: Settings) -> float:
     """How often the sweeper looks for forgotten work: half of SWEEP_AFTER, and at least
     three times per lease, so a killed worker's calendar is picked up within moments of its

@@ -146,10 +146,7 @@ def _beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         },
         "safety-net-sync": {
             "task": str(TaskNames.SAFETY_NET),
-            # Often enough that the ±25% spread of short poll intervals is honoured.
-            "schedule": max(
-                1.0, min(30.0, settings.poll_seconds / 8, settings.safety_net_seconds / 8)
-            ),
+            "schedule": sync_schedule.safety_net_check_seconds(settings),
         },
     }
 

@@ -53,6 +53,12 @@ def enqueue_sync(calendar_id: int, *, reason: str, full: bool = False, force: bo
     send(TaskNames.SYNC_CALENDAR, calendar_id, trigger=reason, full=full, force=force)
 
 
+def enqueue_scheduled_sync(calendar_id: int, *, reason: str, full: bool, countdown: float) -> None:
+    """A safety-net (or poll, or full) sync, to start `countdown` seconds from now."""
+    kwargs = {"trigger": reason, "full": full, "force": True}
+    publishing.publish_in(_app(), TaskNames.SYNC_CALENDAR, countdown, calendar_id, **kwargs)
+
+
 def enqueue_syncs(calendar_ids: list[int], *, reason: str) -> None:
     publishing.publish_syncs(_app(), calendar_ids, reason=reason)
 

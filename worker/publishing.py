@@ -29,10 +29,12 @@ def publish(app: Celery, task_name: TaskNames, *args: Any, **kwargs: Any) -> Non
         app.send_task(str(task_name), args=list(args), kwargs=kwargs)
 
 
-def publish_in(app: Celery, task_name: TaskNames, countdown: float, *args: Any) -> None:
+def publish_in(
+    app: Celery, task_name: TaskNames, countdown: float, *args: Any, **kwargs: Any
+) -> None:
     """`publish`, to run no sooner than `countdown` seconds from now."""
     with broker_errors():
-        app.send_task(str(task_name), args=list(args), countdown=max(0.0, countdown))
+        app.send_task(str(task_name), args=list(args), kwargs=kwargs, countdown=max(0.0, countdown))
 
 
 def publish_syncs(app: Celery, calendar_ids: list[int], *, reason: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from core.settings import Settings
 from rules.sync_schedule import (
+    SPREAD_SHARE,
     CalendarTiming,
     Due,
     debounce_seconds,
@@ -18,6 +20,8 @@ from rules.sync_schedule import (
     push_works,
     refused_watch_retry_seconds,
     renew_check_seconds,
+    safety_net_check_seconds,
+    spread_countdowns,
     sweep_check_seconds,
 )
 
@@ -215,3 +219,40 @@ def test_a_refused_watch_is_retried_after_hours_never_more_than_a_day(
     delay = refused_watch_retry_seconds(refusals, calendar_id)
     expected = 3600 * 2 ** min(refusals - 1, 10)
     assert min(expected * 0.75, 86400) <= delay <= min(expected * 1.25, 86400)
+
+
+def test_a_rounds_scheduled_syncs_start_spread_over_most_of_the_round() -> None:
+    # At 100,000 calendars a round finds ~140 due: started at once they held every pool
+    # process for seconds while pushed changes waited (bench/RESULTS.md §8).
+    round_seconds = safety_net_check_seconds(SETTINGS)
+    countdowns = spread_countdowns(4, SETTINGS)
+    assert countdowns[0] == 0
+    steps = [b - a for a, b in itertools.pairwise(countdowns)]
+    assert all(step == pytest.approx(round_seconds * SPREAD_SHARE / 4) for step in steps)
+    assert max(countdowns) < round_seconds * SPREAD_SHARE
+    assert spread_countdowns(0, SETTINGS) == []
+
+
+def test_the_safety_net_round_starts_its_syncs_spread(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.settings import configure
+    from worker import tasks
+
+    configure(SETTINGS)
+    started: list[tuple[int, str, bool, float]] = []
+    due = [(1, Due.SAFETY_NET), (2, Due.POLL), (3, Due.FULL)]
+    monkeypatch.setattr(tasks, "due_calendars", lambda _now: due)
+    monkeypatch.setattr(
+        tasks,
+        "enqueue_scheduled_sync",
+        lambda cid, *, reason, full, countdown: started.append((cid, reason, full, countdown)),
+    )
+    try:
+        assert tasks.safety_net() == 3
+    finally:
+        configure(None)
+    assert [(cid, reason, full) for cid, reason, full, _ in started] == [
+        (1, str(Due.SAFETY_NET), False),
+        (2, str(Due.POLL), False),
+        (3, str(Due.FULL), True),
+    ]
+    assert [countdown for *_, countdown in started] == spread_countdowns(3, SETTINGS)

@@ -155,11 +155,17 @@ def safety_net_check_seconds(settings: Settings) -> float:
 # next round, not all at once: at 100,000 calendars a round finds ~140, and started
 # together they held every pool process for seconds while pushed changes waited.
 SPREAD_SHARE = 0.8
+# A delayed message waits in a worker's memory (Celery holds ETA tasks), a plain one in the
+# broker: a round with more than this many due (a backlog, after downtime) sends them
+# without delay, in order, as before.
+SPREAD_AT_MOST = 2000
 
 
 def spread_countdowns(count: int, settings: Settings) -> list[float]:
-    """Seconds from now at which each of `count` scheduled syncs starts, evenly over
-    SPREAD_SHARE of a round (the first at once)."""
+    """Seconds from now at which each of `count` scheduled syncs starts: evenly over
+    SPREAD_SHARE of a round (the first at once), or all at once for a backlog."""
+    if count > SPREAD_AT_MOST:
+        return [0.0] * count
     over = safety_net_check_seconds(settings) * SPREAD_SHARE
     return [over * n / count for n in range(count)]
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from core.settings import Settings
 from rules.sync_schedule import (
+    SPREAD_AT_MOST,
     SPREAD_SHARE,
     CalendarTiming,
     Due,
@@ -231,6 +232,8 @@ def test_a_rounds_scheduled_syncs_start_spread_over_most_of_the_round() -> None:
     assert all(step == pytest.approx(round_seconds * SPREAD_SHARE / 4) for step in steps)
     assert max(countdowns) < round_seconds * SPREAD_SHARE
     assert spread_countdowns(0, SETTINGS) == []
+    # A backlog goes to the broker undelayed (delayed messages wait in a worker's memory).
+    assert set(spread_countdowns(SPREAD_AT_MOST + 1, SETTINGS)) == {0.0}
 
 
 def test_the_safety_net_round_starts_its_syncs_spread(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,14 +13,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
     Integer,
     Select,
-    Table,
     bindparam,
     delete,
     exists,
@@ -33,6 +32,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from models.outbound import (
+    DELIVERIES,
+    ENDPOINTS,
+    OUTBOX,
     DeliveryStatus,
     EndpointState,
     EventType,
@@ -45,7 +47,6 @@ from models.outbox_writer import iso
 from rules.outbound_retry import FIRST_DELAY_SECONDS, disable_due, gives_up, retry_delay
 
 RECENT_LIMIT = 100
-DELIVERIES = cast(Table, WebhookDelivery.__table__)
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,6 @@ def event_message_id(event_id: int) -> str:
 # Inline, not a bound parameter: only then may PostgreSQL use the partial indexes of pending
 # deliveries in a prepared statement's generic plan.
 _PENDING: ColumnElement[str] = literal_column(f"'{DeliveryStatus.PENDING}'")
-EVENTS = cast(Table, OutboxEvent.__table__)
 _MOMENT = DELIVERIES.c.claimed_until.type
 
 
@@ -161,16 +161,16 @@ _CLAIM = (
 )
 _CLAIMED_EVENTS = (
     select(
-        EVENTS.c.id,
-        EVENTS.c.type,
-        EVENTS.c.host_id,
-        EVENTS.c.calendar_id,
-        EVENTS.c.cause,
-        EVENTS.c.payload,
-        EVENTS.c.committed_at,
+        OUTBOX.c.id,
+        OUTBOX.c.type,
+        OUTBOX.c.host_id,
+        OUTBOX.c.calendar_id,
+        OUTBOX.c.cause,
+        OUTBOX.c.payload,
+        OUTBOX.c.committed_at,
     )
-    .where(EVENTS.c.id.in_(bindparam("ids", expanding=True)))
-    .order_by(EVENTS.c.id)
+    .where(OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(OUTBOX.c.id)
 )
 
 
@@ -225,17 +225,16 @@ def take_senders(
 ) -> list[str]:
     """Mark a sender task as running for each endpoint that has none running (one
     statement); the endpoints the caller should queue a sender for."""
-    table = cast(Table, WebhookEndpoint.__table__)
     return list(
         session.scalars(
-            update(table)
+            update(ENDPOINTS)
             .where(
-                table.c.id.in_(endpoint_ids),
-                table.c.state != str(EndpointState.DISABLED),
-                or_(table.c.sender_until.is_(None), table.c.sender_until <= now),
+                ENDPOINTS.c.id.in_(endpoint_ids),
+                ENDPOINTS.c.state != str(EndpointState.DISABLED),
+                or_(ENDPOINTS.c.sender_until.is_(None), ENDPOINTS.c.sender_until <= now),
             )
             .values(sender_until=now + hold)
-            .returning(table.c.id)
+            .returning(ENDPOINTS.c.id)
         )
     )
 
@@ -283,7 +282,6 @@ _DELIVERED = (
         delivered_at=_AT,
     )
 )
-ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
 # A 2xx ends a failing spell.
 _RECOVERED = (
     update(ENDPOINTS)

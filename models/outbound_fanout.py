@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, func, insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from models.db import session_scope
 from models.outbound import (
+    DELIVERIES,
+    OUTBOX,
     DeliveryStatus,
     EventType,
     OutboxEvent,
@@ -100,16 +102,15 @@ def _fan_out_chunk(
 ) -> None:
     # Claim the hosts' rows not yet fanned out (a concurrent fan-out's rows are skipped
     # once it commits: the condition is checked again on each row).
-    table = cast(Table, OutboxEvent.__table__)
-    of_hosts = [table.c.host_id.in_([h for h in hosts if h is not None])]
+    of_hosts = [OUTBOX.c.host_id.in_([h for h in hosts if h is not None])]
     if None in hosts:
-        of_hosts.append(table.c.host_id.is_(None))
+        of_hosts.append(OUTBOX.c.host_id.is_(None))
     claimed = list(
         session.scalars(
-            update(table)
-            .where(table.c.fanned_out_at.is_(None), or_(*of_hosts))
+            update(OUTBOX)
+            .where(OUTBOX.c.fanned_out_at.is_(None), or_(*of_hosts))
             .values(fanned_out_at=now)
-            .returning(table.c.id)
+            .returning(OUTBOX.c.id)
         )
     )
     if not claimed:
@@ -132,7 +133,7 @@ def _fan_out_chunk(
         result.events += len(survivors)
     session.flush()  # the merges (rare: only a host's rows within one window)
     if rows:
-        session.execute(insert(cast(Table, WebhookDelivery.__table__)), rows)
+        session.execute(insert(DELIVERIES), rows)
         result.endpoints.update(row["endpoint_id"] for row in rows)
 
 

@@ -18,18 +18,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, insert, select, true
+from sqlalchemy import insert, select, true
 from sqlalchemy.orm import Session
 
 from models.busy_queries import HOST_BLOCK_SPANS
 from models.calendars import Calendar
 from models.hosts import Host
-from models.outbound import EventType, OutboxEvent, WebhookEndpoint, covers
+from models.outbound import OUTBOX, EventType, OutboxEvent, WebhookEndpoint, covers
 from rules.busy_changes import Span, changed_ranges
-
-OUTBOX = cast(Table, OutboxEvent.__table__)
 
 OutboxListener = Callable[[Session, int | None], None]
 _listeners: list[OutboxListener] = []

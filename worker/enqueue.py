@@ -45,18 +45,27 @@ def _app() -> Any:
     return app
 
 
-def send(task_name: TaskNames, *args: Any, **kwargs: Any) -> None:
-    publishing.publish(_app(), task_name, *args, **kwargs)
+def send(task_name: TaskNames, *args: Any, countdown: float = 0.0, **kwargs: Any) -> None:
+    publishing.publish(_app(), task_name, *args, countdown=countdown, **kwargs)
 
 
-def enqueue_sync(calendar_id: int, *, reason: str, full: bool = False, force: bool = False) -> None:
-    send(TaskNames.SYNC_CALENDAR, calendar_id, trigger=reason, full=full, force=force)
-
-
-def enqueue_scheduled_sync(calendar_id: int, *, reason: str, full: bool, countdown: float) -> None:
-    """A safety-net (or poll, or full) sync, to start `countdown` seconds from now."""
-    kwargs = {"trigger": reason, "full": full, "force": True}
-    publishing.publish_in(_app(), TaskNames.SYNC_CALENDAR, countdown, calendar_id, **kwargs)
+def enqueue_sync(
+    calendar_id: int,
+    *,
+    reason: str,
+    full: bool = False,
+    force: bool = False,
+    countdown: float = 0.0,
+) -> None:
+    """A sync of the calendar, to start no sooner than `countdown` seconds from now."""
+    send(
+        TaskNames.SYNC_CALENDAR,
+        calendar_id,
+        trigger=reason,
+        full=full,
+        force=force,
+        countdown=countdown,
+    )
 
 
 def enqueue_syncs(calendar_ids: list[int], *, reason: str) -> None:
@@ -68,7 +77,7 @@ def enqueue_audit(calendar_ids: list[int], *, reason: str) -> None:
 
 
 def enqueue_outbound_fan_out(host_id: int | None, countdown: float = 0.0) -> None:
-    publishing.publish_in(_app(), TaskNames.OUTBOUND_FAN_OUT, countdown, host_id)
+    send(TaskNames.OUTBOUND_FAN_OUT, host_id, countdown=countdown)
 
 
 def enqueue_outbound_fan_out_once(host_id: int | None, countdown: float = 0.0) -> None:
@@ -80,7 +89,7 @@ def enqueue_outbound_fan_out_once(host_id: int | None, countdown: float = 0.0) -
 
 def enqueue_outbound_delivery(endpoint_id: str, countdown: float = 0.0) -> None:
     """Run the endpoint's sender (its due deliveries, in order per host)."""
-    publishing.publish_in(_app(), TaskNames.OUTBOUND_DELIVER, countdown, endpoint_id)
+    send(TaskNames.OUTBOUND_DELIVER, endpoint_id, countdown=countdown)
 
 
 def _fan_out_after_commit(session: Session, host_id: int | None) -> None:

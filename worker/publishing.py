@@ -24,17 +24,14 @@ def broker_errors() -> Iterator[None]:
         raise EnqueueError(f"broker unavailable: {type(exc).__name__}") from exc
 
 
-def publish(app: Celery, task_name: TaskNames, *args: Any, **kwargs: Any) -> None:
-    with broker_errors():
-        app.send_task(str(task_name), args=list(args), kwargs=kwargs)
-
-
-def publish_in(
-    app: Celery, task_name: TaskNames, countdown: float, *args: Any, **kwargs: Any
+def publish(
+    app: Celery, task_name: TaskNames, *args: Any, countdown: float = 0.0, **kwargs: Any
 ) -> None:
-    """`publish`, to run no sooner than `countdown` seconds from now."""
+    """The task's message; it runs no sooner than `countdown` seconds from now."""
     with broker_errors():
-        app.send_task(str(task_name), args=list(args), kwargs=kwargs, countdown=max(0.0, countdown))
+        app.send_task(
+            str(task_name), args=list(args), kwargs=kwargs, countdown=max(0.0, countdown) or None
+        )
 
 
 def publish_syncs(app: Celery, calendar_ids: list[int], *, reason: str) -> None:

@@ -25,7 +25,7 @@ from rules.audit import (
 )
 from worker import audit, channels, rate_limit, sync_engine
 from worker.celery_app import app
-from worker.enqueue import enqueue_audit, enqueue_scheduled_sync, enqueue_sync
+from worker.enqueue import enqueue_audit, enqueue_sync
 from worker.schedule_reads import due_audits, due_calendars
 from worker.task_names import TaskNames
 
@@ -88,10 +88,11 @@ def safety_net() -> int:
     due = due_calendars(datetime.now(UTC))
     countdowns = sync_schedule.spread_countdowns(len(due), get_settings())
     for (calendar_id, kind), countdown in zip(due, countdowns, strict=True):
-        enqueue_scheduled_sync(
+        enqueue_sync(
             calendar_id,
             reason=str(kind),
             full=kind is sync_schedule.Due.FULL,
+            force=True,
             countdown=countdown,
         )
     return len(due)

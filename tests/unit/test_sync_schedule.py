@@ -246,8 +246,10 @@ def test_the_safety_net_round_starts_its_syncs_spread(monkeypatch: pytest.Monkey
     monkeypatch.setattr(tasks, "due_calendars", lambda _now: due)
     monkeypatch.setattr(
         tasks,
-        "enqueue_scheduled_sync",
-        lambda cid, *, reason, full, countdown: started.append((cid, reason, full, countdown)),
+        "enqueue_sync",
+        lambda cid, *, reason, full, force, countdown: started.append(
+            (cid, reason, full, countdown)
+        ),
     )
     try:
         assert tasks.safety_net() == 3

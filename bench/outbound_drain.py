@@ -21,7 +21,7 @@ from typing import Any
 
 from bench.fleet_scale import tree_cpu_seconds
 from bench.harness import Report, bench_stack, parser
-from bench.outbound_delivery import RECEIVER_DELAY_SECONDS
+from bench.outbound_delivery import RECEIVER_DELAY_SECONDS, outbox_drained
 from bench.webhook_receiver import Receivers
 
 
@@ -94,18 +94,6 @@ def _insert(session: Any, table: Any, rows: list[dict[str, Any]]) -> None:
         session.execute(insert(table), rows[start : start + 5000])
 
 
-def pending() -> int:
-    from sqlalchemy import func, select
-
-    from models import WebhookDelivery
-    from models.db import session_scope
-
-    with session_scope() as session:
-        return int(
-            session.scalar(select(func.count()).where(WebhookDelivery.status == "pending")) or 0
-        )
-
-
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--deliveries", type=int, default=20_000)
@@ -123,12 +111,12 @@ def main(argv: list[str] | None = None) -> int:
         outbound = stack.start_outbound(args.outbound_concurrency)
         stack.wait_ready()
         ids = write_backlog(receivers.base, deliveries, args.endpoints, args.hosts)
-        total = pending()
+        total = deliveries // args.endpoints * args.endpoints
         cpu_before = tree_cpu_seconds(outbound.pid or 0)
         started = time.monotonic()
         start_senders(ids)
         deadline = started + 600
-        while pending() and time.monotonic() < deadline:
+        while not outbox_drained() and time.monotonic() < deadline:
             time.sleep(0.2)
         wall = time.monotonic() - started
         cpu = tree_cpu_seconds(outbound.pid or 0) - cpu_before

@@ -26,6 +26,7 @@ ROLES = (
     ("celery", "worker", "worker"),
     ("gunicorn", "", "web"),
     ("emulator", "", "emulator"),
+    ("bench.webhook_receiver", "", "receivers"),
     ("bench.", "", "bench"),
     ("postgres", "", "postgres"),
     ("redis", "", "redis"),

@@ -58,6 +58,9 @@ def test_fleet_scale_smoke(tmp_path) -> None:
     for read in ("server", "http"):
         assert values[f"{busy}.read.{read}_requests"] > 0, read
         assert values[f"{busy}.read.{read}_p99_ms"] > 0, read
+    # The load started after the safety net had caught up with the attach phase.
+    before = f"{busy}.push.safety_net_before"
+    assert values[f"{before}.due"] <= values[f"{before}.round"]
     assert values[f"{busy}.processes_died"] == "-"
     busy_bars = {bar["what"] for bar in report["bars"] if bar["what"].startswith("busy: ")}
     assert len(busy_bars) == 5, busy_bars

@@ -26,7 +26,7 @@ ROLES = (
     ("celery", "worker", "worker"),
     ("gunicorn", "", "web"),
     ("emulator", "", "emulator"),
-    ("bench.webhook_receiver", "", "receivers"),
+    ("webhook_receiver.mjs", "", "receivers"),
     ("bench.", "", "bench"),
     ("postgres", "", "postgres"),
     ("redis", "", "redis"),

@@ -1,66 +1,27 @@
-"""Benchmark 7's webhook receivers, in a process of their own: every endpoint is a path on
-one threaded HTTP/1.1 server (keep-alive, as production receivers are) that answers 204
-after a fixed delay and records each delivery with the moment its answer was sent.
+"""Benchmark 7's webhook receivers, in a process of their own: a Node HTTP/1.1 server
+(bench/webhook_receiver.mjs) on which every endpoint is a path, keeping connections alive
+(as production receivers do), answering 204 after a fixed delay and recording each
+delivery with the moment its answer was sent.
 
-It stands in for the customers' servers, which run on other machines: in its own process
-it shares no interpreter lock with the benchmark's load driver, and it runs at the lowest
-CPU priority, so on this machine it takes only the CPU calsync leaves (its own slowness
-can only add to the delivery lag measured, never hide any).
-
-    python -m bench.webhook_receiver DELAY_SECONDS   # prints its port, serves until killed
-
-`GET /records` answers every delivery so far: [[path, event id, answered, occurredAt], …].
+They stand in for the customers' servers, which run on other machines: in a process of
+their own they share no interpreter lock with the benchmark's load driver, they run at the
+lowest CPU priority, so on this machine they take only the CPU calsync leaves (their own
+slowness can only add to the delivery lag measured, never hide any), and Node's server
+costs a fraction of Python's `http.server` per request (RESULTS §7, session 10).
 """
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import subprocess
-import sys
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import requests
 
 Record = tuple[str, str, float, str]  # path, event id, answered (epoch s), occurredAt
-
-
-def serve(delay: float) -> None:
-    lock = threading.Lock()
-    records: list[Record] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            time.sleep(delay)
-            event = json.loads(body)
-            self.send_response(204)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            with lock:
-                records.append((self.path, event["id"], time.time(), event["occurredAt"]))
-
-        def do_GET(self) -> None:
-            with lock:
-                body = json.dumps(records).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    print(server.server_port, flush=True)
-    server.serve_forever()
+SERVER = Path(__file__).with_name("webhook_receiver.mjs")
 
 
 class Receivers:
@@ -81,8 +42,11 @@ class Receivers:
         return [tuple(row) for row in answer.json()]  # type: ignore[misc]
 
     def __enter__(self) -> Receivers:
+        node = shutil.which("node")
+        if node is None:
+            raise RuntimeError("benchmark 7's receivers need Node.js (`node` on PATH)")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.webhook_receiver", str(self.delay)],
+            [node, str(SERVER), str(self.delay)],
             stdout=subprocess.PIPE,
             text=True,
             preexec_fn=lambda: os.nice(19),
@@ -95,7 +59,3 @@ class Receivers:
         if self.process is not None:
             self.process.kill()
             self.process.wait()
-
-
-if __name__ == "__main__":
-    serve(float(sys.argv[1]))

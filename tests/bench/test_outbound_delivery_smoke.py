@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 
-from tests.bench.conftest import run_bench
+from tests.bench.conftest import require_tool, run_bench
 
 
 def test_outbound_delivery_smoke(tmp_path) -> None:
+    require_tool("node", "nodejs")  # the receivers (bench/webhook_receiver.mjs)
     report = run_bench("outbound_delivery", tmp_path)
     values = report["values"]
     for phase in ("off", "on"):

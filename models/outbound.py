@@ -121,6 +121,9 @@ class WebhookDelivery(Base):
             postgresql_where=text(PENDING),
             sqlite_where=text(PENDING),
         ),
+        # The prune's delete by event, and the cascade from each pruned event, by index
+        # (without it: a scan of a week of deliveries per pruned event, every 10 s).
+        Index("ix_webhook_deliveries_event", "event_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -12,8 +12,10 @@ replayed under `EXPLAIN (ANALYZE, BUFFERS)` inside a rolled-back transaction:
   reads of `renew_expiring` and `ensure_watched`; no Google call is made), audits due
   (`audit_candidates`), the drainer's batch write (`record_calendar_batch`, 100 calendars),
   a lease renewal (`extend_lease`), the alert round (`run_cycle`, no webhook set), the
-  metrics scrape's database gauges (`DatabaseCollector.collect`) and the hourly fold of
-  the fleet counts (`fleet_counts.fold`).
+  metrics scrape's database gauges (`DatabaseCollector.collect`), the hourly housekeeping
+  (sync runs past retention, expired sign-in links, the fold of the fleet counts), and
+  the outbound sweep (every second) and states round (every 10 s, with the prune of old
+  events and deliveries) over a kept history (load_history).
 
 Reported per statement: execution time, whether it reads a large table without an index
 (a Seq Scan over a table of more than 1,000 rows), and rows; per task: wall time in this
@@ -55,6 +57,8 @@ STATEMENT_BAR_MS = 20.0
 SMOKE_SIZES = (300,)
 DEFAULT_SIZES = (10_000, 100_000)
 DRAIN_BATCH = 100
+# worker.outbound_tasks.SWEEP_GRACE (that module builds the Celery app: not imported here).
+OUTBOUND_SWEEP_GRACE = timedelta(seconds=5)
 
 
 # --- loading the fleet with COPY -----------------------------------------------------------
@@ -132,13 +136,15 @@ def load_fleet(
     seed: int = 18,
     unwatched: Collection[int] = (),
     api_tokens: Mapping[int, str] | None = None,
+    history: bool = False,
 ) -> dict:
     """The fleet, written with COPY in one transaction, as in a steady state under
     `settings`: each calendar's last sync, last full sync, audit and channel expiry spread
     over its own (jittered) period. `accounts` / `sync_tokens`: the emulator's credentials
     and tokens (else placeholders nothing calls Google with); `unwatched`: calendars loaded
     without a channel (the caller watches them for real); `api_tokens`: host id -> API token
-    for hosts that will be asked over the API. Returns counts."""
+    for hosts that will be asked over the API; `history`: also what a deployment keeps of
+    its past, for the periodic prunes to read (load_history). Returns counts."""
     import psycopg
 
     from models.credentials_box import encrypt_credentials
@@ -228,6 +234,8 @@ def load_fleet(
                 at = now - timedelta(seconds=rng.uniform(0, every))
                 window_end = _ts(at + timedelta(days=60))
                 out.write(f"{cal}\t{_ts(at)}\t{_ts(at)}\t{window_end}\tt\tmatched\t[]\t0\t0\n")
+        if history:
+            load_history(cur, layout, settings, now, rng)
         conn.commit()
         conn.autocommit = True
         cur.execute("VACUUM ANALYZE")
@@ -236,6 +244,69 @@ def load_fleet(
         "calendars": len(layout),
         "busy_blocks": len(layout) * BLOCKS_PER_CALENDAR,
     }
+
+
+RUNS_PER_CALENDAR = 3
+EVENTS_PER_CALENDAR = 2
+PENDING_DELIVERIES = 100
+
+
+def load_history(
+    cur: Any, layout: list[tuple[int, int]], settings: Any, now: datetime, rng: random.Random
+) -> None:
+    """What a deployment keeps of its past, a slice of it per calendar: sync runs over the
+    retention and a day more (the hourly prune's), and one webhook endpoint (every host)
+    with busy.changed events and their deliveries over the outbound retention and a day
+    more (the 10-s prune's and the sweep's; the newest PENDING_DELIVERIES still pending)."""
+    from models.outbound_deliveries import RETENTION
+
+    kept = timedelta(days=settings.sync_run_retention_days + 1).total_seconds()
+    columns = (
+        "calendar_id, kind, trigger, started_at, finished_at, duration_ms, pages, "
+        "events_seen, blocks_upserted, blocks_deleted, outcome"
+    )
+    with _copy(cur, "sync_runs", columns) as out:
+        for cal, _host in layout:
+            for _ in range(RUNS_PER_CALENDAR):
+                started = now - timedelta(seconds=rng.uniform(0, kept))
+                finished = _ts(started + timedelta(milliseconds=90))
+                out.write(
+                    f"{cal}\tincremental\tsafety_net\t{_ts(started)}\t{finished}\t90\t1\t0\t0"
+                    "\t0\tdone\n"
+                )
+    endpoint = "we_bench_history"
+    columns = "id, url, description, host_ids, secret_encrypted, state, created_at"
+    with _copy(cur, "webhook_endpoints", columns) as out:
+        out.write(
+            f"{endpoint}\thttps://receiver.example/hook\t\t\\N\t\\\\x00\tactive\t{_ts(now)}\n"
+        )
+    span = (RETENTION + timedelta(days=1)).total_seconds()
+    events = sorted(
+        (now - timedelta(seconds=rng.uniform(60, span)), cal, host)
+        for cal, host in layout
+        for _ in range(EVENTS_PER_CALENDAR)
+    )
+    columns = "id, type, host_id, calendar_id, cause, payload, committed_at, fanned_out_at"
+    with _copy(cur, "outbox_events", columns) as out:
+        for n, (at, cal, host) in enumerate(events, start=1):
+            fanned = _ts(at + timedelta(milliseconds=200))
+            out.write(
+                f'{n}\tbusy.changed\t{host}\t{cal}\tsync\t{{"changed": []}}\t{_ts(at)}\t{fanned}\n'
+            )
+    columns = (
+        "endpoint_id, event_id, host_id, status, attempts, next_attempt_at, first_attempt_at, "
+        "last_attempt_at, last_status_code, last_duration_ms, delivered_at, created_at"
+    )
+    pending_from = len(events) - PENDING_DELIVERIES
+    with _copy(cur, "webhook_deliveries", columns) as out:
+        for n, (at, _cal, host) in enumerate(events, start=1):
+            sent = _ts(at + timedelta(milliseconds=400))
+            if n > pending_from:
+                tail = f"pending\t0\t{sent}\t\\N\t\\N\t\\N\t\\N\t\\N"
+            else:
+                tail = f"delivered\t1\t{sent}\t{sent}\t{sent}\t204\t5\t{sent}"
+            out.write(f"{endpoint}\t{n}\t{host}\t{tail}\t{_ts(at)}\n")
+    cur.execute("SELECT setval(pg_get_serial_sequence('outbox_events', 'id'), %s)", (len(events),))
 
 
 # --- capturing and explaining the periodic statements ---------------------------------------
@@ -277,6 +348,11 @@ def periodic_tasks(settings: Any) -> dict[str, Callable[[], Any]]:
     """Each periodic task's database work, as beat's tasks (and the scrape) run it."""
     from models import fleet_counts
     from models.db import session_scope
+    from models.host_log import prune_sync_runs
+    from models.outbound_deliveries import disable_long_failing, endpoints_with_due_work, prune
+    from models.outbound_fanout import fan_out
+    from models.outbound_states import announce_state_changes
+    from models.sign_in_links import prune_sign_in_links
     from models.sync_flags import extend_lease, forgotten_dirty
     from webhook.metrics_view import DatabaseCollector
     from worker import channels, schedule_reads
@@ -328,10 +404,33 @@ def periodic_tasks(settings: Any) -> dict[str, Callable[[], Any]]:
     def metrics() -> Any:
         return list(DatabaseCollector(settings).collect())
 
-    def fold_counts() -> Any:
-        # The hourly housekeeping's fold of the fleet counts' change rows.
+    def prune_history() -> Any:
+        # The hourly housekeeping (worker.tasks.prune_history): sync runs past their
+        # retention, expired sign-in links, the fold of the fleet counts' change rows.
+        keep = timedelta(days=settings.sync_run_retention_days)
         with session_scope() as session:
-            return fleet_counts.fold(session)
+            return (
+                prune_sync_runs(session, now() - keep),
+                prune_sign_in_links(session, now()),
+                fleet_counts.fold(session),
+            )
+
+    def outbound_sweep() -> Any:
+        # worker.outbound_tasks.outbound_sweep's database work (every second), without
+        # starting senders: hosts to fan out, endpoints with due work, endpoints to disable.
+        window = timedelta(milliseconds=settings.outbound_coalesce_ms)
+        fanned = fan_out(now(), window + OUTBOUND_SWEEP_GRACE)
+        with session_scope() as session:
+            due = endpoints_with_due_work(session, now() - OUTBOUND_SWEEP_GRACE)
+            return fanned, due, disable_long_failing(session, now())
+
+    def outbound_states() -> Any:
+        # worker.outbound_tasks.outbound_states (every 10 s): calendar states announced,
+        # then events and deliveries past their retention pruned.
+        with session_scope() as session:
+            announced = announce_state_changes(session, now())
+        with session_scope() as session:
+            return announced, prune(session, now())
 
     return {
         "sweep": sweep,
@@ -342,7 +441,9 @@ def periodic_tasks(settings: Any) -> dict[str, Callable[[], Any]]:
         "lease": lease,
         "alerts": alerts,
         "metrics_scrape": metrics,
-        "fold_counts": fold_counts,
+        "prune_history": prune_history,
+        "outbound_sweep": outbound_sweep,
+        "outbound_states": outbound_states,
     }
 
 
@@ -419,7 +520,7 @@ def measure_size(calendars: int, report: Report, smoke: bool) -> dict[str, Any]:
         activate(env)
         settings = get_settings()
         started = time.perf_counter()
-        counts = load_fleet(database_url, fleet_layout(calendars), settings)
+        counts = load_fleet(database_url, fleet_layout(calendars), settings, history=True)
         load_seconds = time.perf_counter() - started
         prefix = f"n{calendars}"
         report.value(f"{prefix}.calendars", counts["calendars"])
@@ -718,7 +819,9 @@ def compression_for(calendars: int) -> float:
 def main() -> int:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=None, help="fleet sizes to measure")
-    p.add_argument("--idle-seconds", type=float, default=None, help="idle run length (300)")
+    p.add_argument(
+        "--idle-seconds", type=float, default=None, help="idle run length (600: 10 minutes)"
+    )
     p.add_argument("--skip-explain", action="store_true", help="only the idle runs")
     p.add_argument("--skip-idle", action="store_true", help="only the periodic statements")
     p.add_argument("--worker-concurrency", type=int, default=None, help="idle run's (12)")
@@ -730,7 +833,7 @@ def main() -> int:
     )
     args = p.parse_args()
     sizes = tuple(args.sizes or (SMOKE_SIZES if args.smoke else DEFAULT_SIZES))
-    idle_seconds = args.idle_seconds or (5.0 if args.smoke else 300.0)
+    idle_seconds = args.idle_seconds or (5.0 if args.smoke else 600.0)
     report = Report("fleet_scale", smoke=args.smoke)
     report.header()
     from core.settings import Settings

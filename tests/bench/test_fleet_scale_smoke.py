@@ -21,7 +21,9 @@ TASKS = (
     "lease",
     "alerts",
     "metrics_scrape",
-    "fold_counts",
+    "prune_history",
+    "outbound_sweep",
+    "outbound_states",
 )
 
 

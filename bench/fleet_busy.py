@@ -14,10 +14,13 @@ sync. Then, while the rest of the fleet gets its safety-net syncs, renewals and 
 - **reads** (bench.busy_read's measures): `GET /v1/hosts/{host}/busy` for 14-day windows
   over random hosts of the fleet (1-5 calendars each, host API tokens): server time in
   this process through Flask's test client, and over HTTP through the web process's
-  gunicorn, one request at a time after the changes are applied.
+  gunicorn, one request at a time after the changes are applied; then the booking tools'
+  reads of the same hosts (their feed tokens): the CalDAV calendar-query REPORT for 14 days
+  and the whole ICS feed, first checked against `/busy`, then timed the same two ways.
 
 Bars (issue 18: the same as at 1,000 calendars): lag p50 ≤ 150 ms and p99 ≤ 1 s (emulator
-latency 0); host busy read server p99 ≤ 5 ms, HTTP p99 ≤ 15 ms.
+latency 0); host busy read server p99 ≤ 5 ms, HTTP p99 ≤ 15 ms; CalDAV REPORT server p99
+≤ 15 ms, ICS feed server p99 ≤ 25 ms; every CalDAV and ICS answer the same as `/busy`.
 """
 
 from __future__ import annotations
@@ -28,13 +31,15 @@ import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
 
 from bench.busy_read import (
+    BAR_CALDAV_REPORT_SERVER_P99_MS,
     BAR_HTTP_P99_MS,
+    BAR_ICS_SERVER_P99_MS,
     BAR_SERVER_P99_MS,
     busy_path,
     expect_ok,
@@ -97,11 +102,13 @@ def busy_load(
 ) -> dict[str, float]:
     """The busy phase on a fleet of `calendars`; returns the numbers the bars judge."""
     from bench.fleet_scale import fleet_layout, fleet_stack
+    from models.registry import new_feed_token
 
     layout = fleet_layout(calendars)
     watched = [cal for cal, _host in spread(layout, size.watched)]
     hosts = spread(sorted({host for _cal, host in layout}), size.read_hosts)
     tokens = {host: f"cs_{secrets.token_urlsafe(32)}" for host in hosts}
+    feeds = {host: new_feed_token() for host in hosts}
     prefix = f"busy.n{calendars}"
     chosen = operator_settings(calendars)
     for name, value in chosen.items():
@@ -113,6 +120,7 @@ def busy_load(
         keep_logs,
         unwatched=watched,
         api_tokens=tokens,
+        feed_tokens=feeds,
         **chosen,
     ) as fleet:
         stack, control = fleet.stack, fleet.control
@@ -127,6 +135,7 @@ def busy_load(
         lags = change_load(stack, control, seeded, size, report, prefix)
         report.value(f"{prefix}.load_average_1min_before_reads", os.getloadavg()[0])
         reads = measure_reads(stack.web_url, tokens, size, report, f"{prefix}.read")
+        reads |= measure_booking_reads(stack.web_url, tokens, feeds, size, report, f"{prefix}.read")
         report.value(f"{prefix}.load_average_1min_after_reads", os.getloadavg()[0])
         report.value(f"{prefix}.processes_died", ",".join(p.name for p in stack.dead()) or "-")
     return {**lags, **reads}
@@ -329,6 +338,116 @@ def measure_reads(
     return {"server_p99_ms": percentile(wall, 99), "http_p99_ms": percentile(http, 99)}
 
 
+def measure_booking_reads(
+    web_url: str,
+    tokens: dict[int, str],
+    feeds: dict[int, str],
+    size: BusySize,
+    report: Report,
+    prefix: str,
+) -> dict[str, float]:
+    """benchmark 5's booking-tool reads on the fleet's hosts: the CalDAV calendar-query
+    REPORT for 14 days (Cal.com's CalDAV app, as tsdav sends it) and the whole ICS feed,
+    first checked to give `/busy`'s answer, then timed in this process through Flask's
+    test client and over HTTP through gunicorn, one request at a time."""
+    from bench.busy_read import (
+        Fleet,
+        caldav_report,
+        ical_spans,
+        ics_path,
+        report_calendar_data,
+    )
+    from webhook import create_app
+
+    hosts = sorted(tokens)
+    fleet = Fleet(hosts, [tokens[h] for h in hosts], [feeds[h] for h in hosts], {}, {})
+    client = create_app().test_client()
+    rng = random.Random(5)
+    now = datetime.now(UTC)
+
+    def window() -> tuple[datetime, datetime]:
+        return random_window(rng, now)
+
+    def report_answer(h: int, span: tuple[datetime, datetime]) -> bytes:
+        dav = caldav_report(fleet, h, span)
+        answer = client.open(dav.path, method="REPORT", headers=dav.headers, data=dav.body)
+        expect_ok(answer.status_code, answer.data, "CalDAV REPORT", ok=207)
+        return answer.data
+
+    def feed_answer(h: int) -> bytes:
+        answer = client.get(ics_path(fleet, h))
+        expect_ok(answer.status_code, answer.data, "ICS feed")
+        return answer.data
+
+    mismatched = 0
+    checks = min(50, size.server_requests)
+    for _ in range(checks):
+        h = rng.randrange(len(hosts))
+        span = random_window(rng, now + timedelta(days=1))  # inside the feed's 90 days
+        answer = client.get(
+            busy_path(hosts[h], span), headers={"Authorization": f"Bearer {tokens[hosts[h]]}"}
+        )
+        expect_ok(answer.status_code, answer.data, "busy")
+        expected = [(b["start"], b["end"]) for b in answer.json["busy"]]
+        over_caldav = ical_spans(report_calendar_data(report_answer(h, span)), span)
+        over_ics = ical_spans([feed_answer(h).decode()], span)
+        mismatched += over_caldav != expected or over_ics != expected
+    report.value(f"{prefix}.booking_tool_answers_compared", checks)
+    report.value(f"{prefix}.booking_tool_answers_mismatched", mismatched)
+
+    def pick() -> int:
+        return rng.randrange(len(hosts))
+
+    def caldav_calls(count: int) -> list[Any]:
+        return [lambda h=pick(), span=window(): report_answer(h, span) for _ in range(count)]
+
+    def ics_calls(count: int) -> list[Any]:
+        return [lambda h=pick(): feed_answer(h) for _ in range(count)]
+
+    timed(caldav_calls(size.warmup_requests))
+    caldav = timed(caldav_calls(size.server_requests))
+    report_latency(report, f"{prefix}.caldav_report_server", caldav)
+    timed(ics_calls(size.warmup_requests))
+    ics = timed(ics_calls(size.server_requests))
+    report_latency(report, f"{prefix}.ics_server", ics)
+
+    session = requests.Session()
+
+    def ask_caldav(h: int, span: tuple[datetime, datetime]) -> None:
+        dav = caldav_report(fleet, h, span)
+        answer = session.request(
+            "REPORT", web_url + dav.path, headers=dav.headers, data=dav.body, timeout=30
+        )
+        expect_ok(answer.status_code, answer.text, "CalDAV REPORT", ok=207)
+
+    def ask_feed(h: int) -> None:
+        answer = session.get(web_url + ics_path(fleet, h), timeout=30)
+        expect_ok(answer.status_code, answer.text, "ICS feed")
+
+    timed(
+        [lambda h=pick(), span=window(): ask_caldav(h, span) for _ in range(size.warmup_requests)]
+    )
+    report_latency(
+        report,
+        f"{prefix}.caldav_report_http",
+        timed(
+            [lambda h=pick(), span=window(): ask_caldav(h, span) for _ in range(size.http_requests)]
+        ),
+    )
+    timed([lambda h=pick(): ask_feed(h) for _ in range(size.warmup_requests)])
+    report_latency(
+        report,
+        f"{prefix}.ics_http",
+        timed([lambda h=pick(): ask_feed(h) for _ in range(size.http_requests)]),
+    )
+    session.close()
+    return {
+        "booking_mismatched": float(mismatched),
+        "caldav_server_p99_ms": percentile(caldav, 99),
+        "ics_server_p99_ms": percentile(ics, 99),
+    }
+
+
 def report_bars(report: Report, calendars: int, result: dict[str, float]) -> None:
     at = f"at {calendars} calendars"
     report.bar(
@@ -354,5 +473,23 @@ def report_bars(report: Report, calendars: int, result: dict[str, float]) -> Non
         f"busy: host busy read HTTP p99 ms {at}",
         result["http_p99_ms"],
         BAR_HTTP_P99_MS,
+        at_least=False,
+    )
+    report.bar(
+        f"busy: CalDAV/ICS answers differing from /busy {at}",
+        result["booking_mismatched"],
+        0,
+        at_least=False,
+    )
+    report.bar(
+        f"busy: CalDAV REPORT server p99 ms {at}",
+        result["caldav_server_p99_ms"],
+        BAR_CALDAV_REPORT_SERVER_P99_MS,
+        at_least=False,
+    )
+    report.bar(
+        f"busy: ICS feed server p99 ms {at}",
+        result["ics_server_p99_ms"],
+        BAR_ICS_SERVER_P99_MS,
         at_least=False,
     )

@@ -136,6 +136,7 @@ def load_fleet(
     seed: int = 18,
     unwatched: Collection[int] = (),
     api_tokens: Mapping[int, str] | None = None,
+    feed_tokens: Mapping[int, str] | None = None,
     history: bool = False,
 ) -> dict:
     """The fleet, written with COPY in one transaction, as in a steady state under
@@ -143,7 +144,8 @@ def load_fleet(
     over its own (jittered) period. `accounts` / `sync_tokens`: the emulator's credentials
     and tokens (else placeholders nothing calls Google with); `unwatched`: calendars loaded
     without a channel (the caller watches them for real); `api_tokens`: host id -> API token
-    for hosts that will be asked over the API; `history`: also what a deployment keeps of
+    for hosts that will be asked over the API, `feed_tokens` likewise for their CalDAV
+    password and ICS feed; `history`: also what a deployment keeps of
     its past, for the periodic prunes to read (load_history). Returns counts."""
     import psycopg
 
@@ -166,12 +168,16 @@ def load_fleet(
     hosts = sorted({host for _cal, host in layout})
     renew_before = settings.renew_before_seconds
     with psycopg.connect(database_url.replace("+psycopg", "")) as conn, conn.cursor() as cur:
-        columns = "id, name, time_zone, busy_policy, api_token_hash, created_at"
+        columns = "id, name, time_zone, busy_policy, api_token_hash, feed_token_hash, created_at"
         with _copy(cur, "hosts", columns) as out:
             for host in hosts:
-                token = (api_tokens or {}).get(host)
-                hashed = hash_api_token(token) if token else "\\N"
-                out.write(f"{host}\thost {host}\tUTC\t{{}}\t{hashed}\t{_ts(now)}\n")
+                hashed = [
+                    hash_api_token(token) if token else "\\N"
+                    for token in ((api_tokens or {}).get(host), (feed_tokens or {}).get(host))
+                ]
+                out.write(
+                    f"{host}\thost {host}\tUTC\t{{}}\t" + "\t".join(hashed) + f"\t{_ts(now)}\n"
+                )
         columns = "id, host_id, email, credentials_encrypted, state, created_at, updated_at"
         with _copy(cur, "google_accounts", columns) as out:
             for host in hosts:
@@ -668,6 +674,7 @@ def fleet_stack(
     *,
     unwatched: Collection[int] = (),
     api_tokens: Mapping[int, str] | None = None,
+    feed_tokens: Mapping[int, str] | None = None,
     **settings: Any,
 ) -> Iterator[FleetStack]:
     """A bench stack (private Redis, fresh database, the emulator) with the fleet loaded on
@@ -698,6 +705,7 @@ def fleet_stack(
             channel_ttl=channel_ttl,
             unwatched=unwatched,
             api_tokens=api_tokens,
+            feed_tokens=feed_tokens,
         )
         # A deployment that has run before: every calendar's stored moments are known (the
         # first rounds after migration 0009 store them; until then every calendar is a

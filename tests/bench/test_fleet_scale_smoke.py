@@ -57,12 +57,22 @@ def test_fleet_scale_smoke(tmp_path) -> None:
     assert values[f"{busy}.push.missing"] == 0  # every change pushed, synced and committed
     for key in ("lag_p50_ms", "lag_p99_ms", "lag_max_ms"):
         assert math.isfinite(values[f"{busy}.push.{key}"]) and values[f"{busy}.push.{key}"] >= 0
-    for read in ("server", "http"):
+    for read in (
+        "server",
+        "http",
+        "caldav_report_server",
+        "caldav_report_http",
+        "ics_server",
+        "ics_http",
+    ):
         assert values[f"{busy}.read.{read}_requests"] > 0, read
         assert values[f"{busy}.read.{read}_p99_ms"] > 0, read
+    # CalDAV and ICS give the booking tools /busy's answer on the fleet's hosts.
+    assert values[f"{busy}.read.booking_tool_answers_compared"] > 0
+    assert values[f"{busy}.read.booking_tool_answers_mismatched"] == 0
     # The load started after the safety net had caught up with the attach phase.
     before = f"{busy}.push.safety_net_before"
     assert values[f"{before}.due"] <= values[f"{before}.round"]
     assert values[f"{busy}.processes_died"] == "-"
     busy_bars = {bar["what"] for bar in report["bars"] if bar["what"].startswith("busy: ")}
-    assert len(busy_bars) == 5, busy_bars
+    assert len(busy_bars) == 8, busy_bars

@@ -14,7 +14,8 @@ sync. Then, while the rest of the fleet gets its safety-net syncs, renewals and 
 - **reads** (bench.busy_read's measures): `GET /v1/hosts/{host}/busy` for 14-day windows
   over random hosts of the fleet (1-5 calendars each, host API tokens): server time in
   this process through Flask's test client, and over HTTP through the web process's
-  gunicorn, one request at a time after the changes are applied; then the booking tools'
+  gunicorn, one request at a time after the changes are applied and the fleet has settled
+  again; then the booking tools'
   reads of the same hosts (their feed tokens): the CalDAV calendar-query REPORT for 14 days
   and the whole ICS feed, first checked against `/busy`, then timed the same two ways.
 
@@ -101,6 +102,7 @@ def busy_load(
     calendars: int, size: BusySize, report: Report, keep_logs: bool, concurrency: int
 ) -> dict[str, float]:
     """The busy phase on a fleet of `calendars`; returns the numbers the bars judge."""
+    from bench import calendar_fleet
     from bench.fleet_scale import fleet_layout, fleet_stack
     from models.registry import new_feed_token
 
@@ -133,6 +135,9 @@ def busy_load(
         seeded = watch_for_real(control, watched, size)
         wait_caught_up(report, prefix)
         lags = change_load(stack, control, seeded, size, report, prefix)
+        # The reads, as the load, start once the load's own tail (its last syncs and
+        # reruns) has settled, beside the fleet's periodic work only.
+        calendar_fleet.wait_settled(120, quiet_seconds=5, background=BACKGROUND_SYNCS)
         report.value(f"{prefix}.load_average_1min_before_reads", os.getloadavg()[0])
         reads = measure_reads(stack.web_url, tokens, size, report, f"{prefix}.read")
         reads |= measure_booking_reads(stack.web_url, tokens, feeds, size, report, f"{prefix}.read")

@@ -528,42 +528,77 @@ def report_calendar_data(xml: bytes) -> list[str]:
     return [element.text or "" for element in found]
 
 
+@dataclass(frozen=True)
+class BookingReads:
+    """What booking tools ask, through a Flask test client: Cal.com's CalDAV busy read (the
+    calendar-query REPORT) and the ICS feed, and `/busy` to compare them with."""
+
+    fleet: Fleet
+    client: Any
+
+    def busy(self, h: int, window: tuple[datetime, datetime]) -> list[tuple[str, str]]:
+        answer = self.client.get(
+            busy_path(self.fleet.host_ids[h], window),
+            headers={"Authorization": f"Bearer {self.fleet.tokens[h]}"},
+        )
+        expect_ok(answer.status_code, answer.data, "busy")
+        return [(b["start"], b["end"]) for b in answer.json["busy"]]
+
+    def report_answer(self, h: int, window: tuple[datetime, datetime]) -> bytes:
+        dav = caldav_report(self.fleet, h, window)
+        answer = self.client.open(dav.path, method="REPORT", headers=dav.headers, data=dav.body)
+        expect_ok(answer.status_code, answer.data, "CalDAV REPORT", ok=207)
+        return bytes(answer.data)
+
+    def feed_answer(self, h: int) -> bytes:
+        answer = self.client.get(ics_path(self.fleet, h))
+        expect_ok(answer.status_code, answer.data, "ICS feed")
+        return bytes(answer.data)
+
+    def mismatched(self, rng: random.Random, checks: int, now: datetime) -> int:
+        """Of `checks` random hosts and windows inside the feed's (now - 1 day .. now + 90
+        days), how many answer other than `/busy` over CalDAV or the ICS feed."""
+        differing = 0
+        for _ in range(checks):
+            h = rng.randrange(len(self.fleet.host_ids))
+            window = random_window(rng, now + timedelta(days=1))
+            expected = self.busy(h, window)
+            over_caldav = ical_spans(report_calendar_data(self.report_answer(h, window)), window)
+            over_ics = ical_spans([self.feed_answer(h).decode()], window)
+            differing += over_caldav != expected or over_ics != expected
+        return differing
+
+
+@dataclass(frozen=True)
+class HttpBookingReads:
+    """The booking tools' reads over HTTP, through a requests session to the web process:
+    the CalDAV REPORT (Basic auth) and the ICS feed (no headers)."""
+
+    fleet: Fleet
+    session: requests.Session
+    web_url: str
+
+    def report(self, h: int, window: tuple[datetime, datetime]) -> None:
+        dav = caldav_report(self.fleet, h, window)
+        answer = self.session.request(
+            "REPORT", self.web_url + dav.path, headers=dav.headers, data=dav.body, timeout=30
+        )
+        expect_ok(answer.status_code, answer.text, "CalDAV REPORT", ok=207)
+
+    def feed(self, h: int) -> None:
+        answer = self.session.get(self.web_url + ics_path(self.fleet, h), timeout=30)
+        expect_ok(answer.status_code, answer.text, "ICS feed")
+
+
 def measure_booking_tools(size: Size, fleet: Fleet, client: Any, report: Report) -> None:
     """Server time of what booking tools ask: the CalDAV calendar-query REPORT for 14 days
     (Cal.com's CalDAV app) and the whole 90-day ICS feed (its ICS-feed app), in-process like
     the busy read; first checked to give the same busy time as `/busy`."""
     rng = random.Random(7)
     now = datetime.now(UTC)
-
-    def busy(h: int, window: tuple[datetime, datetime]) -> list[tuple[str, str]]:
-        answer = client.get(
-            busy_path(fleet.host_ids[h], window),
-            headers={"Authorization": f"Bearer {fleet.tokens[h]}"},
-        )
-        expect_ok(answer.status_code, answer.data, "busy")
-        return [(b["start"], b["end"]) for b in answer.json["busy"]]
-
-    def report_answer(h: int, window: tuple[datetime, datetime]) -> bytes:
-        dav = caldav_report(fleet, h, window)
-        answer = client.open(dav.path, method="REPORT", headers=dav.headers, data=dav.body)
-        expect_ok(answer.status_code, answer.data, "CalDAV REPORT", ok=207)
-        return answer.data
-
-    def feed_answer(h: int) -> bytes:
-        answer = client.get(ics_path(fleet, h))
-        expect_ok(answer.status_code, answer.data, "ICS feed")
-        return answer.data
-
-    # Same answers, for windows inside the feed's (now - 1 day .. now + 90 days).
-    mismatched = 0
+    reads = BookingReads(fleet, client)
     checks = min(50, size.server_requests)
-    for _ in range(checks):
-        h = rng.randrange(size.hosts)
-        window = random_window(rng, now + timedelta(days=1))
-        expected = busy(h, window)
-        over_caldav = ical_spans(report_calendar_data(report_answer(h, window)), window)
-        over_ics = ical_spans([feed_answer(h).decode()], window)
-        mismatched += over_caldav != expected or over_ics != expected
+    mismatched = reads.mismatched(rng, checks, now)
     report.value("booking_tool_answers_compared", checks)
     report.value("booking_tool_answers_mismatched", mismatched)
     if mismatched:
@@ -571,10 +606,10 @@ def measure_booking_tools(size: Size, fleet: Fleet, client: Any, report: Report)
 
     def caldav_call(h: int) -> Callable[[], Any]:
         window = random_window(rng, now)
-        return lambda: report_answer(h, window)
+        return lambda: reads.report_answer(h, window)
 
     def ics_call(h: int) -> Callable[[], Any]:
-        return lambda: feed_answer(h)
+        return lambda: reads.feed_answer(h)
 
     def pick() -> int:
         return rng.randrange(size.hosts)
@@ -691,22 +726,14 @@ def measure_http(size: Size, fleet: Fleet, web_url: str, emulator_url: str, repo
     load = [(rng.randrange(size.hosts), random_window(rng, now)) for _ in range(size.http_requests)]
     report_latency(report, "http", timed([lambda q=q: ask_ours(*q) for q in load]))
 
-    # Booking tools over HTTP: the CalDAV REPORT (Basic auth) and the ICS feed (no headers).
-    def ask_caldav(h: int, window: tuple[datetime, datetime]) -> None:
-        dav = caldav_report(fleet, h, window)
-        answer = ours.request(
-            "REPORT", web_url + dav.path, headers=dav.headers, data=dav.body, timeout=30
-        )
-        expect_ok(answer.status_code, answer.text, "CalDAV REPORT", ok=207)
-
-    def ask_feed(h: int) -> None:
-        answer = ours.get(web_url + ics_path(fleet, h), timeout=30)
-        expect_ok(answer.status_code, answer.text, "ICS feed")
-
-    timed([lambda q=q: ask_caldav(*q) for q in warm])
-    report_latency(report, "caldav_report_http", timed([lambda q=q: ask_caldav(*q) for q in load]))
-    timed([lambda q=q: ask_feed(q[0]) for q in warm])
-    report_latency(report, "ics_http", timed([lambda q=q: ask_feed(q[0]) for q in load]))
+    # Booking tools over HTTP.
+    tools = HttpBookingReads(fleet, ours, web_url)
+    timed([lambda q=q: tools.report(*q) for q in warm])
+    report_latency(
+        report, "caldav_report_http", timed([lambda q=q: tools.report(*q) for q in load])
+    )
+    timed([lambda q=q: tools.feed(q[0]) for q in warm])
+    report_latency(report, "ics_http", timed([lambda q=q: tools.feed(q[0]) for q in load]))
 
     # The baseline question set: sampled hosts only, asked of both sides alike.
     same = [

@@ -32,7 +32,7 @@ import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -355,48 +355,20 @@ def measure_booking_reads(
     REPORT for 14 days (Cal.com's CalDAV app, as tsdav sends it) and the whole ICS feed,
     first checked to give `/busy`'s answer, then timed in this process through Flask's
     test client and over HTTP through gunicorn, one request at a time."""
-    from bench.busy_read import (
-        Fleet,
-        caldav_report,
-        ical_spans,
-        ics_path,
-        report_calendar_data,
-    )
+    from bench.busy_read import BookingReads, Fleet, HttpBookingReads
     from webhook import create_app
 
     hosts = sorted(tokens)
     fleet = Fleet(hosts, [tokens[h] for h in hosts], [feeds[h] for h in hosts], {}, {})
-    client = create_app().test_client()
+    reads = BookingReads(fleet, create_app().test_client())
     rng = random.Random(5)
     now = datetime.now(UTC)
 
     def window() -> tuple[datetime, datetime]:
         return random_window(rng, now)
 
-    def report_answer(h: int, span: tuple[datetime, datetime]) -> bytes:
-        dav = caldav_report(fleet, h, span)
-        answer = client.open(dav.path, method="REPORT", headers=dav.headers, data=dav.body)
-        expect_ok(answer.status_code, answer.data, "CalDAV REPORT", ok=207)
-        return answer.data
-
-    def feed_answer(h: int) -> bytes:
-        answer = client.get(ics_path(fleet, h))
-        expect_ok(answer.status_code, answer.data, "ICS feed")
-        return answer.data
-
-    mismatched = 0
     checks = min(50, size.server_requests)
-    for _ in range(checks):
-        h = rng.randrange(len(hosts))
-        span = random_window(rng, now + timedelta(days=1))  # inside the feed's 90 days
-        answer = client.get(
-            busy_path(hosts[h], span), headers={"Authorization": f"Bearer {tokens[hosts[h]]}"}
-        )
-        expect_ok(answer.status_code, answer.data, "busy")
-        expected = [(b["start"], b["end"]) for b in answer.json["busy"]]
-        over_caldav = ical_spans(report_calendar_data(report_answer(h, span)), span)
-        over_ics = ical_spans([feed_answer(h).decode()], span)
-        mismatched += over_caldav != expected or over_ics != expected
+    mismatched = reads.mismatched(rng, checks, now)
     report.value(f"{prefix}.booking_tool_answers_compared", checks)
     report.value(f"{prefix}.booking_tool_answers_mismatched", mismatched)
 
@@ -404,10 +376,10 @@ def measure_booking_reads(
         return rng.randrange(len(hosts))
 
     def caldav_calls(count: int) -> list[Any]:
-        return [lambda h=pick(), span=window(): report_answer(h, span) for _ in range(count)]
+        return [lambda h=pick(), span=window(): reads.report_answer(h, span) for _ in range(count)]
 
     def ics_calls(count: int) -> list[Any]:
-        return [lambda h=pick(): feed_answer(h) for _ in range(count)]
+        return [lambda h=pick(): reads.feed_answer(h) for _ in range(count)]
 
     timed(caldav_calls(size.warmup_requests))
     caldav = timed(caldav_calls(size.server_requests))
@@ -417,34 +389,20 @@ def measure_booking_reads(
     report_latency(report, f"{prefix}.ics_server", ics)
 
     session = requests.Session()
+    tools = HttpBookingReads(fleet, session, web_url)
 
-    def ask_caldav(h: int, span: tuple[datetime, datetime]) -> None:
-        dav = caldav_report(fleet, h, span)
-        answer = session.request(
-            "REPORT", web_url + dav.path, headers=dav.headers, data=dav.body, timeout=30
-        )
-        expect_ok(answer.status_code, answer.text, "CalDAV REPORT", ok=207)
+    def http_caldav_calls(count: int) -> list[Any]:
+        return [lambda h=pick(), span=window(): tools.report(h, span) for _ in range(count)]
 
-    def ask_feed(h: int) -> None:
-        answer = session.get(web_url + ics_path(fleet, h), timeout=30)
-        expect_ok(answer.status_code, answer.text, "ICS feed")
+    def http_ics_calls(count: int) -> list[Any]:
+        return [lambda h=pick(): tools.feed(h) for _ in range(count)]
 
-    timed(
-        [lambda h=pick(), span=window(): ask_caldav(h, span) for _ in range(size.warmup_requests)]
-    )
+    timed(http_caldav_calls(size.warmup_requests))
     report_latency(
-        report,
-        f"{prefix}.caldav_report_http",
-        timed(
-            [lambda h=pick(), span=window(): ask_caldav(h, span) for _ in range(size.http_requests)]
-        ),
+        report, f"{prefix}.caldav_report_http", timed(http_caldav_calls(size.http_requests))
     )
-    timed([lambda h=pick(): ask_feed(h) for _ in range(size.warmup_requests)])
-    report_latency(
-        report,
-        f"{prefix}.ics_http",
-        timed([lambda h=pick(): ask_feed(h) for _ in range(size.http_requests)]),
-    )
+    timed(http_ics_calls(size.warmup_requests))
+    report_latency(report, f"{prefix}.ics_http", timed(http_ics_calls(size.http_requests)))
     session.close()
     return {
         "booking_mismatched": float(mismatched),

@@ -352,16 +352,17 @@ def run_demo(web_port: int = 8000, emulator_port: int = 0, keep_running: bool = 
             click.echo("")
             time.sleep(0.5)
         if keep_running:
+            # From here Ctrl-C and SIGTERM only ask the loop to end: raised at an arbitrary
+            # point (inside a database commit, say) the interrupt could surface as another
+            # error and the demo would exit non-zero. Installed before the line that invites
+            # Ctrl-C, so a Ctrl-C right after it never lands in between.
+            stop_requested = threading.Event()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: stop_requested.set())
             click.echo(
                 "All changes applied. Still running: change events at the emulator "
                 f"({demo.emulator.url}/_emulator/...) and watch; Ctrl-C to stop."
             )
-            # From here Ctrl-C and SIGTERM only ask the loop to end: raised at an arbitrary
-            # point (inside a database commit, say) the interrupt could surface as another
-            # error and the demo would exit non-zero.
-            stop_requested = threading.Event()
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, lambda *_: stop_requested.set())
             seen = demo._run_count()
             while not stop_requested.wait(0.2):
                 demo._check_processes()

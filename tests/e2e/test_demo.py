@@ -56,7 +56,13 @@ def test_demo_shows_each_change_and_stops_cleanly_on_ctrl_c(tmp_path) -> None:
         # Each of the five processes gets up to 15 s to shut down cleanly before it is
         # killed (calsync/processes.ServiceProcess.stop): usually a few seconds in all, but
         # once past 60 s on a loaded CI machine (session 10).
-        rest, _ = process.communicate(timeout=120)
+        try:
+            rest, _ = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired as exc:
+            said = exc.output.decode() if isinstance(exc.output, bytes) else exc.output or ""
+            raise AssertionError(
+                "the demo did not stop within 120 s of Ctrl-C; it said:\n" + "".join(output) + said
+            ) from exc
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

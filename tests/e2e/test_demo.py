@@ -26,6 +26,33 @@ def _children_of(pid: int) -> list[int]:
     return found
 
 
+def _stacks_of(pid: int) -> str:
+    """What the process is doing, if py-spy is at hand (for a demo that hangs on stop)."""
+    spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        return "(py-spy not installed: no stacks)"
+    done = subprocess.run(
+        [str(spy), "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30
+    )
+    return done.stdout + done.stderr
+
+
+def _kill_groups(pids: list[int]) -> None:
+    """SIGKILL each process's group: the demo's children run in sessions of their own, so
+    killing the demo's group alone leaves them running (and poisoning later tests)."""
+    for pid in pids:
+        if _alive(pid):
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return False
+
+
 def test_demo_shows_each_change_and_stops_cleanly_on_ctrl_c(tmp_path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALSYNC_")}
     env.pop("DATABASE_URL", None)
@@ -44,6 +71,8 @@ def test_demo_shows_each_change_and_stops_cleanly_on_ctrl_c(tmp_path) -> None:
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ)
     deadline = time.monotonic() + 150
+    children: list[int] = []
+    survivors: list[int] = []
     try:
         while "All changes applied" not in "".join(output):
             assert time.monotonic() < deadline, "".join(output)
@@ -61,12 +90,19 @@ def test_demo_shows_each_change_and_stops_cleanly_on_ctrl_c(tmp_path) -> None:
         except subprocess.TimeoutExpired as exc:
             said = exc.output.decode() if isinstance(exc.output, bytes) else exc.output or ""
             raise AssertionError(
-                "the demo did not stop within 120 s of Ctrl-C; it said:\n" + "".join(output) + said
+                "the demo did not stop within 120 s of Ctrl-C; it said:\n"
+                + "".join(output)
+                + said
+                + "\nstacks (the demo, then its children):\n"
+                + "\n".join(_stacks_of(pid) for pid in [process.pid, *children] if _alive(pid))
             ) from exc
     finally:
         if process.poll() is None:
+            children = sorted({*children, *_children_of(process.pid)})
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
+        survivors = [pid for pid in children if _alive(pid)]
+        _kill_groups(survivors)
         selector.close()
         process.stdout.close()
     text = "".join(output) + rest
@@ -80,8 +116,4 @@ def test_demo_shows_each_change_and_stops_cleanly_on_ctrl_c(tmp_path) -> None:
     assert re.search(r"sign in  http://127\.0\.0\.1:\d+/sign-in/csl_\S+", text), text
     assert re.search(r"CalDAV URL http://127\.0\.0\.1:\d+/dav/", text)
     assert re.search(r"password   csf_\S+", text)
-    for pid in children:
-        assert (
-            not Path(f"/proc/{pid}").exists()
-            or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
-        ), f"process {pid} survived Ctrl-C"
+    assert not survivors, f"processes {survivors} survived Ctrl-C"

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import FromClause, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from models import BusyBlock, Calendar, CalendarEvent
+from models.bulk_insert import insert_rows
 from models.outbox_writer import announced_host_of, record_busy_change
 from rules.busy_rules import BusyPolicy, EventFacts, Reason, decide
 
@@ -152,25 +153,38 @@ def _stored_facts(key: str, stored: tuple[Any, ...]) -> EventFacts:
     )
 
 
+# The keyed reads of an incremental sync (every sync), built once: an expanding IN list
+# takes each chunk's keys. A full sync reads everything (below) and is rare.
+_EVENT_COLUMNS = [EVENTS.c.google_event_id, EVENTS.c.id] + [EVENTS.c[n] for n in EVENT_FIELDS]
+_EVENTS_BY_KEY = select(*_EVENT_COLUMNS).where(
+    EVENTS.c.calendar_id == bindparam("calendar_id"),
+    EVENTS.c.google_event_id.in_(bindparam("keys", expanding=True)),
+)
+_BLOCK_COLUMNS = (BLOCKS.c.id, BLOCKS.c.event_key, BLOCKS.c.start, BLOCKS.c.end)
+_BLOCKS_BY_KEY = select(*_BLOCK_COLUMNS).where(
+    BLOCKS.c.calendar_id == bindparam("calendar_id"),
+    BLOCKS.c.event_key.in_(bindparam("keys", expanding=True)),
+)
+
+
 def _load_events(
     session: Session, calendar_id: int, keys: list[str] | None
 ) -> dict[str, tuple[Any, ...]]:
     """Stored events by key, as compact (id, *EVENT_FIELDS) tuples."""
-    columns = [CalendarEvent.google_event_id, CalendarEvent.id] + [
-        getattr(CalendarEvent, name) for name in EVENT_FIELDS
-    ]
-    base = select(*columns).where(CalendarEvent.calendar_id == calendar_id)
-    queries = (
-        [base]
-        if keys is None
-        else [base.where(CalendarEvent.google_event_id.in_(chunk)) for chunk in _chunks(keys)]
-    )
+    if keys is None:
+        # A full resync loads every stored event: stream the rows (a server-side cursor on
+        # PostgreSQL) and share the values that repeat across rows, so memory stays small.
+        query = select(*_EVENT_COLUMNS).where(EVENTS.c.calendar_id == calendar_id)
+        results = [session.execute(query.execution_options(yield_per=WRITE_BATCH))]
+    else:
+        results = [
+            session.execute(_EVENTS_BY_KEY, {"calendar_id": calendar_id, "keys": chunk})
+            for chunk in _chunks(keys)
+        ]
     found: dict[str, tuple[Any, ...]] = {}
-    # A full resync loads every stored event: stream the rows (a server-side cursor on
-    # PostgreSQL) and share the values that repeat across rows, so memory stays small.
     shared: dict[str, str] = {}
-    for query in queries:
-        for key, *stored in session.execute(query.execution_options(yield_per=WRITE_BATCH)):
+    for result in results:
+        for key, *stored in result:
             for index in _SHARED:
                 if stored[index] is not None:
                     stored[index] = shared.setdefault(stored[index], stored[index])
@@ -181,17 +195,17 @@ def _load_events(
 def _load_blocks(
     session: Session, calendar_id: int, keys: list[str] | None
 ) -> dict[str, tuple[int, datetime, datetime]]:
-    base = select(BusyBlock.id, BusyBlock.event_key, BusyBlock.start, BusyBlock.end).where(
-        BusyBlock.calendar_id == calendar_id
-    )
-    queries = (
-        [base]
-        if keys is None
-        else [base.where(BusyBlock.event_key.in_(chunk)) for chunk in _chunks(keys)]
-    )
+    if keys is None:
+        query = select(*_BLOCK_COLUMNS).where(BLOCKS.c.calendar_id == calendar_id)
+        results = [session.execute(query)]
+    else:
+        results = [
+            session.execute(_BLOCKS_BY_KEY, {"calendar_id": calendar_id, "keys": chunk})
+            for chunk in _chunks(keys)
+        ]
     found: dict[str, tuple[int, datetime, datetime]] = {}
-    for query in queries:
-        for block_id, key, start, end in session.execute(query):
+    for result in results:
+        for block_id, key, start, end in result:
             found[key] = (block_id, start, end)
     return found
 
@@ -204,39 +218,27 @@ def _update_rows(session: Session, table: Table, rows: list[dict[str, Any]]) -> 
         shapes.setdefault(tuple(sorted(row)), []).append(row)
     for shape, same in shapes.items():
         names = [name for name in shape if name != "id"]
-        statement = (
-            update(table)
-            .where(table.c.id == bindparam("row_id"))
-            .values({name: bindparam(f"new_{name}") for name in names})
-        )
         session.execute(
-            statement,
+            _update_statement(table, tuple(names)),
             [{"row_id": row["id"], **{f"new_{n}": row[n] for n in names}} for row in same],
         )
 
 
-def _insert_rows(session: Session, table: FromClause, columns: tuple[str, ...], rows: list) -> None:
-    """Plain INSERT of new rows (keys known absent). On PostgreSQL with psycopg 3 this is
-    COPY, the driver's fastest load (a full sync of 10,000 events wrote 5x faster than with
-    ORM bulk inserts); elsewhere executemany. COPY skips the column types' bind processing,
-    which is fine: every time here is already timezone-aware UTC (busy_rules, `now`)."""
-    connection = session.connection()
-    dialect = connection.dialect
-    if dialect.name == "postgresql" and dialect.driver == "psycopg":
-        quote = dialect.identifier_preparer.quote
-        sql = (
-            f"COPY {dialect.identifier_preparer.format_table(table)} "
-            f"({', '.join(quote(name) for name in columns)}) FROM STDIN"
+_UPDATES: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+
+def _update_statement(table: Table, names: tuple[str, ...]) -> Any:
+    """UPDATE … SET `names` WHERE id = :row_id, built once per table and set of columns
+    (a few shapes recur: a moved event, a cancelled one, a moved block)."""
+    key = (table.name, names)
+    statement = _UPDATES.get(key)
+    if statement is None:
+        statement = _UPDATES[key] = (
+            update(table)
+            .where(table.c.id == bindparam("row_id"))
+            .values({name: bindparam(f"new_{name}") for name in names})
         )
-        # The session's own connection, so the rows commit (or not) with the sync token.
-        raw = connection.connection.driver_connection
-        assert raw is not None
-        with raw.cursor() as cursor, cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row(row)
-        return
-    statement = insert(table)  # type: ignore[arg-type]  # always a Table
-    connection.execute(statement, [dict(zip(columns, row, strict=True)) for row in rows])
+    return statement
 
 
 class _Batched:
@@ -275,7 +277,7 @@ class _BlockChanges:
         self.stored = stored
         self.now = now
         table = BusyBlock.__table__
-        self.inserts = _Batched(lambda rows: _insert_rows(session, table, BLOCK_COLUMNS, rows))
+        self.inserts = _Batched(lambda rows: insert_rows(session, table, BLOCK_COLUMNS, rows))
         self.updates = _Batched(lambda rows: _update_rows(session, BLOCKS, rows))
         self.deletes: list[int] = []
         # The spans of the blocks removed and added (a moved block is both), for the
@@ -364,7 +366,7 @@ def apply_events(
     stats = ApplyStats()
     # Keys being inserted are absent from the stored rows and the rest only touch stored
     # rows, so the statements cannot collide whatever order the batches run in.
-    event_inserts = _Batched(lambda rows: _insert_rows(session, event_table, EVENT_COLUMNS, rows))
+    event_inserts = _Batched(lambda rows: insert_rows(session, event_table, EVENT_COLUMNS, rows))
     event_updates = _Batched(lambda rows: _update_rows(session, EVENTS, rows))
     event_deletes: list[int] = []
 

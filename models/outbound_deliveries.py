@@ -174,6 +174,17 @@ _CLAIMED_EVENTS = (
 )
 
 
+# What a sender needs of its endpoint (a Core read: it runs for every batch).
+_SENDING_ENDPOINT = select(
+    ENDPOINTS.c.id,
+    ENDPOINTS.c.state,
+    ENDPOINTS.c.url,
+    ENDPOINTS.c.secret_encrypted,
+    ENDPOINTS.c.previous_secret_encrypted,
+    ENDPOINTS.c.previous_secret_expires_at,
+).where(ENDPOINTS.c.id == bindparam("endpoint"))
+
+
 def claim_batch(
     session: Session,
     endpoint_id: str,
@@ -185,10 +196,10 @@ def claim_batch(
     """Take up to `limit` deliveries of the endpoint for sending: lane heads (so a host's
     events go out in order), due, held by nobody else. Each is held for `hold` under
     `owner`; what another sender took first is left to it."""
-    endpoint = session.get(WebhookEndpoint, endpoint_id)
+    connection = session.connection()
+    endpoint = connection.execute(_SENDING_ENDPOINT, {"endpoint": endpoint_id}).one_or_none()
     if endpoint is None or endpoint.state == EndpointState.DISABLED:
         return []
-    connection = session.connection()
     taken: dict[int, int] = dict(  # event id -> delivery id
         connection.execute(
             _CLAIM,

@@ -7,12 +7,12 @@ import base64
 import secrets
 import socket
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models.credentials_box import decrypt_credentials, encrypt_credentials
-from models.outbound import EndpointState, WebhookEndpoint, covers
+from models.outbound import EndpointState, WebhookEndpoint
 from rules.outbound_address import AddressRefused, check_addresses, check_url_form
 
 ENDPOINT_ID_PREFIX = "we_"
@@ -66,7 +66,15 @@ def rotate_secret(session: Session, endpoint: WebhookEndpoint, now: datetime) ->
     return secret
 
 
-def signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
+class SigningKeys(Protocol):
+    """An endpoint's secrets as stored (a WebhookEndpoint, or a row of those columns)."""
+
+    secret_encrypted: bytes
+    previous_secret_encrypted: bytes | None
+    previous_secret_expires_at: datetime | None
+
+
+def signing_secrets(endpoint: SigningKeys, now: datetime) -> list[str]:
     """The secrets that sign a message now: the current one, and the previous one during
     its overlap."""
     found = [_unseal(endpoint.secret_encrypted)]
@@ -74,23 +82,6 @@ def signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
     if endpoint.previous_secret_encrypted is not None and expires is not None and expires > now:
         found.append(_unseal(endpoint.previous_secret_encrypted))
     return found
-
-
-def receives(endpoint: WebhookEndpoint, host_id: int | None) -> bool:
-    """Whether the endpoint gets events of `host_id` (not when disabled)."""
-    if endpoint.state == EndpointState.DISABLED:
-        return False
-    return covers(endpoint.host_ids, host_id)
-
-
-def live_endpoints(session: Session) -> list[WebhookEndpoint]:
-    return list(
-        session.scalars(
-            select(WebhookEndpoint)
-            .where(WebhookEndpoint.state != str(EndpointState.DISABLED))
-            .order_by(WebhookEndpoint.id)
-        )
-    )
 
 
 def resolve(host: str, port: int) -> list[str]:

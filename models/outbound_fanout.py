@@ -13,20 +13,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from models.bulk_insert import insert_rows
 from models.db import session_scope
 from models.outbound import (
     DELIVERIES,
+    ENDPOINTS,
     OUTBOX,
     DeliveryStatus,
+    EndpointState,
     EventType,
     OutboxEvent,
     WebhookDelivery,
-    WebhookEndpoint,
+    covers,
 )
-from models.outbound_endpoints import live_endpoints, receives
 from models.outbox_writer import iso
 from rules.busy_changes import union_of
 
@@ -40,14 +42,28 @@ class FanOutResult:
     events: int = 0
 
 
-def _spans(event: OutboxEvent) -> list[tuple[datetime, datetime]]:
+@dataclass(slots=True)
+class _Claimed:
+    """A claimed outbox row, as read (merging changes `payload` and `calendar_id`)."""
+
+    id: int
+    type: str
+    host_id: int | None
+    calendar_id: int | None
+    cause: str
+    payload: dict[str, Any]
+    committed_at: datetime
+    merged: bool = False  # another row was folded into this one: its row is rewritten
+
+
+def _spans(event: _Claimed) -> list[tuple[datetime, datetime]]:
     return [
         (datetime.fromisoformat(c["start"]), datetime.fromisoformat(c["end"]))
         for c in event.payload.get("changed", [])
     ]
 
 
-def _merge_into(survivor: OutboxEvent, later: OutboxEvent) -> None:
+def _merge_into(survivor: _Claimed, later: _Claimed) -> None:
     """`later` folded into `survivor`: the union of ranges, the later commit as asOf."""
     changed = union_of([_spans(survivor), _spans(later)])
     payload = dict(survivor.payload)
@@ -58,7 +74,59 @@ def _merge_into(survivor: OutboxEvent, later: OutboxEvent) -> None:
     survivor.payload = payload
     if survivor.calendar_id != later.calendar_id:
         survivor.calendar_id = None
-    later.merged_into = survivor.id
+    survivor.merged = True
+
+
+# The fan-out's statements, built once (Core, on the tables): under load a fan-out runs
+# every coalescing window, and building them, and the ORM's loading of rows, cost more
+# CPU than running them.
+_PENDING_HOSTS = (
+    select(OUTBOX.c.host_id, func.max(OUTBOX.c.committed_at))
+    .where(OUTBOX.c.fanned_out_at.is_(None))
+    .group_by(OUTBOX.c.host_id)
+    .limit(BATCH)
+)
+_LIVE_ENDPOINTS = (
+    select(ENDPOINTS.c.id, ENDPOINTS.c.host_ids)
+    .where(ENDPOINTS.c.state != str(EndpointState.DISABLED))
+    .order_by(ENDPOINTS.c.id)
+)
+_CLAIM_OF_HOSTS = (
+    update(OUTBOX)
+    .where(
+        OUTBOX.c.fanned_out_at.is_(None),
+        OUTBOX.c.host_id.in_(bindparam("hosts", expanding=True)),
+    )
+    .values(fanned_out_at=bindparam("now"))
+    .returning(OUTBOX.c.id)
+)
+_CLAIM_WITHOUT_HOST = (  # pings: no host
+    update(OUTBOX)
+    .where(OUTBOX.c.fanned_out_at.is_(None), OUTBOX.c.host_id.is_(None))
+    .values(fanned_out_at=bindparam("now"))
+    .returning(OUTBOX.c.id)
+)
+_CLAIMED_ROWS = (
+    select(
+        OUTBOX.c.id,
+        OUTBOX.c.type,
+        OUTBOX.c.host_id,
+        OUTBOX.c.calendar_id,
+        OUTBOX.c.cause,
+        OUTBOX.c.payload,
+        OUTBOX.c.committed_at,
+    )
+    .where(OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(OUTBOX.c.id)
+)
+_MERGED = (
+    update(OUTBOX)
+    .where(OUTBOX.c.id == bindparam("row_id"))
+    .values(payload=bindparam("new_payload"), calendar_id=bindparam("new_calendar_id"))
+)
+_MERGED_AWAY = (
+    update(OUTBOX).where(OUTBOX.c.id == bindparam("row_id")).values(merged_into=bindparam("into"))
+)
 
 
 def fan_out(now: datetime, coalesce: timedelta) -> FanOutResult:
@@ -69,13 +137,11 @@ def fan_out(now: datetime, coalesce: timedelta) -> FanOutResult:
     fan-out. Two fan-outs at once are harmless: each row is claimed by one conditional
     UPDATE, and a host's rows claimed by two fan-outs become two events, still in order."""
     result = FanOutResult()
-    query = select(OutboxEvent.host_id, func.max(OutboxEvent.committed_at)).where(
-        OutboxEvent.fanned_out_at.is_(None)
-    )
     with session_scope() as session:
-        pending = session.execute(query.group_by(OutboxEvent.host_id).limit(BATCH)).all()
-        endpoints = live_endpoints(session) if pending else []
-        session.expunge_all()  # read-only from here on, across the chunks' sessions
+        pending = session.execute(_PENDING_HOSTS).all()
+        endpoints = (
+            [(e.id, e.host_ids) for e in session.execute(_LIVE_ENDPOINTS)] if pending else []
+        )
     ready: list[int | None] = []
     for host, newest in pending:
         if not _wait_for(result, now - _aware(newest), coalesce):
@@ -96,69 +162,85 @@ HOSTS_PER_TRANSACTION = 200
 def _fan_out_chunk(
     session: Session,
     hosts: list[int | None],
-    endpoints: list[WebhookEndpoint],
+    endpoints: list[tuple[str, list[int] | None]],
     now: datetime,
     result: FanOutResult,
 ) -> None:
     # Claim the hosts' rows not yet fanned out (a concurrent fan-out's rows are skipped
     # once it commits: the condition is checked again on each row).
-    of_hosts = [OUTBOX.c.host_id.in_([h for h in hosts if h is not None])]
+    with_host = [h for h in hosts if h is not None]
+    claimed: list[int] = []
+    if with_host:
+        claimed += session.scalars(_CLAIM_OF_HOSTS, {"hosts": with_host, "now": now})
     if None in hosts:
-        of_hosts.append(OUTBOX.c.host_id.is_(None))
-    claimed = list(
-        session.scalars(
-            update(OUTBOX)
-            .where(OUTBOX.c.fanned_out_at.is_(None), or_(*of_hosts))
-            .values(fanned_out_at=now)
-            .returning(OUTBOX.c.id)
-        )
-    )
+        claimed += session.scalars(_CLAIM_WITHOUT_HOST, {"now": now})
     if not claimed:
         return
-    events = session.scalars(
-        select(OutboxEvent).where(OutboxEvent.id.in_(claimed)).order_by(OutboxEvent.id)
-    ).all()
-    by_host: dict[int | None, list[OutboxEvent]] = {}
-    for event in events:
-        by_host.setdefault(event.host_id, []).append(event)
-    rows: list[dict[str, Any]] = []
+    by_host: dict[int | None, list[_Claimed]] = {}
+    for row in session.execute(_CLAIMED_ROWS, {"ids": claimed}):
+        by_host.setdefault(row.host_id, []).append(_Claimed(*row))
+    rows: list[tuple[Any, ...]] = []
+    merges: list[dict[str, Any]] = []
+    merged_away: list[dict[str, Any]] = []
     for host, host_events in by_host.items():
-        survivors = _coalesced(host_events)
+        survivors = _coalesced(host_events, merged_away)
+        merges.extend(
+            {"row_id": e.id, "new_payload": e.payload, "new_calendar_id": e.calendar_id}
+            for e in survivors
+            if e.merged
+        )
         rows.extend(
-            _delivery_row(endpoint, event, now)
-            for endpoint in endpoints
-            if receives(endpoint, host)
+            _delivery_row(endpoint_id, event, now)
+            for endpoint_id, host_ids in endpoints
+            if covers(host_ids, host)
             for event in survivors
         )
         result.events += len(survivors)
-    session.flush()  # the merges (rare: only a host's rows within one window)
+    if merges:  # rare: only a host's rows within one window
+        session.execute(_MERGED, merges)
+        session.execute(_MERGED_AWAY, merged_away)
     if rows:
-        session.execute(insert(DELIVERIES), rows)
-        result.endpoints.update(row["endpoint_id"] for row in rows)
+        insert_rows(session, DELIVERIES, DELIVERY_COLUMNS, rows)
+        result.endpoints.update(row[0] for row in rows)
 
 
-def _coalesced(events: list[OutboxEvent]) -> list[OutboxEvent]:
-    """A host's claimed rows, consecutive busy.changed ones merged into the first."""
-    survivors: list[OutboxEvent] = []
+def _coalesced(events: list[_Claimed], merged_away: list[dict[str, Any]]) -> list[_Claimed]:
+    """A host's claimed rows, consecutive busy.changed ones merged into the first (each
+    merged row noted in `merged_away`)."""
+    survivors: list[_Claimed] = []
     for event in events:
         busy = event.type == EventType.BUSY_CHANGED
         if survivors and busy and survivors[-1].type == EventType.BUSY_CHANGED:
             _merge_into(survivors[-1], event)
+            merged_away.append({"row_id": event.id, "into": survivors[-1].id})
         else:
             survivors.append(event)
     return survivors
 
 
-def _delivery_row(endpoint: WebhookEndpoint, event: OutboxEvent, now: datetime) -> dict[str, Any]:
-    return {
-        "endpoint_id": endpoint.id,
-        "event_id": event.id,
-        "host_id": event.host_id,
-        "status": str(DeliveryStatus.PENDING),
-        "attempts": 0,
-        "next_attempt_at": now,
-        "created_at": event.committed_at,
-    }
+DELIVERY_COLUMNS = (
+    "endpoint_id",
+    "event_id",
+    "host_id",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+)
+
+
+def _delivery_row(endpoint_id: str, event: _Claimed, now: datetime) -> tuple[Any, ...]:
+    """A new pending delivery's DELIVERY_COLUMNS (every column with a default included:
+    COPY applies none)."""
+    return (
+        endpoint_id,
+        event.id,
+        event.host_id,
+        str(DeliveryStatus.PENDING),
+        0,
+        now,
+        event.committed_at,
+    )
 
 
 def _wait_for(result: FanOutResult, age: timedelta, coalesce: timedelta) -> bool:

@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, true
+from sqlalchemy import Table, bindparam, insert, select, true
 from sqlalchemy.orm import Session
 
 from models.busy_queries import HOST_BLOCK_SPANS
@@ -62,21 +62,27 @@ def announced_host_of(session: Session, calendar_id: int) -> int | None:
     """The calendar's host if an endpoint receives its events, its row then locked for the
     rest of the transaction (PostgreSQL; SQLite's writers are serialized anyway); None when
     no endpoint does (then no outbox row is written for this transaction's writes)."""
-    # One round trip (it runs for every sync): the calendar's host beside every endpoint's
-    # hosts (a row with no endpoint when there is none).
-    rows = session.execute(
-        select(Calendar.host_id, WebhookEndpoint.id, WebhookEndpoint.host_ids)
-        .select_from(Calendar)
-        .outerjoin(WebhookEndpoint, true())
-        .where(Calendar.id == calendar_id)
-    ).all()
+    rows = session.execute(_HOST_AND_ENDPOINTS, {"calendar_id": calendar_id}).all()
     host_id = rows[0].host_id if rows else None
     if host_id is None or not any(
         endpoint is not None and covers(ids, host_id) for _, endpoint, ids in rows
     ):
         return None
-    session.execute(select(Host.id).where(Host.id == host_id).with_for_update())
+    session.execute(_LOCK_HOST, {"host_id": host_id})
     return host_id
+
+
+# One round trip, built once (it runs for every sync): the calendar's host beside every
+# endpoint's hosts (a row with no endpoint when there is none).
+_CALENDARS, _ENDPOINTS = cast(Table, Calendar.__table__), cast(Table, WebhookEndpoint.__table__)
+_HOST_AND_ENDPOINTS = (
+    select(_CALENDARS.c.host_id, _ENDPOINTS.c.id, _ENDPOINTS.c.host_ids)
+    .select_from(_CALENDARS)
+    .outerjoin(_ENDPOINTS, true())
+    .where(_CALENDARS.c.id == bindparam("calendar_id"))
+)
+_HOSTS = cast(Table, Host.__table__)
+_LOCK_HOST = select(_HOSTS.c.id).where(_HOSTS.c.id == bindparam("host_id")).with_for_update()
 
 
 def host_busy_change(

@@ -6,6 +6,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
@@ -77,6 +78,16 @@ class SyncRunRecord:
     next_sync_token: str | None = None
     changed_updated: list[datetime] = field(default_factory=list)
 
+    def row_values(self) -> dict[str, Any]:
+        """The `sync_runs` row's columns (for a Core INSERT: one is written every sync)."""
+        return {name: getattr(self, name) for name in _STORED}
+
     def to_row(self) -> SyncRun:
-        stored = {f.name for f in dataclasses.fields(self)} - {"next_sync_token", "changed_updated"}
-        return SyncRun(**{name: getattr(self, name) for name in stored})
+        return SyncRun(**self.row_values())
+
+
+_STORED = tuple(
+    f.name
+    for f in dataclasses.fields(SyncRunRecord)
+    if f.name not in {"next_sync_token", "changed_updated"}
+)

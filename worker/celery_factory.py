@@ -11,6 +11,7 @@ from celery.signals import beat_init, celeryd_after_setup, worker_process_init
 from core.settings import Settings, get_settings
 from rules import sync_schedule
 from rules.audit import audit_check_seconds
+from worker import sender_slots
 from worker.publishing import publish_syncs
 from worker.task_names import OUTBOUND_TASKS, QueueNames, TaskNames
 
@@ -167,6 +168,8 @@ def _outbound_yields_the_cpu(instance: Any = None, **_kwargs: Any) -> None:
     queues = set(instance.app.amqp.queues.consume_from or ()) if instance is not None else set()
     if queues == {str(QueueNames.OUTBOUND)}:
         os.nice(get_settings().outbound_nice)
+        # Its senders may wait a moment for more work, up to half of its threads.
+        sender_slots.allow(int(instance.concurrency or 0))
 
 
 @beat_init.connect

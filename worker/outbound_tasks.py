@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -43,7 +43,7 @@ from models.outbound_deliveries import (
 )
 from models.outbound_fanout import fan_out
 from models.outbound_states import announce_state_changes
-from worker import outbound_sender
+from worker import outbound_sender, sender_slots
 from worker.celery_app import app
 from worker.enqueue import enqueue_outbound_delivery, enqueue_outbound_fan_out_once
 from worker.task_names import TaskNames
@@ -62,6 +62,13 @@ CLAIM_MARGIN = timedelta(seconds=5)
 SENDER_SECONDS = 5.0
 BATCH = 50
 PARALLEL = 2  # requests of one batch in flight at once (different hosts: no order between)
+# A sender whose lanes ran dry waits this long for more before it lets go: under load new
+# deliveries come every coalescing window, and a fresh sender task each window (its start,
+# release and due-work transactions and its message) cost more CPU than the sending.
+LINGER_SECONDS = 1.0
+# While it waits it looks again this often, or at once when a fan-out of this process made
+# deliveries for its endpoint (another process's are seen at the next look).
+LOOK_AGAIN_SECONDS = 0.25
 
 
 def _now() -> datetime:
@@ -73,11 +80,23 @@ def sender_hold(timeout_seconds: float) -> timedelta:
     return timedelta(seconds=SENDER_SECONDS + timeout_seconds) + CLAIM_MARGIN
 
 
+_arrivals: dict[str, threading.Event] = {}
+
+
+def _arrival(endpoint_id: str) -> threading.Event:
+    """Set when this process has made deliveries for the endpoint (wakes its sender)."""
+    with _http_lock:
+        return _arrivals.setdefault(endpoint_id, threading.Event())
+
+
 def start_senders(endpoint_ids: Iterable[str]) -> None:
-    """Queue a sender for each endpoint that has none running."""
+    """Queue a sender for each endpoint that has none running (one that is waiting for
+    more work in this process is woken instead)."""
     wanted = sorted(set(endpoint_ids))
     if not wanted:
         return
+    for endpoint_id in wanted:
+        _arrival(endpoint_id).set()
     hold = sender_hold(get_settings().outbound_timeout_seconds)
     now = _now()
     with session_scope() as session:
@@ -126,41 +145,32 @@ def outbound_deliver(self: Task, endpoint_id: str) -> int:
     deadline = time.monotonic() + SENDER_SECONDS
     sent = 0
     http = _http_for(endpoint_id)
-    with ThreadPoolExecutor(PARALLEL) as pool:
-        while True:
-            with session_scope() as session:
-                batch = claim_batch(session, endpoint_id, owner, _now(), claim_hold, BATCH)
-            if not batch:
-                break
-            attempts = outbound_sender.send_batch(batch, timeout, http, pool.map)
-            now = _now()
-            answered = list(zip(batch, attempts, strict=True))
-            with session_scope() as session:
-                record_delivered(
-                    session,
-                    endpoint_id,
-                    [(work.delivery_id, attempt) for work, attempt in answered if attempt.ok],
-                    now,
-                )
-                outcomes = [
-                    "delivered"
-                    if attempt.ok
-                    else record_attempt(
-                        session,
-                        work.delivery_id,
-                        attempt,
-                        now,
-                        first_retry_seconds=settings.outbound_first_retry_seconds,
-                    ).outcome
-                    for work, attempt in answered
-                ]
-            for (work, attempt), outcome in zip(answered, outcomes, strict=True):
-                _observe(work, attempt, outcome, now)
-            sent += len(batch)
-            if time.monotonic() > deadline:
-                # More may be due: a fresh message carries on (the sender stays marked).
-                enqueue_outbound_delivery(endpoint_id)
-                return sent
+    arrival = _arrival(endpoint_id)
+    waiting = False
+    try:
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            dry_since: float | None = None
+            while True:
+                arrival.clear()  # before the claim: a later fan-out's set is not missed
+                with session_scope() as session:
+                    batch = claim_batch(session, endpoint_id, owner, _now(), claim_hold, BATCH)
+                if not batch:
+                    dry_since = dry_since or time.monotonic()
+                    if not waiting:
+                        waiting = sender_slots.take()
+                    if not waiting or time.monotonic() - dry_since >= LINGER_SECONDS:
+                        break
+                    arrival.wait(LOOK_AGAIN_SECONDS)
+                    continue
+                dry_since = None
+                sent += _send_and_record(endpoint_id, batch, timeout, http, pool.map)
+                if time.monotonic() > deadline:
+                    # More may be due: a fresh message carries on (the sender stays marked).
+                    enqueue_outbound_delivery(endpoint_id)
+                    return sent
+    finally:
+        if waiting:
+            sender_slots.give_back()
     with session_scope() as session:
         release_sender(session, endpoint_id)
     # Work that came due between the last claim and the release: start again.
@@ -169,6 +179,42 @@ def outbound_deliver(self: Task, endpoint_id: str) -> int:
     if again:
         start_senders(again)
     return sent
+
+
+def _send_and_record(
+    endpoint_id: str,
+    batch: list[DeliveryWork],
+    timeout: float,
+    http: urllib3.PoolManager,
+    map_: Callable[[Callable[[DeliveryWork], Attempt], list[DeliveryWork]], Iterable[Attempt]],
+) -> int:
+    """One attempt for each delivery of the batch, each answer recorded."""
+    settings = get_settings()
+    attempts = outbound_sender.send_batch(batch, timeout, http, map_)
+    now = _now()
+    answered = list(zip(batch, attempts, strict=True))
+    with session_scope() as session:
+        record_delivered(
+            session,
+            endpoint_id,
+            [(work.delivery_id, attempt) for work, attempt in answered if attempt.ok],
+            now,
+        )
+        outcomes = [
+            "delivered"
+            if attempt.ok
+            else record_attempt(
+                session,
+                work.delivery_id,
+                attempt,
+                now,
+                first_retry_seconds=settings.outbound_first_retry_seconds,
+            ).outcome
+            for work, attempt in answered
+        ]
+    for (work, attempt), outcome in zip(answered, outcomes, strict=True):
+        _observe(work, attempt, outcome, now)
+    return len(batch)
 
 
 def _observe(work: DeliveryWork, attempt: Attempt, outcome: str, now: datetime) -> None:

@@ -5,6 +5,7 @@ request with the standardwebhooks package."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +18,7 @@ from models import OutboxEvent, WebhookDelivery, WebhookEndpoint
 from models.db import session_scope
 from models.registry import create_host
 from tests.conftest import TEST_ADMIN_TOKEN
-from worker import alert_notifier, outbound_tasks
+from worker import alert_notifier, outbound_tasks, sender_slots
 
 from .conftest import Driver, Receiver
 
@@ -190,6 +191,52 @@ def test_one_fan_out_message_waits_at_a_time(
         time.sleep(0.05)
         driver.run()
     assert sorted(event["hostId"] for event in receiver.events()) == sorted(hosts)
+
+
+def _sender_with_a_change_meanwhile(client, receiver, driver, endpoint_id, host_id) -> int:
+    """Run the endpoint's sender here while another thread, 0.3 s in, adds a busy change
+    and fans it out; what the sender sent."""
+
+    def change_meanwhile() -> None:
+        time.sleep(0.3)
+        block(client, host_id, 3, 4)
+        outbound_tasks.outbound_fan_out(None)
+
+    helper = threading.Thread(target=change_meanwhile)
+    helper.start()
+    try:
+        return int(outbound_tasks.outbound_deliver(endpoint_id))
+    finally:
+        helper.join()
+
+
+def test_a_sender_whose_lanes_ran_dry_waits_a_moment_for_more(
+    client, receiver, driver, monkeypatch
+) -> None:
+    # Under load a fan-out makes deliveries every coalescing window: a sender that waits a
+    # moment sends them, where a fresh sender task each window (its start, release and
+    # due-work transactions and its message) cost more CPU than the sending.
+    monkeypatch.setattr(sender_slots, "_slots", threading.Semaphore(1))
+    host_id, _ = new_host()
+    endpoint = register(client, receiver)
+    block(client, host_id, 1, 2)
+    outbound_tasks.outbound_fan_out(None)  # the sender's message is queued, not run
+    sent = _sender_with_a_change_meanwhile(client, receiver, driver, endpoint["id"], host_id)
+    assert sent == 2 and len(receiver.events()) == 2
+    # The fan-out meanwhile found the sender running: no second sender message.
+    assert [k for k in driver.kinds() if k[0] == "deliver"] == [("deliver", endpoint["id"])]
+
+
+def test_a_sender_without_a_waiting_slot_lets_go_at_once(client, receiver, driver) -> None:
+    # None of this process's slots free (here: none set up, as outside the outbound worker):
+    # the sender ends when its lanes run dry and lets the endpoint go for the next one.
+    host_id, _ = new_host()
+    endpoint = register(client, receiver)
+    block(client, host_id, 1, 2)
+    outbound_tasks.outbound_fan_out(None)
+    assert outbound_tasks.outbound_deliver(endpoint["id"]) == 1
+    with session_scope() as session:
+        assert session.get(WebhookEndpoint, endpoint["id"]).sender_until is None
 
 
 def test_rotation_signs_with_both_secrets_for_a_day(client, receiver, driver) -> None:

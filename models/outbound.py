@@ -18,6 +18,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    bindparam,
+    select,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -150,6 +152,22 @@ class WebhookDelivery(Base):
 OUTBOX = cast(Table, OutboxEvent.__table__)
 DELIVERIES = cast(Table, WebhookDelivery.__table__)
 ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
+
+# Outbox rows by id, oldest first: what a fan-out merges and a sender sends (columns, not
+# entities: both run under load).
+OUTBOX_ROWS_BY_ID = (
+    select(
+        OUTBOX.c.id,
+        OUTBOX.c.type,
+        OUTBOX.c.host_id,
+        OUTBOX.c.calendar_id,
+        OUTBOX.c.cause,
+        OUTBOX.c.payload,
+        OUTBOX.c.committed_at,
+    )
+    .where(OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(OUTBOX.c.id)
+)
 
 
 class AnnouncedCalendarState(Base):

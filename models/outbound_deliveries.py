@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from models.outbound import (
     DELIVERIES,
     ENDPOINTS,
-    OUTBOX,
+    OUTBOX_ROWS_BY_ID,
     DeliveryStatus,
     EndpointState,
     EventType,
@@ -159,19 +159,6 @@ _CLAIM = (
     .values(claimed_by=bindparam("owner"), claimed_until=bindparam("until", type_=_MOMENT))
     .returning(DELIVERIES.c.event_id, DELIVERIES.c.id)
 )
-_CLAIMED_EVENTS = (
-    select(
-        OUTBOX.c.id,
-        OUTBOX.c.type,
-        OUTBOX.c.host_id,
-        OUTBOX.c.calendar_id,
-        OUTBOX.c.cause,
-        OUTBOX.c.payload,
-        OUTBOX.c.committed_at,
-    )
-    .where(OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
-    .order_by(OUTBOX.c.id)
-)
 
 
 # What a sender needs of its endpoint (a Core read: it runs for every batch).
@@ -215,7 +202,7 @@ def claim_batch(
     )
     if not taken:
         return []
-    events = connection.execute(_CLAIMED_EVENTS, {"ids": list(taken)})
+    events = connection.execute(OUTBOX_ROWS_BY_ID, {"ids": list(taken)})
     secrets = signing_secrets(endpoint, now)
     return [
         DeliveryWork(

@@ -22,6 +22,7 @@ from models.outbound import (
     DELIVERIES,
     ENDPOINTS,
     OUTBOX,
+    OUTBOX_ROWS_BY_ID,
     DeliveryStatus,
     EndpointState,
     EventType,
@@ -106,19 +107,6 @@ _CLAIM_WITHOUT_HOST = (  # pings: no host
     .values(fanned_out_at=bindparam("now"))
     .returning(OUTBOX.c.id)
 )
-_CLAIMED_ROWS = (
-    select(
-        OUTBOX.c.id,
-        OUTBOX.c.type,
-        OUTBOX.c.host_id,
-        OUTBOX.c.calendar_id,
-        OUTBOX.c.cause,
-        OUTBOX.c.payload,
-        OUTBOX.c.committed_at,
-    )
-    .where(OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
-    .order_by(OUTBOX.c.id)
-)
 _MERGED = (
     update(OUTBOX)
     .where(OUTBOX.c.id == bindparam("row_id"))
@@ -177,7 +165,7 @@ def _fan_out_chunk(
     if not claimed:
         return
     by_host: dict[int | None, list[_Claimed]] = {}
-    for row in session.execute(_CLAIMED_ROWS, {"ids": claimed}):
+    for row in session.execute(OUTBOX_ROWS_BY_ID, {"ids": claimed}):
         by_host.setdefault(row.host_id, []).append(_Claimed(*row))
     rows: list[tuple[Any, ...]] = []
     merges: list[dict[str, Any]] = []

@@ -16,10 +16,12 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -364,6 +366,25 @@ def emulator(seed: int = 7, data_dir: Path | None = None) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def stopped_by_sigterm() -> Iterator[None]:
+    """SIGTERM ends the run as Ctrl-C does, through every context manager on the way out, so
+    the stack's children (Redis, emulator, web, workers, beat, receivers) are stopped too:
+    by default Python dies at once and leaves them running beside the next run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set a handler
+        return
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
 def bench_stack(
     name: str, keep_logs: bool = False, emulator_seed: int = 7, **settings: Any
 ) -> Iterator[BenchStack]:
@@ -371,6 +392,7 @@ def bench_stack(
     them; start web/workers on the returned stack. Everything is torn down afterwards."""
     data_dir = Path(tempfile.mkdtemp(prefix=f"calsync-bench-{name}-"))
     with (
+        stopped_by_sigterm(),
         private_redis() as broker_url,
         fresh_database(f"calsync_bench_{name}") as database_url,
         emulator(emulator_seed, data_dir) as emulator_url,

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
@@ -151,3 +162,8 @@ class SyncState(Base):
     # one (None = never audited); the newest verdict's outcome. For the audit gauges.
     audit_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
     audit_verdict: Mapped[str | None] = mapped_column(String(20))
+
+
+# The table as Core sees it: statements every sync runs skip the ORM (models/sync_flags.py
+# has SYNC_STATES).
+CALENDARS = cast(Table, Calendar.__table__)

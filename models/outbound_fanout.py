@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import ColumnElement, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from models.bulk_insert import insert_rows
@@ -92,21 +92,20 @@ _LIVE_ENDPOINTS = (
     .where(ENDPOINTS.c.state != str(EndpointState.DISABLED))
     .order_by(ENDPOINTS.c.id)
 )
-_CLAIM_OF_HOSTS = (
-    update(OUTBOX)
-    .where(
-        OUTBOX.c.fanned_out_at.is_(None),
-        OUTBOX.c.host_id.in_(bindparam("hosts", expanding=True)),
+
+
+def _claim(of_hosts: ColumnElement[bool]) -> Any:
+    """Mark the rows of `of_hosts` not yet fanned out as fanned out at :now; their ids."""
+    return (
+        update(OUTBOX)
+        .where(OUTBOX.c.fanned_out_at.is_(None), of_hosts)
+        .values(fanned_out_at=bindparam("now"))
+        .returning(OUTBOX.c.id)
     )
-    .values(fanned_out_at=bindparam("now"))
-    .returning(OUTBOX.c.id)
-)
-_CLAIM_WITHOUT_HOST = (  # pings: no host
-    update(OUTBOX)
-    .where(OUTBOX.c.fanned_out_at.is_(None), OUTBOX.c.host_id.is_(None))
-    .values(fanned_out_at=bindparam("now"))
-    .returning(OUTBOX.c.id)
-)
+
+
+_CLAIM_OF_HOSTS = _claim(OUTBOX.c.host_id.in_(bindparam("hosts", expanding=True)))
+_CLAIM_WITHOUT_HOST = _claim(OUTBOX.c.host_id.is_(None))  # pings: no host
 _MERGED = (
     update(OUTBOX)
     .where(OUTBOX.c.id == bindparam("row_id"))

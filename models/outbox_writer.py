@@ -18,15 +18,15 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, true
+from sqlalchemy import bindparam, insert, select, true
 from sqlalchemy.orm import Session
 
 from models.busy_queries import HOST_BLOCK_SPANS
-from models.calendars import Calendar
-from models.hosts import Host
-from models.outbound import OUTBOX, EventType, OutboxEvent, WebhookEndpoint, covers
+from models.calendars import CALENDARS
+from models.hosts import HOSTS
+from models.outbound import ENDPOINTS, OUTBOX, EventType, OutboxEvent, WebhookEndpoint, covers
 from rules.busy_changes import Span, changed_ranges
 
 OutboxListener = Callable[[Session, int | None], None]
@@ -46,7 +46,7 @@ def iso(value: datetime) -> str:
 def _add(session: Session, **row: Any) -> None:
     """An outbox row, by one INSERT (it is written in every announced sync: no ORM
     unit-of-work flush for it), then the listeners."""
-    session.execute(insert(OUTBOX), [row])
+    session.execute(_OUTBOX_INSERT, row)
     for listener in _listeners:
         listener(session, row["host_id"])
 
@@ -74,15 +74,15 @@ def announced_host_of(session: Session, calendar_id: int) -> int | None:
 
 # One round trip, built once (it runs for every sync): the calendar's host beside every
 # endpoint's hosts (a row with no endpoint when there is none).
-_CALENDARS, _ENDPOINTS = cast(Table, Calendar.__table__), cast(Table, WebhookEndpoint.__table__)
 _HOST_AND_ENDPOINTS = (
-    select(_CALENDARS.c.host_id, _ENDPOINTS.c.id, _ENDPOINTS.c.host_ids)
-    .select_from(_CALENDARS)
-    .outerjoin(_ENDPOINTS, true())
-    .where(_CALENDARS.c.id == bindparam("calendar_id"))
+    select(CALENDARS.c.host_id, ENDPOINTS.c.id, ENDPOINTS.c.host_ids)
+    .select_from(CALENDARS)
+    .outerjoin(ENDPOINTS, true())
+    .where(CALENDARS.c.id == bindparam("calendar_id"))
 )
-_HOSTS = cast(Table, Host.__table__)
-_LOCK_HOST = select(_HOSTS.c.id).where(_HOSTS.c.id == bindparam("host_id")).with_for_update()
+# A writer of the host's busy time takes its row first (see host_busy_change).
+_LOCK_HOST = select(HOSTS.c.id).where(HOSTS.c.id == bindparam("host_id")).with_for_update()
+_OUTBOX_INSERT = insert(OUTBOX)
 
 
 def host_busy_change(
@@ -97,7 +97,7 @@ def host_busy_change(
         return []
     session.flush()
     if not locked:
-        session.execute(select(Host.id).where(Host.id == host_id).with_for_update())
+        session.execute(_LOCK_HOST, {"host_id": host_id})
     spans = [*removed, *added]
     window = {
         "host_id": host_id,

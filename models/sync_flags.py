@@ -41,7 +41,7 @@ def may_call_google() -> tuple[ColumnElement[bool], ...]:
     return (GoogleAccount.state == AccountState.OK, SyncState.blocked_reason.is_(None))
 
 
-def lease_free(now: datetime) -> ColumnElement[bool]:
+def lease_free(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
     """Filter: no live lease on the calendar (none taken, or it ran out)."""
     return or_(SyncState.lease_until.is_(None), SyncState.lease_until < now)
 
@@ -131,7 +131,7 @@ def _claim_statement(*, require_dirty: bool) -> Any:
     now: BindParameter[datetime] = bindparam("now", type_=moment)
     conditions = [
         table.c.calendar_id == bindparam("id"),
-        or_(table.c.lease_until.is_(None), table.c.lease_until < now),
+        lease_free(now),
     ]
     if require_dirty:
         # A mark a dead worker had taken (syncing_since) is work too.

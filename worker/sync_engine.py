@@ -33,16 +33,18 @@ from models import (
     AccountState,
     Calendar,
     GoogleAccount,
-    Host,
     SyncKind,
     SyncOutcome,
     SyncRun,
     SyncRunRecord,
     SyncState,
 )
+from models.accounts import ACCOUNTS
 from models.busy_block_writer import ApplyStats, DecidedEvent, Horizon, apply_events
+from models.calendars import CALENDARS
 from models.credentials_box import decrypt_credentials, encrypt_credentials
 from models.db import session_scope
+from models.hosts import HOSTS
 from models.sync_flags import (
     SYNC_STATES,
     claim,
@@ -256,24 +258,22 @@ def load_context(session: Session, calendar_id: int) -> CalendarContext | str | 
 
 
 def _context_statement() -> Any:
-    calendars, accounts = cast(Table, Calendar.__table__), cast(Table, GoogleAccount.__table__)
-    hosts = cast(Table, Host.__table__)
     return (
         select(
-            calendars.c.google_calendar_id,
-            calendars.c.time_zone,
-            accounts.c.id.label("account_id"),
-            accounts.c.state,
-            accounts.c.email,
-            accounts.c.credentials_encrypted,
-            hosts.c.time_zone.label("host_time_zone"),
-            hosts.c.busy_policy,
+            CALENDARS.c.google_calendar_id,
+            CALENDARS.c.time_zone,
+            ACCOUNTS.c.id.label("account_id"),
+            ACCOUNTS.c.state,
+            ACCOUNTS.c.email,
+            ACCOUNTS.c.credentials_encrypted,
+            HOSTS.c.time_zone.label("host_time_zone"),
+            HOSTS.c.busy_policy,
             SYNC_STATES.c.blocked_reason,
         )
-        .join(accounts, accounts.c.id == calendars.c.account_id)
-        .join(hosts, hosts.c.id == calendars.c.host_id)
-        .join(SYNC_STATES, SYNC_STATES.c.calendar_id == calendars.c.id)
-        .where(calendars.c.id == bindparam("calendar_id"))
+        .join(ACCOUNTS, ACCOUNTS.c.id == CALENDARS.c.account_id)
+        .join(HOSTS, HOSTS.c.id == CALENDARS.c.host_id)
+        .join(SYNC_STATES, SYNC_STATES.c.calendar_id == CALENDARS.c.id)
+        .where(CALENDARS.c.id == bindparam("calendar_id"))
     )
 
 
@@ -499,7 +499,7 @@ def _store_refreshed(session: Session, context: CalendarContext, fresh: dict) ->
     """The refreshed access token, encrypted, over the credentials it was refreshed from
     (if the account was reconnected meanwhile, its new credentials stay)."""
     session.execute(
-        update(cast(Table, GoogleAccount.__table__))
+        update(ACCOUNTS)
         .where(
             GoogleAccount.id == context.account_id,
             GoogleAccount.credentials_encrypted == context.credentials_stored,

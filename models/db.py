@@ -37,6 +37,12 @@ _engines: dict[str, Engine] = {}
 _autocommit_engines: dict[Engine, Engine] = {}  # cleared with _engines
 _session_makers: dict[str, sessionmaker[Session]] = {}
 _engine_pid: int | None = None
+# Connections a process's pool keeps between uses. Five serve a prefork child or a web
+# worker's threads; a thread-pool worker keeps one per thread (keep_connections): with
+# fewer, every connection beyond them was opened for one transaction and closed after it,
+# each a new PostgreSQL backend (a fork, its catalog caches, its prepared statements lost).
+KEPT_CONNECTIONS = 5
+_kept_connections = KEPT_CONNECTIONS
 
 
 def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -59,7 +65,12 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _set_sqlite_pragmas)
         return engine
     # A silent database host must fail fast (the webhook answers 503), not hang a request.
-    engine = create_engine(url, pool_size=5, max_overflow=10, connect_args={"connect_timeout": 3})
+    engine = create_engine(
+        url,
+        pool_size=_kept_connections,
+        max_overflow=10,
+        connect_args={"connect_timeout": 3},
+    )
     event.listen(engine.pool, "checkin", _note_checkin)
     event.listen(engine.pool, "checkout", _ping_if_idle(engine))
     return engine
@@ -89,6 +100,17 @@ def _ping_if_idle(engine: Engine) -> Callable[..., None]:
             raise DisconnectionError("connection died while idle in the pool")
 
     return ping
+
+
+def keep_connections(threads: int) -> None:
+    """Keep a pooled connection for each of this process's `threads` (at least the usual
+    five): for a worker whose threads run transactions side by side. Engines made before
+    are dropped, so the next use builds one with the larger pool."""
+    global _kept_connections
+    wanted = max(KEPT_CONNECTIONS, threads)
+    if wanted != _kept_connections:
+        _kept_connections = wanted
+        dispose_engines()
 
 
 def get_engine(url: str | None = None) -> Engine:

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from celery import Celery
+from celery.concurrency.thread import TaskPool as ThreadTaskPool
 from celery.signals import beat_init, celeryd_after_setup, worker_process_init
 
 from core.settings import Settings, get_settings
@@ -158,6 +159,18 @@ def _fresh_connections_after_fork(**_kwargs: Any) -> None:
     from models.db import dispose_engines
 
     dispose_engines(after_fork=True)
+
+
+@celeryd_after_setup.connect
+def _a_connection_per_thread(instance: Any = None, **_kwargs: Any) -> None:
+    # A thread-pool worker (the Procfile's outbound) runs as many transactions at once as it
+    # has threads: its database pool keeps that many connections instead of opening and
+    # closing the ones beyond five for every transaction.
+    pool = getattr(instance, "pool_cls", None)
+    if isinstance(pool, type) and issubclass(pool, ThreadTaskPool):
+        from models.db import keep_connections
+
+        keep_connections(int(instance.concurrency or 0))
 
 
 @celeryd_after_setup.connect

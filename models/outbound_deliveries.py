@@ -10,7 +10,9 @@ endpoint at a time (`take_senders`) sends its due lane heads in batches.
 
 from __future__ import annotations
 
+import json
 import random
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -58,7 +60,7 @@ class DeliveryWork:
     url: str
     secrets: list[str]
     message_id: str
-    body: dict[str, Any]
+    body: bytes  # the event's JSON (event_json)
     committed_at: datetime
 
 
@@ -85,6 +87,28 @@ def event_body(event: Any) -> dict[str, Any]:
         for key in ("previousState", "state", "error"):
             body[key] = payload.get(key)
     body["asOf"] = payload.get("asOf") or iso(event.committed_at)
+    return body
+
+
+# Events encoded by this process: an event goes to every endpoint that receives its host,
+# each endpoint's sender sends the same bytes, so it is encoded once, not once per endpoint.
+# An event is final once fanned out (merging happens before); keyed with its commit time
+# too, so an id used again (SQLite may, after the newest row is pruned) is encoded afresh.
+ENCODED_KEPT = 4096
+_encoded: dict[tuple[int, datetime], bytes] = {}
+_encoded_lock = threading.Lock()
+
+
+def event_json(event: Any) -> bytes:
+    """`event_body(event)` as the compact JSON sent and signed."""
+    key = (event.id, event.committed_at)
+    body = _encoded.get(key)
+    if body is None:
+        body = json.dumps(event_body(event), separators=(",", ":")).encode()
+        with _encoded_lock:
+            if len(_encoded) >= ENCODED_KEPT:
+                _encoded.clear()
+            _encoded[key] = body
     return body
 
 
@@ -211,7 +235,7 @@ def claim_batch(
             url=endpoint.url,
             secrets=secrets,
             message_id=event_message_id(event.id),
-            body=event_body(event),
+            body=event_json(event),
             committed_at=event.committed_at,
         )
         for event in events

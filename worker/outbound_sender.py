@@ -5,7 +5,6 @@ turned into words."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -83,7 +82,7 @@ def send(
     def took() -> int:
         return int((time.monotonic() - started) * 1000)
 
-    body = json.dumps(work.body, separators=(",", ":")).encode()
+    body = work.body
     now = datetime.now(UTC)
     headers = {
         "Content-Type": "application/json",

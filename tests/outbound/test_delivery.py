@@ -8,13 +8,14 @@ import dataclasses
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import time_machine
 from sqlalchemy import select, update
 from standardwebhooks import Webhook
 
 from core.settings import Settings, configure
-from models import OutboxEvent, WebhookDelivery, WebhookEndpoint
+from models import OutboxEvent, WebhookDelivery, WebhookEndpoint, outbound_deliveries
 from models.db import session_scope
 from models.registry import create_host
 from tests.conftest import TEST_ADMIN_TOKEN
@@ -92,6 +93,37 @@ def test_a_manual_block_reaches_the_receiver_signed(client, receiver, driver: Dr
         ("delivered", 204, "busy.changed")
     ] * 2
     assert deliveries[0]["lastDurationMs"] is not None and deliveries[0]["lastError"] is None
+
+
+def test_an_event_is_encoded_once_for_every_endpoint(client, receiver, driver, monkeypatch) -> None:
+    encoded = []
+    event_body = outbound_deliveries.event_body
+
+    def counted(event):
+        encoded.append(event.id)
+        return event_body(event)
+
+    monkeypatch.setattr(outbound_deliveries, "event_body", counted)
+    monkeypatch.setattr(outbound_deliveries, "_encoded", {})  # this test's events only
+    host_id, _ = new_host()
+    for n in range(3):
+        register(client, receiver, description=f"site {n}")
+    block(client, host_id, 10, 11)
+    driver.run()
+    assert len(receiver.events()) == 3  # each endpoint got it, signed with its own secret
+    assert len({r.body for r in receiver.received}) == 1 and len(encoded) == 1
+    # An id seen again with another commit time (SQLite may reuse the newest id once it is
+    # pruned) is a different event: encoded afresh.
+    [row] = outbound_deliveries._encoded
+    with session_scope() as session:
+        event = session.get(OutboxEvent, row[0])
+        assert event is not None
+        later = event.committed_at + timedelta(days=9)
+        again = SimpleNamespace(
+            **{**vars(event), "payload": {"changed": []}, "committed_at": later}
+        )
+    assert outbound_deliveries.event_json(again) != receiver.received[0].body
+    assert b'"changed":[]' in outbound_deliveries.event_json(again)
 
 
 def test_failures_are_retried_in_order_and_nothing_is_lost(client, receiver, driver) -> None:

@@ -374,14 +374,36 @@ def stopped_by_sigterm() -> Iterator[None]:
         yield  # only the main thread may set a handler
         return
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    previous_hook = sys.unraisablehook
+
+    def again_if_dropped(unraisable: Any) -> None:
+        # A signal handler runs wherever the main thread is, a finalizer (`__del__`) too,
+        # and an exception raised there is printed and dropped: the run would go on. The
+        # signal is sent again a moment later, from another thread, so that its handler runs
+        # once this hook and the finalizer are done (raised here, it would be dropped again;
+        # a finalizer still running by then drops it once more, and here it comes again).
+        if isinstance(unraisable.exc_value, SystemExit) and unraisable.exc_value.code == (
+            SIGTERM_EXIT
+        ):
+            again = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM))
+            again.daemon = True
+            again.start()
+            return
+        previous_hook(unraisable)
+
+    sys.unraisablehook = again_if_dropped
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = previous_hook
 
 
-def _exit_on_sigterm(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
+SIGTERM_EXIT = 128 + signal.SIGTERM
+
+
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    raise SystemExit(SIGTERM_EXIT)
 
 
 @contextlib.contextmanager

@@ -11,6 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from bench.harness import stopped_by_sigterm
 from tests.bench.conftest import REPO, require_services
 
 
@@ -62,3 +65,20 @@ def test_sigterm_stops_the_benchmarks_children(tmp_path: Path) -> None:
             if _alive(pid):
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
+
+
+class _SignalledWhileFinalized:
+    """An object whose finalizer is where SIGTERM's handler runs (as the garbage collector
+    or a dropped connection's `__del__` can be): an exception raised there is dropped."""
+
+    def __del__(self) -> None:
+        signal.raise_signal(signal.SIGTERM)  # the handler runs inside this finalizer
+
+
+def test_a_sigterm_landing_in_a_finalizer_still_stops_the_run() -> None:
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as stopped, stopped_by_sigterm():
+        _SignalledWhileFinalized()  # finalized at once
+        time.sleep(5)  # the run going on: interrupted by the signal delivered again
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert time.monotonic() - started < 4

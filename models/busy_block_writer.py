@@ -276,8 +276,7 @@ class _BlockChanges:
         self.calendar_id = calendar_id
         self.stored = stored
         self.now = now
-        table = BusyBlock.__table__
-        self.inserts = _Batched(lambda rows: insert_rows(session, table, BLOCK_COLUMNS, rows))
+        self.inserts = _Batched(lambda rows: insert_rows(session, BLOCKS, BLOCK_COLUMNS, rows))
         self.updates = _Batched(lambda rows: _update_rows(session, BLOCKS, rows))
         self.deletes: list[int] = []
         # The spans of the blocks removed and added (a moved block is both), for the
@@ -362,11 +361,10 @@ def apply_events(
     events = _load_events(session, calendar_id, keys)
     blocks = _BlockChanges(session, calendar_id, _load_blocks(session, calendar_id, keys), now)
 
-    event_table = CalendarEvent.__table__
     stats = ApplyStats()
     # Keys being inserted are absent from the stored rows and the rest only touch stored
     # rows, so the statements cannot collide whatever order the batches run in.
-    event_inserts = _Batched(lambda rows: insert_rows(session, event_table, EVENT_COLUMNS, rows))
+    event_inserts = _Batched(lambda rows: insert_rows(session, EVENTS, EVENT_COLUMNS, rows))
     event_updates = _Batched(lambda rows: _update_rows(session, EVENTS, rows))
     event_deletes: list[int] = []
 

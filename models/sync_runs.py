@@ -6,9 +6,9 @@ import dataclasses
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, utcnow
@@ -54,6 +54,10 @@ class SyncRun(Base):
     outcome: Mapped[str] = mapped_column(String(20), default=SyncOutcome.RUNNING)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
+
+
+# The table as Core sees it (a run row is written every sync).
+SYNC_RUNS = cast(Table, SyncRun.__table__)
 
 
 @dataclass

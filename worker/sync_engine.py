@@ -20,10 +20,10 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from googleapiclient.errors import HttpError
-from sqlalchemy import BindParameter, Table, bindparam, case, insert, select, update
+from sqlalchemy import BindParameter, bindparam, case, insert, select, update
 from sqlalchemy.orm import Session
 
 from core import metrics
@@ -35,7 +35,6 @@ from models import (
     GoogleAccount,
     SyncKind,
     SyncOutcome,
-    SyncRun,
     SyncRunRecord,
     SyncState,
 )
@@ -54,6 +53,7 @@ from models.sync_flags import (
     restore_dirty,
     take_dirty,
 )
+from models.sync_runs import SYNC_RUNS
 from rules import sync_schedule
 from rules.busy_rules import BusyPolicy, decide, parse_event
 from worker import google_client
@@ -283,7 +283,7 @@ _CONTEXT = _context_statement()
 _QUIET_MARKS = select(SYNC_STATES.c.dirty_since, SYNC_STATES.c.last_notification_at).where(
     SYNC_STATES.c.calendar_id == bindparam("calendar_id")
 )
-_RUN_INSERT = insert(cast(Table, SyncRun.__table__))
+_RUN_INSERT = insert(SYNC_RUNS)
 
 
 def _load_context(session: Session, calendar_id: int) -> CalendarContext | str | None:

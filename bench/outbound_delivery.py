@@ -60,6 +60,38 @@ def outbox_drained() -> bool:
     return not unfanned and not pending
 
 
+def fanned_out_at(event_ids: set[int]) -> dict[int, float]:
+    """Each event's fan-out moment (epoch s): where its delivery lag splits in two."""
+    from sqlalchemy import select
+
+    from models import OutboxEvent
+    from models.db import session_scope
+
+    with session_scope() as session:
+        rows = session.execute(
+            select(OutboxEvent.id, OutboxEvent.fanned_out_at).where(
+                OutboxEvent.id.in_(sorted(event_ids))
+            )
+        ).all()
+    return {i: at.timestamp() for i, at in rows if at is not None}
+
+
+def stage_lags(
+    deliveries: list[tuple[str, str, float, str]], fanned: dict[int, float]
+) -> tuple[list[float], list[float]]:
+    """Per delivery, in ms: commit -> fan-out (the coalescing window, then the fan-out's
+    turn) and fan-out -> receiver's 2xx (claim, send, answer)."""
+    waited, sent = [], []
+    for _path, message_id, answered, occurred in deliveries:
+        at = fanned.get(int(message_id.removeprefix("evt_")))
+        if at is None:
+            continue
+        committed = datetime.fromisoformat(occurred.replace("Z", "+00:00")).timestamp()
+        waited.append((at - committed) * 1000)
+        sent.append((answered - at) * 1000)
+    return waited, sent
+
+
 def register_endpoints(base: str, count: int) -> None:
     from models.db import session_scope
     from models.outbound_endpoints import create_endpoint
@@ -177,6 +209,12 @@ def run(stack: Any, receivers: Receivers, size: Size, args: Any, report: Report)
     for p in (50, 99):
         report.value(f"on.delivery_lag_p{p}_ms", percentile(lags, p), "ms")
     report.value("on.delivery_lag_max_ms", max(lags) if lags else float("nan"), "ms")
+    fanned = fanned_out_at({int(event_id.removeprefix("evt_")) for event_id in events})
+    waited, sent = stage_lags(deliveries, fanned)
+    for name, values in (("commit_to_fan_out", waited), ("fan_out_to_2xx", sent)):
+        report.value(
+            f"on.{name}_p50_p99_ms", f"{percentile(values, 50):.0f}/{percentile(values, 99):.0f}"
+        )
     answered_at = [answered for _path, _id, answered, _occurred in deliveries]
     points = list(zip(answered_at, lags, strict=True))
     report.value("on.delivery_lag_p50_p99_by_10s", lag_slices(points), "ms")

@@ -19,12 +19,11 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     CursorResult,
     Integer,
-    Select,
     bindparam,
     delete,
-    exists,
     func,
     literal_column,
     or_,
@@ -46,6 +45,7 @@ from models.outbound import (
 )
 from models.outbound_endpoints import signing_secrets
 from models.outbox_writer import iso
+from rules.outbound_lanes import LaneScan, Pending
 from rules.outbound_retry import FIRST_DELAY_SECONDS, disable_due, gives_up, retry_delay
 
 RECENT_LIMIT = 100
@@ -132,51 +132,55 @@ def _free(with_owner: bool) -> ColumnElement[bool]:
     return or_(free, DELIVERIES.c.claimed_by == bindparam("owner")) if with_owner else free
 
 
-def _sendable(with_owner: bool) -> Select[Any]:
-    """Ids of :endpoint's pending deliveries that may go out now, oldest event first:
-    due by :due_by, free (for :owner), and heading their host's lane (no earlier delivery of
-    the host pending: a host's events reach an endpoint in order). Both reads are ranges of
-    the partial indexes of pending deliveries (ix_webhook_deliveries_queue, _lane).
-
-    Built once with bound parameters: these run for every batch and every sweep, and
-    building the expression each time cost more CPU than running it."""
-    deliveries, earlier = DELIVERIES, DELIVERIES.alias("earlier")
-    endpoint = bindparam("endpoint", type_=deliveries.c.endpoint_id.type)
-    return (
-        select(deliveries.c.id)
-        .where(
-            deliveries.c.endpoint_id == endpoint,
-            deliveries.c.status == _PENDING,
-            deliveries.c.next_attempt_at <= bindparam("due_by", type_=_MOMENT),
-            _free(with_owner),
-            or_(
-                deliveries.c.host_id.is_(None),  # pings: no lane, no order
-                ~exists().where(
-                    earlier.c.endpoint_id == endpoint,
-                    earlier.c.status == _PENDING,
-                    earlier.c.host_id == deliveries.c.host_id,
-                    earlier.c.event_id < deliveries.c.event_id,
-                ),
-            ),
-        )
-        .order_by(deliveries.c.event_id)
+# An endpoint's pending deliveries, oldest event first, a page at a time after :after (an
+# event id): where lane heads are found (rules/outbound_lanes.py). A range of the partial
+# index of pending deliveries (ix_webhook_deliveries_queue), the only index in event order.
+_PENDING_PAGE = (
+    select(
+        DELIVERIES.c.id,
+        DELIVERIES.c.host_id,
+        DELIVERIES.c.event_id,
+        DELIVERIES.c.next_attempt_at,
+        DELIVERIES.c.claimed_until,
+        DELIVERIES.c.claimed_by,
     )
+    .where(
+        DELIVERIES.c.endpoint_id == bindparam("endpoint"),
+        DELIVERIES.c.status == _PENDING,
+        DELIVERIES.c.event_id > bindparam("after", type_=Integer),
+    )
+    .order_by(DELIVERIES.c.event_id)
+    .limit(bindparam("page", type_=Integer))
+)
+# Pages grow from twice what is wanted (a steady state: the heads are at the front) up to
+# this (a backlog of blocked lanes: retries of a failing host).
+LARGEST_PAGE = 2000
 
 
-# A sweep's probe: does the endpoint have one delivery due and held by nobody?
-_ANY_DUE = _sendable(with_owner=False).limit(1)
-# The claim, in one statement: the hold is re-checked on each row as it is updated, so of
+def _lane_heads(connection: Connection, endpoint_id: str, scan: LaneScan) -> list[int]:
+    """The ids of the endpoint's sendable lane heads, oldest event first, up to the scan's
+    limit."""
+    after, page_size = 0, 2 * scan.limit
+    while not scan.full:
+        page = [
+            Pending(*row)
+            for row in connection.execute(
+                _PENDING_PAGE, {"endpoint": endpoint_id, "after": after, "page": page_size}
+            )
+        ]
+        scan.take(page)
+        if len(page) < page_size:
+            break
+        after, page_size = page[-1].event_id, min(LARGEST_PAGE, page_size * 4)
+    return scan.ids
+
+
+# The claim of the heads found: the hold is re-checked on each row as it is updated, so of
 # two senders racing for a row (a sweep's and a redelivered message's) one gets it.
 _CLAIM = (
     update(DELIVERIES)
     .where(
-        # Its own read of the table, not correlated with the rows being updated.
-        DELIVERIES.c.id.in_(
-            _sendable(with_owner=True)
-            .limit(bindparam("limit", type_=Integer))
-            .correlate(None)
-            .scalar_subquery()
-        ),
+        DELIVERIES.c.id.in_(bindparam("ids", expanding=True)),
         DELIVERIES.c.status == _PENDING,
         _free(with_owner=True),
     )
@@ -211,17 +215,16 @@ def claim_batch(
     endpoint = connection.execute(_SENDING_ENDPOINT, {"endpoint": endpoint_id}).one_or_none()
     if endpoint is None or endpoint.state == EndpointState.DISABLED:
         return []
+    heads = _lane_heads(
+        connection,
+        endpoint_id,
+        LaneScan(due_by=now + timedelta(seconds=1), now=now, owner=owner, limit=limit),
+    )
+    if not heads:
+        return []
     taken: dict[int, int] = dict(  # event id -> delivery id
         connection.execute(
-            _CLAIM,
-            {
-                "endpoint": endpoint_id,
-                "due_by": now + timedelta(seconds=1),
-                "now": now,
-                "owner": owner,
-                "limit": limit,
-                "until": now + hold,
-            },
+            _CLAIM, {"ids": heads, "now": now, "owner": owner, "until": now + hold}
         ).all()
     )
     if not taken:
@@ -398,8 +401,7 @@ def endpoints_with_due_work(
     return [
         candidate
         for candidate in session.scalars(query.order_by(WebhookEndpoint.id)).all()
-        if connection.execute(_ANY_DUE, {"endpoint": candidate, "due_by": now, "now": now}).first()
-        is not None
+        if _lane_heads(connection, candidate, LaneScan(due_by=now, now=now, owner=None, limit=1))
     ]
 
 

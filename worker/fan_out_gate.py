@@ -1,4 +1,5 @@
-"""At most one outbound fan-out message waiting to run, across every process and machine.
+"""At most one outbound fan-out message waiting to run, across every process and machine,
+unless a sooner one is wanted.
 
 A fan-out takes every host that is ready, and one that sees a host still inside its
 coalescing window sends the next message itself; so one message waiting at a time is
@@ -7,10 +8,18 @@ gate each process sent its own, and every fan-out's follow-up started a chain of
 that lived as long as the load: under 50 changes/s the outbound pool ended up running
 thousands of fan-outs a minute and delivery lag grew without bound.
 
+The gate remembers when the waiting message is due and lets a message through only if it
+would run sooner than that (by more than SLACK_SECONDS). Without the due time, a busy
+writer's message (a whole window away) often took the gate in the moment between a
+fan-out starting and sending its follow-up (due a few ms after the next host's window),
+and that host then waited for the later message: ~100 ms more commit-to-fan-out lag at
+the median under 50 changes/s (bench/RESULTS.md §7, session 13).
+
 Two gates in a row: one in the process (no round trip while its own message waits), then
-with a Redis broker `SET NX PX` on a shared key whose expiry is the message's countdown.
-The gate only saves messages, it never loses work: the outbox rows are the truth, a
-message lost anyway is the sweep's, and when Redis cannot answer the message is sent.
+with a Redis broker a shared key holding the waiting message's due time (a script
+compares and sets it), expiring just before that message is due. The gate only saves
+messages, it never loses work: the outbox rows are the truth, a message lost anyway is the
+sweep's, and when Redis cannot answer the message is sent.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -30,10 +40,24 @@ KEY = "calsync:outbound:fan_out_waiting"
 # The gate opens this much before the waiting message is due, so a fan-out that runs on
 # time (and wants to send its follow-up) never finds its own message still counted.
 EARLY_SECONDS = 0.02
+# A message due this little sooner than the waiting one is not worth a second message.
+SLACK_SECONDS = 0.01
+
+# KEYS[1]: the gate; ARGV: due (epoch ms), hold (ms), slack (ms). 1: taken, 0: a message
+# due no later than this one (give or take the slack) is waiting.
+_TAKE = """
+local waiting = redis.call('GET', KEYS[1])
+if waiting and tonumber(waiting) <= tonumber(ARGV[1]) + tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
 
 _lock = threading.Lock()
 _local_until = 0.0  # monotonic: this process's message is waiting until then
-_clients: dict[str, redis.Redis] = {}
+_local_due = 0.0  # epoch s: ...and is due then
+_clients: dict[str, tuple[redis.Redis, Any]] = {}
 
 
 def reset() -> None:
@@ -44,14 +68,17 @@ def reset() -> None:
 
 
 def send_once(send: Callable[[float], None], countdown: float) -> bool:
-    """`send(countdown)` unless a fan-out message is already waiting; whether it was sent."""
-    global _local_until
+    """`send(countdown)` unless a fan-out message due no later is already waiting;
+    whether it was sent."""
+    global _local_until, _local_due
     hold = max(0.001, countdown - EARLY_SECONDS)
+    due = time.time() + countdown
     with _lock:
-        if _local_until > time.monotonic():
+        if _local_until > time.monotonic() and _local_due <= due + SLACK_SECONDS:
             return False
         _local_until = time.monotonic() + hold
-    if not _take_shared(hold):
+        _local_due = due
+    if not _take_shared(due, hold):
         return False
     try:
         send(countdown)
@@ -61,19 +88,21 @@ def send_once(send: Callable[[float], None], countdown: float) -> bool:
     return True
 
 
-def _take_shared(hold: float) -> bool:
+def _take_shared(due: float, hold: float) -> bool:
     url = get_settings().broker_url
     if not url.startswith(("redis://", "rediss://")):
         return True  # the embedded broker runs on one machine: the process gate is enough
     try:
-        return bool(_client(url).set(KEY, b"1", nx=True, px=max(1, int(hold * 1000))))
+        args = [int(due * 1000), max(1, int(hold * 1000)), int(SLACK_SECONDS * 1000)]
+        return bool(_script(url)(keys=[KEY], args=args))
     except redis.RedisError as exc:
         log.warning("fan_out_gate_unavailable error=%s (sending anyway)", type(exc).__name__)
         return True
 
 
-def _client(url: str) -> redis.Redis:
+def _script(url: str) -> Any:
     with _lock:
         if url not in _clients:
-            _clients[url] = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        return _clients[url]
+            client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+            _clients[url] = (client, client.register_script(_TAKE))
+        return _clients[url][1]

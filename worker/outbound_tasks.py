@@ -41,7 +41,7 @@ from models.outbound_deliveries import (
     release_sender,
     take_senders,
 )
-from models.outbound_fanout import fan_out
+from models.outbound_fanout import FanOutResult, fan_out
 from models.outbound_states import announce_state_changes
 from worker import outbound_sender, sender_slots
 from worker.celery_app import app
@@ -54,6 +54,11 @@ log = logging.getLogger("calsync.outbound")
 # steps in, so the two rarely do the same work: when they do, the one that claims a host's
 # rows second waits for the first's transaction, host after host.
 SWEEP_GRACE = timedelta(seconds=5)
+# Under a steady stream of changes, a fan-out's follow-up comes at most this often: each
+# fan-out wakes every endpoint's sender for a batch (a claim and a record, whatever its
+# size), so fan-outs every few ms cost the outbound process more CPU than the sending;
+# a host's event waits at most this much beyond its coalescing window for it.
+FAN_OUT_EVERY = 0.1
 # A delivery's claim outlasts the request's timeout by this much: a sender killed
 # mid-request is replaced once it runs out.
 CLAIM_MARGIN = timedelta(seconds=5)
@@ -105,6 +110,18 @@ def start_senders(endpoint_ids: Iterable[str]) -> None:
         enqueue_outbound_delivery(endpoint_id)
 
 
+# One fan-out at a time in a process: two at once claim the same ready hosts' rows, and
+# the second waits on the first's row locks in PostgreSQL (seconds under load, holding
+# back the horizon every claim's index scan depends on); here it waits for the first to
+# finish, then finds what is left.
+_fan_out_lock = threading.Lock()
+
+
+def _fan_out(coalesce: timedelta) -> FanOutResult:
+    with _fan_out_lock:
+        return fan_out(_now(), coalesce)
+
+
 @app.task(name=str(TaskNames.OUTBOUND_FAN_OUT), max_retries=3)
 def outbound_fan_out(host_id: int | None) -> int:
     settings = get_settings()
@@ -112,12 +129,14 @@ def outbound_fan_out(host_id: int | None) -> int:
     # Every host that is ready, not only the one that asked: under load one message fans
     # out the changes of many commits (enqueue_outbound_fan_out sends at most one per
     # window from each process).
-    result = fan_out(_now(), window)
+    result = _fan_out(window)
     start_senders(result.endpoints)
     if result.wait_seconds is not None:
-        # Hosts inside their window: come back when the first of them is out of it
-        # (unless a fan-out is waiting already: it will see them).
-        enqueue_outbound_fan_out_once(None, countdown=result.wait_seconds + 0.01)
+        # Hosts inside their window: come back when the first of them is out of it, or
+        # FAN_OUT_EVERY from now if that is later (unless a sooner fan-out is waiting
+        # already: it will see them).
+        countdown = max(result.wait_seconds + 0.01, FAN_OUT_EVERY)
+        enqueue_outbound_fan_out_once(None, countdown=countdown)
     return result.events
 
 
@@ -234,9 +253,9 @@ def _observe(work: DeliveryWork, attempt: Attempt, outcome: str, now: datetime) 
 @app.task(name=str(TaskNames.OUTBOUND_SWEEP), max_retries=0)
 def outbound_sweep() -> int:
     settings = get_settings()
-    now = _now()
     window = timedelta(milliseconds=settings.outbound_coalesce_ms)
-    result = fan_out(now, window + SWEEP_GRACE)
+    result = _fan_out(window + SWEEP_GRACE)
+    now = _now()
     with session_scope() as session:
         due = endpoints_with_due_work(session, now - SWEEP_GRACE)
         disabled = disable_long_failing(session, now)

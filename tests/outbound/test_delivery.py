@@ -10,16 +10,17 @@ import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
+import redis
 import time_machine
 from sqlalchemy import select, update
 from standardwebhooks import Webhook
 
-from core.settings import Settings, configure
+from core.settings import Settings, configure, get_settings
 from models import OutboxEvent, WebhookDelivery, WebhookEndpoint, outbound_deliveries
 from models.db import session_scope
 from models.registry import create_host
 from tests.conftest import TEST_ADMIN_TOKEN
-from worker import alert_notifier, outbound_tasks, sender_slots
+from worker import alert_notifier, fan_out_gate, outbound_tasks, sender_slots
 
 from .conftest import Driver, Receiver
 
@@ -223,6 +224,62 @@ def test_one_fan_out_message_waits_at_a_time(
         time.sleep(0.05)
         driver.run()
     assert sorted(event["hostId"] for event in receiver.events()) == sorted(hosts)
+
+
+def test_a_fan_outs_follow_up_comes_no_sooner_than_fan_out_every(
+    client, receiver, driver, outbound_settings: Settings
+) -> None:
+    # Under a stream of changes each fan-out wakes every endpoint's sender for a batch;
+    # follow-ups every few ms cost more than the sending (bench/RESULTS.md §7, session 13).
+    configure(dataclasses.replace(outbound_settings, outbound_coalesce_ms=30))
+    ready, waiting = new_host("ready")[0], new_host("waiting")[0]
+    register(client, receiver)
+    block(client, ready, 1, 2)
+    time.sleep(0.05)
+    block(client, waiting, 1, 2)  # inside its 30 ms window when the fan-out runs
+    driver.messages.clear()  # the writers' own messages, lost
+    forget_shared_fan_out_gate()
+    sent_at = time.monotonic()
+    outbound_tasks.outbound_fan_out(None)
+    follow_ups = [due for due, kind, _ in driver.messages if kind == "fan_out"]
+    assert len(follow_ups) == 1
+    assert follow_ups[0] - sent_at >= outbound_tasks.FAN_OUT_EVERY
+    time.sleep(outbound_tasks.FAN_OUT_EVERY)
+    driver.run()
+    assert sorted(event["hostId"] for event in receiver.events()) == sorted([ready, waiting])
+
+
+def test_fan_outs_of_one_process_run_one_at_a_time(driver, monkeypatch) -> None:
+    # Two at once claim the same hosts' rows and the second waits on the first's row
+    # locks inside PostgreSQL; here it waits its turn outside any transaction.
+    running, most = 0, 0
+    lock = threading.Lock()
+
+    def slow_fan_out(now, coalesce):
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+        time.sleep(0.05)
+        with lock:
+            running -= 1
+        return outbound_tasks.FanOutResult()
+
+    monkeypatch.setattr(outbound_tasks, "fan_out", slow_fan_out)
+    threads = [threading.Thread(target=outbound_tasks.outbound_fan_out, args=(None,))]
+    threads += [threading.Thread(target=outbound_tasks.outbound_sweep) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most == 1
+
+
+def forget_shared_fan_out_gate() -> None:
+    url = get_settings().broker_url
+    if url.startswith("redis"):
+        redis.Redis.from_url(url).delete(fan_out_gate.KEY)
+    fan_out_gate.reset()
 
 
 def _sender_with_a_change_meanwhile(client, receiver, driver, endpoint_id, host_id) -> int:

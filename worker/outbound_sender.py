@@ -5,6 +5,7 @@ turned into words."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -28,7 +29,12 @@ ANSWER_BYTES_READ = 64 * 1024
 def signature_header(secrets: list[str], message_id: str, at: datetime, body: bytes) -> str:
     """`webhook-signature`: one `v1,…` per secret, space-separated (during a rotation the
     old and the new secret both sign, and a receiver accepts either)."""
-    return " ".join(Webhook(secret).sign(message_id, at, body) for secret in secrets)
+    return " ".join(_signer(secret).sign(message_id, at, body) for secret in secrets)
+
+
+@functools.lru_cache(maxsize=1024)
+def _signer(secret: str) -> Webhook:
+    return Webhook(secret)  # decodes the secret once, not once a delivery
 
 
 def http_session(connections: int) -> urllib3.PoolManager:

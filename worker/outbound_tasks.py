@@ -19,12 +19,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import urllib3
 from celery import Task
+from sqlalchemy.orm import Session
 
 from core import metrics
 from core.settings import get_settings
@@ -86,6 +89,9 @@ def sender_hold(timeout_seconds: float) -> timedelta:
 
 
 _arrivals: dict[str, threading.Event] = {}
+# Sender tasks running in this process, by endpoint: new work for one of them needs no
+# second sender, only a wake-up (see outbound_deliver for why none is missed).
+_senders_here: Counter[str] = Counter()
 
 
 def _arrival(endpoint_id: str) -> threading.Event:
@@ -102,6 +108,10 @@ def start_senders(endpoint_ids: Iterable[str]) -> None:
         return
     for endpoint_id in wanted:
         _arrival(endpoint_id).set()
+    with _http_lock:
+        wanted = [endpoint_id for endpoint_id in wanted if not _senders_here[endpoint_id]]
+    if not wanted:
+        return  # each has a sender here, now woken: no transaction needed
     hold = sender_hold(get_settings().outbound_timeout_seconds)
     now = _now()
     with session_scope() as session:
@@ -162,36 +172,24 @@ def outbound_deliver(self: Task, endpoint_id: str) -> int:
     # the same id and takes its own claims over at once.
     owner = str(self.request.id or f"local-{endpoint_id}")
     deadline = time.monotonic() + SENDER_SECONDS
-    sent = 0
     http = _http_for(endpoint_id)
     arrival = _arrival(endpoint_id)
-    waiting = False
+    with _http_lock:
+        _senders_here[endpoint_id] += 1
     try:
-        with ThreadPoolExecutor(PARALLEL) as pool:
-            dry_since: float | None = None
-            while True:
-                arrival.clear()  # before the claim: a later fan-out's set is not missed
-                with session_scope() as session:
-                    batch = claim_batch(session, endpoint_id, owner, _now(), claim_hold, BATCH)
-                if not batch:
-                    dry_since = dry_since or time.monotonic()
-                    if not waiting:
-                        waiting = sender_slots.take()
-                    if not waiting or time.monotonic() - dry_since >= LINGER_SECONDS:
-                        break
-                    arrival.wait(LOOK_AGAIN_SECONDS)
-                    continue
-                dry_since = None
-                sent += _send_and_record(endpoint_id, batch, timeout, http, pool.map)
-                if time.monotonic() > deadline:
-                    # More may be due: a fresh message carries on (the sender stays marked).
-                    enqueue_outbound_delivery(endpoint_id)
-                    return sent
+        with ThreadPoolExecutor(max(1, PARALLEL - 1)) as pool:
+            sent, handed_over = _send_while_due(
+                endpoint_id, owner, claim_hold, deadline, http, arrival, _striped(pool)
+            )
+        if handed_over:
+            return sent
+        with session_scope() as session:
+            release_sender(session, endpoint_id)
     finally:
-        if waiting:
-            sender_slots.give_back()
-    with session_scope() as session:
-        release_sender(session, endpoint_id)
+        # Before the check below: a fan-out that still counted this sender (and so only
+        # woke it) committed its deliveries before looking, so the check sees them.
+        with _http_lock:
+            _senders_here[endpoint_id] -= 1
     # Work that came due between the last claim and the release: start again.
     with session_scope() as session:
         again = endpoints_with_due_work(session, _now(), endpoint_id=endpoint_id)
@@ -200,40 +198,130 @@ def outbound_deliver(self: Task, endpoint_id: str) -> int:
     return sent
 
 
-def _send_and_record(
+@dataclass(frozen=True)
+class _Answered:
+    """A batch's answers, not yet recorded, and when they came."""
+
+    pairs: list[tuple[DeliveryWork, Attempt]]
+    at: datetime
+
+
+def _send_while_due(
     endpoint_id: str,
-    batch: list[DeliveryWork],
-    timeout: float,
+    owner: str,
+    claim_hold: timedelta,
+    deadline: float,
     http: urllib3.PoolManager,
-    map_: Callable[[Callable[[DeliveryWork], Attempt], list[DeliveryWork]], Iterable[Attempt]],
-) -> int:
-    """One attempt for each delivery of the batch, each answer recorded."""
+    arrival: threading.Event,
+    map_: MapFn,
+) -> tuple[int, bool]:
+    """Claim, send and record batches until the lanes run dry (after lingering a moment
+    for more, if a waiting slot is free) or the time is up; how many were sent, and
+    whether a fresh message carries on.
+
+    A batch's answers are recorded in the transaction of the next claim, which reads
+    them (a host's next event waits for its last one), so a batch costs one transaction,
+    not two: under a stream of changes each fan-out wakes every endpoint's sender for a
+    small batch. Nothing waits long unrecorded: the next claim comes at the next wake-up
+    or look, and the last one finds the lanes dry. A sender that dies before recording
+    leaves its claims to run out, and the deliveries go again (at least once)."""
+    timeout = get_settings().outbound_timeout_seconds
+    sent, waiting = 0, False
+    dry_since: float | None = None
+    answered: _Answered | None = None
+    try:
+        while True:
+            arrival.clear()  # before the claim: a later fan-out's set is not missed
+            with session_scope() as session:
+                recorded = _record(session, endpoint_id, answered)
+                batch = claim_batch(session, endpoint_id, owner, _now(), claim_hold, BATCH)
+            _observe_all(recorded)
+            answered = None
+            if not batch:
+                dry_since = dry_since or time.monotonic()
+                if not waiting:
+                    waiting = sender_slots.take()
+                if not waiting or time.monotonic() - dry_since >= LINGER_SECONDS:
+                    return sent, False
+                arrival.wait(LOOK_AGAIN_SECONDS)
+                continue
+            dry_since = None
+            attempts = outbound_sender.send_batch(batch, timeout, http, map_)
+            answered = _Answered(list(zip(batch, attempts, strict=True)), _now())
+            sent += len(batch)
+            if time.monotonic() > deadline:
+                with session_scope() as session:
+                    recorded = _record(session, endpoint_id, answered)
+                _observe_all(recorded)
+                # More may be due: a fresh message carries on (the sender stays marked).
+                enqueue_outbound_delivery(endpoint_id)
+                return sent, True
+    finally:
+        if waiting:
+            sender_slots.give_back()
+
+
+MapFn = Callable[[Callable[[DeliveryWork], Attempt], list[DeliveryWork]], Iterable[Attempt]]
+
+
+def _striped(pool: ThreadPoolExecutor) -> MapFn:
+    """PARALLEL requests of a batch in flight at once: the batch split in PARALLEL
+    stripes, all but one sent from `pool`'s threads, that one from the calling thread.
+    One hand-over per stripe, not per request (a future per request cost the sender more
+    CPU than the request itself under small batches)."""
+
+    def map_(send: Callable[[DeliveryWork], Attempt], batch: list[DeliveryWork]) -> list[Attempt]:
+        def each(stripe: list[DeliveryWork]) -> list[Attempt]:
+            return [send(work) for work in stripe]
+
+        if not batch:
+            return []
+        stripes = [batch[i::PARALLEL] for i in range(min(PARALLEL, len(batch)))]
+        elsewhere = [pool.submit(each, stripe) for stripe in stripes[1:]]
+        answered = [each(stripes[0]), *(future.result() for future in elsewhere)]
+        attempts: list[Attempt] = [None] * len(batch)  # type: ignore[list-item]
+        for i, stripe_attempts in enumerate(answered):
+            attempts[i::PARALLEL] = stripe_attempts
+        return attempts
+
+    return map_
+
+
+def _record(
+    session: Session, endpoint_id: str, answered: _Answered | None
+) -> list[tuple[DeliveryWork, Attempt, str, datetime]]:
+    """Record a batch's answers (as of when they came); each with its outcome."""
+    if answered is None:
+        return []
     settings = get_settings()
-    attempts = outbound_sender.send_batch(batch, timeout, http, map_)
-    now = _now()
-    answered = list(zip(batch, attempts, strict=True))
-    with session_scope() as session:
-        record_delivered(
-            session,
-            endpoint_id,
-            [(work.delivery_id, attempt) for work, attempt in answered if attempt.ok],
-            now,
-        )
-        outcomes = [
+    record_delivered(
+        session,
+        endpoint_id,
+        [(work.delivery_id, attempt) for work, attempt in answered.pairs if attempt.ok],
+        answered.at,
+    )
+    return [
+        (
+            work,
+            attempt,
             "delivered"
             if attempt.ok
             else record_attempt(
                 session,
                 work.delivery_id,
                 attempt,
-                now,
+                answered.at,
                 first_retry_seconds=settings.outbound_first_retry_seconds,
-            ).outcome
-            for work, attempt in answered
-        ]
-    for (work, attempt), outcome in zip(answered, outcomes, strict=True):
-        _observe(work, attempt, outcome, now)
-    return len(batch)
+            ).outcome,
+            answered.at,
+        )
+        for work, attempt in answered.pairs
+    ]
+
+
+def _observe_all(recorded: list[tuple[DeliveryWork, Attempt, str, datetime]]) -> None:
+    for work, attempt, outcome, at in recorded:
+        _observe(work, attempt, outcome, at)
 
 
 def _observe(work: DeliveryWork, attempt: Attempt, outcome: str, now: datetime) -> None:

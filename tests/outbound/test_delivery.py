@@ -275,6 +275,55 @@ def test_fan_outs_of_one_process_run_one_at_a_time(driver, monkeypatch) -> None:
     assert most == 1
 
 
+def test_a_batch_goes_out_parallel_at_a_time_in_order_with_one_hand_over() -> None:
+    in_flight, most, threads = 0, 0, set()
+    lock = threading.Lock()
+
+    def send(work):
+        nonlocal in_flight, most
+        with lock:
+            in_flight += 1
+            most = max(most, in_flight)
+            threads.add(threading.get_ident())
+        time.sleep(0.02)
+        with lock:
+            in_flight -= 1
+        return work * 10
+
+    submitted = []
+
+    class CountingPool(outbound_tasks.ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            submitted.append(fn)
+            return super().submit(fn, *args, **kwargs)
+
+    with CountingPool(outbound_tasks.PARALLEL - 1) as pool:
+        map_ = outbound_tasks._striped(pool)
+        assert map_(send, list(range(7))) == [n * 10 for n in range(7)]
+        assert map_(send, [5]) == [50]  # one delivery: no hand-over at all
+        assert map_(send, []) == []
+    assert most == outbound_tasks.PARALLEL
+    assert len(threads) == outbound_tasks.PARALLEL
+    assert len(submitted) == outbound_tasks.PARALLEL - 1
+
+
+def test_new_work_for_a_sender_running_here_only_wakes_it(client, receiver, driver) -> None:
+    endpoint = register(client, receiver)["id"]
+    arrival = outbound_tasks._arrival(endpoint)
+    arrival.clear()
+    outbound_tasks._senders_here[endpoint] += 1
+    try:
+        outbound_tasks.start_senders([endpoint])
+    finally:
+        outbound_tasks._senders_here[endpoint] -= 1
+    assert arrival.is_set()
+    assert driver.kinds() == []  # no second sender
+    with session_scope() as session:
+        assert session.get(WebhookEndpoint, endpoint).sender_until is None  # no transaction
+    outbound_tasks.start_senders([endpoint])  # none here: one is started
+    assert driver.kinds() == [("deliver", endpoint)]
+
+
 def forget_shared_fan_out_gate() -> None:
     url = get_settings().broker_url
     if url.startswith("redis"):

@@ -62,6 +62,7 @@ class DeliveryWork:
     message_id: str
     body: bytes  # the event's JSON (event_json)
     committed_at: datetime
+    endpoint_failing: bool = False  # as claimed: a 2xx then ends the failing spell
 
 
 def event_body(event: Any) -> dict[str, Any]:
@@ -212,15 +213,15 @@ def claim_batch(
     events go out in order), due, held by nobody else. Each is held for `hold` under
     `owner`; what another sender took first is left to it."""
     connection = session.connection()
-    endpoint = connection.execute(_SENDING_ENDPOINT, {"endpoint": endpoint_id}).one_or_none()
-    if endpoint is None or endpoint.state == EndpointState.DISABLED:
-        return []
     heads = _lane_heads(
         connection,
         endpoint_id,
         LaneScan(due_by=now + timedelta(seconds=1), now=now, owner=owner, limit=limit),
     )
     if not heads:
+        return []  # the usual answer to a waiting sender's look: one read
+    endpoint = connection.execute(_SENDING_ENDPOINT, {"endpoint": endpoint_id}).one_or_none()
+    if endpoint is None or endpoint.state == EndpointState.DISABLED:
         return []
     taken: dict[int, int] = dict(  # event id -> delivery id
         connection.execute(
@@ -240,6 +241,7 @@ def claim_batch(
             message_id=event_message_id(event.id),
             body=event_json(event),
             committed_at=event.committed_at,
+            endpoint_failing=endpoint.state == EndpointState.FAILING,
         )
         for event in events
     ]
@@ -319,10 +321,16 @@ _RECOVERED = (
 
 
 def record_delivered(
-    session: Session, endpoint_id: str, delivered: list[tuple[int, Attempt]], now: datetime
+    session: Session,
+    endpoint_id: str,
+    delivered: list[tuple[int, Attempt]],
+    now: datetime,
+    was_failing: bool = True,
 ) -> None:
     """Deliveries of one endpoint answered 2xx (the common case of a batch), in one
-    statement; what `record_attempt` does for each, with less work per row."""
+    statement; what `record_attempt` does for each, with less work per row. The endpoint
+    is marked active again if it `was_failing` when the batch was claimed (only its own
+    sender gives deliveries up, so it cannot have started failing since)."""
     if not delivered:
         return
     connection = session.connection()
@@ -333,7 +341,8 @@ def record_delivered(
             for i, a in delivered
         ],
     )
-    connection.execute(_RECOVERED, {"endpoint": endpoint_id})
+    if was_failing:
+        connection.execute(_RECOVERED, {"endpoint": endpoint_id})
 
 
 def record_attempt(

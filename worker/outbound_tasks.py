@@ -299,6 +299,7 @@ def _record(
         endpoint_id,
         [(work.delivery_id, attempt) for work, attempt in answered.pairs if attempt.ok],
         answered.at,
+        was_failing=any(work.endpoint_failing for work, _attempt in answered.pairs),
     )
     return [
         (

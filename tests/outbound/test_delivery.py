@@ -477,6 +477,20 @@ def test_a_day_of_failures_marks_failing_alerts_then_disables(
     assert receiver.events()[-1]["changed"] == [{"start": at(6), "end": at(7)}]
 
 
+def test_a_2xx_ends_a_failing_spell(client, receiver, driver) -> None:
+    host_id, _ = new_host()
+    endpoint = register(client, receiver)["id"]
+    with session_scope() as session:
+        failing = session.get(WebhookEndpoint, endpoint)
+        failing.state, failing.failing_since = "failing", datetime.now(UTC)
+        failing.state_reason = "Given up on a delivery"
+    block(client, host_id, 1, 2)
+    driver.run()
+    assert len(receiver.events()) == 1
+    shown = client.get(f"/v1/webhook-endpoints/{endpoint}", headers=ADMIN).get_json()
+    assert shown["state"] == "active" and shown["failingSince"] is None
+
+
 def test_replay_sends_again_in_order(client, receiver, driver) -> None:
     host_id, _ = new_host()
     endpoint = register(client, receiver)

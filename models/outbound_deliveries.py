@@ -100,6 +100,11 @@ _encoded: dict[tuple[int, datetime], bytes] = {}
 _encoded_lock = threading.Lock()
 
 
+def encoded(event_id: int, committed_at: datetime) -> bytes | None:
+    """The event's JSON if this process encoded it already."""
+    return _encoded.get((event_id, committed_at))
+
+
 def event_json(event: Any) -> bytes:
     """`event_body(event)` as the compact JSON sent and signed."""
     key = (event.id, event.committed_at)
@@ -186,7 +191,7 @@ _CLAIM = (
         _free(with_owner=True),
     )
     .values(claimed_by=bindparam("owner"), claimed_until=bindparam("until", type_=_MOMENT))
-    .returning(DELIVERIES.c.event_id, DELIVERIES.c.id)
+    .returning(DELIVERIES.c.event_id, DELIVERIES.c.id, DELIVERIES.c.created_at)
 )
 
 
@@ -223,27 +228,37 @@ def claim_batch(
     endpoint = connection.execute(_SENDING_ENDPOINT, {"endpoint": endpoint_id}).one_or_none()
     if endpoint is None or endpoint.state == EndpointState.DISABLED:
         return []
-    taken: dict[int, int] = dict(  # event id -> delivery id
+    claimed = sorted(  # (event id, delivery id, created at), in event order
         connection.execute(
             _CLAIM, {"ids": heads, "now": now, "owner": owner, "until": now + hold}
         ).all()
     )
-    if not taken:
+    if not claimed:
         return []
-    events = connection.execute(OUTBOX_ROWS_BY_ID, {"ids": list(taken)})
+    # A fan-out gives a delivery its event's commit time as created_at, and this process's
+    # fan-outs keep what they encoded: mostly nothing is left to read.
+    committed = {event_id: created_at for event_id, _id, created_at in claimed}
+    bodies = {event_id: encoded(event_id, at) for event_id, at in committed.items()}
+    missing = [event_id for event_id, body in bodies.items() if body is None]
+    if missing:
+        for event in connection.execute(OUTBOX_ROWS_BY_ID, {"ids": missing}):
+            bodies[event.id] = event_json(event)
+            committed[event.id] = event.committed_at
     secrets = signing_secrets(endpoint, now)
+    failing = endpoint.state == EndpointState.FAILING
     return [
         DeliveryWork(
-            delivery_id=taken[event.id],
+            delivery_id=delivery_id,
             endpoint_id=endpoint.id,
             url=endpoint.url,
             secrets=secrets,
-            message_id=event_message_id(event.id),
-            body=event_json(event),
-            committed_at=event.committed_at,
-            endpoint_failing=endpoint.state == EndpointState.FAILING,
+            message_id=event_message_id(event_id),
+            body=body,
+            committed_at=committed[event_id],
+            endpoint_failing=failing,
         )
-        for event in events
+        for event_id, delivery_id, _created in claimed
+        if (body := bodies[event_id]) is not None
     ]
 
 

@@ -30,6 +30,7 @@ from models.outbound import (
     WebhookDelivery,
     covers,
 )
+from models.outbound_deliveries import event_json
 from models.outbox_writer import iso
 from rules.busy_changes import union_of
 
@@ -135,9 +136,13 @@ def fan_out(now: datetime, coalesce: timedelta) -> FanOutResult:
             ready.append(host)
     for start in range(0, len(ready), HOSTS_PER_TRANSACTION):
         with session_scope() as session:
-            _fan_out_chunk(
+            delivered = _fan_out_chunk(
                 session, ready[start : start + HOSTS_PER_TRANSACTION], endpoints, now, result
             )
+        # Committed, so final: encoded now, and this process's senders (the usual ones)
+        # need not read them back (outbound_deliveries.claim_batch).
+        for event in delivered:
+            event_json(event)
     return result
 
 
@@ -152,7 +157,8 @@ def _fan_out_chunk(
     endpoints: list[tuple[str, list[int] | None]],
     now: datetime,
     result: FanOutResult,
-) -> None:
+) -> list[_Claimed]:
+    """Fan out the hosts' rows; the events that got deliveries."""
     # Claim the hosts' rows not yet fanned out (a concurrent fan-out's rows are skipped
     # once it commits: the condition is checked again on each row).
     with_host = [h for h in hosts if h is not None]
@@ -162,11 +168,12 @@ def _fan_out_chunk(
     if None in hosts:
         claimed += session.scalars(_CLAIM_WITHOUT_HOST, {"now": now})
     if not claimed:
-        return
+        return []
     by_host: dict[int | None, list[_Claimed]] = {}
     for row in session.execute(OUTBOX_ROWS_BY_ID, {"ids": claimed}):
         by_host.setdefault(row.host_id, []).append(_Claimed(*row))
     rows: list[tuple[Any, ...]] = []
+    delivered: list[_Claimed] = []
     merges: list[dict[str, Any]] = []
     merged_away: list[dict[str, Any]] = []
     for host, host_events in by_host.items():
@@ -176,12 +183,14 @@ def _fan_out_chunk(
             for e in survivors
             if e.merged
         )
+        receiving = [endpoint_id for endpoint_id, host_ids in endpoints if covers(host_ids, host)]
         rows.extend(
             _delivery_row(endpoint_id, event, now)
-            for endpoint_id, host_ids in endpoints
-            if covers(host_ids, host)
+            for endpoint_id in receiving
             for event in survivors
         )
+        if receiving:
+            delivered.extend(survivors)
         result.events += len(survivors)
     if merges:  # rare: only a host's rows within one window
         session.execute(_MERGED, merges)
@@ -189,6 +198,7 @@ def _fan_out_chunk(
     if rows:
         insert_rows(session, DELIVERIES, DELIVERY_COLUMNS, rows)
         result.endpoints.update(row[0] for row in rows)
+    return delivered
 
 
 def _coalesced(events: list[_Claimed], merged_away: list[dict[str, Any]]) -> list[_Claimed]:

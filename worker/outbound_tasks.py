@@ -60,8 +60,10 @@ SWEEP_GRACE = timedelta(seconds=5)
 # Under a steady stream of changes, a fan-out's follow-up comes at most this often: each
 # fan-out wakes every endpoint's sender for a batch (a claim and a record, whatever its
 # size), so fan-outs every few ms cost the outbound process more CPU than the sending;
-# a host's event waits at most this much beyond its coalescing window for it.
-FAN_OUT_EVERY = 0.1
+# a host's event waits at most this much beyond its coalescing window for it. Benchmark 7
+# (10 endpoints): 100 ms cost the outbound process ~50% of a core, 200 ms ~35%, for
+# delivery p99 ~0.5 s either way (bench/RESULTS.md §7, session 13).
+FAN_OUT_EVERY = 0.2
 # A delivery's claim outlasts the request's timeout by this much: a sender killed
 # mid-request is replaced once it runs out.
 CLAIM_MARGIN = timedelta(seconds=5)

@@ -12,12 +12,18 @@ from types import SimpleNamespace
 
 import redis
 import time_machine
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from standardwebhooks import Webhook
 
 from core.settings import Settings, configure, get_settings
-from models import OutboxEvent, WebhookDelivery, WebhookEndpoint, outbound_deliveries
-from models.db import session_scope
+from models import (
+    OutboxEvent,
+    WebhookDelivery,
+    WebhookEndpoint,
+    outbound_deliveries,
+    outbound_fanout,
+)
+from models.db import get_engine, session_scope
 from models.registry import create_host
 from tests.conftest import TEST_ADMIN_TOKEN
 from worker import alert_notifier, fan_out_gate, outbound_tasks, sender_slots
@@ -125,6 +131,39 @@ def test_an_event_is_encoded_once_for_every_endpoint(client, receiver, driver, m
         )
     assert outbound_deliveries.event_json(again) != receiver.received[0].body
     assert b'"changed":[]' in outbound_deliveries.event_json(again)
+
+
+def test_a_sender_takes_its_events_from_its_process_fan_out(
+    client, receiver, driver, monkeypatch
+) -> None:
+    # The fan-out encodes what it committed; the senders of its process send those bytes
+    # without reading the outbox rows back. What it did not encode is read.
+    monkeypatch.setattr(outbound_deliveries, "_encoded", {})
+    # The senders' read of outbox rows, told apart from the fan-out's (the same statement).
+    marked = outbound_deliveries.OUTBOX_ROWS_BY_ID.execution_options(sender_read=True)
+    monkeypatch.setattr(outbound_deliveries, "OUTBOX_ROWS_BY_ID", marked)
+    outbox_reads = []
+
+    def count(_conn, _cursor, statement, _parameters, context, _many) -> None:
+        if context.execution_options.get("sender_read"):
+            outbox_reads.append(statement)
+
+    event.listen(get_engine(), "before_cursor_execute", count)
+    try:
+        host_id, _ = new_host()
+        register(client, receiver)
+        block(client, host_id, 10, 11)
+        driver.run()
+        assert len(receiver.events()) == 1 and outbox_reads == []
+        register(client, receiver, description="second")  # gets the next event only
+        block(client, host_id, 12, 13)
+        with monkeypatch.context() as patched:  # a fan-out in another process, say
+            patched.setattr(outbound_fanout, "event_json", lambda event: b"")
+            driver.run()
+        assert len(receiver.events()) == 3  # each one verified against its secret
+        assert len(outbox_reads) == 1  # read by the first sender, encoded once for both
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", count)
 
 
 def test_failures_are_retried_in_order_and_nothing_is_lost(client, receiver, driver) -> None:

@@ -373,6 +373,7 @@ def stopped_by_sigterm() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set a handler
         return
+    _sigterm_received.clear()
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     previous_hook = sys.unraisablehook
 
@@ -394,15 +395,25 @@ def stopped_by_sigterm() -> Iterator[None]:
     sys.unraisablehook = again_if_dropped
     try:
         yield
+    except BaseException:
+        # The signal's exit can land inside a library call whose cleanup then fails with
+        # an error of its own (psycopg: "another command is already in progress" when the
+        # rollback meets the interrupted query), which replaces it on the way out: the run
+        # still ends as stopped by SIGTERM, its stack torn down by then.
+        if _sigterm_received.is_set():
+            raise SystemExit(SIGTERM_EXIT) from None
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
         sys.unraisablehook = previous_hook
 
 
 SIGTERM_EXIT = 128 + signal.SIGTERM
+_sigterm_received = threading.Event()
 
 
 def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    _sigterm_received.set()
     raise SystemExit(SIGTERM_EXIT)
 
 

@@ -82,3 +82,20 @@ def test_a_sigterm_landing_in_a_finalizer_still_stops_the_run() -> None:
         time.sleep(5)  # the run going on: interrupted by the signal delivered again
     assert stopped.value.code == 128 + signal.SIGTERM
     assert time.monotonic() - started < 4
+
+
+def test_an_error_from_a_cleanup_the_signal_interrupted_still_exits_as_sigterm() -> None:
+    # The exit lands inside a database call; the rollback on the way out then fails with
+    # an error of its own, which would have replaced it (exit status 1, the suite saw it).
+    with pytest.raises(SystemExit) as stopped, stopped_by_sigterm():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        finally:
+            raise RuntimeError("another command is already in progress")
+    assert stopped.value.code == 128 + signal.SIGTERM
+
+
+def test_an_error_without_a_sigterm_is_left_as_it_is() -> None:
+    with pytest.raises(RuntimeError), stopped_by_sigterm():
+        raise RuntimeError("a benchmark's own failure")

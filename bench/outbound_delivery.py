@@ -76,19 +76,22 @@ def fanned_out_at(event_ids: set[int]) -> dict[int, float]:
     return {i: at.timestamp() for i, at in rows if at is not None}
 
 
+def event_id_of(message_id: str) -> int:
+    return int(message_id.removeprefix("evt_"))  # models.outbound_deliveries.event_message_id
+
+
 def stage_lags(
-    deliveries: list[tuple[str, str, float, str]], fanned: dict[int, float]
+    deliveries: list[tuple[str, str, float, str]], lags: list[float], fanned: dict[int, float]
 ) -> tuple[list[float], list[float]]:
-    """Per delivery, in ms: commit -> fan-out (the coalescing window, then the fan-out's
-    turn) and fan-out -> receiver's 2xx (claim, send, answer)."""
+    """Each delivery's lag (ms) split at its event's fan-out: commit -> fan-out (the
+    coalescing window, then the fan-out's turn) and fan-out -> receiver's 2xx (claim, send,
+    answer)."""
     waited, sent = [], []
-    for _path, message_id, answered, occurred in deliveries:
-        at = fanned.get(int(message_id.removeprefix("evt_")))
-        if at is None:
-            continue
-        committed = datetime.fromisoformat(occurred.replace("Z", "+00:00")).timestamp()
-        waited.append((at - committed) * 1000)
-        sent.append((answered - at) * 1000)
+    for (_path, message_id, answered, _occurred), lag in zip(deliveries, lags, strict=True):
+        at = fanned.get(event_id_of(message_id))
+        if at is not None:
+            sent.append((answered - at) * 1000)
+            waited.append(lag - sent[-1])
     return waited, sent
 
 
@@ -209,8 +212,8 @@ def run(stack: Any, receivers: Receivers, size: Size, args: Any, report: Report)
     for p in (50, 99):
         report.value(f"on.delivery_lag_p{p}_ms", percentile(lags, p), "ms")
     report.value("on.delivery_lag_max_ms", max(lags) if lags else float("nan"), "ms")
-    fanned = fanned_out_at({int(event_id.removeprefix("evt_")) for event_id in events})
-    waited, sent = stage_lags(deliveries, fanned)
+    fanned = fanned_out_at({event_id_of(message_id) for message_id in events})
+    waited, sent = stage_lags(deliveries, lags, fanned)
     for name, values in (("commit_to_fan_out", waited), ("fan_out_to_2xx", sent)):
         report.value(
             f"on.{name}_p50_p99_ms", f"{percentile(values, 50):.0f}/{percentile(values, 99):.0f}"

@@ -36,8 +36,8 @@ class LaneScan:
     now: datetime
     owner: str | None  # a delivery this owner holds counts as free (its message came again)
     limit: int
-    ids: list[int] = field(default_factory=list)
-    _seen_hosts: set[int] = field(default_factory=set)
+    ids: list[int] = field(default_factory=list, init=False)
+    _seen_hosts: set[int] = field(default_factory=set, init=False)
 
     @property
     def full(self) -> bool:

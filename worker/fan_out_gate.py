@@ -57,7 +57,7 @@ return 1
 _lock = threading.Lock()
 _local_until = 0.0  # monotonic: this process's message is waiting until then
 _local_due = 0.0  # epoch s: ...and is due then
-_clients: dict[str, tuple[redis.Redis, Any]] = {}
+_scripts: dict[str, Any] = {}  # broker URL -> the registered _TAKE (holding its client)
 
 
 def reset() -> None:
@@ -102,7 +102,7 @@ def _take_shared(due: float, hold: float) -> bool:
 
 def _script(url: str) -> Any:
     with _lock:
-        if url not in _clients:
+        if url not in _scripts:
             client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-            _clients[url] = (client, client.register_script(_TAKE))
-        return _clients[url][1]
+            _scripts[url] = client.register_script(_TAKE)
+        return _scripts[url]

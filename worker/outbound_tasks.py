@@ -98,7 +98,7 @@ _senders_here: Counter[str] = Counter()
 
 def _arrival(endpoint_id: str) -> threading.Event:
     """Set when this process has made deliveries for the endpoint (wakes its sender)."""
-    with _http_lock:
+    with _state_lock:
         return _arrivals.setdefault(endpoint_id, threading.Event())
 
 
@@ -110,7 +110,7 @@ def start_senders(endpoint_ids: Iterable[str]) -> None:
         return
     for endpoint_id in wanted:
         _arrival(endpoint_id).set()
-    with _http_lock:
+    with _state_lock:
         wanted = [endpoint_id for endpoint_id in wanted if not _senders_here[endpoint_id]]
     if not wanted:
         return  # each has a sender here, now woken: no transaction needed
@@ -153,13 +153,14 @@ def outbound_fan_out(host_id: int | None) -> int:
 
 
 _http: dict[str, urllib3.PoolManager] = {}
-_http_lock = threading.Lock()
+# Guards this process's small shared maps: HTTP sessions, arrivals, senders running here.
+_state_lock = threading.Lock()
 
 
 def _http_for(endpoint_id: str) -> urllib3.PoolManager:
     """The endpoint's HTTP session in this process, kept across sender tasks so its
     connections stay alive (a sender task ends whenever its lanes run dry)."""
-    with _http_lock:
+    with _state_lock:
         if endpoint_id not in _http:
             _http[endpoint_id] = outbound_sender.http_session(PARALLEL)
         return _http[endpoint_id]
@@ -176,7 +177,7 @@ def outbound_deliver(self: Task, endpoint_id: str) -> int:
     deadline = time.monotonic() + SENDER_SECONDS
     http = _http_for(endpoint_id)
     arrival = _arrival(endpoint_id)
-    with _http_lock:
+    with _state_lock:
         _senders_here[endpoint_id] += 1
     try:
         with ThreadPoolExecutor(max(1, PARALLEL - 1)) as pool:
@@ -190,7 +191,7 @@ def outbound_deliver(self: Task, endpoint_id: str) -> int:
     finally:
         # Before the check below: a fan-out that still counted this sender (and so only
         # woke it) committed its deliveries before looking, so the check sees them.
-        with _http_lock:
+        with _state_lock:
             _senders_here[endpoint_id] -= 1
     # Work that came due between the last claim and the release: start again.
     with session_scope() as session:
@@ -235,9 +236,9 @@ def _send_while_due(
         while True:
             arrival.clear()  # before the claim: a later fan-out's set is not missed
             with session_scope() as session:
-                recorded = _record(session, endpoint_id, answered)
+                outcomes = _record(session, endpoint_id, answered)
                 batch = claim_batch(session, endpoint_id, owner, _now(), claim_hold, BATCH)
-            _observe_all(recorded)
+            _observe_all(answered, outcomes)
             answered = None
             if not batch:
                 dry_since = dry_since or time.monotonic()
@@ -253,8 +254,8 @@ def _send_while_due(
             sent += len(batch)
             if time.monotonic() > deadline:
                 with session_scope() as session:
-                    recorded = _record(session, endpoint_id, answered)
-                _observe_all(recorded)
+                    outcomes = _record(session, endpoint_id, answered)
+                _observe_all(answered, outcomes)
                 # More may be due: a fresh message carries on (the sender stays marked).
                 enqueue_outbound_delivery(endpoint_id)
                 return sent, True
@@ -289,10 +290,8 @@ def _striped(pool: ThreadPoolExecutor) -> MapFn:
     return map_
 
 
-def _record(
-    session: Session, endpoint_id: str, answered: _Answered | None
-) -> list[tuple[DeliveryWork, Attempt, str, datetime]]:
-    """Record a batch's answers (as of when they came); each with its outcome."""
+def _record(session: Session, endpoint_id: str, answered: _Answered | None) -> list[str]:
+    """Record a batch's answers (as of when they came); each one's outcome."""
     if answered is None:
         return []
     settings = get_settings()
@@ -304,27 +303,24 @@ def _record(
         was_failing=any(work.endpoint_failing for work, _attempt in answered.pairs),
     )
     return [
-        (
-            work,
+        "delivered"
+        if attempt.ok
+        else record_attempt(
+            session,
+            work.delivery_id,
             attempt,
-            "delivered"
-            if attempt.ok
-            else record_attempt(
-                session,
-                work.delivery_id,
-                attempt,
-                answered.at,
-                first_retry_seconds=settings.outbound_first_retry_seconds,
-            ).outcome,
             answered.at,
-        )
+            first_retry_seconds=settings.outbound_first_retry_seconds,
+        ).outcome
         for work, attempt in answered.pairs
     ]
 
 
-def _observe_all(recorded: list[tuple[DeliveryWork, Attempt, str, datetime]]) -> None:
-    for work, attempt, outcome, at in recorded:
-        _observe(work, attempt, outcome, at)
+def _observe_all(answered: _Answered | None, outcomes: list[str]) -> None:
+    if answered is None:
+        return
+    for (work, attempt), outcome in zip(answered.pairs, outcomes, strict=True):
+        _observe(work, attempt, outcome, answered.at)
 
 
 def _observe(work: DeliveryWork, attempt: Attempt, outcome: str, now: datetime) -> None:

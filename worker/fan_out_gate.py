@@ -15,9 +15,9 @@ fan-out starting and sending its follow-up (due a few ms after the next host's w
 and that host then waited for the later message: ~100 ms more commit-to-fan-out lag at
 the median under 50 changes/s (bench/RESULTS.md §7, session 13).
 
-Two gates in a row: one in the process (no round trip while its own message waits), then
-with a Redis broker a shared key holding the waiting message's due time (a script
-compares and sets it), expiring just before that message is due. The gate only saves
+Two gates in a row: one in the process (no round trip while a message it sent or was told
+of waits), then with a Redis broker a shared key holding the waiting message's due time (a
+script compares and sets it), expiring just before that message is due. The gate only saves
 messages, it never loses work: the outbox rows are the truth, a message lost anyway is the
 sweep's, and when Redis cannot answer the message is sent.
 """
@@ -43,19 +43,20 @@ EARLY_SECONDS = 0.02
 # A message due this little sooner than the waiting one is not worth a second message.
 SLACK_SECONDS = 0.01
 
-# KEYS[1]: the gate; ARGV: due (epoch ms), hold (ms), slack (ms). 1: taken, 0: a message
-# due no later than this one (give or take the slack) is waiting.
+# KEYS[1]: the gate; ARGV: due (epoch ms), hold (ms), slack (ms). 0: taken; otherwise the
+# due time (epoch ms) of the waiting message, due no later than this one (give or take the
+# slack).
 _TAKE = """
 local waiting = redis.call('GET', KEYS[1])
 if waiting and tonumber(waiting) <= tonumber(ARGV[1]) + tonumber(ARGV[3]) then
-  return 0
+  return tonumber(waiting)
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
+return 0
 """
 
 _lock = threading.Lock()
-_local_until = 0.0  # monotonic: this process's message is waiting until then
+_local_until = 0.0  # monotonic: a message this process knows of waits until then
 _local_due = 0.0  # epoch s: ...and is due then
 _scripts: dict[str, Any] = {}  # broker URL -> the registered _TAKE (holding its client)
 
@@ -70,15 +71,20 @@ def reset() -> None:
 def send_once(send: Callable[[float], None], countdown: float) -> bool:
     """`send(countdown)` unless a fan-out message due no later is already waiting;
     whether it was sent."""
-    global _local_until, _local_due
     hold = max(0.001, countdown - EARLY_SECONDS)
     due = time.time() + countdown
     with _lock:
         if _local_until > time.monotonic() and _local_due <= due + SLACK_SECONDS:
             return False
-        _local_until = time.monotonic() + hold
-        _local_due = due
-    if not _take_shared(due, hold):
+        _remember(due)
+    waiting = _take_shared(due, hold)
+    if waiting is not None:
+        # Another process's message, maybe due well before this one would have been: the
+        # process gate must count that one, not this. Counting this one held back the
+        # process's next commits after that message had run, and the last change of a
+        # burst then waited for the sweep (~5 s).
+        with _lock:
+            _remember(waiting)
         return False
     try:
         send(countdown)
@@ -88,16 +94,25 @@ def send_once(send: Callable[[float], None], countdown: float) -> bool:
     return True
 
 
-def _take_shared(due: float, hold: float) -> bool:
+def _remember(due: float) -> None:
+    """This process knows of a message waiting until `due` (epoch s); with _lock held."""
+    global _local_until, _local_due
+    _local_until = time.monotonic() + max(0.0, due - time.time() - EARLY_SECONDS)
+    _local_due = due
+
+
+def _take_shared(due: float, hold: float) -> float | None:
+    """None: the shared gate is this message's; else the waiting message's due time."""
     url = get_settings().broker_url
     if not url.startswith(("redis://", "rediss://")):
-        return True  # the embedded broker runs on one machine: the process gate is enough
+        return None  # the embedded broker runs on one machine: the process gate is enough
     try:
         args = [int(due * 1000), max(1, int(hold * 1000)), int(SLACK_SECONDS * 1000)]
-        return bool(_script(url)(keys=[KEY], args=args))
+        waiting = int(_script(url)(keys=[KEY], args=args))
     except redis.RedisError as exc:
         log.warning("fan_out_gate_unavailable error=%s (sending anyway)", type(exc).__name__)
-        return True
+        return None
+    return waiting / 1000 if waiting else None
 
 
 def _script(url: str) -> Any:

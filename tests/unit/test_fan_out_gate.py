@@ -116,3 +116,20 @@ def test_redis_away_sends_anyway(on_broker) -> None:
     sent = Sent()
     assert fan_out_gate.send_once(sent, 0.2)
     assert sent.countdowns == [0.2]
+
+
+def test_a_process_refused_by_a_sooner_message_goes_once_that_one_ran(
+    on_broker, redis_url: str
+) -> None:
+    # A fan-out's follow-up (due in 50 ms) waits; a writer in another process is refused.
+    # Once the follow-up has run, the writer's next commit must send: nothing waits for it.
+    # (The process gate counted the refused message as its own, due a window later, and
+    # held that commit back: the last change of a burst waited for the sweep, ~5 s.)
+    on_broker(redis_url)
+    sent = Sent()
+    assert fan_out_gate.send_once(sent, 0.05)
+    fan_out_gate.reset()  # the writer's process
+    assert not fan_out_gate.send_once(sent, 0.2)
+    time.sleep(0.06)  # the follow-up ran
+    assert fan_out_gate.send_once(sent, 0.2)
+    assert sent.countdowns == [0.05, 0.2]

@@ -65,6 +65,15 @@ class DeliveryWork:
     endpoint_failing: bool = False  # as claimed: a 2xx then ends the failing spell
 
 
+@dataclass(frozen=True)
+class Claimed:
+    """A claim's batch, and whether more of it may be sent once it is recorded: a lane of
+    the batch has another delivery queued behind its head, or the batch is full."""
+
+    work: list[DeliveryWork]
+    more: bool = False
+
+
 def event_body(event: Any) -> dict[str, Any]:
     """The JSON an endpoint receives for `event` (an OutboxEvent or a row of its columns):
     ids, times, ranges and states; never titles or attendees (the outbox holds none)."""
@@ -213,28 +222,25 @@ def claim_batch(
     now: datetime,
     hold: timedelta,
     limit: int = 50,
-) -> list[DeliveryWork]:
+) -> Claimed:
     """Take up to `limit` deliveries of the endpoint for sending: lane heads (so a host's
     events go out in order), due, held by nobody else. Each is held for `hold` under
     `owner`; what another sender took first is left to it."""
     connection = session.connection()
-    heads = _lane_heads(
-        connection,
-        endpoint_id,
-        LaneScan(due_by=now + timedelta(seconds=1), now=now, owner=owner, limit=limit),
-    )
+    scan = LaneScan(due_by=now + timedelta(seconds=1), now=now, owner=owner, limit=limit)
+    heads = _lane_heads(connection, endpoint_id, scan)
     if not heads:
-        return []  # the usual answer to a waiting sender's look: one read
+        return Claimed([])  # the usual answer to a waiting sender's look: one read
     endpoint = connection.execute(_SENDING_ENDPOINT, {"endpoint": endpoint_id}).one_or_none()
     if endpoint is None or endpoint.state == EndpointState.DISABLED:
-        return []
+        return Claimed([])
     claimed = sorted(  # (event id, delivery id, created at), in event order
         connection.execute(
             _CLAIM, {"ids": heads, "now": now, "owner": owner, "until": now + hold}
         ).all()
     )
     if not claimed:
-        return []
+        return Claimed([])
     # A fan-out gives a delivery its event's commit time as created_at, and this process's
     # fan-outs keep what they encoded: mostly nothing is left to read.
     committed = {event_id: created_at for event_id, _id, created_at in claimed}
@@ -246,7 +252,7 @@ def claim_batch(
             committed[event.id] = event.committed_at
     secrets = signing_secrets(endpoint, now)
     failing = endpoint.state == EndpointState.FAILING
-    return [
+    work = [
         DeliveryWork(
             delivery_id=delivery_id,
             endpoint_id=endpoint.id,
@@ -260,6 +266,7 @@ def claim_batch(
         for event_id, delivery_id, _created in claimed
         if (body := bodies[event_id]) is not None
     ]
+    return Claimed(work, more=scan.full or scan.followed)
 
 
 def take_senders(

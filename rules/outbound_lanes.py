@@ -37,7 +37,11 @@ class LaneScan:
     owner: str | None  # a delivery this owner holds counts as free (its message came again)
     limit: int
     ids: list[int] = field(default_factory=list, init=False)
+    # A lane whose head was taken has another delivery behind it: sendable once the head
+    # is recorded, so its sender claims again at once instead of waiting for new work.
+    followed: bool = field(default=False, init=False)
     _seen_hosts: set[int] = field(default_factory=set, init=False)
+    _taken_hosts: set[int] = field(default_factory=set, init=False)
 
     @property
     def full(self) -> bool:
@@ -50,10 +54,14 @@ class LaneScan:
                 return
             if row.host_id is not None:
                 if row.host_id in self._seen_hosts:
-                    continue  # an earlier delivery of its host is still pending
+                    # An earlier delivery of its host is still pending.
+                    self.followed = self.followed or row.host_id in self._taken_hosts
+                    continue
                 self._seen_hosts.add(row.host_id)
             if row.next_attempt_at <= self.due_by and self._free(row):
                 self.ids.append(row.id)
+                if row.host_id is not None:
+                    self._taken_hosts.add(row.host_id)
 
     def _free(self, row: Pending) -> bool:
         if row.claimed_until is None or row.claimed_until <= self.now:

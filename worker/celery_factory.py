@@ -181,7 +181,7 @@ def _outbound_yields_the_cpu(instance: Any = None, **_kwargs: Any) -> None:
     queues = set(instance.app.amqp.queues.consume_from or ()) if instance is not None else set()
     if queues == {str(QueueNames.OUTBOUND)}:
         os.nice(get_settings().outbound_nice)
-        # Its senders may wait a moment for more work, up to half of its threads.
+        # Its senders may wait a moment for more work, on all but a few of its threads.
         sender_slots.allow(int(instance.concurrency or 0))
 
 

@@ -225,9 +225,12 @@ def _send_while_due(
     A batch's answers are recorded in the transaction of the next claim, which reads
     them (a host's next event waits for its last one), so a batch costs one transaction,
     not two: under a stream of changes each fan-out wakes every endpoint's sender for a
-    small batch. Nothing waits long unrecorded: the next claim comes at the next wake-up
-    or look, and the last one finds the lanes dry. A sender that dies before recording
-    leaves its claims to run out, and the deliveries go again (at least once)."""
+    small batch. That claim comes at once only if the batch may have more behind it (a
+    lane of it has a later delivery queued, or it was full); otherwise at the next
+    wake-up or look, as at once it would mostly find nothing: a transaction per batch for
+    nothing. Nothing waits long unrecorded: the last claim finds the lanes dry. A sender
+    that dies before recording leaves its claims to run out, and the deliveries go again
+    (at least once)."""
     timeout = get_settings().outbound_timeout_seconds
     sent, waiting = 0, False
     dry_since: float | None = None
@@ -237,9 +240,9 @@ def _send_while_due(
             arrival.clear()  # before the claim: a later fan-out's set is not missed
             with session_scope() as session:
                 outcomes = _record(session, endpoint_id, answered)
-                batch = claim_batch(session, endpoint_id, owner, _now(), claim_hold, BATCH)
+                claim = claim_batch(session, endpoint_id, owner, _now(), claim_hold, BATCH)
             _observe_all(answered, outcomes)
-            answered = None
+            answered, batch = None, claim.work
             if not batch:
                 dry_since = dry_since or time.monotonic()
                 if not waiting:
@@ -259,6 +262,10 @@ def _send_while_due(
                 # More may be due: a fresh message carries on (the sender stays marked).
                 enqueue_outbound_delivery(endpoint_id)
                 return sent, True
+            if not claim.more:
+                waiting = waiting or sender_slots.take()
+                if waiting:
+                    arrival.wait(LOOK_AGAIN_SECONDS)
     finally:
         if waiting:
             sender_slots.give_back()

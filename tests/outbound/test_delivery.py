@@ -404,6 +404,71 @@ def test_a_sender_whose_lanes_ran_dry_waits_a_moment_for_more(
     assert [k for k in driver.kinds() if k[0] == "deliver"] == [("deliver", endpoint["id"])]
 
 
+class _Steps:
+    """A sender's claims (how many each took) and its waits for new work, in order."""
+
+    def __init__(self, monkeypatch, endpoint_id: str, on_first_wait=lambda: None) -> None:
+        self.log: list[str] = []
+        steps = self
+
+        class Arrival(threading.Event):
+            def wait(self, timeout: float | None = None) -> bool:
+                steps.log.append("wait")
+                if steps.log.count("wait") == 1:
+                    on_first_wait()
+                return super().wait(timeout)
+
+        def claim_batch(*args, **kwargs):
+            claimed = real_claim(*args, **kwargs)
+            steps.log.append(f"claim {len(claimed.work)}")
+            return claimed
+
+        real_claim = outbound_tasks.claim_batch
+        monkeypatch.setattr(outbound_tasks, "claim_batch", claim_batch)
+        monkeypatch.setitem(outbound_tasks._arrivals, endpoint_id, Arrival())
+        monkeypatch.setattr(outbound_tasks, "LINGER_SECONDS", 0.0)  # dry: let go at once
+        monkeypatch.setattr(sender_slots, "_slots", threading.Semaphore(1))
+
+
+def test_a_batch_with_nothing_behind_it_is_recorded_with_the_next_wake_ups_claim(
+    client, receiver, driver, monkeypatch
+) -> None:
+    # Under a stream of changes each fan-out wakes every endpoint's sender for a small
+    # batch; a claim right after it would find nothing (one transaction per batch spent
+    # for nothing): the answers wait for the claim that the next fan-out's wake-up brings.
+    host_id, _ = new_host()
+    other_id, _ = new_host("bob")
+    endpoint = register(client, receiver)["id"]
+    block(client, host_id, 1, 2)
+    outbound_tasks.outbound_fan_out(None)
+
+    def a_fan_out_meanwhile() -> None:
+        block(client, other_id, 3, 4)
+        outbound_tasks.outbound_fan_out(None)  # wakes the sender
+
+    steps = _Steps(monkeypatch, endpoint, on_first_wait=a_fan_out_meanwhile)
+    assert outbound_tasks.outbound_deliver(endpoint) == 2
+    assert steps.log[:3] == ["claim 1", "wait", "claim 1"]
+    assert [e["hostId"] for e in receiver.events()] == [host_id, other_id]
+    with session_scope() as session:  # the last batch recorded by the claim that found none
+        assert set(session.scalars(select(WebhookDelivery.status))) == {"delivered"}
+
+
+def test_a_lane_with_more_behind_its_head_is_claimed_again_at_once(
+    client, receiver, driver, monkeypatch
+) -> None:
+    # A host's next event waits only for its last one's record, not for new work.
+    host_id, _ = new_host()
+    endpoint = register(client, receiver)["id"]
+    for hour in (1, 3):
+        block(client, host_id, hour, hour + 1)
+        outbound_tasks.outbound_fan_out(None)  # each change its own event
+    steps = _Steps(monkeypatch, endpoint)
+    assert outbound_tasks.outbound_deliver(endpoint) == 2
+    assert steps.log[:2] == ["claim 1", "claim 1"]
+    assert [e["changed"][0]["start"] for e in receiver.events()] == [at(1), at(3)]
+
+
 def test_a_sender_without_a_waiting_slot_lets_go_at_once(client, receiver, driver) -> None:
     # None of this process's slots free (here: none set up, as outside the outbound worker):
     # the sender ends when its lanes run dry and lets the endpoint go for the next one.

@@ -69,6 +69,14 @@ def test_the_sweeps_probe_counts_its_own_holds_as_taken() -> None:
     assert lanes.full
 
 
+def test_a_taken_head_with_a_later_delivery_behind_it_is_followed() -> None:
+    lanes = scan()
+    lanes.take([pending(1, 7), pending(2, 8, due_in=30), pending(3, 8), pending(4, 9)])
+    assert lanes.ids == [1, 4] and not lanes.followed  # host 8's head is not taken
+    lanes.take([pending(5, 7)])  # a later page: host 7 has more behind its head
+    assert lanes.followed
+
+
 def test_a_host_seen_on_an_earlier_page_stays_blocked() -> None:
     lanes = scan()
     lanes.take([pending(1, 7, due_in=30)])

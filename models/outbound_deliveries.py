@@ -67,8 +67,8 @@ class DeliveryWork:
 
 @dataclass(frozen=True)
 class Claimed:
-    """A claim's batch, and whether more of it may be sent once it is recorded: a lane of
-    the batch has another delivery queued behind its head, or the batch is full."""
+    """A claim's batch, and whether a claim right after it may find more: a lane of the
+    batch has another delivery queued behind its head, or the batch is full."""
 
     work: list[DeliveryWork]
     more: bool = False

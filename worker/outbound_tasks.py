@@ -62,7 +62,8 @@ SWEEP_GRACE = timedelta(seconds=5)
 # size), so fan-outs every few ms cost the outbound process more CPU than the sending;
 # a host's event waits at most this much beyond its coalescing window for it. Benchmark 7
 # (10 endpoints): 100 ms cost the outbound process ~50% of a core, 200 ms ~35%, for
-# delivery p99 ~0.5 s either way (bench/RESULTS.md §7, session 13).
+# delivery p99 ~0.5 s either way (bench/RESULTS.md §7, session 13). 300 ms changed
+# nothing: the writers' own messages, due at their window's end, come first (session 14).
 FAN_OUT_EVERY = 0.2
 # A delivery's claim outlasts the request's timeout by this much: a sender killed
 # mid-request is replaced once it runs out.

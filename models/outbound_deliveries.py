@@ -62,7 +62,6 @@ class DeliveryWork:
     message_id: str
     body: bytes  # the event's JSON (event_json)
     committed_at: datetime
-    endpoint_failing: bool = False  # as claimed: a 2xx then ends the failing spell
 
 
 @dataclass(frozen=True)
@@ -72,6 +71,7 @@ class Claimed:
 
     work: list[DeliveryWork]
     more: bool = False
+    endpoint_failing: bool = False  # as claimed: a 2xx then ends the failing spell
 
 
 def event_body(event: Any) -> dict[str, Any]:
@@ -251,7 +251,6 @@ def claim_batch(
             bodies[event.id] = event_json(event)
             committed[event.id] = event.committed_at
     secrets = signing_secrets(endpoint, now)
-    failing = endpoint.state == EndpointState.FAILING
     work = [
         DeliveryWork(
             delivery_id=delivery_id,
@@ -261,12 +260,15 @@ def claim_batch(
             message_id=event_message_id(event_id),
             body=body,
             committed_at=committed[event_id],
-            endpoint_failing=failing,
         )
         for event_id, delivery_id, _created in claimed
         if (body := bodies[event_id]) is not None
     ]
-    return Claimed(work, more=scan.full or scan.followed)
+    return Claimed(
+        work,
+        more=scan.full or scan.followed,
+        endpoint_failing=endpoint.state == EndpointState.FAILING,
+    )
 
 
 def take_senders(

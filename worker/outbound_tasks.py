@@ -208,6 +208,7 @@ class _Answered:
 
     pairs: list[tuple[DeliveryWork, Attempt]]
     at: datetime
+    endpoint_failing: bool  # as claimed
 
 
 def _send_while_due(
@@ -246,15 +247,16 @@ def _send_while_due(
             answered, batch = None, claim.work
             if not batch:
                 dry_since = dry_since or time.monotonic()
-                if not waiting:
-                    waiting = sender_slots.take()
+                waiting = waiting or sender_slots.take()
                 if not waiting or time.monotonic() - dry_since >= LINGER_SECONDS:
                     return sent, False
                 arrival.wait(LOOK_AGAIN_SECONDS)
                 continue
             dry_since = None
             attempts = outbound_sender.send_batch(batch, timeout, http, map_)
-            answered = _Answered(list(zip(batch, attempts, strict=True)), _now())
+            answered = _Answered(
+                list(zip(batch, attempts, strict=True)), _now(), claim.endpoint_failing
+            )
             sent += len(batch)
             if time.monotonic() > deadline:
                 with session_scope() as session:
@@ -308,7 +310,7 @@ def _record(session: Session, endpoint_id: str, answered: _Answered | None) -> l
         endpoint_id,
         [(work.delivery_id, attempt) for work, attempt in answered.pairs if attempt.ok],
         answered.at,
-        was_failing=any(work.endpoint_failing for work, _attempt in answered.pairs),
+        was_failing=answered.endpoint_failing,
     )
     return [
         "delivered"

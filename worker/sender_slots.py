@@ -1,8 +1,8 @@
 """How many outbound senders of this process may wait a moment for more work at once.
 
 A sender whose lanes ran dry waits (worker/outbound_tasks.py) while it holds a slot; the
-outbound worker sets up all but FREE_THREADS of its threads' worth at start (at least half
-are always free), so fan-outs, sweeps and other endpoints' senders always find a thread.
+outbound worker sets up all but FREE_THREADS of its threads' worth at start (half of a pool
+of 8 or fewer), so fan-outs, sweeps and other endpoints' senders always find a thread.
 Anywhere else (the sync worker, tests, a one-off call) there are none and a sender lets go
 at once.
 

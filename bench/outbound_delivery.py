@@ -8,17 +8,21 @@ watched. Receivers: 10 endpoints (admin, all hosts) on a threaded HTTP server in
 of its own at the lowest CPU priority, answering 204 after 5 ms (bench/webhook_receiver.py:
 it stands in for servers on other machines).
 
-Phases (same fleet, same load as benchmark 2: 50 changes/s for 60 s, inserts 40%, moves
-40%, deletes 20%):
+Phases (same fleet, same load as benchmark 2: 50 changes/s, inserts 40%, moves 40%, deletes
+20%; 60 s of load in each mode):
 - **off**: no endpoint registered (no outbox row is written: nobody would receive it;
   nothing is fanned out or sent);
-- **on**: the 10 endpoints registered.
+- **on**: the 10 endpoints registered (then removed again for the next off phase).
+The modes alternate, off, on, off, on (`--rounds 2`, each phase 30 s): these machines
+drift (the same work costs 86-92% of the two cores in one quarter of an hour and 95-133% in
+the next, RESULTS §7), and alternating puts a drift on both sides of the ratio instead of
+on whichever mode ran second.
 Measured: the sync lag of each change (Google's `updated` -> busy row committed, as in
-benchmark 2) in both phases, and in the on phase for every delivery the time from the
+benchmark 2), pooled per mode, and in the on phases for every delivery the time from the
 change's commit (the event's `occurredAt`: its outbox row's commit time, the earliest when
 changes were coalesced) to the receiver answering 2xx. Bars: delivery p99 <= 1 s; sync lag
-p99 with deliveries on within 10% of off. After the on phase every event must have reached
-every endpoint.
+p99 with deliveries on within 10% of off. After each on phase every event must have
+reached every endpoint.
 """
 
 from __future__ import annotations
@@ -110,19 +114,38 @@ def register_endpoints(base: str, count: int) -> None:
             )
 
 
-def sync_phase(report: Report, prefix: str, load: Any, size: Size) -> dict[int, float]:
+def remove_endpoints() -> None:
+    """Every endpoint and its deliveries (as `DELETE /v1/webhook-endpoints/{id}` does)."""
+    from sqlalchemy import delete
+
+    from models import WebhookDelivery, WebhookEndpoint
+    from models.db import session_scope
+
+    with session_scope() as session:
+        session.execute(delete(WebhookDelivery))
+        session.execute(delete(WebhookEndpoint))
+
+
+def load_phase(report: Report, prefix: str, load: Any, size: Size, seconds: float) -> list[Any]:
+    """One phase of the load; the changes it sent (each with its sync lag once applied)."""
     from bench.change_load import wait_applied
 
-    changes, achieved = load.run(size.rate, size.seconds)
+    changes, achieved = load.run(size.rate, seconds)
     missing = wait_applied(changes, timeout=60)
-    lags = [c.lag_ms for c in changes if c.lag_ms is not None]
-    report.value(f"{prefix}.changes", len(changes))
     report.value(f"{prefix}.achieved_rate", achieved, "/s")
     report.value(f"{prefix}.missing", missing)
+    report.value(f"{prefix}.sync_lag_p50_p99_by_10s", lag_slices(change_points(changes)), "ms")
+    return changes
+
+
+def report_mode(report: Report, prefix: str, changes: list[Any]) -> dict[int, float]:
+    """A mode's sync lag over all its phases: p50 and p99."""
+    lags = [c.lag_ms for c in changes if c.lag_ms is not None]
+    report.value(f"{prefix}.changes", len(changes))
+    report.value(f"{prefix}.missing", len(changes) - len(lags))
     stats = {p: percentile(lags, p) for p in (50, 99)}
     for p, value in stats.items():
         report.value(f"{prefix}.sync_lag_p{p}_ms", value, "ms")
-    report.value(f"{prefix}.sync_lag_p50_p99_by_10s", lag_slices(change_points(changes)), "ms")
     return stats
 
 
@@ -144,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=12)
     p.add_argument("--outbound-concurrency", type=int, default=16)
     p.add_argument("--calendars", type=int, default=None, help="override the fleet size")
-    p.add_argument("--seconds", type=float, default=None, help="override the load duration")
+    p.add_argument("--seconds", type=float, default=None, help="override each mode's load duration")
+    p.add_argument("--rounds", type=int, default=2, help="off/on pairs the load is split into")
     args = p.parse_args(argv)
     size = SMOKE if args.smoke else FULL
     if args.calendars:
@@ -180,27 +204,38 @@ def run(stack: Any, receivers: Receivers, size: Size, args: Any, report: Report)
     report.value("receiver_delay_ms", RECEIVER_DELAY_SECONDS * 1000, "ms")
     load = ChangeLoad(control, [c.google_calendar_id for c in calendars], seeded)
 
-    off = sync_phase(report, "off", load, size)
-    fleet.wait_until(fleet.fleet_idle, 60, "idle")
-    register_endpoints(receivers.base, size.endpoints)
-    # Warm up as the off phase was (its fleet had synced and settled): a few seconds of the
-    # load, so the outbound worker's connections (database, receivers) and every pool
-    # process's first outbox write are made before the measured phase, not inside it.
-    warm_up(load, size)
-    warmed = len(receivers.records())  # the warm-up's deliveries: not measured
-    on = sync_phase(report, "on", load, size)
-    deadline = time.monotonic() + 180
-    while not outbox_drained() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    report.value("on.outbox_drained", outbox_drained())  # False: some never reached a 2xx
+    phase_seconds = size.seconds / args.rounds
+    off_changes: list[Any] = []
+    on_changes: list[Any] = []
+    deliveries: list[Any] = []
+    drained = True
+    for n in range(1, args.rounds + 1):
+        off_changes += load_phase(report, f"off{n}", load, size, phase_seconds)
+        fleet.wait_until(fleet.fleet_idle, 60, "idle")
+        register_endpoints(receivers.base, size.endpoints)
+        # Warm up as the off phase was (its fleet had synced and settled): a few seconds of
+        # the load, so the outbound worker's connections (database, receivers) and every
+        # pool process's first outbox write are made before the measured phase, not in it.
+        warm_up(load, size)
+        warmed = len(receivers.records())  # the warm-up's deliveries: not measured
+        on_changes += load_phase(report, f"on{n}", load, size, phase_seconds)
+        deadline = time.monotonic() + 180
+        while not outbox_drained() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        drained = drained and outbox_drained()  # False: some never reached a 2xx
+        deliveries += receivers.records()[warmed:]
+        remove_endpoints()
+        fleet.wait_until(fleet.fleet_idle, 60, "idle")
+    off = report_mode(report, "off", off_changes)
+    on = report_mode(report, "on", on_changes)
+    report.value("on.outbox_drained", drained)
 
-    deliveries = receivers.records()[warmed:]
     lags = [
         (answered - datetime.fromisoformat(occurred.replace("Z", "+00:00")).timestamp()) * 1000
         for _path, _id, answered, occurred in deliveries
     ]
     events = {event_id for _path, event_id, _answered, _occurred in deliveries}
-    per_event = {}
+    per_event: dict[str, set[str]] = {}
     for path, event_id, _answered, _occurred in deliveries:
         per_event.setdefault(event_id, set()).add(path)
     report.value("on.events", len(events))
@@ -226,7 +261,7 @@ def run(stack: Any, receivers: Receivers, size: Size, args: Any, report: Report)
     report.bar(
         "sync lag p99 on / off", on[99] / off[99] if off[99] else float("inf"), 1.10, at_least=False
     )
-    report.bar("outbox drained after the load", int(not outbox_drained()), 0, at_least=False)
+    report.bar("outbox drained after the load", int(not drained), 0, at_least=False)
     report.bar(
         "events not at every endpoint",
         report.values["on.events_missing_an_endpoint"],

@@ -30,7 +30,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from bench.harness import Report, bench_stack, change_points, lag_slices, parser, percentile
@@ -126,15 +126,41 @@ def remove_endpoints() -> None:
         session.execute(delete(WebhookEndpoint))
 
 
+def syncs_since(started: datetime) -> list[int]:
+    """The wall time (ms) of every sync run started since `started`: how many syncs the
+    phase's changes took, and how long each held a worker process."""
+    from sqlalchemy import select
+
+    from models.db import session_scope
+    from models.sync_runs import SyncRun
+
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(SyncRun.duration_ms).where(
+                    SyncRun.started_at >= started, SyncRun.duration_ms.is_not(None)
+                )
+            )
+        )
+
+
 def load_phase(report: Report, prefix: str, load: Any, size: Size, seconds: float) -> list[Any]:
     """One phase of the load; the changes it sent (each with its sync lag once applied)."""
     from bench.change_load import wait_applied
 
+    started = datetime.now(UTC)
     changes, achieved = load.run(size.rate, seconds)
     missing = wait_applied(changes, timeout=60)
     report.value(f"{prefix}.achieved_rate", achieved, "/s")
     report.value(f"{prefix}.missing", missing)
     report.value(f"{prefix}.sync_lag_p50_p99_by_10s", lag_slices(change_points(changes)), "ms")
+    # A phase that nears both cores: more syncs per change, or each sync longer?
+    durations = syncs_since(started)
+    report.value(f"{prefix}.syncs", len(durations))
+    report.value(
+        f"{prefix}.sync_run_p50_p99_ms",
+        f"{percentile(durations, 50):.0f}/{percentile(durations, 99):.0f}",
+    )
     return changes
 
 

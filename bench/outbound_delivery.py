@@ -116,14 +116,15 @@ def register_endpoints(base: str, count: int) -> None:
 
 def remove_endpoints() -> None:
     """Every endpoint and its deliveries (as `DELETE /v1/webhook-endpoints/{id}` does)."""
-    from sqlalchemy import delete
+    from sqlalchemy import select
 
-    from models import WebhookDelivery, WebhookEndpoint
+    from models import WebhookEndpoint
     from models.db import session_scope
+    from models.outbound_endpoints import delete_endpoint
 
     with session_scope() as session:
-        session.execute(delete(WebhookDelivery))
-        session.execute(delete(WebhookEndpoint))
+        for endpoint in session.scalars(select(WebhookEndpoint)).all():
+            delete_endpoint(session, endpoint)
 
 
 def syncs_since(started: datetime) -> list[int]:

@@ -10,10 +10,11 @@ import socket
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from models.credentials_box import decrypt_credentials, encrypt_credentials
-from models.outbound import EndpointState, WebhookEndpoint
+from models.outbound import EndpointState, WebhookDelivery, WebhookEndpoint
 from rules.outbound_address import AddressRefused, check_addresses, check_url_form
 
 ENDPOINT_ID_PREFIX = "we_"
@@ -58,6 +59,13 @@ def create_endpoint(
     session.add(endpoint)
     session.flush()
     return endpoint, secret
+
+
+def delete_endpoint(session: Session, endpoint: WebhookEndpoint) -> None:
+    """The endpoint and its deliveries."""
+    # Deliveries first: the result must not depend on ON DELETE CASCADE (SQLite pragma).
+    session.execute(delete(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id))
+    session.delete(endpoint)
 
 
 def rotate_secret(session: Session, endpoint: WebhookEndpoint, now: datetime) -> str:

@@ -13,12 +13,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, jsonify
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from models import Host, WebhookDelivery, WebhookEndpoint
 from models.outbound import DeliveryStatus, EndpointState
 from models.outbound_deliveries import event_message_id, recent_deliveries, replay
-from models.outbound_endpoints import check_destination, create_endpoint, rotate_secret
+from models.outbound_endpoints import (
+    check_destination,
+    create_endpoint,
+    delete_endpoint,
+    rotate_secret,
+)
 from models.outbox_writer import record_ping
 from rules.outbound_address import AddressRefused
 from webhook.api_input import bad_field, parse_body
@@ -156,10 +161,7 @@ def change(endpoint_id: str) -> Response:
 @api_webhook_endpoints.delete(ENDPOINT_PATH)
 def remove(endpoint_id: str) -> tuple[str, int]:
     session = request_session()
-    endpoint = _find(endpoint_id)
-    # Deliveries first: the result must not depend on ON DELETE CASCADE (SQLite pragma).
-    session.execute(delete(WebhookDelivery).where(WebhookDelivery.endpoint_id == endpoint.id))
-    session.delete(endpoint)
+    delete_endpoint(session, _find(endpoint_id))
     session.commit()
     return "", 204
 

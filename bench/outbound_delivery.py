@@ -30,7 +30,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench.harness import Report, bench_stack, change_points, lag_slices, parser, percentile
@@ -127,22 +127,47 @@ def remove_endpoints() -> None:
             delete_endpoint(session, endpoint)
 
 
-def syncs_since(started: datetime) -> list[int]:
-    """The wall time (ms) of every sync run started since `started`: how many syncs the
-    phase's changes took, and how long each held a worker process."""
+def syncs_since(started: datetime) -> list[tuple[datetime, datetime, int | None]]:
+    """Every sync run started since `started`: (started, finished = its changes' applied_at,
+    ms since its calendar was marked dirty)."""
     from sqlalchemy import select
 
     from models.db import session_scope
     from models.sync_runs import SyncRun
 
     with session_scope() as session:
-        return list(
-            session.scalars(
-                select(SyncRun.duration_ms).where(
-                    SyncRun.started_at >= started, SyncRun.duration_ms.is_not(None)
+        return [
+            (run.started_at, run.finished_at, run.notification_lag_ms)
+            for run in session.execute(
+                select(SyncRun.started_at, SyncRun.finished_at, SyncRun.notification_lag_ms).where(
+                    SyncRun.started_at >= started, SyncRun.finished_at.is_not(None)
                 )
             )
-        )
+        ]
+
+
+def lag_stages(changes: list[Any], runs: list[tuple[datetime, datetime, int | None]]) -> str:
+    """Where each change's sync lag went, p50/p99 of each stage: Google's change -> its
+    calendar marked dirty (push notification, webhook, drainer), marked -> sync run started
+    (broker, worker pool, quiet wait), started -> blocks written (fetch, decide)."""
+    by_applied = {finished: (run_started, lag) for run_started, finished, lag in runs}
+    stages: tuple[list[float], list[float], list[float]] = ([], [], [])
+    for change in changes:
+        run_started, dirty_ms = by_applied.get(change.applied_at, (None, None))
+        if run_started is None or dirty_ms is None or change.updated is None:
+            continue
+        marked = change.applied_at - timedelta(milliseconds=dirty_ms)
+        for stage, (a, b) in zip(
+            stages,
+            ((change.updated, marked), (marked, run_started), (run_started, change.applied_at)),
+            strict=True,
+        ):
+            stage.append((b - a).total_seconds() * 1000)
+    return " ".join(
+        f"{name} {percentile(v, 50):.0f}/{percentile(v, 99):.0f}"
+        for name, v in zip(("push", "queue", "run"), stages, strict=True)
+        if v
+    )
 
 
 def load_phase(report: Report, prefix: str, load: Any, size: Size, seconds: float) -> list[Any]:
@@ -156,12 +181,14 @@ def load_phase(report: Report, prefix: str, load: Any, size: Size, seconds: floa
     report.value(f"{prefix}.missing", missing)
     report.value(f"{prefix}.sync_lag_p50_p99_by_10s", lag_slices(change_points(changes)), "ms")
     # A phase that nears both cores: more syncs per change, or each sync longer?
-    durations = syncs_since(started)
+    runs = syncs_since(started)
+    durations = [(end - start).total_seconds() * 1000 for start, end, _ in runs]
     report.value(f"{prefix}.syncs", len(durations))
     report.value(
         f"{prefix}.sync_run_p50_p99_ms",
         f"{percentile(durations, 50):.0f}/{percentile(durations, 99):.0f}",
     )
+    report.value(f"{prefix}.lag_stages_p50_p99_ms", lag_stages(changes, runs))
     return changes
 
 

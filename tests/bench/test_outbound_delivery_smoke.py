@@ -14,6 +14,11 @@ def test_outbound_delivery_smoke(tmp_path) -> None:
     for phase in ("off", "on"):
         assert values[f"{phase}.changes"] > 0 and values[f"{phase}.missing"] == 0
         assert math.isfinite(values[f"{phase}.sync_lag_p99_ms"])
+    for phase in ("off1", "on1", "off2", "on2"):
+        # Every phase says where its lag went: each stage's p50/p99 in ms.
+        stages = values[f"{phase}.lag_stages_p50_p99_ms"].split()
+        assert stages[0::2] == ["push", "queue", "run"]
+        assert all(int(p) >= 0 for pair in stages[1::2] for p in pair.split("/"))
     assert values["on.events"] > 0
     assert values["on.deliveries"] >= values["on.events"] * values["endpoints"]
     assert values["on.events_missing_an_endpoint"] == 0

@@ -55,10 +55,19 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 0
 """
 
+# KEYS[1]: the gate; ARGV[1]: the due time (epoch ms) it was taken for. Let go only if it
+# still holds that message (a sooner one may have taken it since).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
 _lock = threading.Lock()
 _local_until = 0.0  # monotonic: a message this process knows of waits until then
 _local_due = 0.0  # epoch s: ...and is due then
-_scripts: dict[str, Any] = {}  # broker URL -> the registered _TAKE (holding its client)
+_scripts: dict[tuple[str, str], Any] = {}  # (broker URL, source) -> registered script
 
 
 def reset() -> None:
@@ -89,7 +98,9 @@ def send_once(send: Callable[[float], None], countdown: float) -> bool:
     try:
         send(countdown)
     except BaseException:
-        reset()  # not sent: the next commit sends one
+        # Not sent: the next commit, in this process or another, sends one.
+        reset()
+        _release_shared(due)
         raise
     return True
 
@@ -115,9 +126,25 @@ def _take_shared(due: float, hold: float) -> float | None:
     return waiting / 1000 if waiting else None
 
 
-def _script(url: str) -> Any:
+def _release_shared(due: float) -> None:
+    """Let go of the shared gate taken for a message due at `due` that was not sent: other
+    processes would otherwise skip their commits' messages until it expired, and their
+    changes wait for a later message or the sweep."""
+    url = get_settings().broker_url
+    if not url.startswith(("redis://", "rediss://")):
+        return
+    try:
+        _script(url, _RELEASE)(keys=[KEY], args=[int(due * 1000)])
+    except redis.RedisError as exc:  # it expires by itself before the message's due time
+        log.warning("fan_out_gate_release_failed error=%s", type(exc).__name__)
+
+
+def _script(url: str, source: str = _TAKE) -> Any:
     with _lock:
-        if url not in _scripts:
-            client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-            _scripts[url] = client.register_script(_TAKE)
-        return _scripts[url]
+        if (url, source) not in _scripts:
+            client = next(
+                (s.registered_client for (u, _), s in _scripts.items() if u == url),
+                None,
+            ) or redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+            _scripts[url, source] = client.register_script(source)
+        return _scripts[url, source]

@@ -66,6 +66,42 @@ def test_a_message_that_failed_to_send_does_not_hold_the_gate(on_broker) -> None
     assert fan_out_gate.send_once(sent, 0.2)
 
 
+def test_a_message_that_failed_to_send_lets_other_processes_send_at_once(
+    on_broker, redis_url: str
+) -> None:
+    on_broker(redis_url)
+
+    def broker_away(countdown: float) -> None:
+        raise OSError("broker away")
+
+    with pytest.raises(OSError):
+        fan_out_gate.send_once(broker_away, 0.3)
+    assert redis.Redis.from_url(redis_url).get(fan_out_gate.KEY) is None
+    fan_out_gate.reset()  # another process
+    sent = Sent()
+    assert fan_out_gate.send_once(sent, 0.3)  # not held back by the message never sent
+    assert sent.countdowns == [0.3]
+
+
+def test_a_failed_send_leaves_a_sooner_message_that_took_the_gate_since(
+    on_broker, redis_url: str
+) -> None:
+    on_broker(redis_url)
+    sent = Sent()
+
+    def sooner_one_sent_meanwhile_then_broker_away(countdown: float) -> None:
+        fan_out_gate.reset()  # as another process, while this one's send is under way
+        assert fan_out_gate.send_once(sent, 0.05)
+        raise OSError("broker away")
+
+    with pytest.raises(OSError):
+        fan_out_gate.send_once(sooner_one_sent_meanwhile_then_broker_away, 0.3)
+    assert redis.Redis.from_url(redis_url).get(fan_out_gate.KEY) is not None
+    fan_out_gate.reset()
+    assert not fan_out_gate.send_once(sent, 0.3)  # the sooner one still counts
+    assert sent.countdowns == [0.05]
+
+
 def test_processes_share_one_waiting_message_through_redis(on_broker, redis_url: str) -> None:
     on_broker(redis_url)
     sent = Sent()

@@ -57,8 +57,6 @@ STATEMENT_BAR_MS = 20.0
 SMOKE_SIZES = (300,)
 DEFAULT_SIZES = (10_000, 100_000)
 DRAIN_BATCH = 100
-# worker.outbound_tasks.SWEEP_GRACE (that module builds the Celery app: not imported here).
-OUTBOUND_SWEEP_GRACE = timedelta(seconds=5)
 
 
 # --- loading the fleet with COPY -----------------------------------------------------------
@@ -356,7 +354,7 @@ def periodic_tasks(settings: Any) -> dict[str, Callable[[], Any]]:
     from models.db import session_scope
     from models.host_log import prune_sync_runs
     from models.outbound_deliveries import disable_long_failing, endpoints_with_due_work, prune
-    from models.outbound_fanout import fan_out
+    from models.outbound_fanout import SWEEP_GRACE, fan_out
     from models.outbound_states import announce_state_changes
     from models.sign_in_links import prune_sign_in_links
     from models.sync_flags import extend_lease, forgotten_dirty
@@ -425,9 +423,9 @@ def periodic_tasks(settings: Any) -> dict[str, Callable[[], Any]]:
         # worker.outbound_tasks.outbound_sweep's database work (every second), without
         # starting senders: hosts to fan out, endpoints with due work, endpoints to disable.
         window = timedelta(milliseconds=settings.outbound_coalesce_ms)
-        fanned = fan_out(now(), window + OUTBOUND_SWEEP_GRACE)
+        fanned = fan_out(now(), window + SWEEP_GRACE)
         with session_scope() as session:
-            due = endpoints_with_due_work(session, now() - OUTBOUND_SWEEP_GRACE)
+            due = endpoints_with_due_work(session, now() - SWEEP_GRACE)
             return fanned, due, disable_long_failing(session, now())
 
     def outbound_states() -> Any:

@@ -44,7 +44,7 @@ from models.outbound_deliveries import (
     release_sender,
     take_senders,
 )
-from models.outbound_fanout import FanOutResult, fan_out
+from models.outbound_fanout import SWEEP_GRACE, FanOutResult, fan_out
 from models.outbound_states import announce_state_changes
 from worker import outbound_sender, sender_slots
 from worker.celery_app import app
@@ -53,10 +53,6 @@ from worker.task_names import TaskNames
 
 log = logging.getLogger("calsync.outbound")
 
-# The normal path (the message sent after the commit) gets this long before the sweep
-# steps in, so the two rarely do the same work: when they do, the one that claims a host's
-# rows second waits for the first's transaction, host after host.
-SWEEP_GRACE = timedelta(seconds=5)
 # Under a steady stream of changes, a fan-out's follow-up comes at most this often: each
 # fan-out wakes every endpoint's sender for a batch (a claim and a record, whatever its
 # size), so fan-outs every few ms cost the outbound process more CPU than the sending;

@@ -125,7 +125,13 @@ def start_watch(calendar_id: int, settings: Settings | None = None) -> str | Non
             .where(Calendar.id == calendar_id)
             .values(watch_problem=None, watch_failures=0, watch_retry_at=None)
         )
-        _recheck(session, calendar_id)
+        now = datetime.now(UTC)
+        _recheck(session, calendar_id, now)
+        # The watch moment judged now, not at the next renewal round (up to 5 minutes):
+        # until then every health snapshot (alert round, metrics, outbound states) counts
+        # the calendar among those needing attention and reads it in full, which after a
+        # fleet is attached or rewatched is every calendar.
+        _judge_watches(session, [(calendar_id, now - stored_moments.RECHECK_MARGIN)], now)
     log.info("watch_started calendar_id=%s", calendar_id)
     return channel_id
 
@@ -293,7 +299,16 @@ def unwatched_calendars(session: Session, now: datetime) -> list[int]:
     ).all()
     # Sorted here: an ORDER BY would make SQLite walk the key instead of the moment's index.
     rows = sorted(found, key=lambda row: row.id)
-    works_until, newest_expiry = _channels_work_until(session, [row.id for row in rows])
+    return _judge_watches(session, [(row.id, row.watch_check_at) for row in rows], now)
+
+
+def _judge_watches(
+    session: Session, rows: list[tuple[int, datetime | None]], now: datetime
+) -> list[int]:
+    """Of the calendars (with their `watch_check_at` as read), the ones without a working
+    channel; for the others, stores when their channels stop working (unless the moment was
+    reset since it was read)."""
+    works_until, newest_expiry = _channels_work_until(session, [row[0] for row in rows])
     unwatched, later = [], []
     for calendar_id, seen in rows:
         until = works_until.get(calendar_id)

@@ -431,3 +431,25 @@ def test_a_deleted_hosts_channels_are_stopped_at_google(
     tasks.stop_channels.run(*args, **kwargs)
     at_google = {c["id"]: c for c in emulator.control.channels()}
     assert at_google[channel.id]["stopped"]
+
+
+def test_a_calendar_just_watched_needs_no_attention_until_its_channel_nears_its_end(
+    lifecycle_settings: Settings, emulator: EmulatorServer
+) -> None:
+    # Every health snapshot (alert round, metrics, outbound states) reads in full the
+    # calendars that may need attention; a calendar whose watch just started is not one of
+    # them, without waiting for the next renewal round to judge its channel.
+    from models.ops_snapshot import _attention_ids
+
+    cal = synced_and_watched(emulator, "fresh-watch@example.com")
+    [channel] = live_channels(cal.calendar_id)
+    assert channel.expiration is not None
+    with session_scope() as session:
+        state = session.get(SyncState, cal.calendar_id)
+        assert state is not None
+        assert state.watch_check_at == channel.expiration
+        assert cal.calendar_id not in _attention_ids(session, datetime.now(UTC), HOUR)
+        assert cal.calendar_id in _attention_ids(session, channel.expiration, HOUR)
+    # The renewal round's reads agree: nothing to open now.
+    with session_scope() as session:
+        assert channels.unwatched_calendars(session, datetime.now(UTC)) == []

@@ -142,6 +142,7 @@ def _release_shared(due: float) -> None:
 def _script(url: str, source: str = _TAKE) -> Any:
     with _lock:
         if (url, source) not in _scripts:
+            # Both scripts of a broker share its client (one connection pool per process).
             client = next(
                 (s.registered_client for (u, _), s in _scripts.items() if u == url),
                 None,

@@ -23,6 +23,10 @@ class Sent:
         self.countdowns.append(countdown)
 
 
+def broker_away(countdown: float) -> None:
+    raise OSError("broker away")
+
+
 @pytest.fixture
 def on_broker(settings: Settings) -> Iterator[object]:
     def use(url: str) -> None:
@@ -57,9 +61,6 @@ def test_a_sooner_message_is_not_held_back_by_a_later_one(on_broker) -> None:
 def test_a_message_that_failed_to_send_does_not_hold_the_gate(on_broker) -> None:
     on_broker("sqla+sqlite:////tmp/unused-broker.db")
 
-    def broker_away(countdown: float) -> None:
-        raise OSError("broker away")
-
     with pytest.raises(OSError):
         fan_out_gate.send_once(broker_away, 0.2)
     sent = Sent()
@@ -70,9 +71,6 @@ def test_a_message_that_failed_to_send_lets_other_processes_send_at_once(
     on_broker, redis_url: str
 ) -> None:
     on_broker(redis_url)
-
-    def broker_away(countdown: float) -> None:
-        raise OSError("broker away")
 
     with pytest.raises(OSError):
         fan_out_gate.send_once(broker_away, 0.3)

@@ -108,3 +108,21 @@ def make_channel(
     # Not stored (only its hash is): kept on the object for the test to send, as Google would.
     channel.plain_token = token  # type: ignore[attr-defined]
     return channel
+
+
+def insert_one_calendar_hosts(session: Session, count: int) -> range:
+    """Hosts 1..count, each with one Google account and one calendar of the same id, by bulk
+    insert (no SyncState rows): a fleet for query-plan tests. Returns the ids."""
+    ids = range(1, count + 1)
+    session.execute(
+        Host.__table__.insert(), [{"id": n, "name": f"h{n}", "time_zone": "UTC"} for n in ids]
+    )
+    session.execute(
+        GoogleAccount.__table__.insert(),
+        [{"id": n, "host_id": n, "credentials_encrypted": b"x", "state": "ok"} for n in ids],
+    )
+    session.execute(
+        Calendar.__table__.insert(),
+        [{"id": n, "host_id": n, "account_id": n, "google_calendar_id": f"c{n}"} for n in ids],
+    )
+    return ids

@@ -17,7 +17,8 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from intake import records
-from models import Calendar, Channel, GoogleAccount, Host
+from models import Channel
+from tests.factories import insert_one_calendar_hosts
 
 CALENDARS = 1000
 NOW = datetime(2030, 6, 1, 12, tzinfo=UTC)
@@ -25,18 +26,7 @@ NOW = datetime(2030, 6, 1, 12, tzinfo=UTC)
 
 def fleet(session: Session) -> None:
     """Live channels with no statistics gathered (nothing has run ANALYZE on them)."""
-    numbers = range(1, CALENDARS + 1)
-    session.execute(
-        Host.__table__.insert(), [{"id": n, "name": f"h{n}", "time_zone": "UTC"} for n in numbers]
-    )
-    session.execute(
-        GoogleAccount.__table__.insert(),
-        [{"id": n, "host_id": n, "credentials_encrypted": b"x", "state": "ok"} for n in numbers],
-    )
-    session.execute(
-        Calendar.__table__.insert(),
-        [{"id": n, "host_id": n, "account_id": n, "google_calendar_id": f"c{n}"} for n in numbers],
-    )
+    numbers = insert_one_calendar_hosts(session, CALENDARS)
     session.execute(
         Channel.__table__.insert(),
         [

@@ -14,13 +14,14 @@ from typing import Any
 from sqlalchemy import Engine, event, update
 from sqlalchemy.orm import Session
 
-from models import Calendar, Channel, GoogleAccount, Host, SyncState
+from models import Channel, SyncState
 from models.audits import audit_candidates, audit_gauges
 from models.db import get_engine
 from models.migrate import upgrade
 from models.ops_snapshot import take_snapshot
 from models.stored_moments import START, PagePosition
 from models.sync_flags import schedule_candidates
+from tests.factories import insert_one_calendar_hosts
 from worker.channels import unwatched_calendars
 
 CALENDARS = 3000
@@ -30,24 +31,7 @@ FLEET_TABLES = ("calendars", "sync_states", "channels", "audits", "google_accoun
 
 def fleet(session: Session) -> None:
     hour = timedelta(hours=1)
-    session.execute(
-        Host.__table__.insert(),
-        [{"id": n, "name": f"h{n}", "time_zone": "UTC"} for n in range(1, CALENDARS + 1)],
-    )
-    session.execute(
-        GoogleAccount.__table__.insert(),
-        [
-            {"id": n, "host_id": n, "credentials_encrypted": b"x", "state": "ok"}
-            for n in range(1, CALENDARS + 1)
-        ],
-    )
-    session.execute(
-        Calendar.__table__.insert(),
-        [
-            {"id": n, "host_id": n, "account_id": n, "google_calendar_id": f"c{n}"}
-            for n in range(1, CALENDARS + 1)
-        ],
-    )
+    numbers = insert_one_calendar_hosts(session, CALENDARS)
     session.execute(
         SyncState.__table__.insert(),
         [
@@ -60,7 +44,7 @@ def fleet(session: Session) -> None:
                 "next_audit_at": NOW + 10 * hour,
                 "watch_check_at": NOW + 50 * hour,
             }
-            for n in range(1, CALENDARS + 1)
+            for n in numbers
         ],
     )
     session.execute(
@@ -73,7 +57,7 @@ def fleet(session: Session) -> None:
                 "expiration": NOW + 50 * hour,
                 "created_at": NOW - hour,
             }
-            for n in range(1, CALENDARS + 1)
+            for n in numbers
         ],
     )
     session.commit()

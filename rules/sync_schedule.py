@@ -161,6 +161,23 @@ SPREAD_SHARE = 0.8
 SPREAD_AT_MOST = 2000
 
 
+# Beat's rounds that queue syncs again (the safety net: calendars still due; the sweeper:
+# calendars still dirty) hold off while the `calsync` queue holds this many messages: the
+# calendars they would queue are then most likely among them, sent by an earlier round the
+# workers have not reached. Without it, after downtime every round sent the whole backlog
+# again (100,000 calendars due: 100,000 more messages each ≤ 30 s round, a queue growing
+# faster than any worker pool drains it). Nothing waits on a lost message: the dirty marks
+# and due moments stay in the database, and the first round after the queue drained below
+# this finds whatever is still owed.
+BACKLOG_MESSAGES = 2000
+
+
+def holds_for_backlog(queue_depth: int | None) -> bool:
+    """Whether a round that queues syncs again sends nothing now (`queue_depth`: messages
+    waiting in the queue; None when the broker could not say, then the round sends)."""
+    return queue_depth is not None and queue_depth >= BACKLOG_MESSAGES
+
+
 def spread_countdowns(count: int, settings: Settings) -> list[float]:
     """Seconds from now at which each of `count` scheduled syncs starts: evenly over
     SPREAD_SHARE of a round (the first at once), or all at once for a backlog."""

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from celery import Task
 
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 from models import fleet_counts
 from models.db import session_scope
 from models.host_log import prune_sync_runs
@@ -26,6 +26,7 @@ from rules.audit import (
 from worker import audit, channels, rate_limit, sync_engine
 from worker.celery_app import app
 from worker.enqueue import enqueue_audit, enqueue_sync
+from worker.queue_depth import queue_depth
 from worker.schedule_reads import due_audits, due_calendars
 from worker.task_names import TaskNames
 
@@ -67,11 +68,23 @@ def sync_calendar(
     return result.status
 
 
+def _held_for_backlog(round_name: str, settings: Settings) -> bool:
+    """Whether beat's round sends nothing this time: the queue holds a backlog
+    (`sync_schedule.BACKLOG_MESSAGES`), most likely with this round's calendars in it."""
+    depth = queue_depth(settings)
+    if not sync_schedule.holds_for_backlog(depth):
+        return False
+    log.info("%s_held queue_depth=%s", round_name, depth)
+    return True
+
+
 @app.task(name=str(TaskNames.SWEEP_DIRTY), max_retries=0)
 def sweep_dirty() -> int:
     """Re-enqueue calendars whose notification was recorded but whose task was lost
     (broker emptied, worker died): the database's dirty mark is the source of truth."""
     settings = get_settings()
+    if _held_for_backlog("sweeper", settings):
+        return 0
     with session_scope() as session:
         forgotten = forgotten_dirty(session, datetime.now(UTC), settings.sweep_after_seconds)
     for calendar_id in forgotten:
@@ -85,8 +98,11 @@ def sweep_dirty() -> int:
 def safety_net() -> int:
     """Sync every calendar that has gone too long without a sync: push is not 100% reliable,
     so no calendar may depend on it alone (and one without working push is polled)."""
+    settings = get_settings()
+    if _held_for_backlog("safety_net", settings):
+        return 0
     due = due_calendars(datetime.now(UTC))
-    countdowns = sync_schedule.spread_countdowns(len(due), get_settings())
+    countdowns = sync_schedule.spread_countdowns(len(due), settings)
     for (calendar_id, kind), countdown in zip(due, countdowns, strict=True):
         enqueue_sync(
             calendar_id,

@@ -11,12 +11,14 @@ from hypothesis import strategies as st
 
 from core.settings import Settings
 from rules.sync_schedule import (
+    BACKLOG_MESSAGES,
     SPREAD_AT_MOST,
     SPREAD_SHARE,
     CalendarTiming,
     Due,
     debounce_seconds,
     due,
+    holds_for_backlog,
     jitter_factor,
     push_works,
     refused_watch_retry_seconds,
@@ -234,6 +236,13 @@ def test_a_rounds_scheduled_syncs_start_spread_over_most_of_the_round() -> None:
     assert spread_countdowns(0, SETTINGS) == []
     # A backlog goes to the broker undelayed (delayed messages wait in a worker's memory).
     assert set(spread_countdowns(SPREAD_AT_MOST + 1, SETTINGS)) == {0.0}
+
+
+def test_rounds_hold_only_for_a_backlog_the_broker_reports() -> None:
+    assert not holds_for_backlog(None)  # the broker could not say: the round sends
+    assert not holds_for_backlog(0)
+    assert not holds_for_backlog(BACKLOG_MESSAGES - 1)
+    assert holds_for_backlog(BACKLOG_MESSAGES)
 
 
 def test_the_safety_net_round_starts_its_syncs_spread(monkeypatch: pytest.MonkeyPatch) -> None:

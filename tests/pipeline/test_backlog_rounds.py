@@ -1,0 +1,98 @@
+"""Beat's rounds that queue syncs again (the safety net for calendars still due, the sweeper
+for calendars still dirty) send nothing more while the queue holds a backlog, and nothing
+owed is lost when the backlog's messages are: on the real broker (Redis in CI, the embedded
+one elsewhere), with nobody consuming, so the queue is exactly what the rounds sent."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core.settings import Settings, configure
+from models.db import session_scope
+from rules import sync_schedule
+from tests.backends import Backend
+from tests.conftest import isolated_settings, point_celery_at
+from tests.factories import make_account, make_calendar, make_host
+from worker import tasks
+from worker.celery_app import app
+from worker.queue_depth import queue_depth
+from worker.task_names import QueueNames
+
+CALENDARS = 6
+BACKLOG = 4  # a queue of this many messages counts as a backlog (the product's is 2,000)
+
+
+@pytest.fixture
+def broker(
+    settings: Settings,
+    backend: Backend,
+    tmp_path_factory: pytest.TempPathFactory,
+    db: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Settings]:
+    """A broker of this test's own (nothing else publishes to it, nothing consumes)."""
+    own = isolated_settings(settings, backend, tmp_path_factory)
+    configure(own)
+    point_celery_at(own)
+    monkeypatch.setattr(sync_schedule, "BACKLOG_MESSAGES", BACKLOG)
+    yield own
+    configure(settings)
+    point_celery_at(settings)
+
+
+def _calendars(dirty_since: datetime | None = None) -> list[int]:
+    """CALENDARS calendars never synced (due their first sync), dirty since `dirty_since`."""
+    with session_scope() as session:
+        host = make_host(session)
+        account = make_account(session, host)
+        return [
+            make_calendar(session, host, account, dirty_since=dirty_since).id
+            for _ in range(CALENDARS)
+        ]
+
+
+def _lose_every_message() -> None:
+    """The broker loses what it held (Redis restarted without persistence, say)."""
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(str(QueueNames.CALSYNC))
+
+
+def test_the_safety_net_does_not_queue_a_backlog_again(broker: Settings) -> None:
+    _calendars()
+    assert tasks.safety_net() == CALENDARS
+    assert queue_depth(broker) == CALENDARS
+    # The workers have not reached them: the next rounds find them still due, and hold.
+    assert tasks.safety_net() == 0
+    assert tasks.safety_net() == 0
+    assert queue_depth(broker) == CALENDARS
+    # Lost with the broker: the next round finds them in the database and queues them again.
+    _lose_every_message()
+    assert tasks.safety_net() == CALENDARS
+    assert queue_depth(broker) == CALENDARS
+
+
+def test_the_sweeper_does_not_queue_a_backlog_again(broker: Settings) -> None:
+    long_ago = datetime.now(UTC) - timedelta(hours=1)
+    _calendars(dirty_since=long_ago)
+    assert tasks.sweep_dirty() == CALENDARS
+    assert queue_depth(broker) == CALENDARS
+    assert tasks.sweep_dirty() == 0
+    assert queue_depth(broker) == CALENDARS
+    _lose_every_message()
+    assert tasks.sweep_dirty() == CALENDARS
+    assert queue_depth(broker) == CALENDARS
+
+
+def test_below_a_backlog_a_round_queues_what_is_still_owed(
+    broker: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A short queue says little about which calendars are in it: the round sends as before
+    # (a sync queued twice runs once: the second finds nothing due and skips).
+    monkeypatch.setattr(sync_schedule, "BACKLOG_MESSAGES", CALENDARS + 1)
+    _calendars()
+    assert tasks.safety_net() == CALENDARS
+    assert tasks.safety_net() == CALENDARS
+    assert queue_depth(broker) == 2 * CALENDARS

@@ -45,8 +45,14 @@ def _app() -> Any:
     return app
 
 
-def send(task_name: TaskNames, *args: Any, countdown: float = 0.0, **kwargs: Any) -> None:
-    publishing.publish(_app(), task_name, *args, countdown=countdown, **kwargs)
+def send(
+    task_name: TaskNames,
+    *args: Any,
+    countdown: float = 0.0,
+    priority: int | None = None,
+    **kwargs: Any,
+) -> None:
+    publishing.publish(_app(), task_name, *args, countdown=countdown, priority=priority, **kwargs)
 
 
 def enqueue_sync(
@@ -56,8 +62,10 @@ def enqueue_sync(
     full: bool = False,
     force: bool = False,
     countdown: float = 0.0,
+    scheduled: bool = False,
 ) -> None:
-    """A sync of the calendar, to start no sooner than `countdown` seconds from now."""
+    """A sync of the calendar, to start no sooner than `countdown` seconds from now;
+    `scheduled` (beat's safety net, not a change Google told of): behind every pushed one."""
     send(
         TaskNames.SYNC_CALENDAR,
         calendar_id,
@@ -65,6 +73,7 @@ def enqueue_sync(
         full=full,
         force=force,
         countdown=countdown,
+        priority=publishing.SCHEDULED_PRIORITY if scheduled else None,
     )
 
 

@@ -25,13 +25,31 @@ def broker_errors() -> Iterator[None]:
 
 
 def publish(
-    app: Celery, task_name: TaskNames, *args: Any, countdown: float = 0.0, **kwargs: Any
+    app: Celery,
+    task_name: TaskNames,
+    *args: Any,
+    countdown: float = 0.0,
+    priority: int | None = None,
+    **kwargs: Any,
 ) -> None:
-    """The task's message; it runs no sooner than `countdown` seconds from now."""
+    """The task's message; it runs no sooner than `countdown` seconds from now, and after
+    the queue's messages of a more urgent `priority` (see `SCHEDULED_PRIORITY`)."""
     with broker_errors():
         app.send_task(
-            str(task_name), args=list(args), kwargs=kwargs, countdown=max(0.0, countdown) or None
+            str(task_name),
+            args=list(args),
+            kwargs=kwargs,
+            countdown=max(0.0, countdown) or None,
+            priority=priority,
         )
+
+
+# kombu's Redis transport keeps a queue's messages in one list per priority step and a
+# worker takes from the plain list (no priority, or 0) first, from the step-9 list last: a
+# scheduled sync sent at this priority waits behind every pushed one, so a backlog of
+# safety-net syncs (after downtime: the whole fleet) never delays a change a host just
+# made. The embedded broker (one machine) ignores priorities.
+SCHEDULED_PRIORITY = 9
 
 
 def publish_syncs(app: Celery, calendar_ids: list[int], *, reason: str) -> None:

@@ -110,6 +110,7 @@ def safety_net() -> int:
             full=kind is sync_schedule.Due.FULL,
             force=True,
             countdown=countdown,
+            scheduled=True,
         )
     return len(due)
 

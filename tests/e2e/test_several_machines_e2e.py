@@ -197,8 +197,10 @@ def test_two_machines_lose_a_web_host_a_worker_group_and_the_leading_beat(
     wait_until(lambda: watching_and_synced(ids), 40, "every calendar synced and watched", m)
     lost, others = calendars[:LOST], calendars[LOST:]
 
-    # One scheduler: the standby sent nothing while the leader did.
-    assert sends_tasks(a.beat) > 0 and not leads(b.beat) and sends_tasks(b.beat) == 0
+    # One scheduler: the standby sent nothing while the leader did (its log may trail the
+    # calendars' syncs by a moment on a loaded machine: seen once in a full run).
+    wait_until(lambda: sends_tasks(a.beat) > 0, 10, "A's beat to send periodic tasks", m)
+    assert not leads(b.beat) and sends_tasks(b.beat) == 0
 
     n = 0
 

@@ -18,6 +18,7 @@ from tests.conftest import isolated_settings, point_celery_at
 from tests.factories import make_account, make_calendar, make_host
 from worker import tasks
 from worker.celery_app import app
+from worker.enqueue import enqueue_syncs
 from worker.queue_depth import queue_depth
 from worker.task_names import QueueNames
 
@@ -96,3 +97,30 @@ def test_below_a_backlog_a_round_queues_what_is_still_owed(
     assert tasks.safety_net() == CALENDARS
     assert tasks.safety_net() == CALENDARS
     assert queue_depth(broker) == 2 * CALENDARS
+
+
+def _next_sync(channel) -> tuple[int, str]:
+    """The calendar and trigger of the next sync message a worker would take."""
+    message = channel.basic_get(str(QueueNames.CALSYNC), no_ack=True)
+    assert message is not None, "the queue is empty"
+    args, kwargs, _embed = message.decode()
+    return args[0], kwargs["trigger"]
+
+
+def test_a_pushed_change_is_synced_ahead_of_a_scheduled_backlog(
+    broker: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not broker.broker_url.startswith("redis"):
+        pytest.skip("the embedded broker keeps no priorities: this needs Redis (CI runs it)")
+    monkeypatch.setattr(sync_schedule, "SPREAD_AT_MOST", 2)  # the round is a backlog
+    scheduled = _calendars()
+    assert tasks.safety_net() == CALENDARS
+    with session_scope() as session:
+        host = make_host(session)
+        pushed = make_calendar(session, host, make_account(session, host)).id
+    enqueue_syncs([pushed], reason="push")  # as the intake drainer sends a notification's
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        assert _next_sync(channel) == (pushed, "push")
+        # The backlog follows, in the order the round sent it.
+        assert [_next_sync(channel)[0] for _ in scheduled] == scheduled

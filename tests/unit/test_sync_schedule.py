@@ -256,7 +256,7 @@ def test_the_safety_net_round_starts_its_syncs_spread(monkeypatch: pytest.Monkey
     monkeypatch.setattr(
         tasks,
         "enqueue_sync",
-        lambda cid, *, reason, full, force, countdown: started.append(
+        lambda cid, *, reason, full, force, countdown, scheduled: started.append(
             (cid, reason, full, countdown)
         ),
     )

@@ -29,10 +29,11 @@ from __future__ import annotations
 import os
 import random
 import secrets
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -99,10 +100,17 @@ def operator_settings(calendars: int) -> dict[str, int]:
 
 
 def busy_load(
-    calendars: int, size: BusySize, report: Report, keep_logs: bool, concurrency: int
+    calendars: int,
+    size: BusySize,
+    report: Report,
+    keep_logs: bool,
+    concurrency: int,
+    recovery: bool = False,
 ) -> dict[str, float]:
-    """The busy phase on a fleet of `calendars`; returns the numbers the bars judge."""
+    """The busy phase on a fleet of `calendars` (then, with `recovery`, the recovery after
+    downtime: `recover`); returns the numbers the bars judge."""
     from bench import calendar_fleet
+    from bench.change_load import ChangeLoad
     from bench.fleet_scale import fleet_layout, fleet_stack
     from models.registry import new_feed_token
 
@@ -134,7 +142,8 @@ def busy_load(
         report.value(f"{prefix}.watched_calendars", len(watched))
         seeded = watch_for_real(control, watched, size)
         wait_caught_up(report, prefix)
-        lags = change_load(stack, control, seeded, size, report, prefix)
+        load = ChangeLoad(control, sorted(seeded), seeded)
+        lags = change_load(control, load, size, report, prefix)
         # The reads, as the load, start once the load's own tail (its last syncs and
         # reruns) has settled, beside the fleet's periodic work only.
         calendar_fleet.wait_settled(120, quiet_seconds=5, background=BACKGROUND_SYNCS)
@@ -142,6 +151,8 @@ def busy_load(
         reads = measure_reads(stack.web_url, tokens, size, report, f"{prefix}.read")
         reads |= measure_booking_reads(stack.web_url, tokens, feeds, size, report, f"{prefix}.read")
         report.value(f"{prefix}.load_average_1min_after_reads", os.getloadavg()[0])
+        if recovery:
+            recover(control, load, size, report, f"{prefix}.recovery")
         report.value(f"{prefix}.processes_died", ",".join(p.name for p in stack.dead()) or "-")
     return {**lags, **reads}
 
@@ -216,7 +227,6 @@ def safety_net_backlog() -> dict[str, int]:
     stores the next moment of those not due, as its round does), one round's worth of
     them at this fleet's size in steady state, messages waiting in the broker's queue, and
     messages taken by workers and not yet done (delayed ones among them)."""
-    import redis
     from sqlalchemy import func, select
 
     from core.settings import get_settings
@@ -230,17 +240,26 @@ def safety_net_backlog() -> dict[str, int]:
     with session_scope() as session:
         calendars = session.scalar(select(func.count()).select_from(SyncState)) or 0
     round_seconds = sync_schedule.safety_net_check_seconds(settings)
-    broker = redis.Redis.from_url(settings.broker_url)
-    try:
-        taken = int(broker.hlen("unacked"))
-    finally:
-        broker.close()
+    taken = taken_by_workers()
     return {
         "due": len(schedule_reads.due_calendars(datetime.now(UTC), settings)),
         "round": int(calendars * round_seconds / settings.safety_net_seconds) + 1,
         "queued": queue_depth(settings) or 0,
         "taken": taken,
     }
+
+
+def taken_by_workers() -> int:
+    """Messages workers have taken and not yet acknowledged (delayed ones among them)."""
+    import redis
+
+    from core.settings import get_settings
+
+    broker = redis.Redis.from_url(get_settings().broker_url)
+    try:
+        return int(broker.hlen("unacked"))
+    finally:
+        broker.close()
 
 
 def safety_net_caught_up() -> bool:
@@ -254,28 +273,29 @@ def safety_net_caught_up() -> bool:
 
 
 def change_load(
-    stack: Any,
     control: Any,
-    seeded: dict[str, list[dict]],
+    load: Any,
     size: BusySize,
     report: Report,
     prefix: str,
+    where_the_net_stands: bool = True,
 ) -> dict[str, float]:
-    """bench.end_to_end_lag's push phase at emulator latency 0, on the watched calendars,
-    beside the fleet's own periodic work (its Google requests are reported)."""
+    """bench.end_to_end_lag's push phase at emulator latency 0, on the watched calendars
+    (`load`: a bench.change_load.ChangeLoad over them), beside the fleet's own periodic work
+    (its Google requests are reported); first, unless told not to, where the safety net
+    stands (a read of every due calendar: seconds with a whole fleet due)."""
     import redis
 
-    from bench.change_load import ChangeLoad, wait_applied
+    from bench.change_load import wait_applied
     from bench.end_to_end_lag import phase_report
     from core.settings import get_settings
 
     control.set_faults(latency_ms=0)
-    for name, value in safety_net_backlog().items():
+    for name, value in (safety_net_backlog() if where_the_net_stands else {}).items():
         report.value(f"{prefix}.push.safety_net_before.{name}", value)
     broker = redis.Redis.from_url(get_settings().broker_url)
     backlog_before = int(broker.llen("calsync"))
     mark = len(control.requests())
-    load = ChangeLoad(control, sorted(seeded), seeded)
     changes, achieved = load.run(size.rate, size.seconds)
     missing = wait_applied(changes, timeout=60)
     made = Counter(entry["methodId"] for entry in control.requests(since=mark))
@@ -286,6 +306,82 @@ def change_load(
     for method, count in sorted(made.items()):
         report.value(f"{prefix}.push.google_requests.{method}", count)
     return {"lag_p50_ms": stats[50], "lag_p99_ms": stats[99], "missing": float(missing)}
+
+
+# How long the safety net may take to find and queue the overdue fleet (one round is at
+# most 30 s; sending 100,000 messages takes a minute or more on these 2 cores).
+RECOVERY_QUEUE_SECONDS = 300.0
+
+
+def recover(control: Any, load: Any, size: BusySize, report: Report, prefix: str) -> None:
+    """After downtime: every calendar of the fleet overdue its safety-net sync at once (as
+    when a deployment comes back after being down longer than the net's period), then the
+    same change load on the watched calendars while the workers work the backlog off. The
+    pushed changes' lag, and the `calsync` queue's depth sampled every second: its peak, and
+    how it went (before beat's rounds held off while the queue holds a backlog, each round
+    queued every calendar still due again; before scheduled syncs went at a lower priority,
+    a pushed change waited behind the whole backlog)."""
+    from sqlalchemy import func, select, update
+
+    from bench import calendar_fleet
+    from core.settings import get_settings
+    from models.calendars import SyncState
+    from models.db import session_scope
+    from worker.enqueue import send
+    from worker.queue_depth import queue_depth
+    from worker.task_names import TaskNames
+
+    settings = get_settings()
+    overdue = datetime.now(UTC) - timedelta(seconds=2 * settings.safety_net_seconds)
+    with session_scope() as session:
+        session.execute(update(SyncState).values(last_success_at=overdue, next_check_at=None))
+        calendars = session.scalar(select(func.count()).select_from(SyncState)) or 0
+    report.value(f"{prefix}.calendars_overdue", calendars)
+    send(TaskNames.SAFETY_NET)  # a round now, as beat sends them (not up to 30 s later)
+    depths: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(1.0):
+            depths.append(queue_depth(settings) or 0)
+
+    def still_overdue() -> int:
+        with session_scope() as session:
+            return (
+                session.scalar(
+                    select(func.count())
+                    .select_from(SyncState)
+                    .where(SyncState.last_success_at <= overdue)
+                )
+                or 0
+            )
+
+    def queued_or_synced() -> bool:
+        # A small fleet's round sends delayed messages that the workers take at once (the
+        # queue stays short), a large one's waits in the queue.
+        half = calendars // 2
+        return (queue_depth(settings) or 0) + taken_by_workers() >= half or still_overdue() <= half
+
+    sampler = threading.Thread(target=sample, name="queue-depth", daemon=True)
+    sampler.start()
+    started = time.monotonic()
+    try:
+        calendar_fleet.wait_until(
+            queued_or_synced, RECOVERY_QUEUE_SECONDS, "the overdue fleet queued or synced", 1.0
+        )
+        report.value(f"{prefix}.waited_for_round_s", round(time.monotonic() - started, 1), "s")
+        at_start = len(depths)
+        change_load(control, load, size, report, prefix, where_the_net_stands=False)
+        at_end = len(depths)
+    finally:
+        stop.set()
+        sampler.join()
+    during = depths[at_start:at_end] or [0]
+    report.value(f"{prefix}.queue_depth_at_load_start", during[0])
+    report.value(f"{prefix}.queue_depth_max", max(depths or [0]))
+    report.value(f"{prefix}.queue_depth_at_load_end", during[-1])
+    report.value(f"{prefix}.queue_depth_by_10s", " ".join(str(d) for d in depths[::10]) or "-")
+    report.value(f"{prefix}.still_overdue_after", still_overdue())
 
 
 def measure_reads(

@@ -10,7 +10,8 @@ replayed under `EXPLAIN (ANALYZE, BUFFERS)` inside a rolled-back transaction:
 
 - sweep (`forgotten_dirty`), safety net (`schedule_candidates`), renewals (the channel
   reads of `renew_expiring` and `ensure_watched`; no Google call is made), audits due
-  (`audit_candidates`), the drainer's batch write (`record_calendar_batch`, 100 calendars),
+  (`audit_candidates`), the drainer's batch writes (`record_calendar_batch` and
+  `record_channel_batch`, 100 calendars),
   a lease renewal (`extend_lease`), the alert round (`run_cycle`, no webhook set), the
   metrics scrape's database gauges (`DatabaseCollector.collect`), the hourly housekeeping
   (sync runs past retention, expired sign-in links, the fold of the fleet counts), and
@@ -388,13 +389,24 @@ def periodic_tasks(settings: Any) -> dict[str, Callable[[], Any]]:
         return schedule_reads.due_audits(now(), settings)
 
     def drainer_batch() -> Any:
-        from intake.records import CalendarBatchRow, record_calendar_batch
+        # Both of the drainer's writes: the calendars' dirty marks, then (once a second)
+        # their channels' last notification.
+        from intake.records import (
+            CalendarBatchRow,
+            ChannelBatchRow,
+            record_calendar_batch,
+            record_channel_batch,
+        )
         from models.db import autocommit_engine
 
         at = now()
-        rows = [CalendarBatchRow(cal, at, at) for cal in range(1, DRAIN_BATCH + 1)]
+        calendars = range(1, DRAIN_BATCH + 1)
+        rows = [CalendarBatchRow(cal, at, at) for cal in calendars]
+        heard = [ChannelBatchRow(f"bench-{cal:08d}", at, cal) for cal in calendars]
         with autocommit_engine(settings.database_url).connect() as connection:
-            return record_calendar_batch(connection, rows)
+            marked = record_calendar_batch(connection, rows)
+            record_channel_batch(connection, heard)
+            return marked
 
     def lease() -> Any:
         with session_scope() as session:
@@ -837,6 +849,12 @@ def main() -> int:
         help="also 50 changes/s and host busy reads on the largest fleet (bench/fleet_busy.py;"
         " always with --smoke)",
     )
+    p.add_argument(
+        "--recovery",
+        action="store_true",
+        help="with --busy-load: then the whole fleet overdue at once (back after downtime) and"
+        " the same changes while it is worked off (always with --smoke)",
+    )
     args = p.parse_args()
     sizes = tuple(args.sizes or (SMOKE_SIZES if args.smoke else DEFAULT_SIZES))
     idle_seconds = args.idle_seconds or (5.0 if args.smoke else 600.0)
@@ -909,6 +927,7 @@ def main() -> int:
             report,
             args.keep_logs,
             args.worker_concurrency or (2 if args.smoke else 12),
+            recovery=args.recovery or args.smoke,
         )
         fleet_busy.report_bars(report, largest, busy)
     return report.finish(args.json)

@@ -1,7 +1,8 @@
 """bench.fleet_scale --smoke: loads a small fleet with COPY, runs every periodic task's
 database work, explains each statement, runs beat + worker + web idle on the fleet at the
 emulator, then the busy phase (changes at the emulator pushed to web and synced, host busy
-reads in-process and over HTTP) on a fleet of the same size, and reports every promised
+reads in-process and over HTTP) on a fleet of the same size, then the recovery after
+downtime (the whole fleet overdue at once, the same changes), and reports every promised
 number."""
 
 from __future__ import annotations
@@ -73,6 +74,14 @@ def test_fleet_scale_smoke(tmp_path) -> None:
     # The load started after the safety net had caught up with the attach phase.
     before = f"{busy}.push.safety_net_before"
     assert values[f"{before}.due"] <= values[f"{before}.round"]
+    # Back after downtime: the whole fleet overdue, the same changes while it is worked off.
+    recovery = f"{busy}.recovery"
+    assert values[f"{recovery}.calendars_overdue"] == values[f"{size}.calendars"]
+    assert values[f"{recovery}.push.changes"] > 0
+    assert values[f"{recovery}.push.missing"] == 0
+    assert values[f"{recovery}.push.lag_p99_ms"] >= 0
+    assert values[f"{recovery}.queue_depth_max"] >= 0
+    assert values[f"{recovery}.still_overdue_after"] < values[f"{recovery}.calendars_overdue"]
     assert values[f"{busy}.processes_died"] == "-"
     busy_bars = {bar["what"] for bar in report["bars"] if bar["what"].startswith("busy: ")}
     assert len(busy_bars) == 8, busy_bars

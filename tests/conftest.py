@@ -13,6 +13,7 @@ import pytest
 from celery import Celery
 from flask import Flask
 from flask.testing import FlaskClient
+from kombu import pools
 from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql
 
@@ -101,8 +102,10 @@ def _retarget(app: Celery, fresh: Celery) -> None:
     app.conf.broker_transport = fresh.conf.broker_transport
     app.conf.broker_transport_options = fresh.conf.broker_transport_options
     # Drop connections and producers bound to the old broker (private, no public reset).
-    if app._pool is not None:
-        app._pool.force_close_all()
+    # kombu keeps them in process-wide registries keyed by the broker URL: closed but left
+    # there, they would come back closed ("Acquire on closed pool") when a later test
+    # points the app at that broker again; reset() closes and forgets them all.
+    pools.reset()
     app._pool = None
     app.amqp._producer_pool = None
 

@@ -1,7 +1,8 @@
 """Beat's rounds that queue syncs again (the safety net for calendars still due, the sweeper
 for calendars still dirty) send nothing more while the queue holds a backlog, and nothing
 owed is lost when the backlog's messages are: on the real broker (Redis in CI, the embedded
-one elsewhere), with nobody consuming, so the queue is exactly what the rounds sent."""
+one elsewhere), emptied first and with nobody consuming, so the queue is exactly what the
+rounds sent."""
 
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.settings import Settings, configure
+from core.settings import Settings
 from models.db import session_scope
 from rules import sync_schedule
-from tests.backends import Backend
-from tests.conftest import isolated_settings, point_celery_at
+from tests.conftest import point_celery_at
 from tests.factories import make_account, make_calendar, make_host
 from worker import tasks
 from worker.celery_app import app
@@ -27,21 +27,14 @@ BACKLOG = 4  # a queue of this many messages counts as a backlog (the product's 
 
 
 @pytest.fixture
-def broker(
-    settings: Settings,
-    backend: Backend,
-    tmp_path_factory: pytest.TempPathFactory,
-    db: None,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Settings]:
-    """A broker of this test's own (nothing else publishes to it, nothing consumes)."""
-    own = isolated_settings(settings, backend, tmp_path_factory)
-    configure(own)
-    point_celery_at(own)
-    monkeypatch.setattr(sync_schedule, "BACKLOG_MESSAGES", BACKLOG)
-    yield own
-    configure(settings)
+def broker(settings: Settings, db: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The suite's broker with the `calsync` queue emptied (in-process tests publish to it
+    and nothing consumes), before the test and after it."""
     point_celery_at(settings)
+    monkeypatch.setattr(sync_schedule, "BACKLOG_MESSAGES", BACKLOG)
+    _lose_every_message()
+    yield settings
+    _lose_every_message()
 
 
 def _calendars(dirty_since: datetime | None = None) -> list[int]:

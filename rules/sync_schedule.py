@@ -162,7 +162,8 @@ SPREAD_AT_MOST = 2000
 
 
 # Beat's rounds that queue syncs again (the safety net: calendars still due; the sweeper:
-# calendars still dirty) hold off while the `calsync` queue holds this many messages: the
+# calendars still dirty, counting only the messages of its own priority, which go ahead of
+# scheduled ones) hold off while the `calsync` queue holds this many messages: the
 # calendars they would queue are then most likely among them, sent by an earlier round the
 # workers have not reached. Without it, after downtime every round sent the whole backlog
 # again (100,000 calendars due: 100,000 more messages each ≤ 30 s round, a queue growing

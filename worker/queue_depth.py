@@ -23,12 +23,14 @@ def _sqla_engine(url: str) -> Engine:
     return create_engine(url, connect_args={"timeout": 5} if url.startswith("sqlite") else {})
 
 
-def _redis_depth(url: str) -> int:
+def _redis_depth(url: str, urgent_only: bool) -> int:
     import redis
 
     client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
     try:
-        keys = [QUEUE, *(f"{QUEUE}{_REDIS_PRIORITY_SEPARATOR}{p}" for p in _REDIS_PRIORITIES)]
+        keys = [QUEUE]
+        if not urgent_only:
+            keys += [f"{QUEUE}{_REDIS_PRIORITY_SEPARATOR}{p}" for p in _REDIS_PRIORITIES]
         with client.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.llen(key)
@@ -54,12 +56,15 @@ def _embedded_depth(url: str) -> int:
         )
 
 
-def queue_depth(settings: Settings) -> int | None:
-    """Messages waiting, or None when the broker cannot be asked (unknown kind, down)."""
+def queue_depth(settings: Settings, *, urgent_only: bool = False) -> int | None:
+    """Messages waiting, or None when the broker cannot be asked (unknown kind, down).
+    `urgent_only`: only those of the default priority (pushed syncs, the sweeper's), not the
+    scheduled syncs sent at a lower one (worker.publishing.SCHEDULED_PRIORITY); the embedded
+    broker keeps no priorities and counts all."""
     url = settings.broker_url
     try:
         if url.startswith(("redis://", "rediss://")):
-            return _redis_depth(url)
+            return _redis_depth(url, urgent_only)
         if settings.is_embedded_broker:
             return _embedded_depth(url)
     except Exception as exc:

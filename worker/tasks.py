@@ -68,10 +68,11 @@ def sync_calendar(
     return result.status
 
 
-def _held_for_backlog(round_name: str, settings: Settings) -> bool:
+def _held_for_backlog(round_name: str, settings: Settings, *, urgent_only: bool = False) -> bool:
     """Whether beat's round sends nothing this time: the queue holds a backlog
-    (`sync_schedule.BACKLOG_MESSAGES`), most likely with this round's calendars in it."""
-    depth = queue_depth(settings)
+    (`sync_schedule.BACKLOG_MESSAGES`), most likely with this round's calendars in it;
+    `urgent_only`: counting only the messages of the default priority."""
+    depth = queue_depth(settings, urgent_only=urgent_only)
     if not sync_schedule.holds_for_backlog(depth):
         return False
     log.info("%s_held queue_depth=%s", round_name, depth)
@@ -83,7 +84,9 @@ def sweep_dirty() -> int:
     """Re-enqueue calendars whose notification was recorded but whose task was lost
     (broker emptied, worker died): the database's dirty mark is the source of truth."""
     settings = get_settings()
-    if _held_for_backlog("sweeper", settings):
+    # Its messages go ahead of scheduled syncs: only a backlog of those it would add to
+    # holds it (a killed worker's calendar is not left waiting behind the safety net's).
+    if _held_for_backlog("sweeper", settings, urgent_only=True):
         return 0
     with session_scope() as session:
         forgotten = forgotten_dirty(session, datetime.now(UTC), settings.sweep_after_seconds)

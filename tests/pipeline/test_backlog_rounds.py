@@ -117,3 +117,19 @@ def test_a_pushed_change_is_synced_ahead_of_a_scheduled_backlog(
         assert _next_sync(channel) == (pushed, "push")
         # The backlog follows, in the order the round sent it.
         assert [_next_sync(channel)[0] for _ in scheduled] == scheduled
+
+
+def test_a_scheduled_backlog_does_not_hold_the_sweeper(
+    broker: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker killed mid-sync while the safety net's backlog waits: the sweeper still
+    # queues its calendar, ahead of the backlog.
+    if not broker.broker_url.startswith("redis"):
+        pytest.skip("the embedded broker keeps no priorities: this needs Redis (CI runs it)")
+    monkeypatch.setattr(sync_schedule, "SPREAD_AT_MOST", 2)
+    _calendars()
+    assert tasks.safety_net() == CALENDARS
+    left_dirty = _calendars(dirty_since=datetime.now(UTC) - timedelta(hours=1))
+    assert tasks.sweep_dirty() == CALENDARS
+    with app.connection_for_write() as connection:
+        assert _next_sync(connection.default_channel) == (left_dirty[0], "sweeper")

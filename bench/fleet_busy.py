@@ -284,25 +284,24 @@ def change_load(
     (`load`: a bench.change_load.ChangeLoad over them), beside the fleet's own periodic work
     (its Google requests are reported); first, unless told not to, where the safety net
     stands (a read of every due calendar: seconds with a whole fleet due)."""
-    import redis
-
     from bench.change_load import wait_applied
     from bench.end_to_end_lag import phase_report
     from core.settings import get_settings
+    from worker.queue_depth import queue_depth
 
     control.set_faults(latency_ms=0)
     for name, value in (safety_net_backlog() if where_the_net_stands else {}).items():
         report.value(f"{prefix}.push.safety_net_before.{name}", value)
-    broker = redis.Redis.from_url(get_settings().broker_url)
-    backlog_before = int(broker.llen("calsync"))
+    settings = get_settings()
+    # The plain list only (pushed syncs; scheduled ones wait in a lower-priority list).
+    backlog_before = queue_depth(settings, urgent_only=True)
     mark = len(control.requests())
     changes, achieved = load.run(size.rate, size.seconds)
     missing = wait_applied(changes, timeout=60)
     made = Counter(entry["methodId"] for entry in control.requests(since=mark))
     stats = phase_report(report, f"{prefix}.push", changes, achieved, missing)
     report.value(f"{prefix}.push.queue_backlog_before", backlog_before)
-    report.value(f"{prefix}.push.queue_backlog_after", int(broker.llen("calsync")))
-    broker.close()
+    report.value(f"{prefix}.push.queue_backlog_after", queue_depth(settings, urgent_only=True))
     for method, count in sorted(made.items()):
         report.value(f"{prefix}.push.google_requests.{method}", count)
     return {"lag_p50_ms": stats[50], "lag_p99_ms": stats[99], "missing": float(missing)}

@@ -67,6 +67,7 @@ return 0
 _lock = threading.Lock()
 _local_until = 0.0  # monotonic: a message this process knows of waits until then
 _local_due = 0.0  # epoch s: ...and is due then
+_clients: dict[str, redis.Redis] = {}  # broker URL -> the client both scripts run on
 _scripts: dict[tuple[str, str], Any] = {}  # (broker URL, source) -> registered script
 
 
@@ -143,9 +144,9 @@ def _script(url: str, source: str = _TAKE) -> Any:
     with _lock:
         if (url, source) not in _scripts:
             # Both scripts of a broker share its client (one connection pool per process).
-            client = next(
-                (s.registered_client for (u, _), s in _scripts.items() if u == url),
-                None,
-            ) or redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-            _scripts[url, source] = client.register_script(source)
+            if url not in _clients:
+                _clients[url] = redis.Redis.from_url(
+                    url, socket_timeout=2, socket_connect_timeout=2
+                )
+            _scripts[url, source] = _clients[url].register_script(source)
         return _scripts[url, source]

@@ -92,6 +92,11 @@ def test_below_a_backlog_a_round_queues_what_is_still_owed(
     assert queue_depth(broker) == 2 * CALENDARS
 
 
+def _needs_priorities(broker: Settings) -> None:
+    if not broker.broker_url.startswith("redis"):
+        pytest.skip("the embedded broker keeps no priorities: this needs Redis (CI runs it)")
+
+
 def _next_sync(channel) -> tuple[int, str]:
     """The calendar and trigger of the next sync message a worker would take."""
     message = channel.basic_get(str(QueueNames.CALSYNC), no_ack=True)
@@ -103,8 +108,7 @@ def _next_sync(channel) -> tuple[int, str]:
 def test_a_pushed_change_is_synced_ahead_of_a_scheduled_backlog(
     broker: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not broker.broker_url.startswith("redis"):
-        pytest.skip("the embedded broker keeps no priorities: this needs Redis (CI runs it)")
+    _needs_priorities(broker)
     monkeypatch.setattr(sync_schedule, "SPREAD_AT_MOST", 2)  # the round is a backlog
     scheduled = _calendars()
     assert tasks.safety_net() == CALENDARS
@@ -124,8 +128,7 @@ def test_a_scheduled_backlog_does_not_hold_the_sweeper(
 ) -> None:
     # A worker killed mid-sync while the safety net's backlog waits: the sweeper still
     # queues its calendar, ahead of the backlog.
-    if not broker.broker_url.startswith("redis"):
-        pytest.skip("the embedded broker keeps no priorities: this needs Redis (CI runs it)")
+    _needs_priorities(broker)
     monkeypatch.setattr(sync_schedule, "SPREAD_AT_MOST", 2)
     _calendars()
     assert tasks.safety_net() == CALENDARS

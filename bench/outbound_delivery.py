@@ -149,14 +149,16 @@ def syncs_since(started: datetime) -> list[tuple[datetime, datetime, int | None]
 def lag_stages(changes: list[Any], runs: list[tuple[datetime, datetime, int | None]]) -> str:
     """Where each change's sync lag went, p50/p99 of each stage: Google's change -> its
     calendar marked dirty (push notification, webhook, drainer), marked -> sync run started
-    (broker, worker pool, quiet wait), started -> blocks written (fetch, decide)."""
+    (broker, worker pool, quiet wait), started -> blocks written (fetch, decide). A change
+    made while its calendar was already marked (its run carries an earlier change's mark)
+    pushed nothing: it waits in the queue stage from the moment it was made."""
     by_applied = {finished: (run_started, lag) for run_started, finished, lag in runs}
     stages: tuple[list[float], list[float], list[float]] = ([], [], [])
     for change in changes:
         run_started, dirty_ms = by_applied.get(change.applied_at, (None, None))
         if run_started is None or dirty_ms is None or change.updated is None:
             continue
-        marked = change.applied_at - timedelta(milliseconds=dirty_ms)
+        marked = max(change.updated, change.applied_at - timedelta(milliseconds=dirty_ms))
         for stage, (a, b) in zip(
             stages,
             ((change.updated, marked), (marked, run_started), (run_started, change.applied_at)),

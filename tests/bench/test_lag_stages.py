@@ -22,6 +22,17 @@ def test_each_stage_is_measured_from_the_run_that_applied_the_change() -> None:
     assert lag_stages([change], runs) == "push 4/4 queue 86/86 run 5/5"
 
 
+def test_a_change_made_while_its_calendar_was_marked_waits_from_when_it_was_made() -> None:
+    # A change at T0 marked its calendar at +4 ms; a second change at +50 ms found it marked
+    # and was folded into the same run (started at +1,040 ms: held by the sync interval).
+    applied = T0 + ms(1045)
+    first = Change("insert", "cal", "e1", updated=T0, applied_at=applied)
+    second = Change("move", "cal", "e2", updated=T0 + ms(50), applied_at=applied)
+    runs = [(T0 + ms(1040), applied, 1041)]
+    assert lag_stages([first], runs) == "push 4/4 queue 1036/1036 run 5/5"
+    assert lag_stages([second], runs) == "push 0/0 queue 990/990 run 5/5"
+
+
 def test_changes_without_their_run_or_dirty_mark_are_left_out() -> None:
     applied = T0 + ms(95)
     unmarked = Change("move", "cal", "e2", updated=T0, applied_at=applied)

@@ -27,6 +27,7 @@ path.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import cache
 from typing import Any
 
 import redis
@@ -103,6 +104,14 @@ def client_for(broker_url: str, **options: Any) -> redis.Redis:
     options.setdefault("socket_timeout", 2)
     options.setdefault("socket_connect_timeout", 2)
     return redis.Redis.from_url(broker_url, **options)
+
+
+@cache
+def shared_client(broker_url: str) -> redis.Redis:
+    """One client (one connection pool) per broker and process, with client_for's timeouts,
+    for the small periodic callers (queue depth, fan-out gate): a client per call was a new
+    connection each time."""
+    return client_for(broker_url)
 
 
 def chunks(data: bytes, limit: int) -> Iterator[bytes]:

@@ -33,6 +33,7 @@ from typing import Any
 import redis
 
 from core.settings import get_settings
+from intake.redis_intake import shared_client
 
 log = logging.getLogger("calsync.enqueue")
 
@@ -67,7 +68,6 @@ return 0
 _lock = threading.Lock()
 _local_until = 0.0  # monotonic: a message this process knows of waits until then
 _local_due = 0.0  # epoch s: ...and is due then
-_clients: dict[str, redis.Redis] = {}  # broker URL -> the client both scripts run on
 _scripts: dict[tuple[str, str], Any] = {}  # (broker URL, source) -> registered script
 
 
@@ -144,9 +144,5 @@ def _script(url: str, source: str = _TAKE) -> Any:
     with _lock:
         if (url, source) not in _scripts:
             # Both scripts of a broker share its client (one connection pool per process).
-            if url not in _clients:
-                _clients[url] = redis.Redis.from_url(
-                    url, socket_timeout=2, socket_connect_timeout=2
-                )
-            _scripts[url, source] = _clients[url].register_script(source)
+            _scripts[url, source] = shared_client(url).register_script(source)
         return _scripts[url, source]

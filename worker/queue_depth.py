@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 from functools import cache
-from typing import Any
 
 from sqlalchemy import Engine, create_engine, inspect, text
 
 from core.settings import Settings
+from intake.redis_intake import shared_client
 from worker.task_names import QueueNames
 
 log = logging.getLogger("calsync.queue_depth")
@@ -24,21 +24,11 @@ def _sqla_engine(url: str) -> Engine:
     return create_engine(url, connect_args={"timeout": 5} if url.startswith("sqlite") else {})
 
 
-@cache
-def _redis_client(url: str) -> Any:
-    # One client (its connection pool) per broker and process, as the embedded broker's
-    # engine above: the metrics scrape, the alert round and beat's rounds ask every few
-    # seconds, and a client per call was a new connection each time.
-    from intake.redis_intake import client_for
-
-    return client_for(url)
-
-
 def _redis_depth(url: str, urgent_only: bool) -> int:
     keys = [QUEUE]
     if not urgent_only:
         keys += [f"{QUEUE}{_REDIS_PRIORITY_SEPARATOR}{p}" for p in _REDIS_PRIORITIES]
-    with _redis_client(url).pipeline(transaction=False) as pipe:
+    with shared_client(url).pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.llen(key)
         return sum(int(n) for n in pipe.execute())

@@ -28,6 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 import redis
@@ -68,7 +69,6 @@ return 0
 _lock = threading.Lock()
 _local_until = 0.0  # monotonic: a message this process knows of waits until then
 _local_due = 0.0  # epoch s: ...and is due then
-_scripts: dict[tuple[str, str], Any] = {}  # (broker URL, source) -> registered script
 
 
 def reset() -> None:
@@ -140,9 +140,7 @@ def _release_shared(due: float) -> None:
         log.warning("fan_out_gate_release_failed error=%s", type(exc).__name__)
 
 
+@cache
 def _script(url: str, source: str = _TAKE) -> Any:
-    with _lock:
-        if (url, source) not in _scripts:
-            # Both scripts of a broker share its client (one connection pool per process).
-            _scripts[url, source] = shared_client(url).register_script(source)
-        return _scripts[url, source]
+    # Both scripts of a broker run on its shared client (one connection pool per process).
+    return shared_client(url).register_script(source)
